@@ -1,0 +1,255 @@
+"""The `incident` Typer app: global options, the one place errors become exit codes, main()."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import typer
+import typer.core
+
+from incident_cli import __version__
+from incident_cli.errors import ExitStatus, IncidentError
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+    from incident_cli.config import Config
+
+
+@dataclass
+class Env:
+    """What every command needs: options, lazily loaded config and DB, streams and the clock."""
+
+    config_path: str | None = None
+    db_path: str | None = None
+    wait: float = 0.0
+    verbose: bool = False
+    quiet: bool = False
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    clock: Callable[[], float] = time.time
+    _config: Config | None = None
+    _db: Database | None = None
+
+    def config(self) -> Config:
+        if self._config is None:
+            from incident_cli.config import load_config
+
+            path = self.config_path or self.environ.get("INCIDENT_CONFIG")
+            if path:
+                self._config = load_config(path, self.environ, must_exist=True)
+            else:
+                self._config = load_config("incident.yaml", self.environ, must_exist=False)
+        return self._config
+
+    def resolved_db_path(self) -> str:
+        return self.db_path or self.environ.get("INCIDENT_DB") or self.config().db_path
+
+    def db(self) -> Database:
+        if self._db is None:
+            from incident_cli.db import open_db
+
+            self._db = open_db(self.resolved_db_path())
+        return self._db
+
+    def now(self) -> float:
+        return self.clock()
+
+    def secrets(self) -> list[str]:
+        return self._config.secrets() if self._config is not None else []
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _print_error(message: str, env: Env | None) -> None:
+    from incident_cli.redact import redact
+
+    text = redact(message, env.secrets() if env else [])
+    line = " ".join(text.split())  # one line, whatever the message held
+    sys.stderr.write(f"incident: {line}\n")
+
+
+class IncidentGroup(typer.core.TyperGroup):
+    """Maps every exception to one stderr line and an ExitStatus (traceback only with -v)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except IncidentError as exc:
+            env = ctx.obj if isinstance(ctx.obj, Env) else None
+            _print_error(exc.message, env)
+            raise typer.Exit(int(exc.exit_status)) from None
+        except sqlite3.Error as exc:
+            env = ctx.obj if isinstance(ctx.obj, Env) else None
+            locked = "locked" in str(exc) or "busy" in str(exc)
+            _print_error(f"state DB error: {exc}", env)
+            if env is not None and env.verbose:
+                import traceback
+
+                traceback.print_exc()
+            code = ExitStatus.TEMPFAIL if locked else ExitStatus.PARTIAL_FAILURE
+            raise typer.Exit(int(code)) from None
+        except OSError as exc:
+            env = ctx.obj if isinstance(ctx.obj, Env) else None
+            where = f" ({exc.filename})" if exc.filename else ""
+            _print_error(f"{exc.strerror or exc}{where}", env)
+            if env is not None and env.verbose:
+                import traceback
+
+                traceback.print_exc()
+            raise typer.Exit(int(ExitStatus.PARTIAL_FAILURE)) from None
+        except Exception as exc:
+            env = ctx.obj if isinstance(ctx.obj, Env) else None
+            _print_error(f"internal error: {exc.__class__.__name__}: {exc}", env)
+            if env is not None and env.verbose:
+                import traceback
+
+                traceback.print_exc()
+            raise typer.Exit(int(ExitStatus.PARTIAL_FAILURE)) from None
+        finally:
+            if isinstance(ctx.obj, Env):
+                ctx.obj.close()
+
+
+app = typer.Typer(
+    cls=IncidentGroup,
+    name="incident",
+    help="Incident response for Prometheus and Alertmanager, one cron tick at a time.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"incident {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        envvar="INCIDENT_CONFIG",
+        help="Rule file (default ./incident.yaml; built-in defaults when that does not exist).",
+        show_default=False,
+    ),
+    db: str | None = typer.Option(
+        None,
+        "--db",
+        envvar="INCIDENT_DB",
+        help="State DB (default: the config's state.db, relative to the config file).",
+        show_default=False,
+    ),
+    wait: float = typer.Option(
+        0.0, "--wait", min=0, help="Seconds to wait for another tick's lock before exit 75."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Say what was done; tracebacks."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    if ctx.obj is None or not isinstance(ctx.obj, Env):
+        ctx.obj = Env()
+    env: Env = ctx.obj
+    env.config_path = config
+    env.db_path = db
+    env.wait = wait
+    env.verbose = verbose and not quiet
+    env.quiet = quiet
+
+
+def get_env(ctx: typer.Context) -> Env:
+    obj = ctx.find_object(Env)
+    assert obj is not None
+    return obj
+
+
+@contextmanager
+def tick(env: Env, command: str, *, lock: bool = True) -> Iterator[list[int]]:
+    """Run a tick command under the tick lock and leave a heartbeat with its exit code.
+
+    The body appends exit codes to the yielded list; the worst one is recorded (an exception
+    records 1 or the error's status).
+    """
+    from incident_cli.db import TickLock
+    from incident_cli.store import record_heartbeat
+
+    env.config()
+    db = env.db()
+    started = env.now()
+    codes: list[int] = []
+    error: str | None = None
+    lock_ctx = TickLock(env.resolved_db_path(), env.wait) if lock else None
+    if lock_ctx is not None:
+        lock_ctx.acquire()
+    try:
+        yield codes
+    except IncidentError as exc:
+        codes.append(int(exc.exit_status))
+        error = exc.message
+        raise
+    except Exception as exc:
+        codes.append(int(ExitStatus.PARTIAL_FAILURE))
+        error = f"{exc.__class__.__name__}: {exc}"
+        raise
+    finally:
+        try:
+            from incident_cli.redact import redact
+
+            record_heartbeat(
+                db,
+                command,
+                started,
+                env.now(),
+                max(codes, default=0),
+                redact(error, env.secrets()) if error else None,
+            )
+        finally:
+            if lock_ctx is not None:
+                lock_ctx.release()
+
+
+def emit_json(data: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def console() -> Any:
+    """A rich Console on stdout (honours NO_COLOR); imported only by commands that print."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("incident: interrupted\n")
+        sys.exit(130)
+
+
+# Command modules register themselves on `app`; they import their core modules lazily.
+from incident_cli.cli import incidents as _incidents  # noqa: E402,F401

@@ -1,0 +1,319 @@
+"""Commands on incidents: poll, list, show, ack, resolve."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from incident_cli.cli import app, console, emit_json, get_env, tick
+from incident_cli.errors import ExitStatus, NotFound, UsageError
+
+if TYPE_CHECKING:
+    from incident_cli.models import Incident
+
+DRY_RUN = typer.Option(False, "--dry-run", help="Print what would be done; change nothing.")
+JSON = typer.Option(False, "--json", help="Plain JSON on stdout.")
+
+
+def _default_actor() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@app.command()
+def poll(ctx: typer.Context, dry_run: bool = DRY_RUN, as_json: bool = JSON) -> None:
+    """Fetch alerts from every source once; open, update, reopen and auto-resolve incidents."""
+    from incident_cli.poll import poll_once
+
+    env = get_env(ctx)
+    with tick(env, "poll") as codes:
+        result = poll_once(env.db(), env.config(), env.now(), dry_run=dry_run)
+        for name, error in result.failed_sources.items():
+            sys.stderr.write(f"incident: {error} (nothing changed for source {name})\n")
+        if result.failed_sources:
+            codes.append(int(ExitStatus.TEMPFAIL))
+    summary = {
+        "opened": result.opened,
+        "reopened": result.reopened,
+        "resolved": result.resolved,
+        "updated": result.updated,
+        "alerts": result.alerts_seen,
+        "storm": result.storm,
+        "failed_sources": result.failed_sources,
+        "dry_run": dry_run,
+    }
+    if as_json:
+        emit_json(summary)
+    elif env.verbose or dry_run:
+        prefix = "would have: " if dry_run else ""
+        sys.stdout.write(
+            f"poll: {prefix}opened {len(result.opened)}, reopened {len(result.reopened)},"
+            f" resolved {len(result.resolved)}, updated {result.updated}"
+            f" ({result.alerts_seen} alerts)"
+            + (" — storm: one summary per channel" if result.storm else "")
+            + "\n"
+        )
+    worst = max(codes, default=0)
+    if worst:
+        raise typer.Exit(worst)
+
+
+STATUS_CHOICES = ("open", "acknowledged", "resolved", "all")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: str = typer.Option(
+        None,
+        "--status",
+        help="open, acknowledged, resolved or all (default: open and acknowledged).",
+        show_default=False,
+    ),
+    since: float = typer.Option(None, "--since", help="Only incidents opened in the last HOURS."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most this many."),
+    as_json: bool = JSON,
+) -> None:
+    """Incidents, newest first."""
+    from incident_cli.store import list_incidents
+
+    env = get_env(ctx)
+    if status is not None and status not in STATUS_CHOICES:
+        raise UsageError(f"--status must be one of {', '.join(STATUS_CHOICES)}, not {status!r}")
+    statuses: tuple[str, ...] | None
+    if status is None:
+        statuses = ("open", "acknowledged")
+    elif status == "all":
+        statuses = None
+    else:
+        statuses = (status,)
+    if since is not None and since < 0:
+        raise UsageError("--since takes a positive number of hours")
+    db = env.db()
+    cutoff = None if since is None else env.now() - since * 3600
+    incidents = list_incidents(db, statuses, cutoff, limit)
+    if as_json:
+        emit_json([i.to_json() for i in incidents])
+        return
+    if env.quiet:
+        return
+    _print_list(env, incidents, _notification_counts(db, [i.id for i in incidents]))
+
+
+def _notification_counts(db: Any, ids: list[int]) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {}
+    if not ids:
+        return counts
+    for chunk_start in range(0, len(ids), 500):
+        chunk = ids[chunk_start : chunk_start + 500]
+        rows = db.conn.execute(
+            "SELECT incident_id, status, count(*) FROM notifications WHERE status != 'sent'"
+            f" AND incident_id IN ({','.join('?' * len(chunk))}) GROUP BY incident_id, status",
+            chunk,
+        )
+        for incident_id, state, count in rows:
+            counts.setdefault(incident_id, {})[state] = count
+    return counts
+
+
+def _age(env: Any, at: float | None) -> str:
+    from incident_cli.times import format_duration
+
+    if at is None:
+        return "—"
+    return format_duration(max(env.now() - at, 0)) + " ago"
+
+
+_SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "cyan"}
+
+
+def _print_list(env: Any, incidents: list[Incident], notes: dict[int, dict[str, int]]) -> None:
+    from rich.table import Table
+
+    out = console()
+    if not incidents:
+        out.print("no incidents")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ID", "STATUS", "SEVERITY", "TITLE", "OPENED", "NOTES"):
+        table.add_column(column, overflow="fold")
+    for incident in incidents:
+        flags = []
+        if incident.flapping:
+            flags.append("flapping")
+        if incident.reopen_count:
+            flags.append(f"reopened x{incident.reopen_count}")
+        pending = notes.get(incident.id, {})
+        if pending.get("pending"):
+            flags.append(f"{pending['pending']} notification(s) pending")
+        if pending.get("dead"):
+            flags.append(f"{pending['dead']} notification(s) DEAD")
+        table.add_row(
+            str(incident.id),
+            incident.status,
+            f"[{_SEVERITY_STYLE.get(incident.severity, '')}]{incident.severity}[/]",
+            _escape(incident.title),
+            _age(env, incident.opened_at),
+            ", ".join(flags),
+        )
+    out.print(table)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    incident_id: int = typer.Argument(..., metavar="ID", help="Incident id."),
+    as_json: bool = JSON,
+) -> None:
+    """One incident with its alerts, timeline, actions and notifications."""
+    from incident_cli.store import get_incident, incident_detail
+
+    env = get_env(ctx)
+    db = env.db()
+    incident = get_incident(db, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    detail = incident_detail(db, incident)
+    if as_json:
+        emit_json(detail)
+        return
+    _print_detail(env, detail)
+
+
+def _print_detail(env: Any, d: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
+    sev = d["severity"]
+    out.print(
+        f"[bold]#{d['id']} {_escape(d['title'])}[/]  "
+        f"[{_SEVERITY_STYLE.get(sev, '')}]{sev}[/]  {d['status']}"
+        + (f" ({d['resolution']})" if d["resolution"] else "")
+        + ("  [magenta]flapping[/]" if d["flapping"] else "")
+    )
+    facts = [
+        ("rule", f"{d['rule']} → {d['handler']}"),
+        ("source", d["source"]),
+        ("key", d["key"]),
+        ("started", d["started_at"]),
+        ("opened", d["opened_at"]),
+        (
+            "acknowledged",
+            f"{d['acknowledged_at']} by {d['acknowledged_by']}" if d["acknowledged_at"] else None,
+        ),
+        ("resolved", d["resolved_at"]),
+        ("reopened", str(d["reopen_count"]) if d["reopen_count"] else None),
+    ]
+    for name, value in facts:
+        if value:
+            out.print(f"  {name:<13}{_escape(str(value))}")
+    if d["labels"]:
+        out.print(
+            "  labels       " + _escape(", ".join(f"{k}={v[:200]}" for k, v in d["labels"].items()))
+        )
+    for name, value in d["annotations"].items():
+        out.print(f"  {_escape(name[:40]):<13}{_escape(value[:500])}")
+    if d["alerts"]:
+        out.print("\n[bold]Alerts[/]")
+        for a in d["alerts"]:
+            out.print(
+                f"  {a['state']:<11}{a['source']:<14}"
+                f"{_escape(a['labels'].get('alertname', '')[:80])}"
+                f"  since {a['starts_at'] or a['first_seen_at']}"
+            )
+    out.print("\n[bold]Timeline[/]")
+    for e in d["timeline"]:
+        out.print(f"  {e['at']}  {e['kind']:<20}{_escape(e['actor']):<12}{_escape(e['message'])}")
+    if d["actions"]:
+        out.print("\n[bold]Actions[/]")
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("ID", "KIND", "STATUS", "TRIES", "COMMAND", "EXIT", "ERROR"):
+            table.add_column(column, overflow="fold")
+        for a in d["actions"]:
+            table.add_row(
+                str(a["id"]),
+                a["kind"],
+                a["status"],
+                str(a["attempts"]),
+                _escape(" ".join(a["command"] or [])),
+                "" if a["exit_code"] is None else str(a["exit_code"]),
+                _escape(a["error"] or ""),
+            )
+        out.print(table)
+    if d["notifications"]:
+        out.print("\n[bold]Notifications[/]")
+        for n in d["notifications"]:
+            style = {"dead": "bold red", "pending": "yellow"}.get(n["status"], "")
+            out.print(
+                f"  {n['channel']:<12}{n['event']:<14}[{style}]{n['status']:<8}[/]"
+                f"tries {n['attempts']}  {_escape(n['error'] or '')}"
+            )
+
+
+@app.command()
+def ack(
+    ctx: typer.Context,
+    incident_id: int = typer.Argument(..., metavar="ID", help="Incident id."),
+    by: str = typer.Option(None, "--by", help="Who acknowledges (default: the OS user)."),
+    note: str = typer.Option(None, "--note", help="A note for the timeline."),
+    dry_run: bool = DRY_RUN,
+) -> None:
+    """Acknowledge an incident: stops escalation and tells the channels that got it."""
+    from incident_cli.lifecycle import acknowledge
+
+    env = get_env(ctx)
+    who = (by or _default_actor())[:200]
+    if dry_run:
+        _describe_would(env, incident_id, f"acknowledge as {who}")
+        return
+    incident = acknowledge(env.db(), env.config(), incident_id, who, note, env.now())
+    if not env.quiet:
+        sys.stdout.write(f"incident {incident.id} acknowledged by {who}\n")
+
+
+@app.command()
+def resolve(
+    ctx: typer.Context,
+    incident_id: int = typer.Argument(..., metavar="ID", help="Incident id."),
+    note: str = typer.Option(None, "--note", help="A note for the timeline."),
+    false_positive: bool = typer.Option(
+        False, "--false-positive", help="Resolve as a false positive (counted in reports)."
+    ),
+    by: str = typer.Option(None, "--by", help="Who resolves (default: the OS user)."),
+    dry_run: bool = DRY_RUN,
+) -> None:
+    """Resolve an incident by hand."""
+    from incident_cli.lifecycle import resolve_by_hand
+
+    env = get_env(ctx)
+    who = (by or _default_actor())[:200]
+    if dry_run:
+        what = "resolve as a false positive" if false_positive else "resolve"
+        _describe_would(env, incident_id, f"{what} as {who}")
+        return
+    incident = resolve_by_hand(
+        env.db(), env.config(), incident_id, who, note, false_positive, env.now()
+    )
+    if not env.quiet:
+        sys.stdout.write(f"incident {incident.id} resolved ({incident.resolution}) by {who}\n")
+
+
+def _describe_would(env: Any, incident_id: int, what: str) -> None:
+    from incident_cli.store import get_incident
+
+    incident = get_incident(env.db(), incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    sys.stdout.write(f"would {what}: incident {incident.id} ({incident.status}) {incident.title}\n")

@@ -1,0 +1,275 @@
+"""The SQLite state file: opening (WAL, 0600), numbered migrations, transactions, tick lock."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlite_utils import Database, Migrations
+
+from incident_cli.errors import IncidentError, LockBusy
+
+migrations = Migrations("incident")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,
+            title TEXT NOT NULL,
+            status TEXT NOT NULL,            -- open | acknowledged | resolved
+            severity TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            handler TEXT NOT NULL,
+            source TEXT NOT NULL,
+            labels TEXT NOT NULL,            -- JSON object
+            annotations TEXT NOT NULL,       -- JSON object
+            started_at REAL,                 -- epoch seconds, as are all *_at columns
+            opened_at REAL NOT NULL,
+            acknowledged_at REAL,
+            acknowledged_by TEXT,
+            resolved_at REAL,
+            resolution TEXT,                 -- auto | recovered | manual | false_positive
+            flapping INTEGER NOT NULL DEFAULT 0,
+            reopen_count INTEGER NOT NULL DEFAULT 0,
+            last_seen_at REAL,
+            absent_polls INTEGER NOT NULL DEFAULT 0,
+            fixed_at REAL,                   -- a recovery action succeeded
+            escalated_at REAL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX incidents_key ON incidents(key, id);
+        CREATE INDEX incidents_status ON incidents(status);
+        CREATE INDEX incidents_opened ON incidents(opened_at);
+
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            annotations TEXT NOT NULL,
+            state TEXT NOT NULL,             -- firing | suppressed | cleared
+            starts_at REAL,
+            first_seen_at REAL NOT NULL,
+            last_seen_at REAL NOT NULL,
+            cleared_at REAL,
+            generator_url TEXT,
+            UNIQUE (incident_id, source, fingerprint)
+        );
+
+        CREATE TABLE timeline (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            message TEXT NOT NULL,
+            data TEXT                        -- JSON or NULL
+        );
+        CREATE INDEX timeline_incident ON timeline(incident_id, id);
+        CREATE INDEX timeline_kind_at ON timeline(kind, at);
+
+        CREATE TABLE actions (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,              -- command | diagnostics | block_ip | escalate
+            -- status: pending | running | succeeded | failed | refused | skipped
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            command TEXT,                    -- JSON argv (before substitution)
+            params TEXT,                     -- JSON: verify, queries, target, ...
+            target TEXT,
+            budget_key TEXT,
+            exit_code INTEGER,
+            output TEXT,
+            error TEXT,
+            planned_at REAL NOT NULL,
+            due_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            lease_until REAL,
+            verify_until REAL
+        );
+        CREATE INDEX actions_due ON actions(status, due_at);
+        CREATE INDEX actions_incident ON actions(incident_id);
+        CREATE INDEX actions_budget ON actions(budget_key, started_at);
+
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER REFERENCES incidents(id) ON DELETE CASCADE,  -- NULL for storm
+            channel TEXT NOT NULL,
+            -- event: firing | acknowledged | resolved | escalation | storm
+            event TEXT NOT NULL,
+            status TEXT NOT NULL,            -- pending | sent | dead
+            attempts INTEGER NOT NULL DEFAULT 0,
+            message TEXT NOT NULL,           -- JSON facts to render; never credentials
+            created_at REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            lease_until REAL,
+            lease_token TEXT,
+            sent_at REAL,
+            error TEXT
+        );
+        CREATE INDEX notifications_due ON notifications(status, next_attempt_at);
+        CREATE INDEX notifications_incident ON notifications(incident_id, channel, id);
+
+        CREATE TABLE channel_refs (
+            incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            remote_id TEXT NOT NULL,
+            PRIMARY KEY (incident_id, channel)
+        );
+
+        CREATE TABLE journeys (
+            id INTEGER PRIMARY KEY,
+            journey TEXT NOT NULL,
+            at REAL NOT NULL,
+            ok INTEGER NOT NULL,
+            latency_ms REAL,
+            origin TEXT NOT NULL             -- file | cli
+        );
+        CREATE INDEX journeys_by_name ON journeys(journey, at, id);
+
+        CREATE TABLE journey_files (
+            path TEXT PRIMARY KEY,
+            inode INTEGER,
+            size INTEGER,
+            offset INTEGER NOT NULL DEFAULT 0,
+            head TEXT                        -- first bytes, to notice a replaced file
+        );
+
+        CREATE TABLE heartbeats (
+            command TEXT PRIMARY KEY,
+            last_run_at REAL NOT NULL,
+            last_ok_at REAL,
+            last_exit INTEGER,
+            last_duration REAL,
+            last_error TEXT
+        );
+
+        CREATE TABLE source_status (
+            name TEXT PRIMARY KEY,
+            last_checked_at REAL,
+            last_ok_at REAL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            alerts INTEGER
+        );
+        """
+    )
+
+
+# Later migrations: append functions named m002_..., m003_... here; never edit an applied one.
+
+
+def _create_private(path: Path) -> None:
+    """Create the DB file with mode 0600 before SQLite does (SQLite gives WAL/SHM the same mode)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def open_db(path: str | Path, *, migrate: bool = True) -> Database:
+    """Open (creating 0600 if needed) the state DB in WAL mode and apply pending migrations."""
+    if str(path) == ":memory:":
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+    else:
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(target)
+        except OSError as exc:
+            raise IncidentError(f"cannot create the state DB {target}: {exc.strerror}") from None
+        conn = sqlite3.connect(str(target), timeout=10.0, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    db = Database(conn, execute_plugins=False)
+    if str(path) != ":memory:":
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    if migrate and migrations.pending(db):
+        with write_tx(db):
+            migrations.apply(db)
+    return db
+
+
+def pending_migrations(db: Database) -> list[str]:
+    return [m.name for m in migrations.pending(db)]
+
+
+@contextlib.contextmanager
+def write_tx(db: Database) -> Iterator[Database]:
+    """One read-modify-write: BEGIN IMMEDIATE takes the write lock before the first read."""
+    conn = db.conn
+    if conn.in_transaction:
+        yield db
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+class TickLock:
+    """A flock on `<db>.lock` that serialises ticks; `wait` seconds before giving up (exit 75)."""
+
+    def __init__(self, db_path: str | Path, wait: float = 0.0) -> None:
+        self.path = Path(f"{db_path}.lock")
+        self.wait = wait
+        self._fd: int | None = None
+
+    def __enter__(self) -> TickLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as exc:
+            raise IncidentError(f"cannot open the lock file {self.path}: {exc.strerror}") from None
+        deadline = time.monotonic() + max(self.wait, 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockBusy(
+                        f"another tick holds the lock {self.path}; try again next tick"
+                    ) from None
+                time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))
+                continue
+            self._fd = fd
+            return
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

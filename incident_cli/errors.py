@@ -1,0 +1,52 @@
+"""Exit statuses and the exceptions that map onto them."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    PARTIAL_FAILURE = 1  # ran, but part of its own job failed
+    USAGE = 2
+    TEMPFAIL = 75  # try again next tick: source unreachable or lock busy
+    CONFIG = 78  # the config file is invalid
+
+
+class IncidentError(Exception):
+    """An error the CLI reports as one line on stderr with a specific exit status."""
+
+    exit_status = ExitStatus.PARTIAL_FAILURE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(IncidentError):
+    exit_status = ExitStatus.CONFIG
+
+    def __init__(self, file: str, path: str, problem: str) -> None:
+        where = f"{file}: {path}: " if path else f"{file}: "
+        super().__init__(f"invalid config: {where}{problem}")
+        self.file = file
+        self.path = path
+        self.problem = problem
+
+
+class SourceError(IncidentError):
+    """A source could not be read or answered something that is not the expected shape."""
+
+    exit_status = ExitStatus.TEMPFAIL
+
+
+class LockBusy(IncidentError):
+    exit_status = ExitStatus.TEMPFAIL
+
+
+class UsageError(IncidentError):
+    exit_status = ExitStatus.USAGE
+
+
+class NotFound(IncidentError):
+    exit_status = ExitStatus.PARTIAL_FAILURE

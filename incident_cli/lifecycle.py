@@ -1,0 +1,632 @@
+"""The incident lifecycle: open, update, reopen, auto-resolve, acknowledge, resolve, flapping.
+
+Every state change writes its timeline event, plans its handler's actions and queues its
+notifications in the one write transaction of the change. This module is that one place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlite_utils import Database
+
+from incident_cli import outbox
+from incident_cli.config import Config
+from incident_cli.db import write_tx
+from incident_cli.errors import IncidentError, NotFound
+from incident_cli.handlers import plan_actions
+from incident_cli.models import Alert, Incident
+from incident_cli.rules import Routed, route
+from incident_cli.store import add_event, get_incident
+
+SOURCE_FAILURES_BEFORE_INCIDENT = 3
+MAX_STORED_VALUE = 16384  # label/annotation values longer than this are stored truncated
+
+
+def _clip(values: Mapping[str, str]) -> dict[str, str]:
+    return {
+        k[:1024]: (v if len(v) <= MAX_STORED_VALUE else v[:MAX_STORED_VALUE] + "…[truncated]")
+        for k, v in values.items()
+    }
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass
+class PollResult:
+    opened: list[int] = field(default_factory=list)
+    reopened: list[int] = field(default_factory=list)
+    resolved: list[int] = field(default_factory=list)
+    updated: int = 0
+    storm: bool = False
+    failed_sources: dict[str, str] = field(default_factory=dict)
+    alerts_seen: int = 0
+
+
+# --------------------------------------------------------------------------- primitive changes
+
+
+def _insert_incident(
+    db: Database, routed: Routed, alert: Alert, source: str, now: float, *, started_at: float | None
+) -> Incident:
+    labels = _clip(alert.labels)
+    annotations = _clip(alert.annotations)
+    cursor = db.conn.execute(
+        "INSERT INTO incidents (key, title, status, severity, rule, handler, source, labels,"
+        " annotations, started_at, opened_at, last_seen_at, updated_at)"
+        " VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            routed.key,
+            routed.title,
+            routed.severity,
+            routed.rule.name,
+            routed.rule.handler,
+            source,
+            _dumps(labels),
+            _dumps(annotations),
+            started_at,
+            now,
+            now,
+            now,
+        ),
+    )
+    return Incident(
+        id=int(cursor.lastrowid or 0),
+        key=routed.key,
+        title=routed.title,
+        status="open",
+        severity=routed.severity,
+        rule=routed.rule.name,
+        handler=routed.rule.handler,
+        source=source,
+        labels=labels,
+        annotations=annotations,
+        started_at=started_at,
+        opened_at=now,
+        last_seen_at=now,
+    )
+
+
+def _upsert_alerts(
+    db: Database,
+    incident_id: int,
+    alerts: list[Alert],
+    now: float,
+    known: dict[tuple[str, str], str],
+) -> int:
+    """Record the alerts seen now for an incident; timeline `alert_firing` for new/returning ones.
+
+    `known` maps (source, fingerprint) to the stored state of this incident's alert rows.
+    """
+    events = 0
+    for alert in alerts:
+        previous = known.get((alert.source, alert.fingerprint))
+        state = "suppressed" if alert.state == "suppressed" else "firing"
+        if previous is None:
+            db.conn.execute(
+                "INSERT INTO alerts (incident_id, source, fingerprint, labels, annotations, state,"
+                " starts_at, first_seen_at, last_seen_at, generator_url)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    incident_id,
+                    alert.source,
+                    alert.fingerprint,
+                    _dumps(_clip(alert.labels)),
+                    _dumps(_clip(alert.annotations)),
+                    state,
+                    alert.starts_at,
+                    now,
+                    now,
+                    (alert.generator_url or "")[:2048] or None,
+                ),
+            )
+        else:
+            db.conn.execute(
+                "UPDATE alerts SET state = ?, last_seen_at = ?, cleared_at = NULL"
+                " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
+                (state, now, incident_id, alert.source, alert.fingerprint),
+            )
+        if state == "firing" and previous in (None, "cleared"):
+            add_event(
+                db,
+                incident_id,
+                now,
+                "alert_firing",
+                f"{alert.name or 'alert'} firing on {alert.source}",
+                data={"source": alert.source, "fingerprint": alert.fingerprint},
+            )
+            events += 1
+        elif state != previous and previous is not None:
+            add_event(
+                db,
+                incident_id,
+                now,
+                "note",
+                f"{alert.name or 'alert'} on {alert.source} is now {state}",
+                data={"source": alert.source, "fingerprint": alert.fingerprint},
+            )
+        known[(alert.source, alert.fingerprint)] = state
+    return events
+
+
+def _clear_alerts(
+    db: Database, incident_id: int, gone: list[tuple[str, str]], now: float, names: dict[str, str]
+) -> None:
+    for source, fp in gone:
+        db.conn.execute(
+            "UPDATE alerts SET state = 'cleared', cleared_at = ?"
+            " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
+            (now, incident_id, source, fp),
+        )
+        add_event(
+            db,
+            incident_id,
+            now,
+            "alert_cleared",
+            f"{names.get(fp) or 'alert'} no longer reported by {source}",
+            data={"source": source, "fingerprint": fp},
+        )
+
+
+def _flap_changes(db: Database, incident_id: int, since: float) -> int:
+    row = db.conn.execute(
+        "SELECT count(*) FROM timeline WHERE incident_id = ? AND kind IN ('reopened', 'resolved')"
+        " AND at >= ?",
+        (incident_id, since),
+    ).fetchone()
+    return int(row[0])
+
+
+def _maybe_start_flapping(db: Database, config: Config, incident: Incident, now: float) -> Incident:
+    if incident.flapping:
+        return incident
+    changes = _flap_changes(db, incident.id, now - config.incidents.flapping_window)
+    if changes < config.incidents.flapping_changes:
+        return incident
+    db.conn.execute(
+        "UPDATE incidents SET flapping = 1, updated_at = ? WHERE id = ?", (now, incident.id)
+    )
+    incident = replace(incident, flapping=True)
+    add_event(
+        db,
+        incident.id,
+        now,
+        "flapping_started",
+        f"{changes} reopen/resolve changes within {config.incidents.flapping_window:g}s:"
+        " notifications held until it settles",
+        data={"changes": changes, "window_seconds": config.incidents.flapping_window},
+    )
+    outbox.queue_followup(
+        db, config, incident, "firing", now, {"flapping": True, "note": "flapping started"}
+    )
+    return incident
+
+
+def _stop_flapping_if_settled(db: Database, config: Config, incident: Incident, now: float) -> None:
+    if _flap_changes(db, incident.id, now - config.incidents.flapping_window) > 0:
+        return
+    db.conn.execute(
+        "UPDATE incidents SET flapping = 0, updated_at = ? WHERE id = ?", (now, incident.id)
+    )
+    incident = replace(incident, flapping=False)
+    add_event(
+        db,
+        incident.id,
+        now,
+        "flapping_stopped",
+        f"no reopen or resolve for {config.incidents.flapping_window:g}s",
+    )
+    # Bring every channel back to the incident's real state.
+    if incident.status == "resolved":
+        outbox.queue_followup(db, config, incident, "resolved", now)
+    else:
+        outbox.queue_firing(db, config, incident, now, {"note": "flapping stopped"})
+
+
+def _resolve(
+    db: Database,
+    config: Config,
+    incident: Incident,
+    now: float,
+    resolution: str,
+    message: str,
+    *,
+    actor: str = "incident",
+    data: Mapping[str, Any] | None = None,
+) -> Incident:
+    db.conn.execute(
+        "UPDATE incidents SET status = 'resolved', resolved_at = ?, resolution = ?, updated_at = ?"
+        " WHERE id = ?",
+        (now, resolution, now, incident.id),
+    )
+    db.conn.execute(
+        "UPDATE actions SET status = 'skipped', error = 'incident resolved', finished_at = ?"
+        " WHERE incident_id = ? AND status = 'pending'",
+        (now, incident.id),
+    )
+    incident = replace(incident, status="resolved", resolved_at=now, resolution=resolution)
+    add_event(db, incident.id, now, "resolved", message, actor=actor, data=data)
+    if not incident.flapping:
+        outbox.queue_followup(db, config, incident, "resolved", now)
+    return _maybe_start_flapping(db, config, incident, now)
+
+
+def _reopen(db: Database, config: Config, incident: Incident, alert: Alert, now: float) -> Incident:
+    db.conn.execute(
+        "UPDATE incidents SET status = 'open', resolved_at = NULL, resolution = NULL,"
+        " acknowledged_at = NULL, acknowledged_by = NULL, reopen_count = reopen_count + 1,"
+        " last_seen_at = ?, absent_polls = 0, fixed_at = NULL, escalated_at = NULL,"
+        " updated_at = ? WHERE id = ?",
+        (now, now, incident.id),
+    )
+    incident = replace(
+        incident,
+        status="open",
+        resolved_at=None,
+        resolution=None,
+        acknowledged_at=None,
+        acknowledged_by=None,
+        reopen_count=incident.reopen_count + 1,
+        last_seen_at=now,
+        absent_polls=0,
+        fixed_at=None,
+        escalated_at=None,
+    )
+    add_event(
+        db,
+        incident.id,
+        now,
+        "reopened",
+        f"{alert.name or 'alert'} fired again within"
+        f" {config.incidents.reopen_within:g}s of resolving (reopen #{incident.reopen_count})",
+        data={"reopen_count": incident.reopen_count},
+    )
+    incident = _maybe_start_flapping(db, config, incident, now)
+    if not incident.flapping:
+        outbox.queue_firing(db, config, incident, now, {"reopened": True})
+    plan_actions(db, config, incident, alert, config.rule_by_name(incident.rule), now)
+    return incident
+
+
+# --------------------------------------------------------------------------- poll
+
+
+def apply_poll(
+    db: Database,
+    config: Config,
+    fetched: Mapping[str, list[Alert]],
+    failed: Mapping[str, str],
+    now: float,
+) -> PollResult:
+    """Apply one poll's results in one write transaction.
+
+    `fetched` has the alerts of each source read successfully; `failed` the error of each
+    source that was not. Incidents whose alerts come from a failed source are left untouched.
+    """
+    result = PollResult(failed_sources=dict(failed))
+    with write_tx(db):
+        open_by_key: dict[str, Incident] = {}
+        for row in db.query("SELECT * FROM incidents WHERE status != 'resolved' ORDER BY id"):
+            incident = Incident.from_row(row)
+            open_by_key[incident.key] = incident
+        alert_rows: dict[int, dict[tuple[str, str], str]] = {}
+        alert_names: dict[int, dict[str, str]] = {}
+        for incident_id, source, fp, state, labels_json in db.conn.execute(
+            "SELECT a.incident_id, a.source, a.fingerprint, a.state, a.labels FROM alerts a"
+            " JOIN incidents i ON i.id = a.incident_id WHERE i.status != 'resolved'"
+        ):
+            alert_rows.setdefault(incident_id, {})[(source, fp)] = state
+            alert_names.setdefault(incident_id, {})[fp] = json.loads(labels_json).get(
+                "alertname", ""
+            )
+
+        # Group what the sources report now by incident key.
+        groups: dict[str, tuple[Routed, list[Alert]]] = {}
+        route_cache: dict[tuple[tuple[str, str], ...], Routed] = {}
+        for alerts in fetched.values():
+            for alert in alerts:
+                if alert.state not in ("firing", "suppressed"):
+                    continue
+                result.alerts_seen += 1
+                cache_key = tuple(sorted(alert.labels.items()))
+                routed = route_cache.get(cache_key)
+                if routed is None:
+                    routed = route_cache[cache_key] = route(config, alert.labels)
+                groups.setdefault(routed.key, (routed, []))[1].append(alert)
+
+        reopen_candidates: dict[str, Incident] = {}
+        new_keys = [
+            k
+            for k, (_, alerts) in groups.items()
+            if k not in open_by_key and any(a.state == "firing" for a in alerts)
+        ]
+        if new_keys:
+            since = now - config.incidents.reopen_within
+            for row in db.query(
+                "SELECT * FROM incidents WHERE status = 'resolved' AND resolved_at >= ?"
+                " ORDER BY id",
+                [since],
+            ):
+                incident = Incident.from_row(row)
+                reopen_candidates[incident.key] = incident
+
+        new_incidents: list[Incident] = []
+        seen_ids: set[int] = set()
+        for key, (routed, alerts) in groups.items():
+            firing = [a for a in alerts if a.state == "firing"]
+            existing = open_by_key.get(key)
+            if existing is not None:
+                incident = existing
+                result.updated += 1
+            else:
+                if not firing:
+                    continue  # suppressed alerts open nothing
+                first = min(firing, key=lambda a: (a.starts_at or now, a.fingerprint))
+                previous = reopen_candidates.get(key)
+                if previous is not None:
+                    incident = _reopen(db, config, previous, first, now)
+                    result.reopened.append(incident.id)
+                else:
+                    started = min((a.starts_at for a in firing if a.starts_at), default=None)
+                    incident = _insert_incident(
+                        db, routed, first, first.source, now, started_at=started
+                    )
+                    add_event(
+                        db,
+                        incident.id,
+                        now,
+                        "opened",
+                        f"opened by rule {routed.rule.name} ({routed.rule.handler})"
+                        f" from {first.source}",
+                        data={"rule": routed.rule.name, "source": first.source},
+                    )
+                    new_incidents.append(incident)
+                    plan_actions(db, config, incident, first, routed.rule, now)
+                    result.opened.append(incident.id)
+                open_by_key[key] = incident
+            seen_ids.add(incident.id)
+            known = alert_rows.setdefault(incident.id, {})
+            _upsert_alerts(db, incident.id, alerts, now, known)
+            present = {(a.source, a.fingerprint) for a in alerts}
+            gone = [
+                sf
+                for sf, state in known.items()
+                if sf not in present and state != "cleared" and sf[0] in fetched
+            ]
+            if gone:
+                _clear_alerts(db, incident.id, gone, now, alert_names.get(incident.id, {}))
+                for sf in gone:
+                    known[sf] = "cleared"
+            db.conn.execute(
+                "UPDATE incidents SET last_seen_at = ?, absent_polls = 0 WHERE id = ?",
+                (now, incident.id),
+            )
+
+        # Incidents whose alerts are all absent from the sources that answered.
+        for incident in list(open_by_key.values()):
+            if incident.id in seen_ids:
+                continue
+            known = alert_rows.get(incident.id, {})
+            if not known:
+                continue  # anomaly and source_unreachable incidents are not the sources' to clear
+            sources = {source for source, _ in known}
+            if any(source in failed for source in sources):
+                continue  # never resolve on a source we could not read
+            gone = [sf for sf, state in known.items() if state != "cleared"]
+            if gone:
+                _clear_alerts(db, incident.id, gone, now, alert_names.get(incident.id, {}))
+            absent_polls = incident.absent_polls + 1
+            db.conn.execute(
+                "UPDATE incidents SET absent_polls = ? WHERE id = ?", (absent_polls, incident.id)
+            )
+            last_seen = incident.last_seen_at or incident.opened_at
+            if (
+                config.incidents.auto_resolve
+                and absent_polls >= 2
+                and now - last_seen >= config.incidents.resolve_after
+            ):
+                resolution = "recovered" if incident.fixed_at else "auto"
+                _resolve(
+                    db,
+                    config,
+                    replace(incident, absent_polls=absent_polls),
+                    now,
+                    resolution,
+                    f"alerts cleared for {now - last_seen:.0f}s over {absent_polls} polls",
+                    data={"absent_polls": absent_polls, "resolution": resolution},
+                )
+                result.resolved.append(incident.id)
+
+        # Storm protection: one summary per channel instead of one message per new incident.
+        if len(new_incidents) > config.incidents.storm_max_new_per_tick:
+            result.storm = True
+            outbox.queue_storm(db, config, new_incidents, now)
+        else:
+            for incident in new_incidents:
+                outbox.queue_firing(db, config, incident, now)
+
+        _update_source_status(db, config, fetched, failed, now, result)
+        _settle_flapping(db, config, now)
+    return result
+
+
+def _settle_flapping(db: Database, config: Config, now: float) -> None:
+    for row in list(db.query("SELECT * FROM incidents WHERE flapping = 1")):
+        _stop_flapping_if_settled(db, config, Incident.from_row(row), now)
+
+
+def _update_source_status(
+    db: Database,
+    config: Config,
+    fetched: Mapping[str, list[Alert]],
+    failed: Mapping[str, str],
+    now: float,
+    result: PollResult,
+) -> None:
+    for name, alerts in fetched.items():
+        db.conn.execute(
+            "INSERT INTO source_status (name, last_checked_at, last_ok_at, consecutive_failures,"
+            " last_error, alerts) VALUES (?, ?, ?, 0, NULL, ?)"
+            " ON CONFLICT(name) DO UPDATE SET last_checked_at = excluded.last_checked_at,"
+            " last_ok_at = excluded.last_ok_at, consecutive_failures = 0, last_error = NULL,"
+            " alerts = excluded.alerts",
+            (name, now, now, len(alerts)),
+        )
+        incident = _open_unreachable_incident(db, name)
+        if incident is not None:
+            _resolve(db, config, incident, now, "auto", f"source {name} answers again")
+            result.resolved.append(incident.id)
+    for name, error in failed.items():
+        db.conn.execute(
+            "INSERT INTO source_status (name, last_checked_at, consecutive_failures, last_error)"
+            " VALUES (?, ?, 1, ?) ON CONFLICT(name) DO UPDATE SET"
+            " last_checked_at = excluded.last_checked_at,"
+            " consecutive_failures = source_status.consecutive_failures + 1,"
+            " last_error = excluded.last_error",
+            (name, now, error[:500]),
+        )
+        failures = db.conn.execute(
+            "SELECT consecutive_failures FROM source_status WHERE name = ?", (name,)
+        ).fetchone()[0]
+        if failures >= SOURCE_FAILURES_BEFORE_INCIDENT and not _open_unreachable_incident(db, name):
+            _open_source_unreachable(db, config, name, error, failures, now, result)
+
+
+def unreachable_key(name: str) -> str:
+    return f"source_unreachable:source={name}"
+
+
+def _open_unreachable_incident(db: Database, name: str) -> Incident | None:
+    rows = list(
+        db.query(
+            "SELECT * FROM incidents WHERE key = ? AND status != 'resolved' ORDER BY id DESC"
+            " LIMIT 1",
+            [unreachable_key(name)],
+        )
+    )
+    return Incident.from_row(rows[0]) if rows else None
+
+
+def _open_source_unreachable(
+    db: Database,
+    config: Config,
+    name: str,
+    error: str,
+    failures: int,
+    now: float,
+    result: PollResult,
+) -> None:
+    from incident_cli.config import DEFAULT_RULE
+
+    labels = {"alertname": "IncidentSourceUnreachable", "source": name}
+    rule = replace(DEFAULT_RULE, name="source_unreachable")
+    routed = Routed(
+        rule=rule,
+        key=unreachable_key(name),
+        severity="critical",
+        title=f"IncidentSourceUnreachable: {name}",
+    )
+    alert = Alert(
+        source=name,
+        fingerprint="",
+        labels=labels,
+        annotations={"summary": f"source {name} failed {failures} polls in a row: {error}"},
+        state="firing",
+    )
+    last_ok = db.conn.execute(
+        "SELECT last_ok_at FROM source_status WHERE name = ?", (name,)
+    ).fetchone()
+    incident = _insert_incident(
+        db, routed, alert, name, now, started_at=last_ok[0] if last_ok and last_ok[0] else None
+    )
+    add_event(
+        db,
+        incident.id,
+        now,
+        "source_unreachable",
+        f"source {name} failed {failures} polls in a row: {error}"[:500],
+        data={"source": name, "consecutive_failures": failures},
+    )
+    outbox.queue_firing(db, config, incident, now)
+    result.opened.append(incident.id)
+
+
+# --------------------------------------------------------------------------- by hand
+
+
+def acknowledge(
+    db: Database, config: Config, incident_id: int, by: str, note: str | None, now: float
+) -> Incident:
+    with write_tx(db):
+        incident = get_incident(db, incident_id)
+        if incident is None:
+            raise NotFound(f"no incident {incident_id}")
+        if incident.status == "resolved":
+            raise IncidentError(f"incident {incident_id} is resolved; nothing to acknowledge")
+        if incident.status == "acknowledged":
+            raise IncidentError(
+                f"incident {incident_id} was already acknowledged by {incident.acknowledged_by}"
+            )
+        db.conn.execute(
+            "UPDATE incidents SET status = 'acknowledged', acknowledged_at = ?,"
+            " acknowledged_by = ?, updated_at = ? WHERE id = ?",
+            (now, by, now, incident_id),
+        )
+        # Acknowledging stops escalation.
+        db.conn.execute(
+            "UPDATE actions SET status = 'skipped', error = 'acknowledged', finished_at = ?"
+            " WHERE incident_id = ? AND status = 'pending' AND kind = 'escalate'",
+            (now, incident_id),
+        )
+        incident = replace(incident, status="acknowledged", acknowledged_at=now, acknowledged_by=by)
+        add_event(db, incident_id, now, "acknowledged", f"acknowledged by {by}", actor=by)
+        if note:
+            add_event(db, incident_id, now, "note", note, actor=by)
+        outbox.queue_followup(db, config, incident, "acknowledged", now, {"by": by})
+        return incident
+
+
+def resolve_by_hand(
+    db: Database,
+    config: Config,
+    incident_id: int,
+    by: str,
+    note: str | None,
+    false_positive: bool,
+    now: float,
+) -> Incident:
+    resolution = "false_positive" if false_positive else "manual"
+    with write_tx(db):
+        incident = get_incident(db, incident_id)
+        if incident is None:
+            raise NotFound(f"no incident {incident_id}")
+        if incident.status == "resolved":
+            if not false_positive or incident.resolution == "false_positive":
+                raise IncidentError(f"incident {incident_id} is already resolved")
+            # Marking a resolved incident as a false positive afterwards is a reporting fix.
+            db.conn.execute(
+                "UPDATE incidents SET resolution = 'false_positive', updated_at = ? WHERE id = ?",
+                (now, incident_id),
+            )
+            add_event(db, incident_id, now, "note", f"marked false positive by {by}", actor=by)
+            if note:
+                add_event(db, incident_id, now, "note", note, actor=by)
+            return replace(incident, resolution="false_positive")
+        if note:
+            add_event(db, incident_id, now, "note", note, actor=by)
+        what = "a false positive" if false_positive else "resolved"
+        return _resolve(
+            db,
+            config,
+            incident,
+            now,
+            resolution,
+            f"{what} by {by}" if false_positive else f"resolved by {by}",
+            actor=by,
+            data={"resolution": resolution},
+        )

@@ -1,0 +1,120 @@
+"""The small frozen records that cross module borders: Alert, Incident, ActionPlan."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from incident_cli.times import to_rfc3339
+
+INCIDENT_STATUSES = ("open", "acknowledged", "resolved")
+RESOLUTIONS = ("auto", "recovered", "manual", "false_positive")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as a source reported it. `state` is firing, pending or suppressed."""
+
+    source: str
+    fingerprint: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    state: str
+    starts_at: float | None = None
+    generator_url: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    key: str
+    title: str
+    status: str
+    severity: str
+    rule: str
+    handler: str
+    source: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    started_at: float | None
+    opened_at: float
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    resolved_at: float | None = None
+    resolution: str | None = None
+    flapping: bool = False
+    reopen_count: int = 0
+    last_seen_at: float | None = None
+    absent_polls: int = 0
+    fixed_at: float | None = None
+    escalated_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Incident:
+        return cls(
+            id=row["id"],
+            key=row["key"],
+            title=row["title"],
+            status=row["status"],
+            severity=row["severity"],
+            rule=row["rule"],
+            handler=row["handler"],
+            source=row["source"],
+            labels=json.loads(row["labels"]),
+            annotations=json.loads(row["annotations"]),
+            started_at=row["started_at"],
+            opened_at=row["opened_at"],
+            acknowledged_at=row["acknowledged_at"],
+            acknowledged_by=row["acknowledged_by"],
+            resolved_at=row["resolved_at"],
+            resolution=row["resolution"],
+            flapping=bool(row["flapping"]),
+            reopen_count=row["reopen_count"],
+            last_seen_at=row["last_seen_at"],
+            absent_polls=row["absent_polls"],
+            fixed_at=row["fixed_at"],
+            escalated_at=row["escalated_at"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The incident's JSON exactly as SPEC shows it."""
+        return {
+            "id": self.id,
+            "key": self.key,
+            "title": self.title,
+            "status": self.status,
+            "severity": self.severity,
+            "rule": self.rule,
+            "handler": self.handler,
+            "source": self.source,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "started_at": to_rfc3339(self.started_at),
+            "opened_at": to_rfc3339(self.opened_at),
+            "acknowledged_at": to_rfc3339(self.acknowledged_at),
+            "resolved_at": to_rfc3339(self.resolved_at),
+            "resolution": self.resolution,
+            "flapping": self.flapping,
+            "reopen_count": self.reopen_count,
+        }
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    """What a handler asks for; `recover` carries it out.
+
+    kind: command | diagnostics | block_ip | escalate. `command` is the argv before label
+    substitution. `params` is JSON-able detail (verify, queries, ip, reason, ...).
+    """
+
+    kind: str
+    command: tuple[str, ...] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    delay: float = 0.0

@@ -1,0 +1,136 @@
+"""Queueing notifications: which channels hear about which change, written with the change."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlite_utils import Database
+
+from incident_cli.config import Config, severity_rank
+from incident_cli.models import Incident
+
+EVENTS = ("firing", "acknowledged", "resolved", "escalation", "storm")
+
+
+def routed_channels(config: Config, incident: Incident) -> list[str]:
+    """The rule's `notify` (else `defaults.notify`), enabled channels that take this severity."""
+    rule = config.rule_by_name(incident.rule)
+    names = rule.notify if rule.notify is not None else config.defaults.notify
+    out = []
+    for channel in config.enabled_channels(names):
+        if channel.min_severity and severity_rank(incident.severity) < severity_rank(
+            channel.min_severity
+        ):
+            continue
+        out.append(channel.name)
+    return out
+
+
+def channels_that_got_firing(db: Database, incident_id: int) -> list[str]:
+    """Channels with a firing message for this incident that is sent or still on its way."""
+    rows = db.conn.execute(
+        "SELECT DISTINCT channel FROM notifications "
+        "WHERE incident_id = ? AND event = 'firing' AND status != 'dead' ORDER BY channel",
+        (incident_id,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def message_for(
+    config: Config, incident: Incident, event: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The facts a channel renders. A snapshot at queue time; it never holds credentials."""
+    rule = config.rule_by_name(incident.rule)
+    runbook = rule.runbook or incident.annotations.get("runbook_url") or None
+    return {
+        "event": event,
+        "incident": incident.to_json(),
+        "runbook": runbook,
+        "grafana": config.grafana_url,
+        "ack_command": f"incident ack {incident.id}",
+        **(extra or {}),
+    }
+
+
+def queue(
+    db: Database,
+    channels: Iterable[str],
+    incident_id: int | None,
+    event: str,
+    message: Mapping[str, Any],
+    now: float,
+) -> int:
+    """Insert one pending row per channel. Callers hold the state change's write transaction."""
+    assert event in EVENTS, event
+    payload = json.dumps(message, ensure_ascii=False, default=str)
+    rows = [(incident_id, ch, event, payload, now, now) for ch in channels]
+    db.conn.executemany(
+        "INSERT INTO notifications (incident_id, channel, event, status, attempts, message,"
+        " created_at, next_attempt_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)",
+        rows,
+    )
+    return len(rows)
+
+
+def queue_firing(
+    db: Database,
+    config: Config,
+    incident: Incident,
+    now: float,
+    extra: Mapping[str, Any] | None = None,
+) -> int:
+    return queue(
+        db,
+        routed_channels(config, incident),
+        incident.id,
+        "firing",
+        message_for(config, incident, "firing", extra),
+        now,
+    )
+
+
+def queue_followup(
+    db: Database,
+    config: Config,
+    incident: Incident,
+    event: str,
+    now: float,
+    extra: Mapping[str, Any] | None = None,
+) -> int:
+    """acknowledged / resolved go where the firing message went (and only there)."""
+    channels = [c for c in channels_that_got_firing(db, incident.id) if c in config.channels]
+    return queue(db, channels, incident.id, event, message_for(config, incident, event, extra), now)
+
+
+def queue_escalation(
+    db: Database, config: Config, incident: Incident, now: float, reason: str
+) -> int:
+    channels = [c.name for c in config.enabled_channels(config.escalation_channels)]
+    message = message_for(config, incident, "escalation", {"reason": reason})
+    return queue(db, channels, incident.id, "escalation", message, now)
+
+
+def queue_storm(db: Database, config: Config, incidents: list[Incident], now: float) -> int:
+    """One summary per channel instead of one message per incident."""
+    by_channel: dict[str, list[Incident]] = {}
+    for incident in incidents:
+        for channel in routed_channels(config, incident):
+            by_channel.setdefault(channel, []).append(incident)
+    total = 0
+    for channel, members in by_channel.items():
+        names = Counter(i.labels.get("alertname", "?") for i in members)
+        severities = Counter(i.severity for i in members)
+        message = {
+            "event": "storm",
+            "count": len(members),
+            "top_alerts": [{"alertname": n, "incidents": c} for n, c in names.most_common(10)],
+            "by_severity": dict(severities),
+            "incident_ids": [i.id for i in members[:50]],
+            "grafana": config.grafana_url,
+            "hint": "incident list --status open",
+        }
+        total += queue(db, [channel], None, "storm", message, now)
+    return total

@@ -1,0 +1,60 @@
+"""One poll: read every source (no transaction open), then apply the results in one transaction."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlite_utils import Database
+
+from incident_cli.config import Config
+from incident_cli.errors import SourceError
+from incident_cli.lifecycle import PollResult, apply_poll
+from incident_cli.models import Alert
+
+
+class _DryRun(Exception):
+    def __init__(self, result: PollResult) -> None:
+        self.result = result
+
+
+def fetch_all(config: Config) -> tuple[dict[str, list[Alert]], dict[str, str]]:
+    """Read every configured source, in parallel; a failure is recorded, never raised."""
+    from incident_cli.sources import fetch_alerts
+
+    fetched: dict[str, list[Alert]] = {}
+    failed: dict[str, str] = {}
+    sources = list(config.sources.values())
+    if not sources:
+        return fetched, failed
+
+    def one(name: str) -> tuple[str, list[Alert] | None, str | None]:
+        try:
+            return name, fetch_alerts(config.sources[name]), None
+        except SourceError as exc:
+            return name, None, exc.message
+
+    if len(sources) == 1:
+        results = [one(sources[0].name)]
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, len(sources))) as pool:
+            results = list(pool.map(one, [s.name for s in sources]))
+    for name, alerts, error in results:
+        if alerts is not None:
+            fetched[name] = alerts
+        else:
+            failed[name] = error or "failed"
+    return fetched, failed
+
+
+def poll_once(db: Database, config: Config, now: float, *, dry_run: bool = False) -> PollResult:
+    """Fetch, then apply. With dry_run the transaction is rolled back: the DB is unchanged."""
+    fetched, failed = fetch_all(config)
+    if not dry_run:
+        return apply_poll(db, config, fetched, failed, now)
+    from incident_cli.db import write_tx
+
+    try:
+        with write_tx(db):
+            raise _DryRun(apply_poll(db, config, fetched, failed, now))
+    except _DryRun as rollback:
+        return rollback.result

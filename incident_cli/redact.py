@@ -1,0 +1,19 @@
+"""Masking secrets out of any text before it is printed, logged or stored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MASK = "***"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret (and its URL-encoded form) replaced by ***."""
+    from urllib.parse import quote
+
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+        encoded = quote(secret, safe="")
+        if encoded != secret:
+            text = text.replace(encoded, MASK)
+    return text

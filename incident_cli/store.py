@@ -1,0 +1,164 @@
+"""Reading and writing incident rows, the timeline (the audit log) and command heartbeats."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlite_utils import Database
+
+from incident_cli.models import Incident
+from incident_cli.times import to_rfc3339
+
+MAX_EVENT_MESSAGE = 4096
+
+
+def add_event(
+    db: Database,
+    incident_id: int,
+    at: float,
+    kind: str,
+    message: str,
+    *,
+    actor: str = "incident",
+    data: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one timeline event. Callers hold the write transaction of the change it records."""
+    if len(message) > MAX_EVENT_MESSAGE:
+        message = message[: MAX_EVENT_MESSAGE - 1] + "…"
+    db.conn.execute(
+        "INSERT INTO timeline (incident_id, at, kind, actor, message, data) VALUES (?,?,?,?,?,?)",
+        (
+            incident_id,
+            at,
+            kind,
+            actor,
+            message,
+            None if data is None else json.dumps(data, ensure_ascii=False, default=str),
+        ),
+    )
+
+
+def get_incident(db: Database, incident_id: int) -> Incident | None:
+    rows = list(db.query("SELECT * FROM incidents WHERE id = ?", [incident_id]))
+    return Incident.from_row(rows[0]) if rows else None
+
+
+def list_incidents(
+    db: Database, statuses: tuple[str, ...] | None, since: float | None, limit: int | None = None
+) -> list[Incident]:
+    where, args = [], []  # type: list[str], list[Any]
+    if statuses:
+        where.append(f"status IN ({','.join('?' * len(statuses))})")
+        args.extend(statuses)
+    if since is not None:
+        where.append("opened_at >= ?")
+        args.append(since)
+    sql = "SELECT * FROM incidents"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY opened_at DESC, id DESC"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return [Incident.from_row(row) for row in db.query(sql, args)]
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def incident_detail(db: Database, incident: Incident) -> dict[str, Any]:
+    """`show --json`: the incident plus its alerts, timeline, actions and notifications."""
+    out = incident.to_json()
+    out["acknowledged_by"] = incident.acknowledged_by
+    out["alerts"] = [
+        {
+            "source": row["source"],
+            "fingerprint": row["fingerprint"],
+            "state": row["state"],
+            "labels": json.loads(row["labels"]),
+            "annotations": json.loads(row["annotations"]),
+            "starts_at": to_rfc3339(row["starts_at"]),
+            "first_seen_at": to_rfc3339(row["first_seen_at"]),
+            "last_seen_at": to_rfc3339(row["last_seen_at"]),
+            "cleared_at": to_rfc3339(row["cleared_at"]),
+        }
+        for row in db.query("SELECT * FROM alerts WHERE incident_id = ? ORDER BY id", [incident.id])
+    ]
+    out["timeline"] = [
+        {
+            "at": to_rfc3339(row["at"]),
+            "kind": row["kind"],
+            "actor": row["actor"],
+            "message": row["message"],
+            "data": _loads(row["data"]),
+        }
+        for row in db.query(
+            "SELECT * FROM timeline WHERE incident_id = ? ORDER BY id", [incident.id]
+        )
+    ]
+    out["actions"] = [
+        {
+            "id": row["id"],
+            "kind": row["kind"],
+            "status": row["status"],
+            "attempts": row["attempts"],
+            "command": _loads(row["command"]),
+            "exit_code": row["exit_code"],
+            "output": row["output"],
+            "error": row["error"],
+            "planned_at": to_rfc3339(row["planned_at"]),
+            "started_at": to_rfc3339(row["started_at"]),
+            "finished_at": to_rfc3339(row["finished_at"]),
+        }
+        for row in db.query(
+            "SELECT * FROM actions WHERE incident_id = ? ORDER BY id", [incident.id]
+        )
+    ]
+    out["notifications"] = [
+        {
+            "id": row["id"],
+            "channel": row["channel"],
+            "event": row["event"],
+            "status": row["status"],
+            "attempts": row["attempts"],
+            "created_at": to_rfc3339(row["created_at"]),
+            "sent_at": to_rfc3339(row["sent_at"]),
+            "error": row["error"],
+        }
+        for row in db.query(
+            "SELECT * FROM notifications WHERE incident_id = ? ORDER BY id", [incident.id]
+        )
+    ]
+    return out
+
+
+def record_heartbeat(
+    db: Database, command: str, started: float, finished: float, exit_code: int, error: str | None
+) -> None:
+    """Every command run leaves its last run (and last success) for `status` and `metrics`."""
+    from incident_cli.db import write_tx
+
+    with write_tx(db):
+        db.conn.execute(
+            """
+            INSERT INTO heartbeats (command, last_run_at, last_ok_at, last_exit, last_duration,
+                                    last_error)
+            VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT(command) DO UPDATE SET
+                last_run_at = excluded.last_run_at,
+                last_ok_at = COALESCE(excluded.last_ok_at, heartbeats.last_ok_at),
+                last_exit = excluded.last_exit,
+                last_duration = excluded.last_duration,
+                last_error = excluded.last_error
+            """,
+            (
+                command,
+                finished,
+                finished if exit_code == 0 else None,
+                exit_code,
+                finished - started,
+                error[:1000] if error else None,
+            ),
+        )
