@@ -630,3 +630,77 @@ def resolve_by_hand(
             actor=by,
             data={"resolution": resolution},
         )
+
+
+# --------------------------------------------------------------------------- other detectors
+
+
+def raise_external(
+    db: Database,
+    config: Config,
+    *,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    source: str,
+    severity: str | None,
+    now: float,
+    started_at: float | None,
+    message: str,
+    data: Mapping[str, Any] | None = None,
+) -> tuple[Incident, str]:
+    """Open, reopen or update the incident for a problem found by a detector other than a
+    source poll (e.g. `detect-anomalies`). Rules route it like any alert; `severity`, when
+    given, wins over the rule's. The caller holds the write transaction.
+
+    Returns the incident and what happened: "opened", "reopened" or "updated".
+    """
+    routed = route(config, labels)
+    if severity:
+        routed = replace(routed, severity=severity)
+    alert = Alert(
+        source=source,
+        fingerprint="",
+        labels=dict(labels),
+        annotations=dict(annotations),
+        state="firing",
+        starts_at=started_at,
+    )
+    rows = list(
+        db.query("SELECT * FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1", [routed.key])
+    )
+    latest = Incident.from_row(rows[0]) if rows else None
+    if latest is not None and latest.status != "resolved":
+        db.conn.execute(
+            "UPDATE incidents SET last_seen_at = ?, updated_at = ? WHERE id = ?",
+            (now, now, latest.id),
+        )
+        return replace(latest, last_seen_at=now), "updated"
+    if (
+        latest is not None
+        and latest.resolved_at is not None
+        and now - latest.resolved_at <= config.incidents.reopen_within
+    ):
+        incident = _reopen(db, config, latest, alert, now)
+        add_event(db, incident.id, now, "note", message, data=data)
+        return incident, "reopened"
+    incident = _insert_incident(db, routed, alert, source, now, started_at=started_at)
+    add_event(db, incident.id, now, "opened", message, data=data)
+    plan_actions(db, config, incident, alert, routed.rule, now)
+    outbox.queue_firing(db, config, incident, now)
+    return incident, "opened"
+
+
+def clear_external(
+    db: Database,
+    config: Config,
+    incident: Incident,
+    now: float,
+    message: str,
+    data: Mapping[str, Any] | None = None,
+) -> Incident:
+    """Resolve an incident a detector opened, once its problem is gone (resolution auto, or
+    recovered after a successful fix). The caller holds the write transaction."""
+    if incident.status == "resolved":
+        return incident
+    resolution = "recovered" if incident.fixed_at else "auto"
+    return _resolve(db, config, incident, now, resolution, message, data=data)
