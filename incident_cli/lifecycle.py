@@ -371,6 +371,15 @@ def apply_poll(
                 if previous is not None:
                     incident = _reopen(db, config, previous, first, now)
                     result.reopened.append(incident.id)
+                    for source, fp, state, labels_json in db.conn.execute(
+                        "SELECT source, fingerprint, state, labels FROM alerts"
+                        " WHERE incident_id = ?",
+                        (incident.id,),
+                    ):
+                        alert_rows.setdefault(incident.id, {})[(source, fp)] = state
+                        alert_names.setdefault(incident.id, {})[fp] = json.loads(labels_json).get(
+                            "alertname", ""
+                        )
                 else:
                     started = min((a.starts_at for a in firing if a.starts_at), default=None)
                     incident = _insert_incident(
