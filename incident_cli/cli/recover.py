@@ -1,0 +1,70 @@
+"""The `incident recover` command: run the recovery, diagnostic, block and escalation actions
+that are due."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+
+from incident_cli.cli import app, console, emit_json, get_env, tick
+from incident_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from incident_cli.recovery import ActionReport
+
+
+def _line(report: ActionReport) -> str:
+    argv = "; ".join(shlex.join(a) for a in report.argv)
+    parts = [f"#{report.action_id} (incident {report.incident_id}) {report.kind}: {report.outcome}"]
+    if argv:
+        parts.append(argv)
+    if report.detail:
+        parts.append(f"— {report.detail}")
+    return " ".join(parts)
+
+
+@app.command()
+def recover(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print what would run (argv after label substitution); change nothing.",
+    ),
+    incident: int = typer.Option(
+        None, "--incident", min=1, help="Only the actions of this incident.", show_default=False
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Plain JSON on stdout."),
+) -> None:
+    """Run the actions that are due: commands, diagnostics, IP blocks, escalations; verify
+    fixes; back off; escalate once the attempt budget is spent."""
+    from incident_cli.recovery import recover_due
+
+    env = get_env(ctx)
+    with tick(env, "recover") as codes:
+        result = recover_due(
+            env.db(), env.config(), env.now(), dry_run=dry_run, incident_id=incident
+        )
+        if result.problems:
+            codes.append(int(ExitStatus.PARTIAL_FAILURE))
+    if as_json:
+        emit_json(result.to_json())
+    elif dry_run or env.verbose:
+        out = console()
+        if not result.actions:
+            out.print("recover: nothing due", markup=False)
+        for report in result.actions:
+            out.print(_line(report), markup=False)
+    elif result.problems and not env.quiet:
+        # Cron mails this: say which actions could not start.
+        for report in result.actions:
+            if report.outcome == "refused" or (
+                report.outcome == "failed" and report.exit_code is None
+            ):
+                sys.stderr.write(f"incident: {_line(report)}\n")
+    worst = max(codes, default=0)
+    if worst:
+        raise typer.Exit(worst)
