@@ -1144,6 +1144,8 @@ class _Tick:
         if queries:
             parts.append(f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'}")
         status = "failed" if errors else "succeeded"
+        if any(r.error and not r.timed_out for r in outcome.commands):
+            self.result.problems += 1  # a diagnostic command could not start
         summary = ", ".join(parts)
         last_exit = outcome.commands[-1].exit_code if outcome.commands else None
         self._finish(
@@ -1163,7 +1165,13 @@ class _Tick:
             f"diagnostics: {summary}"[:1000],
             data={"action_id": row["id"], "commands": commands, "queries": queries},
         )
-        self.report(row, status, "; ".join(errors) or summary)
+        self.report(
+            row,
+            status,
+            "; ".join(errors) or summary,
+            argv=tuple(tuple(c["argv"]) for c in commands),
+            exit_code=last_exit,
+        )
 
     # ------------------------------------------------------------------- dry run
 
