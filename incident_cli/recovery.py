@@ -308,6 +308,11 @@ def check_health(url: str, timeout: float = HEALTH_TIMEOUT) -> tuple[bool, str]:
     return 200 <= status < 300, f"HTTP {status}"
 
 
+def display_url(url: str) -> str:
+    """The URL without any user:password@ part, for messages."""
+    return re.sub(r"^(https?://)[^/@]*@", r"\1", url)
+
+
 def prometheus_source(config: Config, name: str | None) -> SourceConfig | None:
     if name:
         return config.sources.get(name)
@@ -682,7 +687,7 @@ class _Tick:
             verify = params.get("verify") or {}
             url = verify.get("http")
             if self.result.dry_run:
-                what = f"health of {url}" if url else "the incident's alerts to clear"
+                what = f"health of {display_url(url)}" if url else "the incident's alerts to clear"
                 self.report(row, "would-verify", f"checks {what}")
                 continue
             healthy, detail = check_health(url) if url else (None, None)
@@ -712,7 +717,7 @@ class _Tick:
                 return  # another tick settled it
             verify_until = float(current[1])
             if url:
-                ok, how = bool(healthy), f"{url} answered {detail}"
+                ok, how = bool(healthy), f"{display_url(url)} answered {detail}"
             else:
                 ok, how = self._alerts_cleared(incident), "the incident's alerts cleared"
             if incident.status == "resolved" and incident.resolution not in ("auto", "recovered"):
@@ -731,6 +736,7 @@ class _Tick:
                         " updated_at = ? WHERE id = ?",
                         (now, now, incident.id),
                     )
+                    how += "; resolution auto → recovered"
                 add_event(
                     self.db,
                     incident.id,
@@ -745,7 +751,7 @@ class _Tick:
                 waiting = f"waiting up to {format_duration(verify_until - now)} more"
                 self.report(row, "verifying", f"{waiting} ({detail or 'alerts still firing'})")
                 return
-            what = f"{url} answered {detail}" if url else "the alerts are still firing"
+            what = f"{display_url(url)} answered {detail}" if url else "the alerts are still firing"
             error = f"not recovered within the verify window: {what}"
             self._finish(row, "failed", now, error=error, only_if="running")
             add_event(
@@ -1068,7 +1074,7 @@ class _Tick:
                     (exit_code, self.mask(output)[-MAX_STORED_OUTPUT:], at + within, row["id"]),
                 )
                 what = (
-                    f"{verify['http']} to answer 2xx (now: {outcome.health_detail})"
+                    f"{display_url(verify['http'])} to answer 2xx (now: {outcome.health_detail})"
                     if verify.get("http")
                     else "the incident's alerts to clear"
                 )
@@ -1089,7 +1095,11 @@ class _Tick:
             )
             if job.kind == "command":
                 self._mark_fixed(incident.id, at)
-            how = f"; {verify['http']} answered {outcome.health_detail}" if verify else ""
+            how = (
+                f"; {display_url(verify['http'])} answered {outcome.health_detail}"
+                if verify
+                else ""
+            )
             add_event(
                 self.db,
                 incident.id,

@@ -344,6 +344,7 @@ def test_a_poll_that_resolves_before_verification_still_counts_as_recovered(
     incident = get_incident(db, 1)
     assert incident is not None and incident.resolution == "recovered"
     assert actions(db)[0]["status"] == "succeeded"
+    assert "resolution auto → recovered" in timeline(db)[-1]["message"]
 
 
 def test_a_verification_ends_when_the_incident_is_resolved_by_hand(tmp_path: Path) -> None:

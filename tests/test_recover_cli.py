@@ -52,7 +52,7 @@ def runs(tmp_path: Path) -> list[str]:
 
 def snapshot(tmp_path: Path) -> list[Any]:
     conn = sqlite3.connect(tmp_path / "state.db")
-    tables = ["incidents", "alerts", "timeline", "actions", "notifications"]
+    tables = ["incidents", "alerts", "timeline", "actions", "notifications", "heartbeats"]
     return [conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables]
 
 

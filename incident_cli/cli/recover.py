@@ -44,20 +44,24 @@ def recover(
     from incident_cli.recovery import recover_due
 
     env = get_env(ctx)
-    with tick(env, "recover") as codes:
-        result = recover_due(
-            env.db(), env.config(), env.now(), dry_run=dry_run, incident_id=incident
-        )
-        if result.problems:
-            codes.append(int(ExitStatus.PARTIAL_FAILURE))
+    codes: list[int] = []
+    if dry_run:
+        # Changes nothing, not even the heartbeat: a manual dry run must not hide a stale
+        # `recover` from `incident status`.
+        result = recover_due(env.db(), env.config(), env.now(), dry_run=True, incident_id=incident)
+    else:
+        with tick(env, "recover") as codes:
+            result = recover_due(env.db(), env.config(), env.now(), incident_id=incident)
+            if result.problems:
+                codes.append(int(ExitStatus.PARTIAL_FAILURE))
     if as_json:
         emit_json(result.to_json())
     elif dry_run or env.verbose:
         out = console()
         if not result.actions:
-            out.print("recover: nothing due", markup=False)
+            out.print("recover: nothing due", markup=False, soft_wrap=True)
         for report in result.actions:
-            out.print(_line(report), markup=False)
+            out.print(_line(report), markup=False, soft_wrap=True)
     elif result.problems and not env.quiet:
         # Cron mails this: say which actions could not start.
         for report in result.actions:
