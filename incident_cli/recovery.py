@@ -41,7 +41,7 @@ from incident_cli import outbox
 from incident_cli.config import Config, SourceConfig
 from incident_cli.db import write_tx
 from incident_cli.errors import NotFound
-from incident_cli.handlers import gate_reason
+from incident_cli.handlers import ACTION_KINDS, gate_reason
 from incident_cli.models import Incident
 from incident_cli.redact import redact
 from incident_cli.store import add_event, get_incident
@@ -221,7 +221,11 @@ def run_command(
     cwd: str | None = None,
 ) -> CommandResult:
     """Run argv (never through a shell) in its own session; on timeout kill its whole process
-    group. Keeps the tail of stdout+stderr."""
+    group. Keeps the tail of stdout+stderr.
+
+    A command that exits normally leaves its background children alone (a restart script may
+    start the service itself); we stop reading their output shortly after it exits. Only a
+    grandchild that starts a session of its own escapes the kill on timeout."""
     argv = tuple(argv)
     started = time.monotonic()
     program = argv[0]
@@ -474,6 +478,7 @@ class _Job:
     source: SourceConfig | None = None
     query_timeout: float = 30.0
     verify_url: str | None = None
+    target: str | None = None  # what a block_ip acts on: the parsed IP
 
 
 @dataclass(frozen=True)
@@ -811,6 +816,8 @@ class _Tick:
         reason, job). Reads only; the caller writes."""
         params = _loads(row["params"])
         kind = row["kind"]
+        if kind not in ACTION_KINDS:
+            return "refuse", f"unknown action kind {kind!r}", None
         if incident.status == "resolved":
             return "skip", "incident resolved", None
         gate = gate_reason(self.config, kind, params)
@@ -845,6 +852,8 @@ class _Tick:
             templates += [list(t) for t in params.get("then") or []]
         elif kind == "diagnostics":
             templates = [list(t) for t in params.get("commands") or []]
+        if kind in ("command", "block_ip") and not templates[0]:
+            return "refuse", f"the {kind} action has no command", None
         steps = []
         for template in templates:
             try:
@@ -898,6 +907,7 @@ class _Tick:
             source=source,
             query_timeout=timeout,
             verify_url=verify.get("http") if kind == "command" else None,
+            target=extra.get("ip"),
         )
         return "run", None, job
 
@@ -979,7 +989,7 @@ class _Tick:
                     json.dumps(shown[0], ensure_ascii=False)
                     if shown and row["kind"] != "diagnostics"
                     else None,
-                    job.env.get("INCIDENT_IP"),
+                    job.target,
                     action_id,
                 ),
             )

@@ -552,3 +552,14 @@ def test_the_db_is_consistent_after_a_tick(tmp_path: Path) -> None:
     assert not db.conn.in_transaction
     check = sqlite3.connect(tmp_path / "state.db").execute("PRAGMA integrity_check").fetchone()
     assert check == ("ok",)
+
+
+def test_an_action_of_an_unknown_kind_is_refused_not_run(tmp_path: Path) -> None:
+    passing_fix(tmp_path)
+    config = fix_config(tmp_path)
+    db = db_for(tmp_path)
+    fire(db, config, T0, DOWN)
+    db.conn.execute("UPDATE actions SET kind = 'teleport'")
+    result = recover_due(db, config, T0 + 1)
+    assert [a.outcome for a in result.actions] == ["refused"]
+    assert runs(tmp_path) == []
