@@ -164,3 +164,22 @@ def test_recover_as_cron_runs_it(tmp_path: Path) -> None:
         "SELECT last_exit FROM heartbeats WHERE command = 'recover'"
     )
     assert heartbeat.fetchone() == (0,)
+
+
+def test_a_program_missing_from_path_exits_1_and_says_so(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        """
+        rules:
+          - name: d
+            match: {alertname: BackendServiceDown}
+            handler: service_down
+            recovery: {commands: [[no-such-restart-tool, backend]], max_attempts: 1}
+        """,
+    )
+    db = db_for(tmp_path)
+    fire(db, load(path), time.time() - 5, alert(alertname="BackendServiceDown"))
+    db.close()
+    result = invoke(tmp_path, "recover")
+    assert result.exit_code == 1
+    assert "no-such-restart-tool: was not found on PATH" in result.output
