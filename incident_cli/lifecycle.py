@@ -721,9 +721,7 @@ def raise_severity(
     altogether. The note records `message`/`data`. The caller holds the write transaction."""
     from incident_cli.config import severity_rank
 
-    if incident.status == "resolved" or severity_rank(severity) <= severity_rank(
-        incident.severity
-    ):
+    if incident.status == "resolved" or severity_rank(severity) <= severity_rank(incident.severity):
         return incident
     db.conn.execute(
         "UPDATE incidents SET severity = ?, updated_at = ? WHERE id = ?",
