@@ -12,10 +12,11 @@ that is not a valid result is skipped and counted, never fatal.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
-import unicodedata
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,10 +70,18 @@ class FileRead:
 # --------------------------------------------------------------------------- validation
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # the Unicode "Cc" category
+
+
 def check_name(name: object) -> str:
     """A journey name: 1..MAX_NAME_CHARS characters of any script, no control characters."""
     if not isinstance(name, str):
         raise ValueError("journey is not a string")
+    return _checked_name(name)
+
+
+@functools.lru_cache(maxsize=4096)  # a file repeats a few names many times
+def _checked_name(name: str) -> str:
     if not name.strip():
         raise ValueError("journey is empty")
     if len(name) > MAX_NAME_CHARS:
@@ -81,7 +90,7 @@ def check_name(name: object) -> str:
         name.encode("utf-8")  # a lone surrogate from a JSON "\ud800" escape cannot be stored
     except UnicodeEncodeError:
         raise ValueError("journey is not valid unicode") from None
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
+    if _CONTROL.search(name):
         raise ValueError("journey contains control characters")
     return name
 
@@ -101,19 +110,28 @@ def check_at(value: object, now: float) -> float:
     """An RFC 3339 time, rounded to the microsecond (what the timeline can write back)."""
     if not isinstance(value, str):
         raise ValueError("at is not an RFC 3339 string")
+    at = _parsed_at(value)
+    if at > now + FUTURE_TOLERANCE:
+        raise ValueError("at is more than a day in the future")
+    return at
+
+
+@functools.lru_cache(maxsize=4096)  # probes of many journeys share their timestamps
+def _parsed_at(value: str) -> float:
     try:
         at = parse_rfc3339(value)
     except (ValueError, OverflowError):
         raise ValueError("at is not an RFC 3339 time") from None
     if not math.isfinite(at) or at < 0:
         raise ValueError("at is before 1970")
-    if at > now + FUTURE_TOLERANCE:
-        raise ValueError("at is more than a day in the future")
     return round(at, 6)
 
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # NaN/Infinity are not numbers
 
 
 def parse_line(raw: bytes, now: float) -> JourneyResult:
@@ -123,7 +141,7 @@ def parse_line(raw: bytes, now: float) -> JourneyResult:
     except UnicodeDecodeError:
         raise ValueError("not UTF-8") from None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _DECODER.decode(text)
     except RecursionError:
         raise ValueError("not JSON (nested too deeply)") from None
     except ValueError as exc:  # JSONDecodeError, and int literals beyond Python's digit limit
