@@ -219,6 +219,7 @@ class FileReport:
     skipped: int
     first_problem: str | None
     reset: bool
+    more: bool  # stopped at the per-tick read limit; the rest comes next tick
 
 
 @dataclass
@@ -249,6 +250,7 @@ class DetectResult:
                 "skipped": f.skipped,
                 "first_problem": f.first_problem,
                 "reset": f.reset,
+                "more": f.more,
             },
             "file_error": self.file_error,
             "dry_run": self.dry_run,
@@ -297,6 +299,7 @@ def detect_anomalies(
                     skipped=read.skipped,
                     first_problem=read.first_problem,
                     reset=read.reset,
+                    more=read.more,
                 )
             need = max(2 * settings.window, settings.consecutive_failures)
             evaluations = [

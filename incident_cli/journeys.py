@@ -12,11 +12,13 @@ that is not a valid result is skipped and counted, never fatal.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import math
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +34,7 @@ MAX_LATENCY_MS = 86_400_000.0  # one day: anything slower is a broken probe, not
 FUTURE_TOLERANCE = 86_400.0  # a result more than a day ahead of our clock is garbage
 HEAD_BYTES = 256
 READ_CHUNK = 1 << 20
+MAX_READ_BYTES = 64 << 20  # per tick: a huge backlog is caught up over several ticks
 INSERT_BATCH = 5000
 
 
@@ -65,6 +68,7 @@ class FileRead:
     skipped: int = 0
     first_problem: str | None = None
     reset: bool = False  # the file was rotated, truncated or replaced: read from the start
+    more: bool = False  # stopped at MAX_READ_BYTES: the next tick goes on from there
 
 
 # --------------------------------------------------------------------------- validation
@@ -174,17 +178,26 @@ def format_at(at: float) -> str:
 # --------------------------------------------------------------------------- the file
 
 
-def _complete_lines(handle: BinaryIO, start: int) -> Iterator[tuple[int, bytes | None]]:
+def _complete_lines(
+    handle: BinaryIO, start: int, budget: int, more: list[bool]
+) -> Iterator[tuple[int, bytes | None]]:
     """(offset after the line, the line without its newline) for each whole line from `start`;
-    None instead of the bytes for a line longer than MAX_LINE_BYTES. Never holds more than one
-    chunk plus one line in memory."""
+    None instead of the bytes for a line longer than MAX_LINE_BYTES. Stops after about `budget`
+    bytes (setting more[0]). Never holds more than one chunk plus one line in memory.
+
+    An unfinished line longer than MAX_LINE_BYTES is consumed too (yielded as None): waiting for
+    its end would re-read it every tick, and whatever follows it is skipped as malformed anyway.
+    """
     pos = start
     partial = b""
     overlong = False
     while True:
+        if pos - start >= budget:
+            more[0] = True
+            break
         chunk = handle.read(READ_CHUNK)
         if not chunk:
-            return
+            break
         begin = 0
         while True:
             nl = chunk.find(b"\n", begin)
@@ -204,6 +217,8 @@ def _complete_lines(handle: BinaryIO, start: int) -> Iterator[tuple[int, bytes |
                 yield pos, partial + piece
             partial, overlong = b"", False
             begin = nl + 1
+    if overlong:
+        yield pos, None
 
 
 def read_new_lines(path: str, prior: FileState | None, now: float) -> FileRead | None:
@@ -215,6 +230,8 @@ def read_new_lines(path: str, prior: FileState | None, now: float) -> FileRead |
         return None
     with handle:
         st = os.fstat(handle.fileno())
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would never end
+            raise OSError(errno.EINVAL, "not a regular file", path)
         head = handle.read(HEAD_BYTES)
         offset = 0
         reset = False
@@ -233,7 +250,8 @@ def read_new_lines(path: str, prior: FileState | None, now: float) -> FileRead |
         lines = skipped = 0
         first_problem: str | None = None
         end = offset
-        for after, raw in _complete_lines(handle, offset):
+        more = [False]
+        for after, raw in _complete_lines(handle, offset, MAX_READ_BYTES, more):
             lines += 1
             line_start = end
             end = after
@@ -261,6 +279,7 @@ def read_new_lines(path: str, prior: FileState | None, now: float) -> FileRead |
         skipped=skipped,
         first_problem=first_problem,
         reset=reset,
+        more=more[0],
     )
 
 

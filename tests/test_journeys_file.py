@@ -225,18 +225,50 @@ def test_a_file_of_good_and_hostile_lines_keeps_the_good_and_counts_the_rest(rig
     assert result.file.first_problem.startswith(f"byte {len(good)}: not JSON")
 
 
-def test_an_overlong_line_without_its_newline_stays_bounded(tmp_path: Path) -> None:
+def test_an_overlong_unfinished_line_is_skipped_not_reread_every_tick(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     path.write_bytes(line(0).encode() + b"z" * (3 * journeys.MAX_LINE_BYTES))
     read = journeys.read_new_lines(str(path), None, NOW)
     assert read is not None
-    assert (read.lines, len(read.results), read.skipped) == (1, 1, 0)
-    assert read.state.offset == len(line(0))  # the unfinished line waits for its newline
+    assert (read.lines, len(read.results), read.skipped) == (2, 1, 1)
+    assert read.state.offset == path.stat().st_size
     with path.open("ab") as f:
-        f.write(b"\n" + line(1).encode())
+        f.write(b"zz\n" + line(1).encode())
     again = journeys.read_new_lines(str(path), read.state, NOW)
     assert again is not None
-    assert (again.lines, len(again.results), again.skipped, again.reset) == (2, 1, 1, False)
+    assert (len(again.results), again.skipped, again.reset) == (1, 1, False)
+
+
+def test_a_huge_backlog_is_read_over_several_ticks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journeys, "READ_CHUNK", 100)
+    monkeypatch.setattr(journeys, "MAX_READ_BYTES", 1000)
+    path = tmp_path / "j.jsonl"
+    path.write_text("".join(line(i) for i in range(30)))
+    state = None
+    seen = 0
+    for _ in range(10):
+        read = journeys.read_new_lines(str(path), state, NOW)
+        assert read is not None
+        assert read.skipped == 0
+        seen += len(read.results)
+        state = read.state
+        if not read.more:
+            break
+    assert seen == 30
+    assert state is not None and state.offset == path.stat().st_size
+
+
+def test_a_fifo_is_refused_rather_than_read_forever(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # a writer, so opening for reading returns
+    try:
+        with pytest.raises(OSError, match="not a regular file"):
+            journeys.read_new_lines(str(path), None, NOW)
+    finally:
+        os.close(fd)
 
 
 def test_recording_the_same_result_twice_stores_it_once(tmp_path: Path) -> None:

@@ -31,11 +31,11 @@ def detect_anomalies(
         result = detect(env.db(), env.config(), env.now(), dry_run=dry_run)
         if result.file_error:
             codes.append(int(ExitStatus.PARTIAL_FAILURE))
+    if result.file_error:
+        sys.stderr.write(f"incident: {result.file_error}\n")
     if as_json:
         emit_json(result.to_json())
     else:
-        if result.file_error:
-            sys.stderr.write(f"incident: {result.file_error}\n")
         if result.file is not None and result.file.skipped and not env.quiet:
             sys.stderr.write(
                 f"incident: skipped {result.file.skipped} malformed line(s) in"
@@ -87,6 +87,7 @@ def _print_summary(result: DetectResult) -> None:
     f = result.file
     if f is not None:
         reset = " (rotated or truncated: re-read from the start)" if f.reset else ""
+        reset += " (more to read next tick)" if f.more else ""
         out.print(
             f"journeys file: {f.lines} new line(s), {f.stored} new result(s),"
             f" {f.skipped} skipped{reset}",
