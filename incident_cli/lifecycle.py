@@ -355,6 +355,7 @@ def apply_poll(
                 incident = Incident.from_row(row)
                 reopen_candidates[incident.key] = incident
 
+        source_order = {name: i for i, name in enumerate(config.sources)}
         new_incidents: list[Incident] = []
         seen_ids: set[int] = set()
         for key, (routed, alerts) in groups.items():
@@ -366,7 +367,14 @@ def apply_poll(
             else:
                 if not firing:
                     continue  # suppressed alerts open nothing
-                first = min(firing, key=lambda a: (a.starts_at or now, a.fingerprint))
+                first = min(
+                    firing,
+                    key=lambda a: (
+                        a.starts_at or now,
+                        source_order.get(a.source, 0),
+                        a.fingerprint,
+                    ),
+                )
                 previous = reopen_candidates.get(key)
                 if previous is not None:
                     incident = _reopen(db, config, previous, first, now)
