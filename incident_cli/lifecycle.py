@@ -355,6 +355,7 @@ def apply_poll(
                 incident = Incident.from_row(row)
                 reopen_candidates[incident.key] = incident
 
+        source_order = {name: i for i, name in enumerate(config.sources)}
         new_incidents: list[Incident] = []
         seen_ids: set[int] = set()
         for key, (routed, alerts) in groups.items():
@@ -366,11 +367,27 @@ def apply_poll(
             else:
                 if not firing:
                     continue  # suppressed alerts open nothing
-                first = min(firing, key=lambda a: (a.starts_at or now, a.fingerprint))
+                first = min(
+                    firing,
+                    key=lambda a: (
+                        a.starts_at or now,
+                        source_order.get(a.source, 0),
+                        a.fingerprint,
+                    ),
+                )
                 previous = reopen_candidates.get(key)
                 if previous is not None:
                     incident = _reopen(db, config, previous, first, now)
                     result.reopened.append(incident.id)
+                    for source, fp, state, labels_json in db.conn.execute(
+                        "SELECT source, fingerprint, state, labels FROM alerts"
+                        " WHERE incident_id = ?",
+                        (incident.id,),
+                    ):
+                        alert_rows.setdefault(incident.id, {})[(source, fp)] = state
+                        alert_names.setdefault(incident.id, {})[fp] = json.loads(labels_json).get(
+                            "alertname", ""
+                        )
                 else:
                     started = min((a.starts_at for a in firing if a.starts_at), default=None)
                     incident = _insert_incident(

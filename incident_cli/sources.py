@@ -71,7 +71,12 @@ def http_get_json(
                 raise SourceError(f"{what}: HTTP {response.status_code}")
             chunks: list[bytes] = []
             size = 0
-            for chunk in response.iter_content(chunk_size=65536):
+            # read1 returns whatever has arrived, so a server that drips bytes meets the
+            # deadline within one socket timeout instead of holding the tick hostage.
+            while True:
+                chunk = response.raw.read1(65536, decode_content=True)
+                if not chunk:
+                    break
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
