@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner, Result
 
 from incident_cli.cli import Env, app
@@ -33,13 +32,6 @@ channels:
 defaults: {{notify: [hook, pd]}}
 {extra}
 """
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("ANOMALY_", "INCIDENT_")):
-            monkeypatch.delenv(name)
 
 
 class Rig:
@@ -356,8 +348,7 @@ def test_it_records_its_heartbeat_and_exits_1_when_the_file_cannot_be_read(tmp_p
 def test_cron_runs_it_as_a_subprocess(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     rig.append("....xxx")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANOMALY_", "INCIDENT_"))}
-    env["HOME"] = str(tmp_path)
+    env = {**os.environ, "HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "incident_cli", "--config", str(tmp_path / "incident.yaml")]
     done = subprocess.run(
         [*cmd, "detect-anomalies"], capture_output=True, text=True, env=env, timeout=60

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
@@ -14,13 +13,6 @@ from incident_cli.cli import Env, app
 from incident_cli.times import parse_rfc3339
 
 NOW = parse_rfc3339("2026-11-28T21:00:00.25Z")
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("ANOMALY_", "INCIDENT_")):
-            monkeypatch.delenv(name)
 
 
 def record(tmp_path: Path, *args: str) -> Result:
