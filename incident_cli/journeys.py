@@ -171,8 +171,12 @@ def parse_line(raw: bytes, now: float) -> JourneyResult:
 
 
 def format_at(at: float) -> str:
-    """Epoch seconds → RFC 3339 with microseconds (exact for the rounded `at` we store)."""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    """Epoch seconds → RFC 3339, with microseconds when there are any (exact for the `at` we
+    store, which is rounded to the microsecond)."""
+    stamp = datetime.fromtimestamp(at, UTC)
+    if stamp.microsecond:
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --------------------------------------------------------------------------- the file

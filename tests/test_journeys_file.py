@@ -291,3 +291,12 @@ def test_recent_results_are_the_newest_by_time_then_arrival(tmp_path: Path) -> N
         (20.0, 4.0),
         (30.0, 1.0),
     ]
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-11-28T20:00:00Z", "2026-11-28T20:00:00.000001Z", "2026-11-28T20:00:00.999999Z"]
+)
+def test_a_stored_time_writes_back_exactly(text: str) -> None:
+    at = journeys.check_at(text, NOW)
+    assert journeys.format_at(at) == text
+    assert journeys.check_at(journeys.format_at(at), NOW) == at
