@@ -283,7 +283,8 @@ def detect_anomalies(
             result.file_error = f"cannot read the journeys file {path}: {exc.strerror or exc}"
 
     with write_tx(db):
-        db.conn.execute("SAVEPOINT detect_anomalies")
+        if dry_run:  # a savepoint, so a dry run inside a caller's transaction undoes only itself
+            db.conn.execute("SAVEPOINT detect_anomalies")
         try:
             if path and read is not None:
                 stored = 0
@@ -309,7 +310,7 @@ def detect_anomalies(
         finally:
             if dry_run:
                 db.conn.execute("ROLLBACK TO detect_anomalies")
-            db.conn.execute("RELEASE detect_anomalies")
+                db.conn.execute("RELEASE detect_anomalies")
     return result
 
 
