@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -20,8 +21,12 @@ USER_AGENT = "incident-cli"
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
-    """A stable identity for an alert: a hash of its sorted labels."""
-    canonical = json.dumps(sorted(labels.items()), ensure_ascii=False, separators=(",", ":"))
+    """A stable identity for an alert: a hash of its sorted labels.
+
+    Separators are control characters that cannot be confused with label text boundaries
+    (names are [a-zA-Z_][a-zA-Z0-9_]*), so distinct label sets give distinct inputs.
+    """
+    canonical = "\x1e".join(f"{k}\x1f{v}" for k, v in sorted(labels.items()))
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
@@ -104,6 +109,12 @@ def _string_map(value: Any, what: str, field: str) -> dict[str, str]:
 def _time(value: Any) -> float | None:
     if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
         return None
+    return _cached_time(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_time(value: str) -> float | None:
+    # Alerts of one rule evaluation share their timestamp: parse each distinct one once.
     try:
         return parse_rfc3339(value)
     except ValueError:
