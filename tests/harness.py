@@ -205,14 +205,16 @@ def start_prometheus(
     rules_yaml: str,
     targets: list[str],
     alertmanager: Process | None = None,
+    job: str = "toy",
 ) -> Process:
-    """Prometheus scraping `targets` every second and evaluating `rules_yaml` every second."""
+    """Prometheus scraping `targets` (as `job`) every second and evaluating `rules_yaml` every
+    second."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "rules.yml").write_text(rules_yaml)
     config: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
         "rule_files": [str(workdir / "rules.yml")],
-        "scrape_configs": [{"job_name": "toy", "static_configs": [{"targets": targets}]}],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
     }
     if alertmanager is not None:
         config["alerting"] = {
