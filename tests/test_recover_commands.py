@@ -123,7 +123,7 @@ def test_a_background_grandchild_holding_stdout_does_not_hang_the_tick(tmp_path:
         tmp_path,
         "starter.sh",
         """
-        sh -c 'echo $$ > daemon.pid; sleep 30' &
+        sh -c 'echo $$ > daemon.pid; exec sleep 30' &
         echo restarted
         exit 0
         """,
