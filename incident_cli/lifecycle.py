@@ -371,6 +371,15 @@ def apply_poll(
                 if previous is not None:
                     incident = _reopen(db, config, previous, first, now)
                     result.reopened.append(incident.id)
+                    # Its alert rows were not loaded above (it was resolved): load them so the
+                    # returning alerts update their rows instead of inserting duplicates.
+                    alert_rows[incident.id] = {
+                        (source, fp): state
+                        for source, fp, state in db.conn.execute(
+                            "SELECT source, fingerprint, state FROM alerts WHERE incident_id = ?",
+                            (incident.id,),
+                        )
+                    }
                 else:
                     started = min((a.starts_at for a in firing if a.starts_at), default=None)
                     incident = _insert_incident(
