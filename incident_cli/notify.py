@@ -452,6 +452,24 @@ class Preview:
         }
 
 
+def _mask_url(url: str, secrets: list[str]) -> str:
+    """A URL that is itself a secret (a Slack webhook) shows its host, not its path."""
+    masked = redact(url, secrets)
+    if masked == url or "://" not in url:
+        return masked
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return masked
+    if not host or redact(host, secrets) != host:
+        return masked
+    return f"{parts.scheme}://{host}{port}/***"
+
+
 def _mask(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, str):
         return redact(value, secrets)
@@ -538,7 +556,7 @@ def preview_pending(
             preview(
                 None if due else "not due yet",
                 outgoing.method,
-                redact(outgoing.url, secrets),
+                _mask_url(outgoing.url, secrets),
                 {k: redact(v, secrets) for k, v in outgoing.headers.items()},
                 _mask(outgoing.body, secrets),
             )
