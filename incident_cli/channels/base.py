@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import requests
 
 from incident_cli.config import ChannelConfig
+from incident_cli.redact import redact
 
 USER_AGENT = "incident-cli"
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -84,8 +85,15 @@ class Channel:
         return self.default_rate_limit if self.config.rate_limit is None else self.config.rate_limit
 
     def secrets(self) -> list[str]:
-        """Every value that must never be printed or stored."""
-        return self.config.secrets()
+        """Every value that must never be printed or stored.
+
+        A secret URL (a Slack webhook) also hides its path and query, and their long parts:
+        an endpoint's error page may echo the path without the host.
+        """
+        values = list(self.config.secrets())
+        for value in list(values):
+            values.extend(url_parts(value))
+        return values
 
     def prepare(self, message: Message) -> Outgoing:
         raise NotImplementedError
@@ -126,7 +134,7 @@ class Channel:
             raise TransportError(f"{what}: timed out after {self.timeout:g}s") from None
         if 200 <= status < 300:
             return HTTPResponse(status, body)
-        detail = _short_body(body)
+        detail = _short_body(body, self.secrets())
         text = f"{what} answered HTTP {status}" + (f": {detail}" if detail else "")
         if status == 429:
             raise TransportError(text, retry_after=parse_retry_after(retry_after, time.time()))
@@ -167,12 +175,30 @@ def _read_capped(response: requests.Response, deadline: float) -> bytes:
     return b"".join(chunks)[:MAX_RESPONSE_BYTES]
 
 
-def _short_body(body: bytes) -> str:
-    """The start of an error body on one line (masked later with the channel's secrets)."""
-    text = body[:2000].decode("utf-8", "replace")
+def _short_body(body: bytes, secrets: list[str]) -> str:
+    """The start of an error body on one line, masked before it is cut (no half secrets)."""
+    text = body[:4000].decode("utf-8", "replace")
     if text.lstrip().startswith("<"):
         return ""  # an HTML error page says nothing the status code does not
-    return " ".join(text.split())[:200]
+    return clip(redact(" ".join(text.split()), secrets), 200)
+
+
+def url_parts(value: str) -> list[str]:
+    """The parts of a secret URL that could be echoed on their own: path, query, long pieces."""
+    if "://" not in value:
+        return []
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return []
+    found = [parts.path, f"{parts.path}?{parts.query}" if parts.query else ""]
+    found.extend(parts.path.split("/"))
+    found.extend(v for _, v in parse_qsl(parts.query))
+    if parts.password:
+        found.append(parts.password)
+    return [p for p in found if len(p) >= 10]
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

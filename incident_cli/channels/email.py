@@ -18,6 +18,7 @@ from incident_cli.channels.base import (
     one_line,
     plain_text,
 )
+from incident_cli.redact import redact
 
 
 class EmailChannel(Channel):
@@ -86,8 +87,10 @@ class EmailChannel(Channel):
                 if isinstance(exc.smtp_error, bytes)
                 else str(exc.smtp_error)
             )
+            # The reply is masked before it is cut: a cut secret would no longer match.
+            reply = clip(redact(one_line(reply), self.secrets()), 200)
             raise TransportError(
-                f"email: SMTP {exc.smtp_code}: {clip(one_line(reply), 200)}",
+                f"email: SMTP {exc.smtp_code}: {reply}",
                 permanent=exc.smtp_code >= 500,
             ) from None
         except smtplib.SMTPNotSupportedError:
