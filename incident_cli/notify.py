@@ -285,6 +285,22 @@ def deliver_due(
     session: requests.Session | None = None,
 ) -> DeliveryReport:
     """Send every due row once (in order per incident and channel, within rate limits)."""
+    if session is None:
+        with requests.Session() as own:
+            return _deliver(db, config, clock, sleep, monotonic, only_channel, budget, own)
+    return _deliver(db, config, clock, sleep, monotonic, only_channel, budget, session)
+
+
+def _deliver(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    monotonic: Callable[[], float],
+    only_channel: str | None,
+    budget: float,
+    session: requests.Session,
+) -> DeliveryReport:
     report = DeliveryReport()
     delivery = _Delivery(db, config, clock)
     deadline = monotonic() + budget
@@ -533,7 +549,7 @@ def preview_pending(
         chain_key = (row.incident_id, row.channel)
         remote = refs.get(chain_key)
         if remote is None and row.incident_id is not None and chain_key in queued_before:
-            remote = "<created by an earlier message>"  # e.g. the Statuspage incident
+            remote = "ID-FROM-AN-EARLIER-MESSAGE"  # e.g. the Statuspage incident it creates
         queued_before.add(chain_key)
         try:
             facts = json.loads(row.message)
@@ -551,6 +567,9 @@ def preview_pending(
             continue
         except TransportError as exc:
             out.append(preview(redact(exc.message, secrets)))
+            continue
+        if outgoing is None:
+            out.append(preview(f"{channel.type} sends nothing for {row.event} messages"))
             continue
         out.append(
             preview(

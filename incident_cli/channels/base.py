@@ -95,11 +95,14 @@ class Channel:
             values.extend(url_parts(value))
         return values
 
-    def prepare(self, message: Message) -> Outgoing:
+    def prepare(self, message: Message) -> Outgoing | None:
+        """The request for this message, or None when this channel has nothing to say."""
         raise NotImplementedError
 
     def send(self, message: Message) -> str | None:
         outgoing = self.prepare(message)
+        if outgoing is None:
+            return message.remote_id
         response = self.request(outgoing)
         return self.remote_id(message, response)
 
@@ -110,7 +113,12 @@ class Channel:
 
     def request(self, outgoing: Outgoing) -> HTTPResponse:
         """Send with a total deadline; 2xx returns, anything else raises TransportError."""
-        session = self.session or requests.Session()
+        if self.session is None:
+            with requests.Session() as session:
+                return self._request(session, outgoing)
+        return self._request(self.session, outgoing)
+
+    def _request(self, session: requests.Session, outgoing: Outgoing) -> HTTPResponse:
         deadline = time.monotonic() + self.timeout
         what = self.type
         try:

@@ -55,9 +55,9 @@ class StatuspageChannel(Channel):
         mapping = self.options.get("components") or {}
         return [str(mapping[value])] if value is not None and value in mapping else []
 
-    def prepare(self, message: Message) -> Outgoing:
+    def prepare(self, message: Message) -> Outgoing | None:
         if message.event == "storm":
-            return Outgoing("NONE", "", None)
+            return None
         facts = facts_of(message)
         components = self.components(message)
         if facts.status == "RESOLVED":
@@ -91,13 +91,6 @@ class StatuspageChannel(Channel):
             return Outgoing("POST", self._base(), {"incident": incident}, self._headers())
         url = f"{self._base()}/{quote(message.remote_id, safe='')}"
         return Outgoing("PATCH", url, {"incident": incident}, self._headers())
-
-    def send(self, message: Message) -> str | None:
-        outgoing = self.prepare(message)
-        if outgoing.method == "NONE":
-            return None
-        response = self.request(outgoing)
-        return self.remote_id(message, response)
 
     def remote_id(self, message: Message, response: HTTPResponse) -> str | None:
         if message.remote_id is not None:

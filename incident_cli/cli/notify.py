@@ -79,9 +79,6 @@ def _print_previews(previews: list[dict[str, Any]]) -> None:
         if p["method"] is None:
             sys.stdout.write(f"{head}: not sent: {p['note']}\n")
             continue
-        if p["method"] == "NONE":
-            sys.stdout.write(f"{head}: nothing to send for this event\n")
-            continue
         note = f" [{p['note']}]" if p["note"] else ""
         sys.stdout.write(f"{head}: {p['method']} {p['url']}{note}\n")
         for name, value in p["headers"].items():
