@@ -20,9 +20,19 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from test_notify_support import T0, FakeClock, Setup, alert, closed_port, deliver, fire, make_setup
-from test_notify_support import resolve as resolve_incident
-from test_notify_support import rows as notification_rows
+
+from tests.test_notify_support import (
+    T0,
+    FakeClock,
+    Setup,
+    alert,
+    closed_port,
+    deliver,
+    fire,
+    make_setup,
+)
+from tests.test_notify_support import resolve as resolve_incident
+from tests.test_notify_support import rows as notification_rows
 
 PASSWORD = "smtp-Pa55word-very-secret"
 

@@ -9,9 +9,19 @@ from typing import Any
 import jsonschema
 import pytest
 import responses
-from test_notify_support import T0, FakeClock, Setup, ack, alert, deliver, fire, make_setup, resolve
 
 from incident_cli.channels import Message, build
+from tests.test_notify_support import (
+    T0,
+    FakeClock,
+    Setup,
+    ack,
+    alert,
+    deliver,
+    fire,
+    make_setup,
+    resolve,
+)
 
 SCHEMA = json.loads(
     (Path(__file__).parent / "fixtures/pagerduty/events-v2.request.schema.json").read_text()

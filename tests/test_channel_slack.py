@@ -6,7 +6,18 @@ import json
 from pathlib import Path
 
 import responses
-from test_notify_support import T0, FakeClock, ack, alert, deliver, fire, make_setup, resolve, rows
+
+from tests.test_notify_support import (
+    T0,
+    FakeClock,
+    ack,
+    alert,
+    deliver,
+    fire,
+    make_setup,
+    resolve,
+    rows,
+)
 
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
 

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import responses
-from test_notify_support import (
+
+from tests.test_notify_support import (
     T0,
     FakeClock,
     Setup,

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import responses
-from test_notify_support import T0, FakeClock, alert, deliver, fire, make_setup, resolve
+
+from tests.test_notify_support import T0, FakeClock, alert, deliver, fire, make_setup, resolve
 
 URL = "https://ops.example.com/incident-hook"
 

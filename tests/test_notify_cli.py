@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import responses
-from test_notify_support import T0, Setup, alert, dump_db, fire, make_setup, rows
 from typer.testing import CliRunner, Result
 
 from incident_cli.cli import Env, app
+from tests.test_notify_support import T0, Setup, alert, dump_db, fire, make_setup, rows
 
 SLACK = "https://hooks.slack.com/services/T0/B0/slack-SECRET-path"
 PD_KEY = "pd-ROUTING-key-0123456789"

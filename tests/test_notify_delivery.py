@@ -7,7 +7,11 @@ from pathlib import Path
 
 import requests
 import responses
-from test_notify_support import (
+
+from incident_cli.channels import build
+from incident_cli.config import load_config
+from incident_cli.notify import GIVE_UP_AFTER, _Delivery, pending_rows
+from tests.test_notify_support import (
     T0,
     FakeClock,
     Setup,
@@ -19,10 +23,6 @@ from test_notify_support import (
     resolve,
     rows,
 )
-
-from incident_cli.channels import build
-from incident_cli.config import load_config
-from incident_cli.notify import GIVE_UP_AFTER, _Delivery, pending_rows
 
 SLACK = "https://hooks.slack.com/services/T/B/secret-path"
 PD = "https://events.pagerduty.com/v2/enqueue"

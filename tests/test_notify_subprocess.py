@@ -10,7 +10,10 @@ import threading
 import time
 from pathlib import Path
 
-from test_notify_support import (
+from typer.testing import CliRunner
+
+from incident_cli.cli import Env, app
+from tests.test_notify_support import (
     Received,
     Reply,
     Setup,
@@ -21,9 +24,6 @@ from test_notify_support import (
     resolve,
     rows,
 )
-from typer.testing import CliRunner
-
-from incident_cli.cli import Env, app
 
 KEY = "pd-routing-key-for-subprocess"
 ACCEPTED: Reply = (202, {"Content-Type": "application/json"}, b'{"status":"success"}')

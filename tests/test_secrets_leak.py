@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from test_notify_support import (
+from typer.testing import CliRunner
+
+from incident_cli.cli import Env, app
+from tests.test_notify_support import (
     T0,
     Received,
     Reply,
@@ -30,9 +33,6 @@ from test_notify_support import (
     receiver,
     silent_port,
 )
-from typer.testing import CliRunner
-
-from incident_cli.cli import Env, app
 
 MARK = "s3cr3t"  # every secret below contains it; no output may
 CHANNELS = ("slack", "pagerduty", "statuspage", "email", "webhook")
@@ -166,7 +166,8 @@ def test_no_secret_leaks_when_the_endpoint_fails(
 
 def test_an_error_body_is_masked_before_it_is_cut(tmp_path: Path) -> None:
     import responses
-    from test_notify_support import deliver
+
+    from tests.test_notify_support import deliver
 
     url = f"https://hooks.slack.com/services/T0/B0/{MARK}-slack-token"
     setup = make_setup(tmp_path, {"slack": f'{{type: slack, webhook_url: "{url}"}}'})
