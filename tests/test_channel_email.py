@@ -230,3 +230,19 @@ def test_nobody_listening_is_retried(tmp_path: Path) -> None:
     report = deliver(setup)
     assert report.count("retry") == 1
     assert report.outcomes[0].error == "email: connection refused"
+
+
+def test_a_label_value_cannot_inject_headers_or_recipients(tmp_path: Path) -> None:
+    mailbox = Mailbox()
+    with smtp_server(mailbox) as port:
+        setup = _setup(tmp_path, port, "")
+        fire(setup, [alert(service="backend\r\nBcc: evil@example.com\r\n\r\nfake body")])
+        report = deliver(setup)
+
+    assert report.count("sent") == 1, report
+    (mail,) = mailbox.messages
+    assert mail["Bcc"] is None
+    assert "\n" not in mail["Subject"]
+    assert mail["Subject"].startswith("[FIRING critical] BackendServiceDown: backend Bcc:")
+    body = mail.get_content()
+    assert "  service=backend Bcc: evil@example.com fake body" in body.replace("\r\n", "\n")
