@@ -172,6 +172,21 @@ def m001_initial(db: Database) -> None:
 # Later migrations: append functions named m002_..., m003_... here; never edit an applied one.
 
 
+@migrations()
+def m004_journeys_unique(db: Database) -> None:
+    # One row per distinct result, so a journeys file that is re-read from the start (truncated
+    # or replaced) and a probe that retries `journey record` never count a result twice.
+    # A failed result may have no latency; NULLs are distinct in an index, hence the IFNULL.
+    db.executescript(
+        """
+        DELETE FROM journeys WHERE id NOT IN (
+            SELECT min(id) FROM journeys GROUP BY journey, at, ok, IFNULL(latency_ms, -1)
+        );
+        CREATE UNIQUE INDEX journeys_unique ON journeys(journey, at, ok, IFNULL(latency_ms, -1));
+        """
+    )
+
+
 def _create_private(path: Path) -> None:
     """Create the DB file with mode 0600 before SQLite does (SQLite gives WAL/SHM the same mode)."""
     try:

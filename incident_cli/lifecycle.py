@@ -745,3 +745,41 @@ def clear_external(
         return incident
     resolution = "recovered" if incident.fixed_at else "auto"
     return _resolve(db, config, incident, now, resolution, message, data=data)
+
+
+def raise_severity(
+    db: Database,
+    config: Config,
+    incident: Incident,
+    severity: str,
+    now: float,
+    message: str,
+    data: Mapping[str, Any] | None = None,
+) -> Incident:
+    """Raise an unresolved incident's severity when a detector finds it worse (never lowers it:
+    the severity is the incident's worst). Channels that take the new severity but did not get
+    the firing message get it now, so e.g. PagerDuty pages once a journey stops working
+    altogether. The note records `message`/`data`. The caller holds the write transaction."""
+    from incident_cli.config import severity_rank
+
+    if incident.status == "resolved" or severity_rank(severity) <= severity_rank(incident.severity):
+        return incident
+    db.conn.execute(
+        "UPDATE incidents SET severity = ?, updated_at = ? WHERE id = ?",
+        (severity, now, incident.id),
+    )
+    previous = incident.severity
+    incident = replace(incident, severity=severity)
+    add_event(db, incident.id, now, "note", message, data=data)
+    if not incident.flapping:
+        got = set(outbox.channels_that_got_firing(db, incident.id))
+        new = [c for c in outbox.routed_channels(config, incident) if c not in got]
+        outbox.queue(
+            db,
+            new,
+            incident.id,
+            "firing",
+            outbox.message_for(config, incident, "firing", {"severity_raised_from": previous}),
+            now,
+        )
+    return incident
