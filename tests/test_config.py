@@ -309,3 +309,15 @@ def test_a_user_handler_is_imported_at_validation(
             tmp_path, f"rules:\n  - {{name: p, match: {{team: x}}, handler: '{target}'}}\n"
         )
         assert "rules[0].handler" in error.message and "cannot be loaded" in error.message
+
+
+def test_webhook_header_values_count_as_secrets(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            "channels:\n  hook: {type: webhook, url: 'https://h.example/x',"
+            " headers: {Authorization: 'Bearer very-secret-token'}}\n",
+        ),
+        {},
+    )
+    assert "Bearer very-secret-token" in config.secrets()

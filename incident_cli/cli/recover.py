@@ -35,12 +35,20 @@ def recover(
         help="Print what would run (argv after label substitution); change nothing.",
     ),
     incident: int = typer.Option(
-        None, "--incident", min=1, help="Only the actions of this incident.", show_default=False
+        None,
+        "--incident",
+        min=1,
+        metavar="ID",
+        help="Only the actions of this incident.",
+        show_default=False,
     ),
     as_json: bool = typer.Option(False, "--json", help="Plain JSON on stdout."),
 ) -> None:
-    """Run the actions that are due: commands, diagnostics, IP blocks, escalations; verify
-    fixes; back off; escalate once the attempt budget is spent."""
+    """Run the actions that are due: fixes, diagnostics, IP blocks, escalations.
+
+    Verifies fixes across ticks, backs off between attempts, and escalates once when a fix's
+    attempt budget is spent. Exit 1 when an action was refused or could not start.
+    """
     from incident_cli.recovery import recover_due
 
     env = get_env(ctx)
