@@ -1,0 +1,216 @@
+"""Hand-built incident histories for the report, metrics, status and archive tests.
+
+Rows go straight into the tables (as lifecycle, recover and notify would leave them), with
+times relative to a fixed NOW, so every number a test expects can be worked out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from incident_cli.cli import Env
+from incident_cli.db import open_db
+
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+HOUR = 3600.0
+DAY = 86400.0
+
+
+class History:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    def at(cls, path: Path) -> History:
+        return cls(open_db(path))
+
+    def incident(
+        self,
+        *,
+        opened: float,
+        started: float | None = None,
+        acked: float | None = None,
+        acked_by: str | None = None,
+        resolved: float | None = None,
+        resolution: str | None = None,
+        severity: str = "critical",
+        alertname: str = "BackendServiceDown",
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        title: str | None = None,
+        status: str | None = None,
+        reopen_count: int = 0,
+        flapping: bool = False,
+        escalated: float | None = None,
+        fixed: float | None = None,
+        rule: str = "backend-down",
+        handler: str = "service_down",
+        source: str = "prometheus",
+    ) -> int:
+        """Times are absolute epoch seconds (use NOW - ...)."""
+        all_labels = {"alertname": alertname, **(labels or {})}
+        if status is None:
+            status = "resolved" if resolved is not None else ("acknowledged" if acked else "open")
+        if resolved is not None and resolution is None:
+            resolution = "auto"
+        cursor = self.db.conn.execute(
+            "INSERT INTO incidents (key, title, status, severity, rule, handler, source, labels,"
+            " annotations, started_at, opened_at, acknowledged_at, acknowledged_by, resolved_at,"
+            " resolution, flapping, reopen_count, fixed_at, escalated_at, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                f"{rule}:" + ",".join(f"{k}={v}" for k, v in sorted(all_labels.items())),
+                title or f"{alertname}: {all_labels.get('service', 'backend')}",
+                status,
+                severity,
+                rule,
+                handler,
+                source,
+                json.dumps(all_labels),
+                json.dumps(annotations or {}),
+                started,
+                opened,
+                acked,
+                acked_by if acked is not None else None,
+                resolved,
+                resolution,
+                int(flapping),
+                reopen_count,
+                fixed,
+                escalated,
+                opened,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def action(
+        self,
+        incident_id: int,
+        *,
+        at: float,
+        kind: str = "command",
+        status: str = "succeeded",
+        exit_code: int | None = 0,
+        command: Sequence[str] | None = ("systemctl", "restart", "backend.service"),
+        attempts: int = 1,
+        error: str | None = None,
+        took: float = 2.0,
+    ) -> int:
+        ran = status in ("succeeded", "failed")
+        cursor = self.db.conn.execute(
+            "INSERT INTO actions (incident_id, kind, status, attempts, command, exit_code, error,"
+            " planned_at, due_at, started_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                incident_id,
+                kind,
+                status,
+                attempts,
+                json.dumps(list(command)) if command else None,
+                exit_code if ran else None,
+                error,
+                at,
+                at,
+                at if ran or status == "running" else None,
+                at + took if ran else None,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def notification(
+        self,
+        incident_id: int | None,
+        *,
+        created: float,
+        channel: str = "slack",
+        event: str = "firing",
+        status: str = "sent",
+        latency: float = 1.0,
+        attempts: int = 1,
+        error: str | None = None,
+    ) -> int:
+        cursor = self.db.conn.execute(
+            "INSERT INTO notifications (incident_id, channel, event, status, attempts, message,"
+            " created_at, next_attempt_at, sent_at, error) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                incident_id,
+                channel,
+                event,
+                status,
+                attempts,
+                "{}",
+                created,
+                created,
+                created + latency if status == "sent" else None,
+                error,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def event(
+        self,
+        incident_id: int,
+        at: float,
+        kind: str,
+        message: str,
+        *,
+        actor: str = "incident",
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.db.conn.execute(
+            "INSERT INTO timeline (incident_id, at, kind, actor, message, data)"
+            " VALUES (?,?,?,?,?,?)",
+            (incident_id, at, kind, actor, message, json.dumps(data) if data else None),
+        )
+
+    def alert(self, incident_id: int, *, at: float, fingerprint: str = "fp1") -> None:
+        self.db.conn.execute(
+            "INSERT INTO alerts (incident_id, source, fingerprint, labels, annotations, state,"
+            " starts_at, first_seen_at, last_seen_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (incident_id, "prometheus", fingerprint, "{}", "{}", "firing", at, at, at),
+        )
+
+    def heartbeat(
+        self,
+        command: str,
+        *,
+        ran: float,
+        ok: float | None = None,
+        exit_code: int = 0,
+        took: float = 0.5,
+    ) -> None:
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO heartbeats (command, last_run_at, last_ok_at, last_exit,"
+            " last_duration) VALUES (?,?,?,?,?)",
+            (command, ran, ok if ok is not None or exit_code else ran, exit_code, took),
+        )
+
+    def source(
+        self, name: str, *, checked: float, failures: int = 0, error: str | None = None
+    ) -> None:
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO source_status (name, last_checked_at, last_ok_at,"
+            " consecutive_failures, last_error, alerts) VALUES (?,?,?,?,?,?)",
+            (name, checked, None if failures else checked, failures, error, 0),
+        )
+
+
+def write_config(tmp_path: Path, sources: Sequence[str] = ("prom",)) -> Path:
+    """A config whose sources point at a closed loopback port (nothing here polls them)."""
+    path = tmp_path / "incident.yaml"
+    lines = ["sources:"] + [
+        f"  {name}: {{type: prometheus, url: 'http://127.0.0.1:9'}}" for name in sources
+    ]
+    if not sources:
+        lines = ["sources: {}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def env_at(now: float = NOW) -> Env:
+    """What CliRunner passes as obj: the CLI with a frozen clock and no home directory."""
+    return Env(clock=lambda: now, environ={"PATH": "/usr/bin:/bin"})
