@@ -83,22 +83,51 @@ def review_markdown(db: Database, incident_id: int, now: float) -> str:
     ack_events = [e for e in timeline if e["kind"] == "acknowledged"]
     if not acked_by and ack_events:
         acked_by = f" by {md_escape(ack_events[-1]['actor'])}"
-    milestones = [
-        ["Problem began (started_at)", _at(i.started_at), ""],
-        ["Detected (opened_at)", _at(i.opened_at), _after(i.opened_at, i.started_at)],
-        [
-            "Acknowledged" + acked_by,
-            _at(i.acknowledged_at),
-            _after(i.acknowledged_at, i.opened_at),
-        ],
+
+    def measured(label: str, later: float | None, earlier: float | None) -> str:
+        span = _after(later, earlier)
+        return f"{label} {span}" if span else ""
+
+    milestones: list[tuple[float | None, list[str]]] = [
+        (i.started_at, ["Problem began (started_at)", _at(i.started_at), ""]),
+        (
+            i.opened_at,
+            ["Detected (opened_at)", _at(i.opened_at), measured("MTTD", i.opened_at, i.started_at)],
+        ),
+        (
+            i.acknowledged_at,
+            [
+                "Acknowledged" + acked_by,
+                _at(i.acknowledged_at),
+                measured("MTTA", i.acknowledged_at, i.opened_at),
+            ],
+        ),
     ]
     if i.fixed_at is not None:
-        milestones.append(["Recovery action succeeded", _at(i.fixed_at), _after(i.fixed_at, began)])
+        milestones.append(
+            (
+                i.fixed_at,
+                [
+                    "Recovery action succeeded",
+                    _at(i.fixed_at),
+                    measured("after start:", i.fixed_at, began),
+                ],
+            )
+        )
     escalated = [e["at"] for e in timeline if e["kind"] == "escalated"]
     if i.escalated_at is not None or escalated:
         when = i.escalated_at if i.escalated_at is not None else escalated[0]
-        milestones.append(["Escalated", _at(when), _after(when, i.opened_at)])
-    milestones.append(["Resolved (resolved_at)", _at(i.resolved_at), _after(i.resolved_at, began)])
+        milestones.append(
+            (when, ["Escalated", _at(when), measured("after detection:", when, i.opened_at)])
+        )
+    milestones.append(
+        (
+            i.resolved_at,
+            ["Resolved (resolved_at)", _at(i.resolved_at), measured("MTTR", i.resolved_at, began)],
+        )
+    )
+    # In the order they happened; what has not happened yet goes last.
+    milestones.sort(key=lambda m: (m[0] is None, m[0] or 0.0))
 
     parts = [
         f"# Post-incident review: #{i.id} {md_escape(i.title)}",
@@ -109,9 +138,9 @@ def review_markdown(db: Database, incident_id: int, now: float) -> str:
         "## Impact window",
         "\n".join(impact),
         "## Detection, acknowledgement and resolution",
-        md_table(["milestone", "at (UTC)", "after"], milestones, set())
+        md_table(["milestone", "at (UTC)", "took"], [row for _, row in milestones], set())
         + "\n\n_MTTD = opened - started, MTTA = acknowledged - opened,"
-        " MTTR = resolved - started; the `after` column is measured that way._",
+        " MTTR = resolved - started._",
         "## Timeline",
         md_table(
             ["at (UTC)", "event", "by", "details"],

@@ -199,6 +199,81 @@ class History:
         )
 
 
+def standard_history(h: History) -> None:
+    """Five incidents in the last 24h and two outside it; every number worked out below."""
+    a = h.incident(
+        started=NOW - 10 * HOUR - 60,
+        opened=NOW - 10 * HOUR,
+        acked=NOW - 10 * HOUR + 300,
+        acked_by="alice",
+        resolved=NOW - 10 * HOUR + 1200,
+        resolution="recovered",
+        fixed=NOW - 10 * HOUR + 900,
+        labels={"service": "backend"},
+    )
+    h.action(a, at=NOW - 10 * HOUR + 10, status="succeeded", exit_code=0)
+    h.action(a, at=NOW - 10 * HOUR + 10, kind="diagnostics", command=("uptime",))
+    h.notification(a, created=NOW - 10 * HOUR, channel="slack", latency=2)
+    h.notification(a, created=NOW - 10 * HOUR, channel="pagerduty", latency=4)
+
+    b = h.incident(
+        started=NOW - 5 * HOUR - 30,
+        opened=NOW - 5 * HOUR,
+        resolved=NOW - 5 * HOUR + 570,
+        severity="warning",
+        alertname="LatencySLOBreach_p95",
+        reopen_count=2,
+        rule="latency",
+        handler="performance_issue",
+    )
+    h.action(b, at=NOW - 5 * HOUR + 10, status="failed", exit_code=1)
+    h.action(b, at=NOW - 5 * HOUR + 10, status="refused", error="label service unsafe")
+    h.notification(b, created=NOW - 5 * HOUR, latency=1)
+    h.event(b, NOW - 5 * HOUR + 400, "flapping_started", "4 changes within 3600s")
+    h.event(b, NOW - 4 * HOUR, "flapping_stopped", "settled")
+
+    c = h.incident(
+        started=NOW - 2 * HOUR - 120,
+        opened=NOW - 2 * HOUR,
+        acked=NOW - 2 * HOUR + 600,
+        acked_by="bob",
+        escalated=NOW - 2 * HOUR + 900,
+        labels={"service": "ephemeris"},
+    )
+    h.notification(c, created=NOW - 2 * HOUR, status="dead", error="HTTP 404")
+    h.notification(c, created=NOW - 2 * HOUR, channel="pagerduty", status="pending")
+
+    h.incident(  # no start time from the source: MTTR counts from opened_at, no MTTD
+        opened=NOW - HOUR,
+        resolved=NOW - HOUR + 60,
+        resolution="false_positive",
+        severity="info",
+        alertname="CertificateExpiring",
+        rule="certs",
+        handler="default",
+    )
+
+    f = h.incident(  # began before the window, detected inside it: counted, MTTD 2h
+        started=NOW - 25 * HOUR,
+        opened=NOW - 23 * HOUR,
+        severity="error",
+        alertname="ServiceAvailabilityBreach",
+        rule="slo",
+        handler="slo_breach",
+    )
+    h.event(f, NOW - 22 * HOUR, "escalated", "recovery exhausted")  # escalated_at cleared later
+
+    e = h.incident(  # opened before the window, resolved inside it: not counted
+        started=NOW - 30 * HOUR,
+        opened=NOW - 30 * HOUR,
+        resolved=NOW - 20 * HOUR,
+    )
+    h.action(e, at=NOW - 30 * HOUR, status="succeeded")
+    h.notification(e, created=NOW - 30 * HOUR)
+    h.notification(None, created=NOW - 3 * HOUR, event="storm", latency=10)
+    h.notification(None, created=NOW - 30 * HOUR, event="storm")
+
+
 def write_config(tmp_path: Path, sources: Sequence[str] = ("prom",)) -> Path:
     """A config whose sources point at a closed loopback port (nothing here polls them)."""
     path = tmp_path / "incident.yaml"
@@ -214,3 +289,14 @@ def write_config(tmp_path: Path, sources: Sequence[str] = ("prom",)) -> Path:
 def env_at(now: float = NOW) -> Env:
     """What CliRunner passes as obj: the CLI with a frozen clock and no home directory."""
     return Env(clock=lambda: now, environ={"PATH": "/usr/bin:/bin"})
+
+
+def cli(tmp_path: Path, *args: str, now: float = NOW, sources: Sequence[str] = ("prom",)) -> Any:
+    """Invoke `incident --config … --db tmp_path/state.db ARGS` in-process at `now`."""
+    from typer.testing import CliRunner
+
+    from incident_cli.cli import app
+
+    config = write_config(tmp_path, sources)
+    argv = ["--config", str(config), "--db", str(tmp_path / "state.db"), *args]
+    return CliRunner().invoke(app, argv, obj=env_at(now))

@@ -9,13 +9,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from report_history import DAY, HOUR, NOW, History, env_at, write_config
-from typer.testing import CliRunner
+from report_history import DAY, HOUR, NOW, History, cli, standard_history, write_config
 
-from incident_cli.cli import app
 from incident_cli.report import build_report, report_json
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -37,95 +34,11 @@ SPEC_KEYS = {
 }
 
 
-def standard_history(h: History) -> None:
-    """Five incidents in the last 24h and two outside it; every number worked out below."""
-    a = h.incident(
-        started=NOW - 10 * HOUR - 60,
-        opened=NOW - 10 * HOUR,
-        acked=NOW - 10 * HOUR + 300,
-        acked_by="alice",
-        resolved=NOW - 10 * HOUR + 1200,
-        resolution="recovered",
-        fixed=NOW - 10 * HOUR + 900,
-        labels={"service": "backend"},
-    )
-    h.action(a, at=NOW - 10 * HOUR + 10, status="succeeded", exit_code=0)
-    h.action(a, at=NOW - 10 * HOUR + 10, kind="diagnostics", command=("uptime",))
-    h.notification(a, created=NOW - 10 * HOUR, channel="slack", latency=2)
-    h.notification(a, created=NOW - 10 * HOUR, channel="pagerduty", latency=4)
-
-    b = h.incident(
-        started=NOW - 5 * HOUR - 30,
-        opened=NOW - 5 * HOUR,
-        resolved=NOW - 5 * HOUR + 570,
-        severity="warning",
-        alertname="LatencySLOBreach_p95",
-        reopen_count=2,
-        rule="latency",
-        handler="performance_issue",
-    )
-    h.action(b, at=NOW - 5 * HOUR + 10, status="failed", exit_code=1)
-    h.action(b, at=NOW - 5 * HOUR + 10, status="refused", error="label service unsafe")
-    h.notification(b, created=NOW - 5 * HOUR, latency=1)
-    h.event(b, NOW - 5 * HOUR + 400, "flapping_started", "4 changes within 3600s")
-    h.event(b, NOW - 4 * HOUR, "flapping_stopped", "settled")
-
-    c = h.incident(
-        started=NOW - 2 * HOUR - 120,
-        opened=NOW - 2 * HOUR,
-        acked=NOW - 2 * HOUR + 600,
-        acked_by="bob",
-        escalated=NOW - 2 * HOUR + 900,
-        labels={"service": "ephemeris"},
-    )
-    h.notification(c, created=NOW - 2 * HOUR, status="dead", error="HTTP 404")
-    h.notification(c, created=NOW - 2 * HOUR, channel="pagerduty", status="pending")
-
-    h.incident(  # no start time from the source: MTTR counts from opened_at, no MTTD
-        opened=NOW - HOUR,
-        resolved=NOW - HOUR + 60,
-        resolution="false_positive",
-        severity="info",
-        alertname="CertificateExpiring",
-        rule="certs",
-        handler="default",
-    )
-
-    f = h.incident(  # began before the window, detected inside it: counted, MTTD 2h
-        started=NOW - 25 * HOUR,
-        opened=NOW - 23 * HOUR,
-        severity="error",
-        alertname="ServiceAvailabilityBreach",
-        rule="slo",
-        handler="slo_breach",
-    )
-    h.event(f, NOW - 22 * HOUR, "escalated", "recovery exhausted")  # escalated_at cleared later
-
-    e = h.incident(  # opened before the window, resolved inside it: not counted
-        started=NOW - 30 * HOUR,
-        opened=NOW - 30 * HOUR,
-        resolved=NOW - 20 * HOUR,
-    )
-    h.action(e, at=NOW - 30 * HOUR, status="succeeded")
-    h.notification(e, created=NOW - 30 * HOUR)
-    h.notification(None, created=NOW - 3 * HOUR, event="storm", latency=10)
-    h.notification(None, created=NOW - 30 * HOUR, event="storm")
-
-
 @pytest.fixture
 def history(tmp_path: Path) -> History:
     h = History.at(tmp_path / "state.db")
     standard_history(h)
     return h
-
-
-def run_cli(tmp_path: Path, *args: str, now: float = NOW) -> Any:
-    config = write_config(tmp_path)
-    return CliRunner().invoke(
-        app,
-        ["--config", str(config), "--db", str(tmp_path / "state.db"), *args],
-        obj=env_at(now),
-    )
 
 
 # --------------------------------------------------------------------------- the numbers
@@ -289,7 +202,7 @@ def _golden(name: str, text: str) -> None:
 def test_json_matches_the_golden_file_and_has_every_spec_key(
     history: History, tmp_path: Path
 ) -> None:
-    result = run_cli(tmp_path, "report", "24", "--format", "json")
+    result = cli(tmp_path, "report", "24", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) >= SPEC_KEYS
@@ -301,7 +214,7 @@ def test_json_matches_the_golden_file_and_has_every_spec_key(
 
 
 def test_markdown_matches_the_golden_file(history: History, tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "report", "--format", "markdown")
+    result = cli(tmp_path, "report", "--format", "markdown")
     assert result.exit_code == 0, result.output
     _golden("report_24h.md", result.stdout)
 
@@ -310,7 +223,7 @@ def test_markdown_matches_the_golden_file(history: History, tmp_path: Path) -> N
 
 
 def test_the_table_reads_plainly_without_colour_or_a_tty(history: History, tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "report")
+    result = cli(tmp_path, "report")
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "\x1b[" not in out
@@ -323,7 +236,7 @@ def test_the_table_reads_plainly_without_colour_or_a_tty(history: History, tmp_p
 
 def test_the_table_shows_a_dash_for_a_mean_over_nothing(tmp_path: Path) -> None:
     History.at(tmp_path / "state.db")
-    result = run_cli(tmp_path, "report", "1")
+    result = cli(tmp_path, "report", "1")
     assert result.exit_code == 0, result.output
     assert "no incidents opened in this window" in result.stdout
     assert "—" in result.stdout
@@ -333,7 +246,7 @@ def test_the_table_shows_a_dash_for_a_mean_over_nothing(tmp_path: Path) -> None:
 def test_output_file_is_written_and_nothing_printed(history: History, tmp_path: Path) -> None:
     target = tmp_path / "out" / "report.md"
     target.parent.mkdir()
-    result = run_cli(tmp_path, "report", "-f", "markdown", "--output", str(target))
+    result = cli(tmp_path, "report", "-f", "markdown", "--output", str(target))
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert target.read_text().startswith("# Incident report: last 24h")
@@ -345,18 +258,18 @@ def test_output_file_is_written_and_nothing_printed(history: History, tmp_path: 
     [["report", "0"], ["report", "-5"], ["report", "--format", "xml"], ["report", "nan"]],
 )
 def test_bad_usage_exits_2(tmp_path: Path, args: list[str]) -> None:
-    result = run_cli(tmp_path, *args)
+    result = cli(tmp_path, *args)
     assert result.exit_code == 2, result.output
 
 
 def test_json_flag_prints_only_json(history: History, tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "report", "48", "--json")
+    result = cli(tmp_path, "report", "48", "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["window_hours"] == 48
 
 
 def test_fractional_hours_are_kept(history: History, tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "report", "1.5", "--json")
+    result = cli(tmp_path, "report", "1.5", "--json")
     data = json.loads(result.stdout)
     assert data["window_hours"] == 1.5
     assert data["incidents"]["opened"] == 1
