@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,122 @@ def test_counters_keep_archived_incidents(tmp_path: Path) -> None:
     for name in ("incident_incidents_opened_total", "incident_incidents_resolved_total"):
         assert value(after, name, severity="critical") == value(before, name, severity="critical")
         assert value(after, name, severity="critical") == 3
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def _exposed_names(tmp_path: Path) -> set[str]:
+    h = History.at(tmp_path / "state.db")
+    standard_history(h)
+    h.heartbeat("run", ran=NOW - 60)
+    h.source("prom", checked=NOW - 60)
+    names = set()
+    for family in text_string_to_metric_families(cli(tmp_path, "metrics").stdout):
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+@pytest.mark.parametrize("example", ["prometheus-alerts.yml", "grafana-dashboard.json"])
+def test_the_examples_only_use_metrics_that_exist(tmp_path: Path, example: str) -> None:
+    import re
+
+    text = (EXAMPLES / example).read_text()
+    used = set(re.findall(r"\bincident_[a-z0-9_]+", text))
+    assert used, example
+    assert used <= _exposed_names(tmp_path), used - _exposed_names(tmp_path)
+
+
+def test_the_dashboard_is_valid_json_with_panels() -> None:
+    import json
+
+    dashboard = json.loads((EXAMPLES / "grafana-dashboard.json").read_text())
+    titles = [p["title"] for p in dashboard["panels"] if p["type"] != "row"]
+    assert "Open incidents by severity" in titles
+    assert all(t.get("expr") for p in dashboard["panels"] for t in p.get("targets", []))
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) not installed")
+def test_the_self_monitoring_alerts_fire_when_incident_stops(tmp_path: Path) -> None:
+    import yaml
+
+    rules = yaml.safe_load((EXAMPLES / "prometheus-alerts.yml").read_text())
+    for group in rules["groups"]:  # compare labels only; annotations are prose
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
+    crit = {"severity": "critical", "instance": "h"}
+    spec = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {  # `run` succeeded once at t=0 and never again; metrics keep being written
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": "incident_last_success_timestamp_seconds"
+                        '{command="run",instance="h"}',
+                        "values": "0x30",
+                    },
+                    {
+                        "series": 'incident_metrics_generated_timestamp_seconds{instance="h"}',
+                        "values": "0+60x30",
+                    },
+                    {
+                        "series": 'incident_source_consecutive_failures{source="am",instance="h"}',
+                        "values": "0 1 2 3 4 5 6 7 8 9",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "IncidentTickNotRunning", "exp_alerts": []},
+                    {
+                        "eval_time": "15m",
+                        "alertname": "IncidentTickNotRunning",
+                        "exp_alerts": [{"exp_labels": {**crit, "command": "run"}}],
+                    },
+                    {"eval_time": "15m", "alertname": "IncidentMetricsStale", "exp_alerts": []},
+                    {
+                        "eval_time": "6m",
+                        "alertname": "IncidentSourceUnreachable",
+                        "exp_alerts": [{"exp_labels": {**crit, "source": "am"}}],
+                    },
+                ],
+            },
+            {  # the whole cron stopped: the textfile is never rewritten after t=0
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": 'incident_metrics_generated_timestamp_seconds{instance="h"}',
+                        "values": "0x30",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "12m", "alertname": "IncidentMetricsStale", "exp_alerts": []},
+                    {
+                        "eval_time": "20m",
+                        "alertname": "IncidentMetricsStale",
+                        "exp_alerts": [{"exp_labels": crit}],
+                    },
+                    {  # and `run` never succeeded at all
+                        "eval_time": "5m",
+                        "alertname": "IncidentTickNotRunning",
+                        "exp_alerts": [{"exp_labels": crit}],
+                    },
+                ],
+            },
+        ],
+    }
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(spec))
+    proc = subprocess.run(
+        [str(PROMTOOL), "test", "rules", "test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
