@@ -140,7 +140,6 @@ def generate(path: Path, count: int, now: float, seed: int = 6) -> None:
             flush()
     flush()
     conn.execute("COMMIT")
-    conn.execute("ANALYZE")
     db.close()
 
 

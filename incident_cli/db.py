@@ -205,7 +205,11 @@ def m005_report_rollup(db: Database) -> None:
             notification_latency_sum REAL NOT NULL DEFAULT 0,
             PRIMARY KEY (hour, severity, alertname)
         );
+        -- archive: old resolved incidents
         CREATE INDEX incidents_resolved ON incidents(status, resolved_at);
+        -- metrics: totals by severity and the outbox by channel, read from the index alone
+        CREATE INDEX incidents_severity ON incidents(severity, status);
+        CREATE INDEX notifications_channel ON notifications(channel, status);
         """
     )
 

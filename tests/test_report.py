@@ -169,6 +169,16 @@ def test_percentiles_match_the_statistics_module(tmp_path: Path) -> None:
     assert report.mttr.mean == pytest.approx(statistics.fmean(durations))
 
 
+def test_p95_latency_matches_the_statistics_module(tmp_path: Path) -> None:
+    h = History.at(tmp_path / "state.db")
+    i = h.incident(opened=NOW - HOUR, started=NOW - HOUR)
+    latencies = [((k * 37) % 101) / 7 for k in range(1, 58)]
+    for latency in latencies:
+        h.notification(i, created=NOW - HOUR, latency=latency)
+    expected = statistics.quantiles(latencies, n=20, method="inclusive")[18]
+    assert build_report(h.db, NOW, 24).notification_p95 == pytest.approx(expected)
+
+
 def test_negative_detection_times_from_clock_skew_count_as_zero(tmp_path: Path) -> None:
     h = History.at(tmp_path / "state.db")
     h.incident(opened=NOW - HOUR, started=NOW - HOUR + 30)  # source clock ahead of ours
