@@ -131,7 +131,10 @@ class ChannelConfig:
 
     def secrets(self) -> list[str]:
         """The secret values of this channel, for masking."""
-        return [str(self.options[k]) for k in self.secret_keys if self.options.get(k)]
+        values = [str(self.options[k]) for k in self.secret_keys if self.options.get(k)]
+        # Webhook headers usually carry tokens (Authorization, X-Api-Key): treat them as secret.
+        values.extend(str(v) for v in (self.options.get("headers") or {}).values() if v)
+        return values
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,21 @@ def m001_initial(db: Database) -> None:
 
 
 @migrations()
+def m004_journeys_unique(db: Database) -> None:
+    # One row per distinct result, so a journeys file that is re-read from the start (truncated
+    # or replaced) and a probe that retries `journey record` never count a result twice.
+    # A failed result may have no latency; NULLs are distinct in an index, hence the IFNULL.
+    db.executescript(
+        """
+        DELETE FROM journeys WHERE id NOT IN (
+            SELECT min(id) FROM journeys GROUP BY journey, at, ok, IFNULL(latency_ms, -1)
+        );
+        CREATE UNIQUE INDEX journeys_unique ON journeys(journey, at, ok, IFNULL(latency_ms, -1));
+        """
+    )
+
+
+@migrations()
 def m005_report_rollup(db: Database) -> None:
     # `archive` folds deleted incidents into hourly rows (by the UTC hour they opened in) so
     # `report` and the `metrics` counters keep their counts and means. Hourly, not daily:

@@ -154,10 +154,13 @@ def _upsert_alerts(
     return events
 
 
-def _clear_alerts(
-    db: Database, incident_id: int, gone: list[tuple[str, str]], now: float, names: dict[str, str]
-) -> None:
+def _clear_alerts(db: Database, incident_id: int, gone: list[tuple[str, str]], now: float) -> None:
     for source, fp in gone:
+        row = db.conn.execute(
+            "SELECT json_extract(labels, '$.alertname') FROM alerts"
+            " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
+            (incident_id, source, fp),
+        ).fetchone()
         db.conn.execute(
             "UPDATE alerts SET state = 'cleared', cleared_at = ?"
             " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
@@ -168,7 +171,7 @@ def _clear_alerts(
             incident_id,
             now,
             "alert_cleared",
-            f"{names.get(fp) or 'alert'} no longer reported by {source}",
+            f"{(row and row[0]) or 'alert'} no longer reported by {source}",
             data={"source": source, "fingerprint": fp},
         )
 
@@ -296,6 +299,16 @@ def _reopen(db: Database, config: Config, incident: Incident, alert: Alert, now:
 # --------------------------------------------------------------------------- poll
 
 
+@dataclass(frozen=True)
+class _OpenRow:
+    """What a poll needs of an open incident when nothing about it changes."""
+
+    id: int
+    last_seen_at: float | None
+    absent_polls: int
+    opened_at: float
+
+
 def apply_poll(
     db: Database,
     config: Config,
@@ -310,20 +323,20 @@ def apply_poll(
     """
     result = PollResult(failed_sources=dict(failed))
     with write_tx(db):
-        open_by_key: dict[str, Incident] = {}
-        for row in db.query("SELECT * FROM incidents WHERE status != 'resolved' ORDER BY id"):
-            incident = Incident.from_row(row)
-            open_by_key[incident.key] = incident
+        # Only what the steady state needs; a full Incident is loaded when something changes.
+        open_by_key: dict[str, _OpenRow] = {
+            key: _OpenRow(id_, last_seen, absent, opened)
+            for id_, key, last_seen, absent, opened in db.conn.execute(
+                "SELECT id, key, last_seen_at, absent_polls, opened_at FROM incidents"
+                " WHERE status != 'resolved' ORDER BY id"
+            )
+        }
         alert_rows: dict[int, dict[tuple[str, str], str]] = {}
-        alert_names: dict[int, dict[str, str]] = {}
-        for incident_id, source, fp, state, labels_json in db.conn.execute(
-            "SELECT a.incident_id, a.source, a.fingerprint, a.state, a.labels FROM alerts a"
+        for incident_id, source, fp, state in db.conn.execute(
+            "SELECT a.incident_id, a.source, a.fingerprint, a.state FROM alerts a"
             " JOIN incidents i ON i.id = a.incident_id WHERE i.status != 'resolved'"
         ):
             alert_rows.setdefault(incident_id, {})[(source, fp)] = state
-            alert_names.setdefault(incident_id, {})[fp] = json.loads(labels_json).get(
-                "alertname", ""
-            )
 
         # Group what the sources report now by incident key.
         groups: dict[str, tuple[Routed, list[Alert]]] = {}
@@ -340,12 +353,7 @@ def apply_poll(
                 groups.setdefault(routed.key, (routed, []))[1].append(alert)
 
         reopen_candidates: dict[str, Incident] = {}
-        new_keys = [
-            k
-            for k, (_, alerts) in groups.items()
-            if k not in open_by_key and any(a.state == "firing" for a in alerts)
-        ]
-        if new_keys:
+        if any(k not in open_by_key for k in groups):
             since = now - config.incidents.reopen_within
             for row in db.query(
                 "SELECT * FROM incidents WHERE status = 'resolved' AND resolved_at >= ?"
@@ -355,22 +363,36 @@ def apply_poll(
                 incident = Incident.from_row(row)
                 reopen_candidates[incident.key] = incident
 
+        source_order = {name: i for i, name in enumerate(config.sources)}
         new_incidents: list[Incident] = []
         seen_ids: set[int] = set()
+        unchanged: list[tuple[float, int, str, str]] = []
         for key, (routed, alerts) in groups.items():
-            firing = [a for a in alerts if a.state == "firing"]
             existing = open_by_key.get(key)
             if existing is not None:
-                incident = existing
+                incident_id = existing.id
                 result.updated += 1
             else:
+                firing = [a for a in alerts if a.state == "firing"]
                 if not firing:
                     continue  # suppressed alerts open nothing
-                first = min(firing, key=lambda a: (a.starts_at or now, a.fingerprint))
+                first = min(
+                    firing,
+                    key=lambda a: (
+                        a.starts_at or now,
+                        source_order.get(a.source, 0),
+                        a.fingerprint,
+                    ),
+                )
                 previous = reopen_candidates.get(key)
                 if previous is not None:
                     incident = _reopen(db, config, previous, first, now)
                     result.reopened.append(incident.id)
+                    for source, fp, state in db.conn.execute(
+                        "SELECT source, fingerprint, state FROM alerts WHERE incident_id = ?",
+                        (incident.id,),
+                    ):
+                        alert_rows.setdefault(incident.id, {})[(source, fp)] = state
                 else:
                     started = min((a.starts_at for a in firing if a.starts_at), default=None)
                     incident = _insert_incident(
@@ -388,59 +410,74 @@ def apply_poll(
                     new_incidents.append(incident)
                     plan_actions(db, config, incident, first, routed.rule, now)
                     result.opened.append(incident.id)
-                open_by_key[key] = incident
-            seen_ids.add(incident.id)
-            known = alert_rows.setdefault(incident.id, {})
-            _upsert_alerts(db, incident.id, alerts, now, known)
-            present = {(a.source, a.fingerprint) for a in alerts}
-            gone = [
-                sf
-                for sf, state in known.items()
-                if sf not in present and state != "cleared" and sf[0] in fetched
-            ]
-            if gone:
-                _clear_alerts(db, incident.id, gone, now, alert_names.get(incident.id, {}))
-                for sf in gone:
-                    known[sf] = "cleared"
-            db.conn.execute(
-                "UPDATE incidents SET last_seen_at = ?, absent_polls = 0 WHERE id = ?",
-                (now, incident.id),
-            )
+                incident_id = incident.id
+                open_by_key[key] = _OpenRow(incident_id, now, 0, incident.opened_at)
+            seen_ids.add(incident_id)
+            known = alert_rows.setdefault(incident_id, {})
+            changed = []
+            for a in alerts:
+                if known.get((a.source, a.fingerprint)) != _state(a):
+                    changed.append(a)
+                else:
+                    unchanged.append((now, incident_id, a.source, a.fingerprint))
+            if changed:
+                _upsert_alerts(db, incident_id, changed, now, known)
+            if len(known) > len(alerts):
+                present = {(a.source, a.fingerprint) for a in alerts}
+                gone = [
+                    sf
+                    for sf, state in known.items()
+                    if sf not in present and state != "cleared" and sf[0] in fetched
+                ]
+                if gone:
+                    _clear_alerts(db, incident_id, gone, now)
+                    for sf in gone:
+                        known[sf] = "cleared"
+        db.conn.executemany(
+            "UPDATE alerts SET last_seen_at = ? WHERE incident_id = ? AND source = ?"
+            " AND fingerprint = ?",
+            unchanged,
+        )
+        db.conn.executemany(
+            "UPDATE incidents SET last_seen_at = ?, absent_polls = 0 WHERE id = ?",
+            [(now, incident_id) for incident_id in seen_ids],
+        )
 
         # Incidents whose alerts are all absent from the sources that answered.
-        for incident in list(open_by_key.values()):
-            if incident.id in seen_ids:
+        for open_row in list(open_by_key.values()):
+            if open_row.id in seen_ids:
                 continue
-            known = alert_rows.get(incident.id, {})
+            known = alert_rows.get(open_row.id, {})
             if not known:
                 continue  # anomaly and source_unreachable incidents are not the sources' to clear
-            sources = {source for source, _ in known}
-            if any(source in failed for source in sources):
+            if any(source in failed for source, _ in known):
                 continue  # never resolve on a source we could not read
             gone = [sf for sf, state in known.items() if state != "cleared"]
             if gone:
-                _clear_alerts(db, incident.id, gone, now, alert_names.get(incident.id, {}))
-            absent_polls = incident.absent_polls + 1
+                _clear_alerts(db, open_row.id, gone, now)
+            absent_polls = open_row.absent_polls + 1
             db.conn.execute(
-                "UPDATE incidents SET absent_polls = ? WHERE id = ?", (absent_polls, incident.id)
+                "UPDATE incidents SET absent_polls = ? WHERE id = ?", (absent_polls, open_row.id)
             )
-            last_seen = incident.last_seen_at or incident.opened_at
+            last_seen = open_row.last_seen_at or open_row.opened_at
             if (
                 config.incidents.auto_resolve
                 and absent_polls >= 2
                 and now - last_seen >= config.incidents.resolve_after
             ):
-                resolution = "recovered" if incident.fixed_at else "auto"
+                full = get_incident(db, open_row.id)
+                assert full is not None
+                resolution = "recovered" if full.fixed_at else "auto"
                 _resolve(
                     db,
                     config,
-                    replace(incident, absent_polls=absent_polls),
+                    full,
                     now,
                     resolution,
                     f"alerts cleared for {now - last_seen:.0f}s over {absent_polls} polls",
                     data={"absent_polls": absent_polls, "resolution": resolution},
                 )
-                result.resolved.append(incident.id)
+                result.resolved.append(open_row.id)
 
         # Storm protection: one summary per channel instead of one message per new incident.
         if len(new_incidents) > config.incidents.storm_max_new_per_tick:
@@ -453,6 +490,10 @@ def apply_poll(
         _update_source_status(db, config, fetched, failed, now, result)
         _settle_flapping(db, config, now)
     return result
+
+
+def _state(alert: Alert) -> str:
+    return "suppressed" if alert.state == "suppressed" else "firing"
 
 
 def _settle_flapping(db: Database, config: Config, now: float) -> None:
@@ -704,3 +745,41 @@ def clear_external(
         return incident
     resolution = "recovered" if incident.fixed_at else "auto"
     return _resolve(db, config, incident, now, resolution, message, data=data)
+
+
+def raise_severity(
+    db: Database,
+    config: Config,
+    incident: Incident,
+    severity: str,
+    now: float,
+    message: str,
+    data: Mapping[str, Any] | None = None,
+) -> Incident:
+    """Raise an unresolved incident's severity when a detector finds it worse (never lowers it:
+    the severity is the incident's worst). Channels that take the new severity but did not get
+    the firing message get it now, so e.g. PagerDuty pages once a journey stops working
+    altogether. The note records `message`/`data`. The caller holds the write transaction."""
+    from incident_cli.config import severity_rank
+
+    if incident.status == "resolved" or severity_rank(severity) <= severity_rank(incident.severity):
+        return incident
+    db.conn.execute(
+        "UPDATE incidents SET severity = ?, updated_at = ? WHERE id = ?",
+        (severity, now, incident.id),
+    )
+    previous = incident.severity
+    incident = replace(incident, severity=severity)
+    add_event(db, incident.id, now, "note", message, data=data)
+    if not incident.flapping:
+        got = set(outbox.channels_that_got_firing(db, incident.id))
+        new = [c for c in outbox.routed_channels(config, incident) if c not in got]
+        outbox.queue(
+            db,
+            new,
+            incident.id,
+            "firing",
+            outbox.message_for(config, incident, "firing", {"severity_raised_from": previous}),
+            now,
+        )
+    return incident

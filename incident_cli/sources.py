@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -20,8 +21,12 @@ USER_AGENT = "incident-cli"
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
-    """A stable identity for an alert: a hash of its sorted labels."""
-    canonical = json.dumps(sorted(labels.items()), ensure_ascii=False, separators=(",", ":"))
+    """A stable identity for an alert: a hash of its sorted labels.
+
+    Separators are control characters that cannot be confused with label text boundaries
+    (names are [a-zA-Z_][a-zA-Z0-9_]*), so distinct label sets give distinct inputs.
+    """
+    canonical = "\x1e".join(f"{k}\x1f{v}" for k, v in sorted(labels.items()))
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
@@ -71,7 +76,12 @@ def http_get_json(
                 raise SourceError(f"{what}: HTTP {response.status_code}")
             chunks: list[bytes] = []
             size = 0
-            for chunk in response.iter_content(chunk_size=65536):
+            # read1 returns whatever has arrived, so a server that drips bytes meets the
+            # deadline within one socket timeout instead of holding the tick hostage.
+            while True:
+                chunk = response.raw.read1(65536, decode_content=True)
+                if not chunk:
+                    break
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
@@ -99,6 +109,12 @@ def _string_map(value: Any, what: str, field: str) -> dict[str, str]:
 def _time(value: Any) -> float | None:
     if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
         return None
+    return _cached_time(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_time(value: str) -> float | None:
+    # Alerts of one rule evaluation share their timestamp: parse each distinct one once.
     try:
         return parse_rfc3339(value)
     except ValueError:

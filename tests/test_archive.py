@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_history import DAY, HOUR, NOW, History, cli
 
 from incident_cli.archive import archive
 from incident_cli.db import open_db
 from incident_cli.report import build_report, report_json
+from tests.report_history import DAY, HOUR, NOW, History, cli
 
 # What archiving keeps exactly (medians, p90s and p95 cannot survive it; see DEFINITIONS).
 KEPT = (

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from report_history import DAY, HOUR, NOW, History, cli, standard_history
 
 from incident_cli.metrics import write_file_atomically
+from tests.report_history import DAY, HOUR, NOW, History, cli, standard_history
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from report_history import DAY, HOUR, NOW, History, cli, standard_history, write_config
 
 from incident_cli.report import build_report, report_json
+from tests.report_history import DAY, HOUR, NOW, History, cli, standard_history, write_config
 
 GOLDEN = Path(__file__).parent / "golden"
 SPEC_KEYS = {

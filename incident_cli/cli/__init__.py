@@ -252,5 +252,8 @@ def main() -> None:
 
 
 # Command modules register themselves on `app`; they import their core modules lazily.
+from incident_cli.cli import anomaly as _anomaly  # noqa: E402,F401
 from incident_cli.cli import incidents as _incidents  # noqa: E402,F401
+from incident_cli.cli import notify as _notify  # noqa: E402,F401
+from incident_cli.cli import ops as _ops  # noqa: E402,F401
 from incident_cli.cli import report as _report  # noqa: E402,F401

@@ -57,7 +57,12 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     top: int = typer.Option(10, "--top", min=1, help="How many top alerts / flapping to list."),
 ) -> None:
-    """Post-incident metrics: counts, MTTD/MTTA/MTTR, recovery, escalation, notifications."""
+    """Post-incident metrics over the incidents opened in the last HOURS.
+
+    Counts, MTTD/MTTA/MTTR (mean, median, p90), recovery success, escalation and false-positive
+    rates, notification delivery, by severity, top alerts, flapping incidents. A mean or rate
+    over nothing is null (— for people), never 0.
+    """
     env = get_env(ctx)
     if as_json:
         fmt = "json"
@@ -141,7 +146,7 @@ def metrics(
         show_default=False,
     ),
 ) -> None:
-    """Prometheus exposition of the incident metrics (prometheus_client format)."""
+    """Prometheus exposition of the incident metrics (for node_exporter's textfile collector)."""
     from incident_cli.metrics import exposition, write_file_atomically
 
     env = get_env(ctx)
@@ -175,7 +180,11 @@ def status(
         show_default=False,
     ),
 ) -> None:
-    """Health of the tool itself: heartbeats, sources, queues, DB size. Exit 1 when stale."""
+    """Health of the tool itself; exit 1 when a heartbeat is stale or a source keeps failing.
+
+    Shows each command's last run and result, each source's reachability, open incidents,
+    pending actions and notifications, and the DB size.
+    """
     from incident_cli.health import check_health, health_json
     from incident_cli.times import parse_duration
 
@@ -286,7 +295,12 @@ def archive(
     vacuum: bool = typer.Option(False, "--vacuum", help="VACUUM afterwards to give space back."),
     as_json: bool = typer.Option(False, "--json", help="Plain JSON on stdout."),
 ) -> None:
-    """Retention: fold old resolved incidents into the report rollup, then delete their rows."""
+    """Retention: remove old resolved incidents and their rows, keeping the report numbers.
+
+    Each archived incident is first added to an hourly rollup, so `report` and the `metrics`
+    counters give the same counts and means afterwards (medians and percentiles cover only
+    the incidents still in the DB). Incidents with notifications or actions still queued wait.
+    """
     from incident_cli.archive import archive as archive_incidents
     from incident_cli.times import format_duration, to_rfc3339
 

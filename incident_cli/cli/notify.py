@@ -1,0 +1,95 @@
+"""The `incident notify` command: deliver the outbox, or show it with --dry-run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+from incident_cli.cli import app, emit_json, get_env, tick
+from incident_cli.errors import ExitStatus, UsageError
+
+
+@app.command()
+def notify(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print each pending payload (secrets masked); send nothing."
+    ),
+    channel: str = typer.Option(
+        None, "--channel", metavar="NAME", help="Only this channel.", show_default=False
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Plain JSON on stdout."),
+) -> None:
+    """Deliver queued notifications with retry, backoff and per-channel rate limits."""
+    env = get_env(ctx)
+    config = env.config()
+    if channel is not None and channel not in config.channels:
+        known = ", ".join(config.channels) or "none configured"
+        raise UsageError(f"no channel named {channel!r} (channels: {known})")
+    if dry_run:
+        from incident_cli.notify import preview_pending
+
+        previews = preview_pending(env.db(), config, env.now(), channel)
+        if as_json:
+            emit_json({"dry_run": True, "notifications": [p.to_json() for p in previews]})
+        else:
+            _print_previews([p.to_json() for p in previews])
+        return
+
+    from incident_cli.notify import deliver_due
+
+    with tick(env, "notify") as codes:
+        report = deliver_due(env.db(), config, clock=env.clock, only_channel=channel)
+        if report.dead:
+            codes.append(int(ExitStatus.PARTIAL_FAILURE))
+    for dead in report.dead:
+        about = f", incident {dead.incident_id}" if dead.incident_id is not None else ""
+        sys.stderr.write(
+            f"incident: notification {dead.id} to {dead.channel} ({dead.event}{about})"
+            f" is dead: {dead.error}\n"
+        )
+    if as_json:
+        emit_json({"dry_run": False, **report.to_json()})
+    elif env.verbose:
+        for outcome in report.outcomes:
+            if outcome.status in ("retry", "held"):
+                sys.stdout.write(
+                    f"notification {outcome.id} to {outcome.channel} ({outcome.event}):"
+                    f" {outcome.status}: {outcome.error}\n"
+                )
+        sys.stdout.write(
+            f"notify: sent {report.count('sent')}, retrying {report.count('retry')},"
+            f" dead {report.count('dead')}, held {report.count('held')},"
+            f" left for the next tick {report.deferred}\n"
+        )
+    if report.dead:
+        raise typer.Exit(int(ExitStatus.PARTIAL_FAILURE))
+
+
+def _print_previews(previews: list[dict[str, Any]]) -> None:
+    if not previews:
+        sys.stdout.write("nothing to send\n")
+        return
+    for p in previews:
+        about = f", incident {p['incident_id']}" if p["incident_id"] is not None else ""
+        head = f"would send notification {p['id']} to {p['channel']} ({p['event']}{about})"
+        if p["method"] is None:
+            sys.stdout.write(f"{head}: not sent: {p['note']}\n")
+            continue
+        note = f" [{p['note']}]" if p["note"] else ""
+        sys.stdout.write(f"{head}: {p['method']} {p['url']}{note}\n")
+        for name, value in p["headers"].items():
+            sys.stdout.write(f"  {name}: {value}\n")
+        if (
+            isinstance(p["body"], dict)
+            and isinstance(p["body"].get("text"), str)
+            and (p["method"] == "SMTP")
+        ):
+            sys.stdout.write(f"  Subject: {p['body']['subject']}\n\n")
+            sys.stdout.write("".join(f"  {line}\n" for line in p["body"]["text"].splitlines()))
+        else:
+            text = json.dumps(p["body"], ensure_ascii=False, indent=2)
+            sys.stdout.write("".join(f"  {line}\n" for line in text.splitlines()))

@@ -1,0 +1,106 @@
+"""Deployment files: the crontab lines and systemd units for an install, with absolute paths."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Install:
+    """Where this install lives: the program to run, the config and (optionally) the DB."""
+
+    program: tuple[str, ...]
+    config: str | None
+    db: str | None = None
+    env_file: str = "/etc/incident/incident.env"
+    state_dir: str = "/var/lib/incident"
+
+    def command(self, *args: str) -> str:
+        argv = [*self.program]
+        if self.config:
+            argv += ["-c", self.config]
+        if self.db:
+            argv += ["--db", self.db]
+        return shlex.join([*argv, *args])
+
+
+def this_install(config: str | None, db: str | None) -> Install:
+    """The running interpreter's `incident` (a venv's or pipx's script), else `python -m`."""
+    script = Path(sys.executable).parent / "incident"
+    program: tuple[str, ...] = (
+        (str(script),) if script.exists() else (sys.executable, "-m", "incident_cli")
+    )
+    return Install(
+        program=program,
+        config=str(Path(config).resolve()) if config else None,
+        db=str(Path(db).resolve()) if db else None,
+    )
+
+
+def crontab(install: Install) -> str:
+    return f"""\
+# incident — crontab lines (install with `crontab -e`, or into /etc/cron.d with a user column).
+# Cron mails any output: incident is silent on success. Set the variables of
+# {install.env_file} in this crontab's header (cron does not read env files).
+# One tick a minute: poll, detect-anomalies, recover, notify (exit 75 = try next tick).
+* * * * * {install.command("--quiet", "run")}
+# Hourly report, mailed by cron (the MAILTO of this crontab):
+0 * * * * {install.command("report", "1", "--format", "markdown")}
+# Daily retention: resolved incidents older than 90 days (report numbers are kept).
+17 3 * * * {install.command("--quiet", "archive", "--older-than", "90")}
+"""
+
+
+def service_unit(install: Install) -> str:
+    return f"""\
+# incident — one tick: poll, detect-anomalies, recover, notify. Started by incident.timer.
+[Unit]
+Description=incident tick (Prometheus/Alertmanager incident response)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart={install.command("--quiet", "run")}
+EnvironmentFile=-{install.env_file}
+Environment=INCIDENT_DB={install.db or install.state_dir + "/incident.db"}
+StateDirectory=incident
+StateDirectoryMode=0700
+UMask=0077
+# 75 means "try again next tick" (a source down, or the previous tick still running).
+SuccessExitStatus=75
+TimeoutStartSec=15min
+# Sandbox. Recovery commands run inside it: if yours need to write elsewhere (or gain
+# privileges, e.g. through sudo), add ReadWritePaths= or drop NoNewPrivileges= for them.
+ProtectSystem=strict
+ProtectHome=read-only
+PrivateTmp=yes
+NoNewPrivileges=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+"""
+
+
+def timer_unit() -> str:
+    return """\
+# incident — runs incident.service every minute.
+[Unit]
+Description=incident tick every minute
+
+[Timer]
+OnCalendar=*-*-* *:*:00
+AccuracySec=1s
+Persistent=false
+
+[Install]
+WantedBy=timers.target
+"""
+
+
+SHIPPED = Install(program=("/usr/local/bin/incident",), config="/etc/incident/incident.yaml")

@@ -1,0 +1,232 @@
+"""The CLI: exit codes, one-line errors, JSON shapes, and that bad input stores nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from typer.testing import CliRunner
+
+from incident_cli.cli import app
+from incident_cli.db import TickLock, open_db
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PROM = "http://prom.test"
+
+CONFIG = f"""
+sources:
+  prometheus: {{type: prometheus, url: "{PROM}", timeout: 2s}}
+rules:
+  - {{name: backend-down, match: {{alertname: BackendServiceDown}}, severity: critical}}
+"""
+
+INCIDENT_KEYS = {
+    "id",
+    "key",
+    "title",
+    "status",
+    "severity",
+    "rule",
+    "handler",
+    "source",
+    "labels",
+    "annotations",
+    "started_at",
+    "opened_at",
+    "acknowledged_at",
+    "resolved_at",
+    "resolution",
+    "flapping",
+    "reopen_count",
+}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "incident.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def prom_body() -> Any:
+    return json.loads((FIXTURES / "prometheus-2.42" / "prometheus_v1_alerts.json").read_text())
+
+
+def incident_count(tmp_path: Path) -> int:
+    db_path = tmp_path / "incident.db"
+    if not db_path.exists():
+        return 0
+    return int(open_db(db_path).execute("SELECT count(*) FROM incidents").fetchone()[0])
+
+
+@responses.activate
+def test_poll_then_list_and_show_give_the_spec_json(config: Path, tmp_path: Path) -> None:
+    responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
+    result = run("-c", str(config), "poll")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # silent on success: cron mails any output
+    listed = json.loads(run("-c", str(config), "list", "--json").stdout)
+    assert len(listed) == 2
+    assert all(set(item) == INCIDENT_KEYS for item in listed)
+    backend = next(i for i in listed if i["rule"] == "backend-down")
+    assert backend["severity"] == "critical" and backend["source"] == "prometheus"
+    assert backend["started_at"] == "2026-11-28T20:29:14Z"
+    assert backend["acknowledged_at"] is None and backend["flapping"] is False
+    shown = json.loads(run("-c", str(config), "show", str(backend["id"]), "--json").stdout)
+    assert set(shown) >= INCIDENT_KEYS
+    assert {"alerts", "timeline", "actions", "notifications"} <= set(shown)
+    assert set(shown["timeline"][0]) >= {"at", "kind", "message", "data"}
+    assert shown["timeline"][0]["kind"] == "opened"
+
+
+@responses.activate
+def test_ack_and_resolve_name_who_and_show_in_list(config: Path) -> None:
+    responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
+    run("-c", str(config), "poll")
+    ack = run("-c", str(config), "ack", "1", "--by", "alice", "--note", "looking")
+    assert ack.exit_code == 0 and "acknowledged by alice" in ack.stdout
+    resolved = run("-c", str(config), "resolve", "1", "--false-positive", "--by", "bob")
+    assert resolved.exit_code == 0
+    item = json.loads(run("-c", str(config), "list", "--status", "resolved", "--json").stdout)[0]
+    assert (item["id"], item["status"], item["resolution"]) == (1, "resolved", "false_positive")
+    assert item["acknowledged_at"] is not None
+    timeline = json.loads(run("-c", str(config), "show", "1", "--json").stdout)["timeline"]
+    actors = {(e["kind"], e["actor"]) for e in timeline}
+    assert ("acknowledged", "alice") in actors and ("resolved", "bob") in actors
+    open_now = json.loads(run("-c", str(config), "list", "--json").stdout)
+    assert [i["id"] for i in open_now] == [2]
+
+
+def test_unknown_incident_and_bad_usage_exit_codes(config: Path) -> None:
+    missing = run("-c", str(config), "show", "99")
+    assert missing.exit_code == 1 and missing.stderr.strip() == "incident: no incident 99"
+    assert run("-c", str(config), "list", "--status", "weird").exit_code == 2
+    assert run("-c", str(config), "frobnicate").exit_code == 2
+    assert run("-c", str(config), "show").exit_code == 2
+    version = run("--version")
+    assert version.exit_code == 0 and version.stdout.startswith("incident ")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("sources: {}\nunknown_section: 1\n", "unknown_section: unknown key"),
+        ("rules: [\n", "invalid YAML"),
+        ("rules:\n  - {name: x, match: {a: b}, handler: nope}\n", "unknown handler"),
+        ("defaults: {notify: [slack]}\n", "unknown channel 'slack'"),
+        ("incidents: {resolve_after: soon}\n", "not a duration"),
+        ("sources:\n  x: {type: zabbix, url: 'http://z'}\n", "unknown source type"),
+    ],
+)
+def test_a_broken_config_exits_78_with_one_line_and_stores_nothing(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    path = tmp_path / "incident.yaml"
+    path.write_text(text)
+    result = run("-c", str(path), "poll")
+    assert result.exit_code == 78
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and str(path) in lines[0]
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "incident.db").exists()
+
+
+def test_a_missing_explicit_config_is_an_error_but_no_default_file_is_fine(tmp_path: Path) -> None:
+    assert run("-c", str(tmp_path / "nope.yaml"), "list").exit_code == 78
+    assert run("--db", str(tmp_path / "x.db"), "list", "--json").stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"status": 500, "body": "internal error"},
+        {"status": 200, "body": "<html>not json</html>"},
+        {"status": 200, "json": {"status": "success", "data": {"alerts": "nope"}}},
+        {"status": 200, "json": [{"labels": {}}]},
+        {"status": 403, "body": "forbidden"},
+    ],
+)
+@responses.activate
+def test_a_broken_source_exits_75_changes_nothing_in_one_line(
+    config: Path, tmp_path: Path, reply: dict[str, Any]
+) -> None:
+    responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
+    assert run("-c", str(config), "poll").exit_code == 0
+    before = json.loads(run("-c", str(config), "list", "--json").stdout)
+    responses.replace(responses.GET, f"{PROM}/api/v1/alerts", **reply)
+    for _ in range(2):
+        result = run("-c", str(config), "poll")
+        assert result.exit_code == 75
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "prometheus" in result.stderr and "Traceback" not in result.output
+    assert json.loads(run("-c", str(config), "list", "--json").stdout) == before
+
+
+@responses.activate
+def test_a_one_mebibyte_label_value_is_handled(config: Path, tmp_path: Path) -> None:
+    body = prom_body()
+    body["data"]["alerts"] = [
+        {
+            "labels": {"alertname": "Huge", "blob": "x" * (1024 * 1024), "cmd": "; rm -rf /"},
+            "annotations": {"summary": "$(id) `id` --help"},
+            "state": "firing",
+            "activeAt": "2026-11-28T20:29:14Z",
+        }
+    ]
+    responses.get(f"{PROM}/api/v1/alerts", json=body)
+    result = run("-c", str(config), "poll")
+    assert result.exit_code == 0, result.stderr
+    assert incident_count(tmp_path) == 1
+    listed = run("-c", str(config), "list")
+    assert listed.exit_code == 0 and "Huge" in listed.stdout
+
+
+def test_the_state_db_is_private_and_in_wal_mode(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "state" / "incident.db")
+    mode = stat.S_IMODE(os.stat(tmp_path / "state" / "incident.db").st_mode)
+    assert mode == 0o600
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = set(db.table_names())
+    assert {"incidents", "alerts", "timeline", "actions", "notifications", "heartbeats"} <= tables
+    applied = [r["name"] for r in db.query("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    assert applied[0] == "m001_initial"
+    columns = {c.name for c in db["incidents"].columns}
+    assert {"key", "status", "started_at", "opened_at", "resolution", "reopen_count"} <= columns
+
+
+@responses.activate
+def test_a_second_tick_exits_75_while_the_lock_is_held(config: Path, tmp_path: Path) -> None:
+    responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
+    with TickLock(tmp_path / "incident.db"):
+        result = run("-c", str(config), "poll")
+        assert result.exit_code == 75 and "lock" in result.stderr
+    assert run("-c", str(config), "poll").exit_code == 0
+
+
+@responses.activate
+def test_poll_dry_run_changes_nothing(config: Path, tmp_path: Path) -> None:
+    responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
+    result = run("-c", str(config), "poll", "--dry-run")
+    assert result.exit_code == 0 and "would have: opened 2" in result.stdout
+    assert incident_count(tmp_path) == 0
+
+
+def test_every_command_and_option_has_help_text() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    assert group.help
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        assert command.help, f"{name} has no help"
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert param.help, f"{name} {param.name} has no help"

@@ -1,0 +1,103 @@
+"""`incident cron print` and the shipped cron/systemd files."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from incident_cli.cli import app
+from incident_cli.deploy import SHIPPED, crontab, service_unit, timer_unit
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_cron_print_uses_absolute_paths_of_this_install(tmp_path: Path) -> None:
+    config = tmp_path / "incident.yaml"
+    config.write_text("{}\n")
+    result = CliRunner().invoke(app, ["-c", str(config), "cron", "print"])
+    assert result.exit_code == 0, result.output
+    jobs = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    assert jobs[0].split()[:5] == ["*"] * 5
+    run_line = jobs[0]
+    program = run_line.split()[5]
+    assert Path(program).is_absolute() and Path(program).exists()
+    assert f"-c {config}" in run_line and run_line.endswith("--quiet run")
+    assert any(" report 1 " in line for line in jobs)
+    assert any("archive --older-than" in line for line in jobs)
+
+
+def test_cron_print_systemd_adds_both_units(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["cron", "print", "--systemd"])
+    assert result.exit_code == 0
+    assert "[Service]" in result.stdout and "[Timer]" in result.stdout
+    assert (
+        f"ExecStart={sys.executable}" in result.stdout or "/incident --quiet run" in result.stdout
+    )
+
+
+def parse_unit(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=True, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(text)
+    return parser
+
+
+def test_the_service_is_sandboxed_and_private() -> None:
+    unit = parse_unit(service_unit(SHIPPED))["Service"]
+    assert unit["Type"] == "oneshot"
+    assert unit["UMask"] == "0077" and unit["StateDirectory"] == "incident"
+    assert unit["ProtectSystem"] == "strict" and unit["NoNewPrivileges"] == "yes"
+    assert unit["SuccessExitStatus"] == "75"
+    assert unit["ExecStart"].startswith("/usr/local/bin/incident -c /etc/incident/incident.yaml")
+    timer = parse_unit(timer_unit())
+    assert timer["Timer"]["OnCalendar"] == "*-*-* *:*:00"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+
+
+def test_the_shipped_files_are_the_generated_ones() -> None:
+    assert (REPO / "cron" / "incident.crontab").read_text() == crontab(SHIPPED)
+    assert (REPO / "cron" / "incident.service").read_text() == service_unit(SHIPPED)
+    assert (REPO / "cron" / "incident.timer").read_text() == timer_unit()
+
+
+def test_the_env_file_names_every_variable_incident_reads() -> None:
+    from incident_cli.config import ENV_VARIABLES
+
+    text = (REPO / "cron" / "incident.env.example").read_text()
+    for name in (
+        *ENV_VARIABLES,
+        "PROMETHEUS_URL",
+        "SLACK_WEBHOOK_URL",
+        "PAGERDUTY_API_KEY",
+        "STATUSPAGE_API_KEY",
+        "INCIDENT_CONFIG",
+        "INCIDENT_DB",
+    ):
+        assert f"{name}=" in text, name
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
+    (tmp_path / "incident.service").write_text(
+        service_unit(SHIPPED).replace("/usr/local/bin/incident", "/bin/true")
+    )
+    (tmp_path / "incident.timer").write_text(timer_unit())
+    result = subprocess.run(
+        [
+            "systemd-analyze",
+            "verify",
+            str(tmp_path / "incident.service"),
+            str(tmp_path / "incident.timer"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    problems = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
+    assert problems == [], result.stderr

@@ -1,0 +1,296 @@
+"""The incident lifecycle with an injected clock: open, update, resolve, reopen, flapping, storm."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlite_utils import Database
+
+from incident_cli.config import Config, load_config
+from incident_cli.db import open_db
+from incident_cli.errors import IncidentError
+from incident_cli.lifecycle import acknowledge, apply_poll, resolve_by_hand
+from incident_cli.models import Alert
+from incident_cli.sources import fingerprint
+from incident_cli.store import get_incident, list_incidents
+
+T0 = 1_800_000_000.0
+
+CONFIG = """
+sources:
+  prom: {type: prometheus, url: "http://127.0.0.1:9"}
+  am: {type: alertmanager, url: "http://127.0.0.1:9"}
+incidents:
+  resolve_after: 5m
+  reopen_within: 15m
+  flapping: {changes: 4, window: 1h}
+  storm: {max_new_per_tick: 3}
+channels:
+  slack: {type: slack, webhook_url: "https://hooks.example/slack"}
+  pd: {type: pagerduty, routing_key: "rk-0123456789", min_severity: critical}
+defaults: {notify: [slack, pd]}
+rules:
+  - {name: backend-down, match: {alertname: BackendServiceDown}, severity: critical,
+     group_by: [alertname, service]}
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    path = tmp_path / "incident.yaml"
+    path.write_text(CONFIG)
+    return load_config(path, {})
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return open_db(tmp_path / "state.db")
+
+
+def alert(
+    name: str = "BackendServiceDown", state: str = "firing", source: str = "prom", **labels: str
+) -> Alert:
+    all_labels = {"alertname": name, **labels}
+    return Alert(
+        source=source,
+        fingerprint=fingerprint(all_labels),
+        labels=all_labels,
+        annotations={"summary": f"{name} summary"},
+        state=state,
+        starts_at=T0 - 60,
+    )
+
+
+def poll(
+    db: Database, config: Config, now: float, *alerts: Alert, failed: tuple[str, ...] = ()
+) -> Any:
+    fetched: dict[str, list[Alert]] = {name: [] for name in config.sources if name not in failed}
+    for a in alerts:
+        fetched.setdefault(a.source, []).append(a)
+    return apply_poll(db, config, fetched, {name: "down" for name in failed}, now)
+
+
+def timeline_kinds(db: Database, incident_id: int) -> list[str]:
+    return [
+        r["kind"]
+        for r in db.query(
+            "SELECT kind FROM timeline WHERE incident_id = ? ORDER BY id", [incident_id]
+        )
+    ]
+
+
+def notifications(db: Database) -> list[tuple[int | None, str, str]]:
+    return [
+        (r["incident_id"], r["channel"], r["event"])
+        for r in db.query("SELECT incident_id, channel, event FROM notifications ORDER BY id")
+    ]
+
+
+def test_a_firing_alert_opens_one_incident_with_its_times_and_notifications(
+    db: Database, config: Config
+) -> None:
+    result = poll(
+        db,
+        config,
+        T0,
+        alert(service="backend", instance="a"),
+        alert(service="backend", instance="b"),
+    )
+    assert len(result.opened) == 1  # grouped by alertname+service
+    incident = get_incident(db, result.opened[0])
+    assert incident is not None
+    assert incident.key == "backend-down:alertname=BackendServiceDown,service=backend"
+    assert incident.title == "BackendServiceDown: backend"
+    assert (incident.status, incident.severity, incident.source) == ("open", "critical", "prom")
+    assert incident.started_at == T0 - 60 and incident.opened_at == T0
+    assert incident.to_json()["opened_at"] == "2027-01-15T08:00:00Z"
+    assert timeline_kinds(db, incident.id) == ["opened", "alert_firing", "alert_firing"]
+    assert notifications(db) == [(incident.id, "slack", "firing"), (incident.id, "pd", "firing")]
+
+
+def test_pending_alerts_never_open_and_suppressed_ones_open_nothing(
+    db: Database, config: Config
+) -> None:
+    result = poll(
+        db,
+        config,
+        T0,
+        alert("Slow", state="pending"),
+        alert("Muted", state="suppressed", source="am"),
+    )
+    assert result.opened == []
+    assert list_incidents(db, None, None) == []
+
+
+def test_a_second_identical_poll_changes_nothing(db: Database, config: Config) -> None:
+    a = alert(service="backend")
+    first = poll(db, config, T0, a)
+    snapshot = (list(db.query("SELECT * FROM timeline")), notifications(db))
+    second = poll(db, config, T0 + 60, a)
+    assert second.opened == [] and second.updated == 1
+    assert (list(db.query("SELECT * FROM timeline")), notifications(db)) == snapshot
+    assert get_incident(db, first.opened[0]).last_seen_at == T0 + 60  # type: ignore[union-attr]
+
+
+def test_it_resolves_only_after_resolve_after_and_two_polls_without_the_alert(
+    db: Database, config: Config
+) -> None:
+    incident_id = poll(db, config, T0, alert(service="backend")).opened[0]
+    poll(db, config, T0 + 400)  # gone for 400s, but only one poll
+    assert get_incident(db, incident_id).status == "open"  # type: ignore[union-attr]
+    fresh = poll(db, config, T0 + 30, alert(service="backend"))  # back again: counters reset
+    assert fresh.updated == 1
+    poll(db, config, T0 + 60)
+    poll(db, config, T0 + 120)  # two polls, but only 120s absent
+    assert get_incident(db, incident_id).status == "open"  # type: ignore[union-attr]
+    result = poll(db, config, T0 + 400)
+    assert result.resolved == [incident_id]
+    incident = get_incident(db, incident_id)
+    assert incident is not None and (incident.status, incident.resolution) == ("resolved", "auto")
+    assert incident.resolved_at == T0 + 400
+    assert sorted(notifications(db)[-2:]) == [
+        (incident_id, "pd", "resolved"),
+        (incident_id, "slack", "resolved"),
+    ]
+
+
+def test_a_failed_source_never_resolves_its_incidents(db: Database, config: Config) -> None:
+    incident_id = poll(db, config, T0, alert(service="backend")).opened[0]
+    for minute in range(1, 10):
+        poll(db, config, T0 + minute * 60, failed=("prom",))
+    assert get_incident(db, incident_id).status == "open"  # type: ignore[union-attr]
+    unreachable = [i for i in list_incidents(db, None, None) if i.rule == "source_unreachable"]
+    assert len(unreachable) == 1 and unreachable[0].labels["source"] == "prom"
+    status = next(db.query("SELECT * FROM source_status WHERE name = 'prom'"))
+    assert status["consecutive_failures"] == 9
+    # The source answers again: its own incident resolves.
+    result = poll(db, config, T0 + 700, alert(service="backend"))
+    assert unreachable[0].id in result.resolved
+
+
+def test_a_suppressed_alert_keeps_an_open_incident_open(db: Database, config: Config) -> None:
+    incident_id = poll(db, config, T0, alert(service="backend", source="am")).opened[0]
+    for minute in range(1, 20):
+        poll(
+            db, config, T0 + minute * 60, alert(service="backend", source="am", state="suppressed")
+        )
+    assert get_incident(db, incident_id).status == "open"  # type: ignore[union-attr]
+    # No new notification for the silenced alert.
+    assert notifications(db) == [(incident_id, "slack", "firing"), (incident_id, "pd", "firing")]
+
+
+def test_a_return_within_reopen_within_reopens_the_same_incident(
+    db: Database, config: Config
+) -> None:
+    a = alert(service="backend")
+    incident_id = poll(db, config, T0, a).opened[0]
+    poll(db, config, T0 + 300)
+    poll(db, config, T0 + 360)
+    assert get_incident(db, incident_id).status == "resolved"  # type: ignore[union-attr]
+    result = poll(db, config, T0 + 600, a)
+    assert result.reopened == [incident_id] and result.opened == []
+    incident = get_incident(db, incident_id)
+    assert incident is not None and incident.status == "open" and incident.reopen_count == 1
+    assert incident.resolved_at is None and incident.resolution is None
+    # After reopen_within, the same alert opens a new incident.
+    poll(db, config, T0 + 900)
+    poll(db, config, T0 + 960)
+    late = poll(db, config, T0 + 960 + 16 * 60, a)
+    assert late.opened and late.opened[0] != incident_id
+
+
+def test_flapping_holds_notifications_until_it_settles(db: Database, config: Config) -> None:
+    a = alert(service="backend")
+    incident_id = poll(db, config, T0, a).opened[0]
+    now = T0
+    for _ in range(2):  # resolve, reopen, resolve, reopen = 4 changes
+        poll(db, config, now + 300)
+        poll(db, config, now + 360)
+        now += 420
+        poll(db, config, now, a)
+    incident = get_incident(db, incident_id)
+    assert incident is not None and incident.flapping is True
+    assert "flapping_started" in timeline_kinds(db, incident_id)
+    count = len(notifications(db))
+    poll(db, config, now + 300)
+    poll(db, config, now + 360)  # resolves while flapping: nothing new is sent
+    assert len(notifications(db)) == count
+    poll(db, config, now + 360 + 3601)  # an hour with no change: flapping stops
+    incident = get_incident(db, incident_id)
+    assert incident is not None and incident.flapping is False
+    assert "flapping_stopped" in timeline_kinds(db, incident_id)
+    assert notifications(db)[-1][2] == "resolved"  # channels are brought back to the real state
+
+
+def test_a_storm_sends_one_summary_per_channel(db: Database, config: Config) -> None:
+    alerts = [alert("Disk", instance=f"host{i}", severity="critical") for i in range(5)]
+    result = poll(db, config, T0, *alerts)
+    assert len(result.opened) == 5 and result.storm
+    rows = list(db.query("SELECT incident_id, channel, event, message FROM notifications"))
+    assert [(r["incident_id"], r["channel"], r["event"]) for r in rows] == [
+        (None, "slack", "storm"),
+        (None, "pd", "storm"),
+    ]
+    assert json.loads(rows[0]["message"])["count"] == 5
+
+
+def test_min_severity_keeps_warnings_from_pagerduty(db: Database, config: Config) -> None:
+    incident_id = poll(db, config, T0, alert("Disk", severity="warning")).opened[0]
+    assert notifications(db) == [(incident_id, "slack", "firing")]
+
+
+def test_ack_and_resolve_by_hand_are_recorded_and_notified_where_firing_went(
+    db: Database, config: Config
+) -> None:
+    incident_id = poll(db, config, T0, alert(service="backend")).opened[0]
+    acknowledge(db, config, incident_id, "alice", "on it", T0 + 120)
+    with pytest.raises(IncidentError):
+        acknowledge(db, config, incident_id, "bob", None, T0 + 130)
+    resolve_by_hand(db, config, incident_id, "alice", "restarted", False, T0 + 600)
+    incident = get_incident(db, incident_id)
+    assert incident is not None
+    assert (incident.status, incident.resolution, incident.acknowledged_by) == (
+        "resolved",
+        "manual",
+        "alice",
+    )
+    assert incident.acknowledged_at == T0 + 120
+    rows = list(
+        db.query(
+            "SELECT kind, actor, message FROM timeline WHERE incident_id = ? ORDER BY id",
+            [incident_id],
+        )
+    )
+    assert ("acknowledged", "alice", "acknowledged by alice") in [
+        (r["kind"], r["actor"], r["message"]) for r in rows
+    ]
+    assert ("note", "alice", "on it") in [(r["kind"], r["actor"], r["message"]) for r in rows]
+    assert [e for _, _, e in notifications(db)] == [
+        "firing",
+        "firing",
+        "acknowledged",
+        "acknowledged",
+        "resolved",
+        "resolved",
+    ]
+    # Marked a false positive afterwards, for the reports.
+    resolve_by_hand(db, config, incident_id, "alice", None, True, T0 + 700)
+    assert get_incident(db, incident_id).resolution == "false_positive"  # type: ignore[union-attr]
+
+
+def test_hostile_label_values_are_stored_bounded_and_keys_stay_short(
+    db: Database, config: Config
+) -> None:
+    huge = "x" * (1024 * 1024)
+    hostile = alert("Evil", service="; rm -rf /", instance="--help", job="ünïcødé ☃", note=huge)
+    incident_id = poll(db, config, T0, hostile).opened[0]
+    incident = get_incident(db, incident_id)
+    assert incident is not None
+    assert len(incident.key) <= 512
+    assert incident.labels["service"] == "; rm -rf /" and incident.labels["job"] == "ünïcødé ☃"
+    assert len(incident.labels["note"]) < 20000
+    # The same hostile alert again is the same incident.
+    assert poll(db, config, T0 + 60, hostile).opened == []
