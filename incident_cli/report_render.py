@@ -388,6 +388,11 @@ def _svg(title: str, body: list[str], legend: list[tuple[str, str]], chart_id: s
     )
 
 
+def _empty_note(text: str) -> str:
+    x, y = (_LEFT + _W - _RIGHT) / 2, (_TOP + _H - _BOTTOM) / 2
+    return f'<text class="empty" x="{x:.0f}" y="{y:.0f}" text-anchor="middle">{text}</text>'
+
+
 def _severity_colour(severity: str) -> str:
     return SEVERITY_COLOURS.get(severity, OTHER_COLOUR)
 
@@ -422,6 +427,8 @@ def incidents_chart(report: Report) -> str:
                 f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}"'
                 f' fill="{_severity_colour(severity)}"><title>{html.escape(tip)}</title></rect>'
             )
+    if not any(totals):
+        body.append(_empty_note("No incidents opened in this window"))
     legend = [(s, _severity_colour(s)) for s in severities]
     return _svg(f"Incidents opened per {unit}, by severity", body, legend, "chart-incidents")
 
@@ -461,6 +468,8 @@ def mttr_chart(report: Report) -> str:
             f'<line class="mean" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}">'
             f"<title>mean MTTR {_dur(report.mttr.mean)}</title></line>"
         )
+    if all(v is None for v in values):
+        body.append(_empty_note("No incident opened in this window has been resolved"))
     legend = [("MTTR of incidents opened then", "#3949ab"), ("mean over window", "#9e9e9e")]
     return _svg("MTTR over the window", body, legend, "chart-mttr")
 
@@ -479,7 +488,7 @@ table{border-collapse:collapse;background:#fff;border:1px solid #dde3ea;min-widt
 th,td{padding:6px 12px;border-bottom:1px solid #eef1f4;text-align:left}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .chart{width:100%;height:auto;background:#fff;border:1px solid #dde3ea;border-radius:8px}
-.chart text{font-size:11px;fill:#5b6b7b}
+.chart text{font-size:11px;fill:#5b6b7b}.chart text.empty{font-size:15px}
 .chart .grid{stroke:#eef1f4}.chart .axis{stroke:#9aa7b4}
 .chart .line{fill:none;stroke:#3949ab;stroke-width:2}
 .chart .point{fill:#3949ab}.chart .mean{stroke:#9e9e9e;stroke-dasharray:4 4}

@@ -101,3 +101,4 @@ def test_an_empty_window_still_renders_both_charts(tmp_path: Path) -> None:
     ]
     assert page.in_chart("chart-incidents", "rect", "bar") == []
     assert "—" in "".join(page.text)
+    assert "No incidents opened in this window" in "".join(page.text)
