@@ -1,19 +1,54 @@
-"""The handler registry: built-in handlers by name, user handlers as `module:function`."""
+"""The handler registry: built-in handlers by name, user handlers as `module:function`, and
+planning their actions.
+
+Who decides what:
+
+- A handler `(incident, alert, rule) -> list[ActionPlan]` says what the *rule* asks for. It never
+  sees the config, so a user handler stays a plain function.
+- The operator's switches are applied here, by `plan_actions`, which has the config: a plan whose
+  gate is off is still recorded, as a `skipped` action whose `error` names the switch, so the
+  timeline shows what was not done and why. The gates are: `command` → `recovery.enabled`
+  (`AUTO_RECOVERY_ENABLED`), `block_ip` → `security.auto_block` (`AUTO_BLOCK_SUSPICIOUS_IPS`),
+  and any plan whose params carry `"gate": "<switch>"` (the security handler's `escalate` uses
+  `security.auto_escalate`).
+- `recover` checks the same gates again when an action comes due, because a switch may have
+  been turned off between the poll that planned it and the tick that would run it.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlite_utils import Database
 
 from incident_cli.config import Config, Rule
 from incident_cli.models import ActionPlan, Alert, Incident
+from incident_cli.redact import redact
 from incident_cli.store import add_event
 
 Handler = Callable[[Incident, Alert | None, Rule], list[ActionPlan]]
+
+ACTION_KINDS = ("command", "diagnostics", "block_ip", "escalate")
+
+# switch name → (is it on?, how to say it is off)
+GATES: dict[str, tuple[Callable[[Config], bool], str]] = {
+    "recovery.enabled": (
+        lambda c: c.recovery.enabled,
+        "recovery is disabled (recovery.enabled / AUTO_RECOVERY_ENABLED)",
+    ),
+    "security.auto_block": (
+        lambda c: c.security.auto_block,
+        "blocking is off (security.auto_block / AUTO_BLOCK_SUSPICIOUS_IPS)",
+    ),
+    "security.auto_escalate": (
+        lambda c: c.security.auto_escalate,
+        "auto-escalation is off (security.auto_escalate / SECURITY_INCIDENT_AUTO_ESCALATE)",
+    ),
+}
+_KIND_GATES = {"command": "recovery.enabled", "block_ip": "security.auto_block"}
 
 
 def default(incident: Incident, alert: Alert | None, rule: Rule) -> list[ActionPlan]:
@@ -33,14 +68,55 @@ def load_user_handler(name: str) -> Handler:
     return func  # type: ignore[no-any-return]
 
 
-def get_handler(name: str) -> Handler:
-    if name == "default":
-        return default
-    if ":" in name:
-        return load_user_handler(name)
+def builtin_handlers() -> dict[str, Handler]:
+    """Every built-in handler by the name a rule uses."""
     from incident_cli.handlers import builtin
 
-    return getattr(builtin, name)  # type: ignore[no-any-return]
+    return {
+        "default": default,
+        "service_down": builtin.service_down,
+        "slo_breach": builtin.slo_breach,
+        "performance_issue": builtin.performance_issue,
+        "security_incident": builtin.security_incident,
+    }
+
+
+def get_handler(name: str) -> Handler:
+    if ":" in name:
+        return load_user_handler(name)
+    handlers = builtin_handlers()
+    if name not in handlers:
+        raise KeyError(f"unknown handler {name!r}")
+    return handlers[name]
+
+
+def gate_reason(config: Config, kind: str, params: Mapping[str, Any]) -> str | None:
+    """Why an action of this kind may not run under this config, or None when it may."""
+    names = [_KIND_GATES.get(kind), params.get("gate")]
+    for name in names:
+        if not name:
+            continue
+        gate = GATES.get(str(name))
+        if gate is None:
+            return f"unknown gate {name!r}"
+        is_on, off_reason = gate
+        if not is_on(config):
+            return off_reason
+    return None
+
+
+def _plan_problem(plan: object) -> str | None:
+    if not isinstance(plan, ActionPlan):
+        return f"handler returned a non-action: {plan!r}"
+    if plan.kind not in ACTION_KINDS:
+        return f"handler returned an action of unknown kind {plan.kind!r}"
+    if plan.command is not None and (
+        not plan.command or not all(isinstance(item, str) for item in plan.command)
+    ):
+        return f"handler returned a {plan.kind} action whose command is not a list of strings"
+    if plan.kind in ("command", "block_ip") and not plan.command:
+        return f"handler returned a {plan.kind} action without a command"
+    return None
 
 
 def plan_actions(
@@ -51,7 +127,8 @@ def plan_actions(
     rule: Rule,
     now: float,
 ) -> list[int]:
-    """Call the incident's handler and store what it returns as pending actions.
+    """Call the incident's handler and store what it returns as actions (pending, or skipped
+    when a gate is off).
 
     Runs inside the write transaction that opened or reopened the incident; nothing runs here.
     A handler that raises is recorded in the timeline rather than failing the whole poll.
@@ -69,38 +146,63 @@ def plan_actions(
         return []
     ids = []
     for plan in plans or []:
-        if not isinstance(plan, ActionPlan):
-            add_event(
-                db, incident.id, now, "note", f"handler returned a non-action: {plan!r}"[:500]
-            )
+        problem = _plan_problem(plan)
+        if problem is not None:
+            add_event(db, incident.id, now, "note", problem[:500])
             continue
-        ids.append(_insert_action(db, incident.id, plan, now))
+        ids.append(_insert_action(db, config, incident, plan, now))
     return ids
 
 
-def _insert_action(db: Database, incident_id: int, plan: ActionPlan, now: float) -> int:
+def budget_key(incident: Incident, plan: ActionPlan) -> str:
+    """Attempts are counted per (rule, target); the target defaults to the incident's key, so a
+    reopened incident shares the budget of its earlier episodes."""
+    return f"{incident.rule}|{plan.target or incident.key}"
+
+
+def _insert_action(
+    db: Database, config: Config, incident: Incident, plan: ActionPlan, now: float
+) -> int:
     params: dict[str, Any] = dict(plan.params)
+    if plan.command is not None:
+        # `command` shows what ran once it starts; the template stays for later attempts.
+        params["template"] = list(plan.command)
+    skipped = gate_reason(config, plan.kind, params)
+    secrets = config.secrets()
+    shown = None if plan.command is None else [redact(item, secrets) for item in plan.command]
     cursor = db.conn.execute(
         "INSERT INTO actions (incident_id, kind, status, attempts, command, params, target,"
-        " planned_at, due_at) VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
+        " budget_key, error, planned_at, due_at, finished_at)"
+        " VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            incident_id,
+            incident.id,
             plan.kind,
-            None if plan.command is None else json.dumps(list(plan.command)),
+            "skipped" if skipped else "pending",
+            None if shown is None else json.dumps(shown, ensure_ascii=False),
             json.dumps(params, default=str),
             plan.target,
+            budget_key(incident, plan) if plan.kind == "command" else None,
+            skipped,
             now,
-            now + plan.delay,
+            now + max(plan.delay, 0.0),
+            now if skipped else None,
         ),
     )
     action_id = int(cursor.lastrowid or 0)
-    what = " ".join(plan.command) if plan.command else plan.kind
+    what = " ".join(shown) if shown else plan.kind
+    message = f"planned {plan.kind}: {what}"
+    if skipped:
+        message += f" — skipped: {skipped}"
     add_event(
         db,
-        incident_id,
+        incident.id,
         now,
         "action_planned",
-        f"planned {plan.kind}: {what}"[:500],
-        data={"action_id": action_id, "kind": plan.kind},
+        message[:500],
+        data={
+            "action_id": action_id,
+            "kind": plan.kind,
+            "status": "skipped" if skipped else "pending",
+        },
     )
     return action_id

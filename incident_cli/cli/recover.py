@@ -1,0 +1,82 @@
+"""The `incident recover` command: run the recovery, diagnostic, block and escalation actions
+that are due."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+
+from incident_cli.cli import app, console, emit_json, get_env, tick
+from incident_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from incident_cli.recovery import ActionReport
+
+
+def _line(report: ActionReport) -> str:
+    argv = "; ".join(shlex.join(a) for a in report.argv)
+    parts = [f"#{report.action_id} (incident {report.incident_id}) {report.kind}: {report.outcome}"]
+    if argv:
+        parts.append(argv)
+    if report.detail:
+        parts.append(f"— {report.detail}")
+    return " ".join(parts)
+
+
+@app.command()
+def recover(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print what would run (argv after label substitution); change nothing.",
+    ),
+    incident: int = typer.Option(
+        None,
+        "--incident",
+        min=1,
+        metavar="ID",
+        help="Only the actions of this incident.",
+        show_default=False,
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Plain JSON on stdout."),
+) -> None:
+    """Run the actions that are due: fixes, diagnostics, IP blocks, escalations.
+
+    Verifies fixes across ticks, backs off between attempts, and escalates once when a fix's
+    attempt budget is spent. Exit 1 when an action was refused or could not start.
+    """
+    from incident_cli.recovery import recover_due
+
+    env = get_env(ctx)
+    codes: list[int] = []
+    if dry_run:
+        # Changes nothing, not even the heartbeat: a manual dry run must not hide a stale
+        # `recover` from `incident status`.
+        result = recover_due(env.db(), env.config(), env.now(), dry_run=True, incident_id=incident)
+    else:
+        with tick(env, "recover") as codes:
+            result = recover_due(env.db(), env.config(), env.now(), incident_id=incident)
+            if result.problems:
+                codes.append(int(ExitStatus.PARTIAL_FAILURE))
+    if as_json:
+        emit_json(result.to_json())
+    elif dry_run or env.verbose:
+        out = console()
+        if not result.actions:
+            out.print("recover: nothing due", markup=False, soft_wrap=True)
+        for report in result.actions:
+            out.print(_line(report), markup=False, soft_wrap=True)
+    elif result.problems and not env.quiet:
+        # Cron mails this: say which actions could not start.
+        for report in result.actions:
+            if report.outcome == "refused" or (
+                report.outcome == "failed" and report.exit_code is None
+            ):
+                sys.stderr.write(f"incident: {_line(report)}\n")
+    worst = max(codes, default=0)
+    if worst:
+        raise typer.Exit(worst)
