@@ -23,12 +23,17 @@ OTHER_COLOUR = "#78909c"
 _RICH_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "cyan"}
 
 
-def _dur(seconds: float | None) -> str:
+def human_duration(seconds: float | None) -> str:
+    """`4m 10s`; tenths under ten seconds; — for nothing to measure."""
     if seconds is None:
         return NONE
     if seconds < 10:
         return f"{seconds:.1f}s"
     return format_duration(seconds)
+
+
+def _three(t: Timing) -> list[str]:
+    return [human_duration(t.mean), human_duration(t.median), human_duration(t.p90)]
 
 
 def _pct(rate: float | None) -> str:
@@ -99,9 +104,9 @@ def render_table(report: Report, console: Any) -> None:
     for name, what, t in _timings(report):
         timing.add_row(
             f"[bold]{name}[/]",
-            _dur(t.mean),
-            _dur(t.median),
-            _dur(t.p90),
+            human_duration(t.mean),
+            human_duration(t.median),
+            human_duration(t.p90),
             str(t.count),
             f"[dim]{what}[/]",
         )
@@ -140,7 +145,7 @@ def render_table(report: Report, console: Any) -> None:
         f"{report.notifications_sent} sent, "
         + (f"[bold red]{failed} failed[/]" if failed else "0 failed")
         + f", {report.notifications_pending} pending;"
-        f" p95 delivery {_dur(report.notification_p95)}",
+        f" p95 delivery {human_duration(report.notification_p95)}",
     )
     out.print(rates)
     out.print()
@@ -241,7 +246,13 @@ def render_markdown(report: Report) -> str:
         md_table(
             ["", "mean", "median", "p90", "incidents"],
             [
-                [f"{name} ({what})", _dur(t.mean), _dur(t.median), _dur(t.p90), str(t.count)]
+                [
+                    f"{name} ({what})",
+                    human_duration(t.mean),
+                    human_duration(t.median),
+                    human_duration(t.p90),
+                    str(t.count),
+                ]
                 for name, what, t in _timings(report)
             ],
             {1, 2, 3, 4},
@@ -258,7 +269,7 @@ def render_markdown(report: Report) -> str:
                 f"- Notifications: {report.notifications_sent} sent,"
                 f" {report.notifications_failed} failed (dead-lettered),"
                 f" {report.notifications_pending} pending;"
-                f" p95 delivery latency {_dur(report.notification_p95)}",
+                f" p95 delivery latency {human_duration(report.notification_p95)}",
             ]
         ),
     ]
@@ -453,7 +464,7 @@ def mttr_chart(report: Report) -> str:
         x = _LEFT + slot * (i + 0.5)
         y = _TOP + plot_h - plot_h * min(value, y_max) / y_max
         runs[-1].append((x, y))
-        tip = f"{to_rfc3339(buckets[i].start)}: MTTR {_dur(value)}"
+        tip = f"{to_rfc3339(buckets[i].start)}: MTTR {human_duration(value)}"
         body.append(
             f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3">'
             f"<title>{html.escape(tip)}</title></circle>"
@@ -466,7 +477,7 @@ def mttr_chart(report: Report) -> str:
         y = _TOP + plot_h - plot_h * min(report.mttr.mean, y_max) / y_max
         body.append(
             f'<line class="mean" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}">'
-            f"<title>mean MTTR {_dur(report.mttr.mean)}</title></line>"
+            f"<title>mean MTTR {human_duration(report.mttr.mean)}</title></line>"
         )
     if all(v is None for v in values):
         body.append(_empty_note("No incident opened in this window has been resolved"))
@@ -524,9 +535,9 @@ def render_html(report: Report) -> str:
         ("opened", str(report.opened)),
         ("resolved", str(report.resolved)),
         ("still open", str(report.open)),
-        ("MTTD", _dur(report.mttd.mean)),
-        ("MTTA", _dur(report.mtta.mean)),
-        ("MTTR", _dur(report.mttr.mean)),
+        ("MTTD", human_duration(report.mttd.mean)),
+        ("MTTA", human_duration(report.mtta.mean)),
+        ("MTTR", human_duration(report.mttr.mean)),
         ("recovery success", _pct(report.recovery_success_rate)),
         ("escalated", _pct(report.escalation_rate)),
     ]
@@ -535,7 +546,13 @@ def render_html(report: Report) -> str:
         for k, v in cards
     )
     timing_rows: list[list[object]] = [
-        [f"{name} — {what}", _dur(t.mean), _dur(t.median), _dur(t.p90), t.count]
+        [
+            f"{name} — {what}",
+            human_duration(t.mean),
+            human_duration(t.median),
+            human_duration(t.p90),
+            t.count,
+        ]
         for name, what, t in _timings(report)
     ]
     failed = report.notifications_failed
@@ -554,7 +571,7 @@ def render_html(report: Report) -> str:
             f"{report.notifications_sent} sent, {failed} failed,"
             f" {report.notifications_pending} pending",
         ],
-        ["p95 delivery latency", _dur(report.notification_p95)],
+        ["p95 delivery latency", human_duration(report.notification_p95)],
     ]
     sections = [
         f"<h1>Incident report — last {html.escape(str(hours))}h</h1>",

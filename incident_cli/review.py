@@ -8,7 +8,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from incident_cli.errors import NotFound
-from incident_cli.report_render import md_escape, md_table
+from incident_cli.report_render import human_duration, md_escape, md_table
 from incident_cli.store import get_incident
 from incident_cli.times import format_duration, to_rfc3339
 
@@ -20,7 +20,7 @@ def _at(epoch: float | None) -> str:
 def _after(later: float | None, earlier: float | None) -> str:
     if later is None or earlier is None:
         return ""
-    return format_duration(max(later - earlier, 0))
+    return human_duration(max(later - earlier, 0))
 
 
 def _command(text: str | None) -> str:
@@ -97,7 +97,7 @@ def review_markdown(db: Database, incident_id: int, now: float) -> str:
         (
             i.acknowledged_at,
             [
-                "Acknowledged" + acked_by,
+                ("Acknowledged" + acked_by) if i.acknowledged_at else "Not acknowledged",
                 _at(i.acknowledged_at),
                 measured("MTTA", i.acknowledged_at, i.opened_at),
             ],
@@ -178,7 +178,9 @@ def _event_data(text: str | None) -> str:
         return ""
     if not isinstance(data, dict):
         return ""
-    keep = {k: data[k] for k in ("exit_code", "channel", "attempt", "status") if k in data}
+    keep = {
+        k: data[k] for k in ("action_id", "attempt", "exit_code", "channel", "status") if k in data
+    }
     if not keep:
         return ""
     return " (" + md_escape(", ".join(f"{k} {v}" for k, v in keep.items())) + ")"
