@@ -321,3 +321,14 @@ def test_webhook_header_values_count_as_secrets(tmp_path: Path) -> None:
         {},
     )
     assert "Bearer very-secret-token" in config.secrets()
+
+
+def test_an_unreadable_ca_file_and_a_non_ascii_token_are_config_errors(tmp_path: Path) -> None:
+    error = load_error(
+        tmp_path, "sources:\n  p: {type: prometheus, url: 'https://p', ca_file: missing.pem}\n"
+    )
+    assert "sources.p.ca_file" in error.message
+    error = load_error(
+        tmp_path, "sources:\n  p: {type: prometheus, url: 'https://p', bearer_token: 'tök€n'}\n"
+    )
+    assert "sources.p.bearer_token" in error.message and "tök€n" not in error.message

@@ -185,11 +185,14 @@ def get_env(ctx: typer.Context) -> Env:
 
 
 @contextmanager
-def tick(env: Env, command: str, *, lock: bool = True) -> Iterator[list[int]]:
+def tick(
+    env: Env, command: str, *, lock: bool = True, heartbeat: bool = True
+) -> Iterator[list[int]]:
     """Run a tick command under the tick lock and leave a heartbeat with its exit code.
 
     The body appends exit codes to the yielded list; the worst one is recorded (an exception
-    records 1 or the error's status).
+    records 1 or the error's status). A dry run passes heartbeat=False: a manual dry run must
+    not hide a stale tick from `incident status`.
     """
     from incident_cli.db import TickLock
     from incident_cli.store import record_heartbeat
@@ -216,14 +219,15 @@ def tick(env: Env, command: str, *, lock: bool = True) -> Iterator[list[int]]:
         try:
             from incident_cli.redact import redact
 
-            record_heartbeat(
-                db,
-                command,
-                started,
-                env.now(),
-                max(codes, default=0),
-                redact(error, env.secrets()) if error else None,
-            )
+            if heartbeat:
+                record_heartbeat(
+                    db,
+                    command,
+                    started,
+                    env.now(),
+                    max(codes, default=0),
+                    redact(error, env.secrets()) if error else None,
+                )
         finally:
             if lock_ctx is not None:
                 lock_ctx.release()

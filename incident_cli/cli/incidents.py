@@ -32,7 +32,7 @@ def poll(ctx: typer.Context, dry_run: bool = DRY_RUN, as_json: bool = JSON) -> N
     from incident_cli.poll import poll_once
 
     env = get_env(ctx)
-    with tick(env, "poll") as codes:
+    with tick(env, "poll", heartbeat=not dry_run) as codes:
         result = poll_once(env.db(), env.config(), env.now(), dry_run=dry_run)
         for name, error in result.failed_sources.items():
             sys.stderr.write(f"incident: {error} (nothing changed for source {name})\n")
