@@ -218,17 +218,20 @@ def test_the_self_monitoring_alerts_fire_when_incident_stops(tmp_path: Path) -> 
         "rule_files": ["rules.yml"],
         "evaluation_interval": "1m",
         "tests": [
-            {  # `run` succeeded once at t=0 and never again; metrics keep being written
+            {  # `run` ran once at t=0 and never again; metrics keep being written
                 "interval": "1m",
                 "input_series": [
                     {
-                        "series": "incident_last_success_timestamp_seconds"
-                        '{command="run",instance="h"}',
+                        "series": 'incident_last_run_timestamp_seconds{command="run",instance="h"}',
                         "values": "0x30",
                     },
                     {
                         "series": 'incident_metrics_generated_timestamp_seconds{instance="h"}',
                         "values": "0+60x30",
+                    },
+                    {
+                        "series": 'incident_last_exit_code{command="run",instance="h"}',
+                        "values": "0 0 75x28",
                     },
                     {
                         "series": 'incident_source_consecutive_failures{source="am",instance="h"}',
@@ -243,6 +246,14 @@ def test_the_self_monitoring_alerts_fire_when_incident_stops(tmp_path: Path) -> 
                         "exp_alerts": [{"exp_labels": {**crit, "command": "run"}}],
                     },
                     {"eval_time": "15m", "alertname": "IncidentMetricsStale", "exp_alerts": []},
+                    {"eval_time": "10m", "alertname": "IncidentTickFailing", "exp_alerts": []},
+                    {
+                        "eval_time": "20m",
+                        "alertname": "IncidentTickFailing",
+                        "exp_alerts": [
+                            {"exp_labels": {**crit, "severity": "warning", "command": "run"}}
+                        ],
+                    },
                     {
                         "eval_time": "6m",
                         "alertname": "IncidentSourceUnreachable",
@@ -265,7 +276,7 @@ def test_the_self_monitoring_alerts_fire_when_incident_stops(tmp_path: Path) -> 
                         "alertname": "IncidentMetricsStale",
                         "exp_alerts": [{"exp_labels": crit}],
                     },
-                    {  # and `run` never succeeded at all
+                    {  # and `run` never ran at all
                         "eval_time": "5m",
                         "alertname": "IncidentTickNotRunning",
                         "exp_alerts": [{"exp_labels": crit}],
