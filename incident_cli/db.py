@@ -187,6 +187,48 @@ def m004_journeys_unique(db: Database) -> None:
     )
 
 
+@migrations()
+def m005_report_rollup(db: Database) -> None:
+    # `archive` folds deleted incidents into hourly rows (by the UTC hour they opened in) so
+    # `report` and the `metrics` counters keep their counts and means. Hourly, not daily:
+    # report windows are in hours, so the window edge is off by at most one hour of archived
+    # incidents. Sums + counts keep means exact; medians/percentiles cannot be kept.
+    db.executescript(
+        """
+        CREATE TABLE rollup_hourly (
+            hour REAL NOT NULL,              -- epoch seconds of the UTC hour's start
+            severity TEXT NOT NULL,
+            alertname TEXT NOT NULL,         -- '' for storm notifications (no incident)
+            opened INTEGER NOT NULL DEFAULT 0,
+            resolved INTEGER NOT NULL DEFAULT 0,
+            reopened INTEGER NOT NULL DEFAULT 0,
+            false_positive INTEGER NOT NULL DEFAULT 0,
+            escalated INTEGER NOT NULL DEFAULT 0,
+            flapped INTEGER NOT NULL DEFAULT 0,
+            mttd_sum REAL NOT NULL DEFAULT 0,
+            mttd_count INTEGER NOT NULL DEFAULT 0,
+            mtta_sum REAL NOT NULL DEFAULT 0,
+            mtta_count INTEGER NOT NULL DEFAULT 0,
+            mttr_sum REAL NOT NULL DEFAULT 0,
+            mttr_count INTEGER NOT NULL DEFAULT 0,
+            recovery_succeeded INTEGER NOT NULL DEFAULT 0,
+            recovery_failed INTEGER NOT NULL DEFAULT 0,
+            recovery_refused INTEGER NOT NULL DEFAULT 0,
+            recovery_skipped INTEGER NOT NULL DEFAULT 0,
+            notifications_sent INTEGER NOT NULL DEFAULT 0,
+            notifications_dead INTEGER NOT NULL DEFAULT 0,
+            notification_latency_sum REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (hour, severity, alertname)
+        );
+        -- archive: old resolved incidents
+        CREATE INDEX incidents_resolved ON incidents(status, resolved_at);
+        -- metrics: totals by severity and the outbox by channel, read from the index alone
+        CREATE INDEX incidents_severity ON incidents(severity, status);
+        CREATE INDEX notifications_channel ON notifications(channel, status);
+        """
+    )
+
+
 def _create_private(path: Path) -> None:
     """Create the DB file with mode 0600 before SQLite does (SQLite gives WAL/SHM the same mode)."""
     try:

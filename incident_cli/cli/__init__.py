@@ -266,3 +266,4 @@ from incident_cli.cli import incidents as _incidents  # noqa: E402,F401
 from incident_cli.cli import notify as _notify  # noqa: E402,F401
 from incident_cli.cli import ops as _ops  # noqa: E402,F401
 from incident_cli.cli import recover as _recover  # noqa: E402,F401
+from incident_cli.cli import report as _report  # noqa: E402,F401

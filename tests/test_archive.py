@@ -1,0 +1,233 @@
+"""`incident archive`: old resolved incidents go, the report's counts and means stay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from incident_cli.archive import archive
+from incident_cli.db import open_db
+from incident_cli.report import build_report, report_json
+from tests.report_history import DAY, HOUR, NOW, History, cli
+
+# What archiving keeps exactly (medians, p90s and p95 cannot survive it; see DEFINITIONS).
+KEPT = (
+    "mttd_seconds",
+    "mtta_seconds",
+    "mttr_seconds",
+    "recovery",
+    "escalation_rate",
+    "false_positive_rate",
+    "by_severity",
+    "top_alerts",
+)
+
+
+def old_history(h: History) -> list[int]:
+    """Forty days of incidents at odd minutes, with everything that hangs off them."""
+    ids = []
+    for day in range(40):
+        for n, (severity, alert) in enumerate(
+            [("critical", "BackendServiceDown"), ("warning", "DiskFilling"), ("info", "Cert")]
+        ):
+            opened = NOW - (day + 1) * DAY + n * 5 * HOUR + 17 * 60 + day
+            started = opened - 30 - 7 * n - day
+            i = h.incident(
+                opened=opened,
+                started=started,
+                acked=opened + 120 + day if n != 2 else None,
+                resolved=opened + 600 + 60 * n + day,
+                resolution="false_positive" if (day + n) % 7 == 0 else "auto",
+                severity=severity,
+                alertname=alert,
+                reopen_count=1 if day % 5 == 0 else 0,
+                escalated=opened + 300 if n == 0 and day % 3 == 0 else None,
+            )
+            h.alert(i, at=started)
+            h.event(i, opened, "opened", "opened")
+            if n == 1 and day % 4 == 0:
+                h.event(i, opened + 50, "escalated", "escalated")
+            if n == 2 and day % 6 == 0:
+                h.event(i, opened + 60, "flapping_started", "flapping")
+            h.action(i, at=opened + 10, status="succeeded" if day % 2 else "failed")
+            if day % 9 == 0:
+                h.action(i, at=opened + 10, status="refused", exit_code=None)
+            h.notification(i, created=opened, latency=1 + n)
+            if day % 8 == 0:
+                h.notification(i, created=opened, channel="email", status="dead")
+            ids.append(i)
+        h.notification(None, created=NOW - (day + 1) * DAY + 3 * HOUR, event="storm", latency=3)
+    return ids
+
+
+def kept(report: dict[str, Any]) -> dict[str, Any]:
+    out = {k: report[k] for k in KEPT}
+    out["incidents"] = {k: v for k, v in report["incidents"].items() if k != "archived"}
+    out["notifications"] = {
+        k: v for k, v in report["notifications"].items() if k != "p95_latency_seconds"
+    }
+    out["series"] = report["series"]
+    return out
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> History:
+    h = History.at(tmp_path / "state.db")
+    old_history(h)
+    return h
+
+
+def test_the_report_over_an_archived_window_keeps_its_counts_and_means(
+    history: History, tmp_path: Path
+) -> None:
+    # Incidents open at 17 past; archived ones count from the hour's start (see the edge test
+    # below), so windows whose edges fall at half past give exactly the same numbers.
+    half_past = HOUR / 2
+    windows = [
+        (NOW, 1000.0),
+        (NOW, 24 * 45),
+        (NOW - 20 * DAY + half_past, 72.0),
+        (NOW - 30 * DAY + half_past, 5.0),
+    ]
+    before = [report_json(build_report(history.db, now, hours)) for now, hours in windows]
+    result = cli(tmp_path, "archive", "--older-than", "10", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["incidents"] == 30 * 3  # the incidents of days 10..39 back
+    after = [report_json(build_report(history.db, now, hours)) for now, hours in windows]
+    for b, a in zip(before, after, strict=True):
+        assert a["incidents"]["archived"] > 0
+        assert kept(a) == kept(b)
+    assert after[0]["incidents"]["archived"] == summary["incidents"]
+    assert after[0]["incidents"]["opened"] == 120
+
+
+def test_archived_rows_go_with_their_incidents(history: History, tmp_path: Path) -> None:
+    db = history.db
+    (cutoff_ids,) = db.conn.execute(
+        "SELECT count(*) FROM incidents WHERE resolved_at < ?", (NOW - 10 * DAY,)
+    ).fetchone()
+    result = cli(tmp_path, "archive", "--older-than", "10", "--json")
+    summary = json.loads(result.stdout)
+    assert summary["incidents"] == cutoff_ids
+    assert summary["alerts"] == cutoff_ids
+    assert summary["storm_notifications"] == 30  # storm summaries older than ten days
+    for table in ("alerts", "timeline", "actions", "notifications"):
+        (orphans,) = db.conn.execute(
+            f"SELECT count(*) FROM {table} t LEFT JOIN incidents i ON i.id = t.incident_id"
+            " WHERE t.incident_id IS NOT NULL AND i.id IS NULL"
+        ).fetchone()
+        assert orphans == 0, table
+    (left,) = db.conn.execute(
+        "SELECT count(*) FROM incidents WHERE resolved_at < ?", (NOW - 10 * DAY,)
+    ).fetchone()
+    assert left == 0
+    (recent,) = db.conn.execute("SELECT count(*) FROM incidents").fetchone()
+    assert recent == 120 - cutoff_ids
+
+
+def test_incidents_with_work_still_queued_wait(tmp_path: Path) -> None:
+    h = History.at(tmp_path / "state.db")
+    done = h.incident(opened=NOW - 40 * DAY, started=NOW - 40 * DAY, resolved=NOW - 39 * DAY)
+    pending_note = h.incident(opened=NOW - 40 * DAY, resolved=NOW - 39 * DAY)
+    h.notification(pending_note, created=NOW - 39 * DAY, event="resolved", status="pending")
+    running = h.incident(opened=NOW - 40 * DAY, resolved=NOW - 39 * DAY)
+    h.action(running, at=NOW - 39 * DAY, status="running")
+    still_open = h.incident(opened=NOW - 40 * DAY, started=NOW - 40 * DAY)
+    summary = json.loads(cli(tmp_path, "archive", "--older-than", "30", "--json").stdout)
+    assert summary["incidents"] == 1
+    assert summary["waiting"] == 2
+    ids = {row[0] for row in h.db.conn.execute("SELECT id FROM incidents")}
+    assert ids == {pending_note, running, still_open}
+    assert done not in ids
+
+
+def test_dry_run_counts_and_changes_nothing(history: History, tmp_path: Path) -> None:
+    before = report_json(build_report(history.db, NOW, 1000))
+    result = cli(tmp_path, "archive", "--older-than", "10", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("archive: would archive 90 incident(s)")
+    assert report_json(build_report(history.db, NOW, 1000)) == before
+    (rollup,) = history.db.conn.execute("SELECT count(*) FROM rollup_hourly").fetchone()
+    assert rollup == 0
+    dry = json.loads(cli(tmp_path, "archive", "--older-than", "10", "--dry-run", "--json").stdout)
+    real = json.loads(cli(tmp_path, "archive", "--older-than", "10", "--json").stdout)
+    for key in ("incidents", "alerts", "timeline", "actions", "notifications"):
+        assert dry[key] == real[key], key
+
+
+def test_archiving_twice_counts_nothing_twice(history: History, tmp_path: Path) -> None:
+    cli(tmp_path, "archive", "--older-than", "10")
+    once = report_json(build_report(history.db, NOW, 1000))
+    second = json.loads(cli(tmp_path, "archive", "--older-than", "10", "--json").stdout)
+    assert second["incidents"] == 0
+    assert report_json(build_report(history.db, NOW, 1000)) == once
+
+
+def test_small_batches_fold_into_the_same_rollup(tmp_path: Path) -> None:
+    rollups = []
+    for batch, name in ((2, "small"), (10_000, "large")):
+        path = tmp_path / name / "state.db"
+        path.parent.mkdir()
+        old_history(History.at(path))
+        db = open_db(path)
+        result = archive(db, NOW, 10, batch=batch)
+        assert result.incidents == 90
+        rollups.append(db.conn.execute("SELECT * FROM rollup_hourly ORDER BY 1, 2, 3").fetchall())
+    assert rollups[0] == rollups[1]
+
+
+def test_an_archived_incident_counts_from_the_start_of_its_hour(tmp_path: Path) -> None:
+    h = History.at(tmp_path / "state.db")
+    opened = NOW - 40 * DAY + 30 * 60  # half past the hour
+    h.incident(opened=opened, started=opened, resolved=opened + 60)
+    window_from_quarter_past = NOW - 40 * DAY + 15 * 60
+    hours = (NOW - window_from_quarter_past) / HOUR
+    assert build_report(h.db, NOW, hours).opened == 1
+    archive(h.db, NOW, 30)
+    assert build_report(h.db, NOW, hours).opened == 0  # the documented edge
+    assert build_report(h.db, NOW, hours + 0.25).opened == 1
+
+
+def test_vacuum_only_when_asked(history: History, tmp_path: Path) -> None:
+    cli(tmp_path, "archive", "--older-than", "20")
+    (free,) = history.db.conn.execute("PRAGMA freelist_count").fetchone()
+    assert free > 0
+    result = cli(tmp_path, "archive", "--older-than", "10", "--vacuum", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["vacuumed"] is True
+    assert summary["size_after_bytes"] < summary["size_before_bytes"]
+    (free,) = history.db.conn.execute("PRAGMA freelist_count").fetchone()
+    assert free == 0
+
+
+def test_it_is_silent_on_success_unless_verbose(history: History, tmp_path: Path) -> None:
+    result = cli(tmp_path, "archive", "--older-than", "10")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    heartbeat = history.db.conn.execute(
+        "SELECT last_exit FROM heartbeats WHERE command = 'archive'"
+    ).fetchone()
+    assert heartbeat == (0,)
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "0.005", "nan"])
+def test_a_window_shorter_than_reopen_within_is_refused(tmp_path: Path, days: str) -> None:
+    History.at(tmp_path / "state.db")
+    result = cli(tmp_path, "archive", "--older-than", days)
+    assert result.exit_code == 2, result.output
+
+
+def test_older_than_is_required(tmp_path: Path) -> None:
+    assert cli(tmp_path, "archive").exit_code == 2
+
+
+def test_the_migration_creates_the_rollup_table() -> None:
+    db = open_db(":memory:")
+    columns = {c.name for c in db["rollup_hourly"].columns}
+    assert {"hour", "severity", "alertname", "opened", "mttr_sum", "mttr_count"} <= columns
+    assert db["rollup_hourly"].pks == ["hour", "severity", "alertname"]
