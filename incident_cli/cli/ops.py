@@ -1,4 +1,4 @@
-"""Operations commands: `run` (one whole tick) and `cron print`."""
+"""Operations commands: `run` (one whole tick), `test` (the smoke test) and `cron print`."""
 
 from __future__ import annotations
 
@@ -49,6 +49,54 @@ def run(
     worst = max(codes, default=0)
     if worst:
         raise typer.Exit(worst)
+
+
+@app.command("test")
+def self_test(
+    ctx: typer.Context,
+    offline: bool = typer.Option(False, "--offline", help="Skip the checks that need sources."),
+    as_json: bool = typer.Option(False, "--json", help="The checks as plain JSON."),
+) -> None:
+    """Smoke test for CI and after deploys: config, handlers, programs on PATH, channels, state,
+    sources, and a synthetic alert through the whole pipeline in a scratch DB (channels in
+    dry-run; the real DB is not touched). Exit 1 when a check fails."""
+    from incident_cli.errors import ConfigError
+    from incident_cli.selftest import FAILED, OK, Check, run_checks
+
+    env = get_env(ctx)
+    marks = {OK: "✓", FAILED: "✗", "skipped": "-"}
+    checks: list[Check] = []
+
+    def show(check: Check) -> None:
+        checks.append(check)
+        if not as_json and not (env.quiet and check.status != FAILED):
+            sys.stdout.write(f"{marks[check.status]} {check.area}: {check.detail}\n")
+            sys.stdout.flush()
+
+    try:
+        config = env.config()
+    except ConfigError as exc:
+        show(Check("config", FAILED, exc.message))
+        if as_json:
+            emit_json({"ok": False, "checks": [c.to_json() for c in checks]})
+        raise typer.Exit(int(exc.exit_status)) from None
+    show(
+        Check(
+            "config",
+            OK,
+            f"{config.path}: {len(config.sources)} source(s), {len(config.rules)} rule(s),"
+            f" {len(config.channels)} channel(s)",
+        )
+    )
+    for check in run_checks(config, env.resolved_db_path(), env.clock, offline=offline):
+        show(check)
+    failed = [c for c in checks if c.status == FAILED]
+    if as_json:
+        emit_json({"ok": not failed, "checks": [c.to_json() for c in checks]})
+    elif not env.quiet:
+        sys.stdout.write(f"{len(failed)} check(s) failed\n" if failed else "all checks passed\n")
+    if failed:
+        raise typer.Exit(1)
 
 
 cron_app = typer.Typer(help="Deployment files for cron and systemd.", no_args_is_help=True)
