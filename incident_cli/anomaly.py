@@ -4,12 +4,18 @@ Per journey, over its newest `window` results (ordered by `at`, then by arrival)
 
 - failure rate: failures / window > fail_threshold; needs a full window; equal does not trip.
 - p95 latency: p95 of the window > p95_factor x p95 of the window before it; needs both windows
-  full. The p95 is the nearest-rank one (the ⌈0.95·n⌉-th smallest value, always a value that was
-  measured) over the window's *successful* results: a failed run's latency is how fast it failed
-  (a refused connection is quick, a timeout is the timeout), which says nothing about how slow the
-  journey is when it works, and failures are what the other two checks count. A window with no
-  successful result, or a baseline of 0 ms, has no p95 to compare. Note that with fewer than 20
-  results per window the nearest-rank p95 is the slowest result, so one slow run can trip it.
+  full. The p95 is linearly interpolated (numpy's default "linear" method, Python's
+  statistics.quantiles(method="inclusive")): over the n sorted values it sits at rank 0.95·(n−1)
+  (from 0), between the two neighbouring values in proportion. It is taken over the window's
+  *successful* results: a failed run's latency is how fast it failed (a refused connection is
+  quick, a timeout is the timeout), which says nothing about how slow the journey is when it
+  works, and failures are what the other two checks count. A window with no successful result,
+  or a baseline of 0 ms, has no p95 to compare.
+  Why not nearest rank (the ⌈0.95·n⌉-th value): below 20 results it is the slowest result, so at
+  the default window of 12 one run at 151 ms over a flat 100 ms tripped the check, and one slow
+  run in the window before hid a sustained jump. Interpolated, at n = 12 the slowest value
+  weighs 45%: one run trips the check only when it is more than 1 + (factor − 1) / 0.45 times the
+  baseline (2.1 x at factor 1.5); a sustained jump still trips it.
 - consecutive failures: the newest `consecutive_failures` results all failed (needs that many).
 
 One incident per journey (labels {"alertname": "JourneyAnomaly", "journey": NAME}, source
@@ -47,11 +53,17 @@ CONSECUTIVE_FAILURES = "consecutive_failures"
 
 
 def p95(values: Sequence[float]) -> float | None:
-    """Nearest-rank 95th percentile: the ⌈0.95·n⌉-th smallest value; None for no values."""
+    """Linearly interpolated 95th percentile (rank 0.95·(n−1) between neighbours); None for no
+    values."""
     if not values:
         return None
-    rank = (95 * len(values) + 99) // 100  # ⌈0.95·n⌉ in integers: no float rounding at the edge
-    return sorted(values)[rank - 1]
+    ordered = sorted(values)
+    # The rank in hundredths, in integers, as statistics.quantiles does: no float error at the
+    # rank, so an exact rank gives exactly the measured value.
+    low, weight = divmod(95 * (len(ordered) - 1), 100)
+    if weight == 0:
+        return ordered[low]
+    return (ordered[low] * (100 - weight) + ordered[low + 1] * weight) / 100
 
 
 @dataclass(frozen=True)
@@ -139,8 +151,8 @@ def evaluate(journey: str, results: Sequence[JourneyResult], settings: AnomalyCo
             Check(
                 P95_LATENCY,
                 {
-                    "p95_ms": current_p95,
-                    "baseline_p95_ms": baseline,
+                    "p95_ms": round(current_p95, 6),  # interpolated: no float noise in JSON
+                    "baseline_p95_ms": round(baseline, 6),
                     "factor": settings.p95_factor,
                     "limit_ms": round(settings.p95_factor * baseline, 3),
                 },
@@ -201,8 +213,8 @@ class JourneyOutcome:
             "window_full": e.window_full,
             "failures": e.failures,
             "failure_rate": None if e.failure_rate is None else round(e.failure_rate, 6),
-            "p95_ms": e.p95_ms,
-            "baseline_p95_ms": e.baseline_p95_ms,
+            "p95_ms": None if e.p95_ms is None else round(e.p95_ms, 6),
+            "baseline_p95_ms": None if e.baseline_p95_ms is None else round(e.baseline_p95_ms, 6),
             "failure_run": e.failure_run,
             "newest_at": None if e.newest_at is None else journeys.format_at(e.newest_at),
             "tripped": [_check_json(e.journey, c) for c in e.tripped],
