@@ -5,7 +5,7 @@ Per journey, over its newest `window` results (ordered by `at`, then by arrival)
 - failure rate: failures / window > fail_threshold; needs a full window; equal does not trip.
 - p95 latency: p95 of the window > p95_factor x p95 of the window before it; needs both windows
   full. The p95 is linearly interpolated (numpy's default "linear" method, Python's
-  statistics.quantiles(method="inclusive")): over the n sorted values it sits at rank 0.95·(n−1)
+  statistics.quantiles(method="inclusive")): over the n sorted values it sits at rank 0.95·(n-1)
   (from 0), between the two neighbouring values in proportion. It is taken over the window's
   *successful* results: a failed run's latency is how fast it failed (a refused connection is
   quick, a timeout is the timeout), which says nothing about how slow the journey is when it
@@ -14,7 +14,7 @@ Per journey, over its newest `window` results (ordered by `at`, then by arrival)
   Why not nearest rank (the ⌈0.95·n⌉-th value): below 20 results it is the slowest result, so at
   the default window of 12 one run at 151 ms over a flat 100 ms tripped the check, and one slow
   run in the window before hid a sustained jump. Interpolated, at n = 12 the slowest value
-  weighs 45%: one run trips the check only when it is more than 1 + (factor − 1) / 0.45 times the
+  weighs 45%: one run trips the check only when it is more than 1 + (factor - 1) / 0.45 times the
   baseline (2.1 x at factor 1.5); a sustained jump still trips it.
 - consecutive failures: the newest `consecutive_failures` results all failed (needs that many).
 
@@ -53,7 +53,7 @@ CONSECUTIVE_FAILURES = "consecutive_failures"
 
 
 def p95(values: Sequence[float]) -> float | None:
-    """Linearly interpolated 95th percentile (rank 0.95·(n−1) between neighbours); None for no
+    """Linearly interpolated 95th percentile (rank 0.95·(n-1) between neighbours); None for no
     values."""
     if not values:
         return None
