@@ -1,6 +1,7 @@
 """Anomaly detection over synthetic-journey results: the three checks and the incidents they drive.
 
-Per journey, over its newest `window` results (ordered by `at`, then by arrival):
+Per journey, over its newest `window` results (ordered by `at`, then by arrival; results dated
+more than journeys.FUTURE_TOLERANCE, 5 minutes, ahead of the clock wait until their time):
 
 - failure rate: failures / window > fail_threshold; needs a full window; equal does not trip.
 - p95 latency: p95 of the window > p95_factor x p95 of the window before it; needs both windows
@@ -316,7 +317,8 @@ def detect_anomalies(
                 )
             need = max(2 * settings.window, settings.consecutive_failures)
             evaluations = [
-                evaluate(r.journey, r.results, settings) for r in journeys.recent_results(db, need)
+                evaluate(r.journey, r.results, settings)
+                for r in journeys.recent_results(db, need, now)
             ]
             _apply(db, config, evaluations, now, result)
         finally:

@@ -66,6 +66,7 @@ def test_a_retried_record_is_stored_once(tmp_path: Path) -> None:
         (["login", "--ok", "--latency-ms", "fast"], "--latency-ms"),
         (["login", "--ok", "--latency-ms", "5", "--at", "yesterday"], "--at"),
         (["login", "--ok", "--latency-ms", "5", "--at", "2026-11-30T21:00:01Z"], "--at"),
+        (["login", "--ok", "--latency-ms", "5", "--at", "2026-11-28T21:05:01Z"], "future"),
         (["", "--ok", "--latency-ms", "5"], "NAME"),
         (["x" * 201, "--ok", "--latency-ms", "5"], "NAME"),
         (["a\tb", "--ok", "--latency-ms", "5"], "NAME"),
