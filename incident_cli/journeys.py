@@ -237,14 +237,24 @@ def _complete_lines(
 def read_new_lines(path: str, prior: FileState | None, now: float) -> FileRead | None:
     """Read the whole lines added to `path` since `prior`; None when the file does not exist
     (the probe has not written yet, or it is between rotations). OSError when unreadable."""
+    # O_NONBLOCK: a plain open() of a FIFO with no writer blocks until one comes, and this
+    # runs under the tick lock. Opened non-blocking it returns at once, and fstat (of the very
+    # file opened, so nothing can be swapped in between) refuses it; a FIFO, a device or a
+    # directory would never end or is not ours to read. For a regular file the flag does
+    # nothing. O_NOCTTY: a terminal device must not become our controlling terminal.
     try:
-        handle = open(path, "rb")  # noqa: SIM115 (closed below; stat must see the same file)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    with handle:
-        st = os.fstat(handle.fileno())
-        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would never end
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
         head = handle.read(HEAD_BYTES)
         offset = 0
         reset = False

@@ -359,3 +359,21 @@ def test_cron_runs_it_as_a_subprocess(tmp_path: Path) -> None:
     )
     incidents = json.loads(listed.stdout)
     assert [(i["source"], i["severity"]) for i in incidents] == [("anomaly", "critical")]
+
+
+def test_a_fifo_as_the_journeys_file_is_reported_not_waited_on(tmp_path: Path) -> None:
+    # No writer: opening a FIFO for reading would block until one came, with the tick lock held.
+    rig = Rig(tmp_path)
+    rig.path.unlink()
+    os.mkfifo(rig.path)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "incident_cli", "--config", str(tmp_path / "incident.yaml")]
+    done = subprocess.run(
+        [*cmd, "detect-anomalies", "--json"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert done.returncode == 1, done.stderr
+    out = json.loads(done.stdout)
+    assert "not a regular file" in out["file_error"]
+    assert out["file"] is None
+    assert "cannot read the journeys file" in done.stderr
+    assert "not a regular file" in done.stderr
