@@ -129,12 +129,28 @@ def check_at(value: object, now: float) -> float:
     return at
 
 
+# RFC 3339 date-time: a full date, a full time and Z or a numeric offset (section 5.6; "T" and
+# "Z" may be lower case). times.parse_rfc3339 is lenient (datetime.fromisoformat takes a bare
+# date, no seconds, the ISO basic format, and no offset as UTC), which would let a probe's
+# local time pass as UTC; the shape is checked first. ASCII digits only.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"  # full-date
+    r"[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"  # partial-time
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"  # time-offset
+)
+_NOT_RFC3339 = (
+    "at is not an RFC 3339 date-time with a time and Z or an offset, like 2026-11-28T20:00:00Z"
+)
+
+
 @functools.lru_cache(maxsize=4096)  # probes of many journeys share their timestamps
 def _parsed_at(value: str) -> float:
+    if not _RFC3339.fullmatch(value):
+        raise ValueError(_NOT_RFC3339)
     try:
         at = parse_rfc3339(value)
     except (ValueError, OverflowError):
-        raise ValueError("at is not an RFC 3339 time") from None
+        raise ValueError(_NOT_RFC3339) from None
     if not math.isfinite(at) or at < 0:
         raise ValueError("at is before 1970")
     return round(at, 6)

@@ -173,6 +173,29 @@ HOSTILE = [
     ),
     (b'{"journey": "a", "at": "yesterday", "ok": true, "latency_ms": 1}', "RFC 3339"),
     (b'{"journey": "a", "at": 1764360000, "ok": true, "latency_ms": 1}', "RFC 3339"),
+    *[
+        (b'{"journey": "a", "at": "' + at + b'", "ok": true, "latency_ms": 1}', "RFC 3339")
+        for at in [
+            b"2026-11-28",  # a date, no time
+            b"2026-11-28T20:00:00",  # no Z or offset: not "UTC by default"
+            b"2026-11-28T20:00:00.5",
+            b"2026-11-28T20:00Z",  # no seconds
+            b"2026-11-28T20Z",
+            b"20261128T200000Z",  # ISO 8601 basic format
+            b"2026-W48-6T20:00:00Z",  # an ISO week date
+            b"2026-11-28 20:00:00Z",
+            b"2026-11-28T20:00:00+0200",
+            b"2026-11-28T20:00:00+02",
+            b"2026-11-28T20:00:00,5Z",
+            b"2026-11-28T20:00:00.Z",
+            b" 2026-11-28T20:00:00Z",
+            b"2026-11-28T20:00:00Z\\n",
+            "\uff12\uff10\uff12\uff16-11-28T20:00:00Z".encode(),  # fullwidth digits
+            b"2026-11-28T20:00:60Z",
+            b"2026-02-30T20:00:00Z",
+            b"",
+        ]
+    ],
     (b'{"journey": "a", "at": "2026-11-30T21:00:01Z", "ok": true, "latency_ms": 1}', "future"),
     (b'{"journey": "a", "at": "2026-11-29T17:00:00Z", "ok": true, "latency_ms": 1}', "future"),
     (b'{"journey": "a", "at": "2026-11-28T21:05:01Z", "ok": true, "latency_ms": 1}', "future"),
@@ -186,6 +209,19 @@ HOSTILE = [
 def test_a_hostile_line_is_refused_with_a_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_line(raw, NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-28t20:00:00z", "2026-11-28T20:00:00Z"),  # RFC 3339 allows lower case
+        ("2026-11-28T20:00:00-00:00", "2026-11-28T20:00:00Z"),
+        ("2026-11-28T15:30:00-04:30", "2026-11-28T20:00:00Z"),
+        ("2026-11-28T20:00:00.1Z", "2026-11-28T20:00:00.100000Z"),
+    ],
+)
+def test_every_rfc_3339_form_is_accepted(text: str, expected: str) -> None:
+    assert journeys.format_at(journeys.check_at(text, NOW)) == expected
 
 
 @pytest.mark.parametrize(

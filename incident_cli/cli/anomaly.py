@@ -125,7 +125,8 @@ def record(
     at: str = typer.Option(
         None,
         "--at",
-        help="When it ran, RFC 3339 (e.g. 2026-11-28T20:00:00Z); default now.",
+        help="When it ran: RFC 3339 with a time and Z or an offset (e.g. 2026-11-28T20:00:00Z);"
+        " default now.",
         show_default=False,
     ),
 ) -> None:
