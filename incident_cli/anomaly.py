@@ -23,8 +23,10 @@ One incident per journey (labels {"alertname": "JourneyAnomaly", "journey": NAME
 "anomaly"), critical when failures run, else warning, through lifecycle.raise_external. Its
 timeline data names every check that tripped with its numbers; a change in the set of tripped
 checks while it is open is a `note` with the new data. It resolves once a whole window of results
-newer than the newest result it (re)opened on passes every check. Everything happens in one write
-transaction per run, and a run on the same data as the last one changes nothing.
+newer than the newest result it (re)opened on passes every check, unless incidents.auto_resolve
+is off: then it stays open (outcome `kept_open`, one note saying so) until resolved by hand.
+Everything happens in one write transaction per run, and a run on the same data as the last one
+changes nothing.
 """
 
 from __future__ import annotations
@@ -199,6 +201,7 @@ class JourneyOutcome:
 
     action: opened | reopened | changed (the tripped checks changed) | firing (unchanged) |
     recovering (checks pass; waiting for a whole window newer than the opening) | resolved |
+    kept_open (checks pass, but incidents.auto_resolve is off: a person resolves it) |
     held (resolved by hand; waits for a result newer than that) | ok.
     """
 
@@ -505,9 +508,13 @@ def _apply_group(
         for name in watched
     )
     data = _data(members, settings)
-    if fresh:
+    # incidents.auto_resolve off (INCIDENT_AUTO_RESOLUTION_ENABLED=false): a person resolves
+    # every incident. clear_external honours it too; checking here as well keeps the outcome
+    # and the note truthful rather than claiming a resolve that did not happen.
+    auto = config.incidents.auto_resolve
+    if fresh and auto:
         names = ", ".join(sorted(watched))
-        clear_external(
+        after = clear_external(
             db,
             config,
             latest,
@@ -516,19 +523,23 @@ def _apply_group(
             " opening passed every check",
             data,
         )
-        result.resolved.append(latest.id)
-        return "resolved", latest.id
+        if after.status == "resolved":
+            result.resolved.append(latest.id)
+            return "resolved", latest.id
+        auto = False  # the lifecycle declined: it stays open, and the outcome says so
     if recorded.tripped:
         from incident_cli.store import add_event
 
-        add_event(
-            db,
-            latest.id,
-            now,
-            "note",
-            f"every check passes again; resolves after a whole window of {settings.window}"
-            " results newer than the opening",
-            data=data,
-        )
+        if auto:
+            note = (
+                f"every check passes again; resolves after a whole window of {settings.window}"
+                " results newer than the opening"
+            )
+        else:
+            note = (
+                "every check passes again; auto-resolve is off (incidents.auto_resolve),"
+                " so it stays open until resolved by hand"
+            )
+        add_event(db, latest.id, now, "note", note, data=data)
         result.changed.append(latest.id)
-    return "recovering", latest.id
+    return ("recovering" if auto else "kept_open"), latest.id
