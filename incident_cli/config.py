@@ -432,6 +432,11 @@ def _sources(r: _Reader, raw: Raw | None) -> dict[str, SourceConfig]:
         ca_file = r.opt_text(f"{path}.ca_file", s.get("ca_file"))
         if ca_file:
             ca_file = str(Path(r.base_dir, ca_file))
+            if not os.access(ca_file, os.R_OK) or not Path(ca_file).is_file():
+                raise r.fail(f"{path}.ca_file", f"cannot read {ca_file}")
+        bearer = r.secret(path, s, "bearer_token") or None
+        if bearer is not None and not re.fullmatch(r"[\x21-\x7e]+", bearer):
+            raise r.fail(f"{path}.bearer_token", "must be printable ASCII without spaces")
         timeout = r.duration(f"{path}.timeout", s.get("timeout"), 10.0)
         if timeout <= 0:
             raise r.fail(f"{path}.timeout", "must be more than 0s")
@@ -442,7 +447,7 @@ def _sources(r: _Reader, raw: Raw | None) -> dict[str, SourceConfig]:
             timeout=timeout,
             username=username,
             password=password,
-            bearer_token=r.secret(path, s, "bearer_token") or None,
+            bearer_token=bearer,
             ca_file=ca_file,
             insecure_skip_verify=r.boolean(
                 f"{path}.insecure_skip_verify", s.get("insecure_skip_verify"), False

@@ -288,3 +288,9 @@ class TickLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+@migrations()
+def m006_alerts_uncleared(db: Database) -> None:
+    # Poll reads the alerts that have not cleared on every tick; keep that read off the history.
+    db.execute("CREATE INDEX alerts_uncleared ON alerts(incident_id) WHERE state != 'cleared'")

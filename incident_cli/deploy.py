@@ -26,6 +26,10 @@ class Install:
             argv += ["--db", self.db]
         return shlex.join([*argv, *args])
 
+    def cron_command(self, *args: str) -> str:
+        # cron turns an unescaped % into a newline
+        return self.command(*args).replace("%", "\\%")
+
 
 def this_install(config: str | None, db: str | None) -> Install:
     """The running interpreter's `incident` (a venv's or pipx's script), else `python -m`."""
@@ -46,11 +50,11 @@ def crontab(install: Install) -> str:
 # Cron mails any output: incident is silent on success. Set the variables of
 # {install.env_file} in this crontab's header (cron does not read env files).
 # One tick a minute: poll, detect-anomalies, recover, notify (exit 75 = try next tick).
-* * * * * {install.command("--quiet", "run")}
+* * * * * {install.cron_command("--quiet", "run")}
 # Hourly report, mailed by cron (the MAILTO of this crontab):
-0 * * * * {install.command("report", "1", "--format", "markdown")}
+0 * * * * {install.cron_command("report", "1", "--format", "markdown")}
 # Daily retention: resolved incidents older than 90 days (report numbers are kept).
-17 3 * * * {install.command("--quiet", "archive", "--older-than", "90")}
+17 3 * * * {install.cron_command("--quiet", "archive", "--older-than", "90")}
 """
 
 

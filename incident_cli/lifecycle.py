@@ -204,9 +204,11 @@ def _maybe_start_flapping(db: Database, config: Config, incident: Incident, now:
         " notifications held until it settles",
         data={"changes": changes, "window_seconds": config.incidents.flapping_window},
     )
-    outbox.queue_followup(
-        db, config, incident, "firing", now, {"flapping": True, "note": "flapping started"}
-    )
+    if incident.status != "resolved":
+        # A flapping notice about a resolved incident would re-trigger it (PagerDuty, ...).
+        outbox.queue_followup(
+            db, config, incident, "firing", now, {"flapping": True, "note": "flapping started"}
+        )
     return incident
 
 
@@ -332,11 +334,27 @@ def apply_poll(
             )
         }
         alert_rows: dict[int, dict[tuple[str, str], str]] = {}
-        for incident_id, source, fp, state in db.conn.execute(
-            "SELECT a.incident_id, a.source, a.fingerprint, a.state FROM alerts a"
-            " JOIN incidents i ON i.id = a.incident_id WHERE i.status != 'resolved'"
+        held: dict[tuple[str, str], int] = {}
+        for incident_id, status, source, fp, state in db.conn.execute(
+            "SELECT a.incident_id, i.status, a.source, a.fingerprint, a.state"
+            " FROM alerts a INDEXED BY alerts_uncleared"
+            " JOIN incidents i ON i.id = a.incident_id WHERE a.state != 'cleared'"
         ):
-            alert_rows.setdefault(incident_id, {})[(source, fp)] = state
+            if status == "resolved":
+                # Resolved by hand while still firing: the same alerts stay with that incident
+                # (no reopen, no page) until they clear; only a new alert opens again.
+                held[(source, fp)] = incident_id
+            else:
+                alert_rows.setdefault(incident_id, {})[(source, fp)] = state
+        if len(alert_rows) < len(open_by_key):
+            # Open incidents whose alerts all cleared (waiting to resolve) are not in the index.
+            for incident_id, source, fp, state in db.conn.execute(
+                "SELECT a.incident_id, a.source, a.fingerprint, a.state FROM alerts a"
+                " JOIN incidents i ON i.id = a.incident_id"
+                " WHERE i.status != 'resolved' AND a.state = 'cleared'"
+            ):
+                alert_rows.setdefault(incident_id, {})[(source, fp)] = state
+        held_seen: set[tuple[str, str]] = set()
 
         # Group what the sources report now by incident key.
         groups: dict[str, tuple[Routed, list[Alert]]] = {}
@@ -374,8 +392,15 @@ def apply_poll(
                 result.updated += 1
             else:
                 firing = [a for a in alerts if a.state == "firing"]
+                if held:
+                    held_seen.update(
+                        (a.source, a.fingerprint)
+                        for a in alerts
+                        if (a.source, a.fingerprint) in held
+                    )
+                    firing = [a for a in firing if (a.source, a.fingerprint) not in held]
                 if not firing:
-                    continue  # suppressed alerts open nothing
+                    continue  # suppressed or held alerts open nothing
                 first = min(
                     firing,
                     key=lambda a: (
@@ -433,11 +458,17 @@ def apply_poll(
                     _clear_alerts(db, incident_id, gone, now)
                     for sf in gone:
                         known[sf] = "cleared"
+        unchanged.extend(
+            (now, held[sf], sf[0], sf[1]) for sf in held_seen if held[sf] not in seen_ids
+        )
         db.conn.executemany(
             "UPDATE alerts SET last_seen_at = ? WHERE incident_id = ? AND source = ?"
             " AND fingerprint = ?",
             unchanged,
         )
+        for sf, incident_id in held.items():
+            if sf not in held_seen and sf[0] in fetched and incident_id not in seen_ids:
+                _clear_alerts(db, incident_id, [sf], now)
         db.conn.executemany(
             "UPDATE incidents SET last_seen_at = ?, absent_polls = 0 WHERE id = ?",
             [(now, incident_id) for incident_id in seen_ids],
@@ -519,7 +550,7 @@ def _update_source_status(
             (name, now, now, len(alerts)),
         )
         incident = _open_unreachable_incident(db, name)
-        if incident is not None:
+        if incident is not None and config.incidents.auto_resolve:
             _resolve(db, config, incident, now, "auto", f"source {name} answers again")
             result.resolved.append(incident.id)
     for name, error in failed.items():
@@ -565,11 +596,15 @@ def _open_source_unreachable(
     from incident_cli.config import DEFAULT_RULE
 
     labels = {"alertname": "IncidentSourceUnreachable", "source": name}
-    rule = replace(DEFAULT_RULE, name="source_unreachable")
-    routed = Routed(
-        rule=rule,
+    # A rule may match it (to page, or to run a handler); otherwise it is critical and goes
+    # where unmatched alerts go. The key stays fixed so it resolves when the source is back.
+    routed = route(config, labels)
+    if routed.rule is DEFAULT_RULE:
+        routed = replace(routed, rule=replace(DEFAULT_RULE, name="source_unreachable"))
+    routed = replace(
+        routed,
         key=unreachable_key(name),
-        severity="critical",
+        severity=routed.rule.severity or "critical",
         title=f"IncidentSourceUnreachable: {name}",
     )
     alert = Alert(
@@ -593,6 +628,7 @@ def _open_source_unreachable(
         f"source {name} failed {failures} polls in a row: {error}"[:500],
         data={"source": name, "consecutive_failures": failures},
     )
+    plan_actions(db, config, incident, alert, routed.rule, now)
     outbox.queue_firing(db, config, incident, now)
     result.opened.append(incident.id)
 
@@ -741,7 +777,7 @@ def clear_external(
 ) -> Incident:
     """Resolve an incident a detector opened, once its problem is gone (resolution auto, or
     recovered after a successful fix). The caller holds the write transaction."""
-    if incident.status == "resolved":
+    if incident.status == "resolved" or not config.incidents.auto_resolve:
         return incident
     resolution = "recovered" if incident.fixed_at else "auto"
     return _resolve(db, config, incident, now, resolution, message, data=data)

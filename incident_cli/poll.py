@@ -10,6 +10,7 @@ from incident_cli.config import Config
 from incident_cli.errors import SourceError
 from incident_cli.lifecycle import PollResult, apply_poll
 from incident_cli.models import Alert
+from incident_cli.redact import redact
 
 
 class _DryRun(Exception):
@@ -32,17 +33,20 @@ def fetch_all(config: Config) -> tuple[dict[str, list[Alert]], dict[str, str]]:
             return name, fetch_alerts(config.sources[name]), None
         except SourceError as exc:
             return name, None, exc.message
+        except Exception as exc:  # one source's surprise must not lose the others' results
+            return name, None, f"source {name}: {exc.__class__.__name__}: {exc}"[:300]
 
     if len(sources) == 1:
         results = [one(sources[0].name)]
     else:
         with ThreadPoolExecutor(max_workers=min(8, len(sources))) as pool:
             results = list(pool.map(one, [s.name for s in sources]))
+    secrets = config.secrets()
     for name, alerts, error in results:
         if alerts is not None:
             fetched[name] = alerts
         else:
-            failed[name] = error or "failed"
+            failed[name] = redact(error or "failed", secrets)
     return fetched, failed
 
 

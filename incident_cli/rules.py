@@ -36,11 +36,19 @@ def incident_key(rule: Rule, labels: Mapping[str, str]) -> str:
     unique but bounded.
     """
     names = sorted(rule.group_by) if rule.group_by is not None else sorted(labels)
-    key = rule.name + ":" + ",".join(f"{n}={labels.get(n, '')}" for n in names)
+    key = rule.name + ":" + ",".join(f"{n}={_escape(labels.get(n, ''))}" for n in names)
     if len(key) > MAX_KEY_CHARS:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         key = key[: MAX_KEY_CHARS - 30] + "…#" + digest
     return key
+
+
+def _escape(value: str) -> str:
+    # `,` and `=` separate the key's parts: escape them so that {instance: "db1,mount=/"}
+    # and {instance: db1, mount: /} cannot share an incident.
+    if "\\" in value or "," in value or "=" in value:
+        return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+    return value
 
 
 def severity_for(rule: Rule, labels: Mapping[str, str], default: str) -> str:

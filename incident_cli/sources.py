@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import requests
+import urllib3
 
 from incident_cli.config import SourceConfig
 from incident_cli.errors import SourceError
@@ -90,10 +93,29 @@ def http_get_json(
                     raise SourceError(f"{what}: timed out after {timeout:g}s")
     except requests.exceptions.RequestException as exc:
         raise SourceError(f"{what}: {describe_request_error(exc)}") from None
+    except urllib3.exceptions.ReadTimeoutError:
+        raise SourceError(f"{what}: timed out after {timeout:g}s") from None
+    except urllib3.exceptions.DecodeError:
+        raise SourceError(f"{what}: answered with a body that cannot be decoded") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        # raw reads are not wrapped by requests: a connection cut mid-body lands here
+        raise SourceError(
+            f"{what}: connection broke while reading ({exc.__class__.__name__})"
+        ) from None
     try:
         return json.loads(b"".join(chunks))
     except (ValueError, UnicodeDecodeError):
         raise SourceError(f"{what}: answered with a body that is not JSON") from None
+    except RecursionError:
+        raise SourceError(f"{what}: answered with JSON nested too deeply") from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    # JSON may carry lone surrogates (\ud800) that cannot be stored as UTF-8.
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def _string_map(value: Any, what: str, field: str) -> dict[str, str]:
@@ -103,7 +125,7 @@ def _string_map(value: Any, what: str, field: str) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise SourceError(f"{what}: unexpected shape: {field} is not a map of strings")
-    return value
+    return {_clean(k): _clean(v) for k, v in value.items()}
 
 
 def _time(value: Any) -> float | None:
@@ -191,19 +213,19 @@ def fetch_alerts(source: SourceConfig, session: requests.Session | None = None) 
     else:
         url, parse = f"{source.url}/api/v2/alerts", parse_alertmanager
     headers = {"Authorization": f"Bearer {source.bearer_token}"} if source.bearer_token else None
-    auth = (source.username, source.password or "") if source.username else None
+    if source.username:
+        # requests encodes basic auth as Latin-1; RFC 7617 says UTF-8.
+        token = base64.b64encode(f"{source.username}:{source.password or ''}".encode()).decode()
+        headers = {**(headers or {}), "Authorization": f"Basic {token}"}
     verify: bool | str = source.ca_file or True
     if source.insecure_skip_verify:
         verify = False
-        import urllib3
-
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     body = http_get_json(
         session,
         url,
         timeout=source.timeout,
         what=f"source {source.name}",
-        auth=auth,
         headers=headers,
         verify=verify,
     )

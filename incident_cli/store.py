@@ -41,6 +41,8 @@ def add_event(
 
 
 def get_incident(db: Database, incident_id: int) -> Incident | None:
+    if not 0 < incident_id < 2**63:  # SQLite integers are 64-bit
+        return None
     rows = list(db.query("SELECT * FROM incidents WHERE id = ?", [incident_id]))
     return Incident.from_row(rows[0]) if rows else None
 

@@ -45,12 +45,23 @@ def load_raw(text: str) -> Raw | None:
         raise RawYAMLError(f"invalid YAML: {where}{problem}") from None
     if node is None:
         return None
-    return _convert(node, depth=0)
+    try:
+        return _convert(node, depth=0, budget=[MAX_NODES])
+    except yaml.YAMLError as exc:  # e.g. a `<<` merge of something that is not a mapping
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RawYAMLError(f"invalid YAML: {problem}") from None
 
 
-def _convert(node: yaml.Node, depth: int) -> Raw:
+# Aliases are expanded while converting: a "billion laughs" file must fail, not hang.
+MAX_NODES = 100_000
+
+
+def _convert(node: yaml.Node, depth: int, budget: list[int]) -> Raw:
     if depth > 50:
         raise RawYAMLError("invalid YAML: nested too deeply")
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise RawYAMLError(f"invalid YAML: more than {MAX_NODES} values (alias expansion?)")
     if isinstance(node, yaml.MappingNode):
         yaml.SafeLoader.flatten_mapping(_FLATTENER, node)
         out: dict[str, Raw] = {}
@@ -64,10 +75,10 @@ def _convert(node: yaml.Node, depth: int) -> Raw:
                 raise RawYAMLError(
                     f"invalid YAML: line {key_node.start_mark.line + 1}: duplicate key {key!r}"
                 )
-            out[key] = _convert(value_node, depth + 1)
+            out[key] = _convert(value_node, depth + 1, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, depth + 1) for item in node.value]
+        return [_convert(item, depth + 1, budget) for item in node.value]
     assert isinstance(node, yaml.ScalarNode)
     tag = _TAGS.get(node.tag)
     if tag is None:

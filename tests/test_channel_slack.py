@@ -149,14 +149,15 @@ def test_a_flapping_incident_says_so(tmp_path: Path) -> None:
     from incident_cli.config import load_config
 
     setup.config = load_config(setup.config_path, {}, must_exist=True)
-    # fire, resolve, fire again (reopen), resolve: the 2nd change starts flapping.
+    # fire, clear until it auto-resolves, fire again: the reopen is the 2nd change and starts
+    # flapping while the incident is open.
     fire(setup, [alert(service="backend")], T0)
-    resolve(setup, 1, T0 + 10)
-    fire(setup, [alert(service="backend")], T0 + 20)
-    resolve(setup, 1, T0 + 30)
+    fire(setup, [], T0 + 400)
+    fire(setup, [], T0 + 460)
+    fire(setup, [alert(service="backend")], T0 + 500)
     responses.post(WEBHOOK, body="ok")
 
-    deliver(setup, FakeClock(T0 + 200))
+    deliver(setup, FakeClock(T0 + 600))
 
     texts = [json.loads(c.request.body)["text"] for c in responses.calls]
     assert texts[-1] == "[FLAPPING] BackendServiceDown: backend (incident 1)"

@@ -230,3 +230,8 @@ def test_every_command_and_option_has_help_text() -> None:
         for param in command.params:
             if param.param_type_name == "option":
                 assert param.help, f"{name} {param.name} has no help"
+
+
+def test_an_absurd_incident_id_is_simply_not_found(config: Path) -> None:
+    result = run("-c", str(config), "show", "99999999999999999999999")
+    assert result.exit_code == 1 and "no incident" in result.stderr

@@ -321,3 +321,28 @@ def test_webhook_header_values_count_as_secrets(tmp_path: Path) -> None:
         {},
     )
     assert "Bearer very-secret-token" in config.secrets()
+
+
+def test_an_unreadable_ca_file_and_a_non_ascii_token_are_config_errors(tmp_path: Path) -> None:
+    error = load_error(
+        tmp_path, "sources:\n  p: {type: prometheus, url: 'https://p', ca_file: missing.pem}\n"
+    )
+    assert "sources.p.ca_file" in error.message
+    error = load_error(
+        tmp_path, "sources:\n  p: {type: prometheus, url: 'https://p', bearer_token: 'tök€n'}\n"
+    )
+    assert "sources.p.bearer_token" in error.message and "tök€n" not in error.message
+
+
+def test_a_bad_merge_key_and_an_alias_bomb_are_config_errors(tmp_path: Path) -> None:
+    import time
+
+    error = load_error(tmp_path, "a: &x 1\nb: {<<: *x}\n")
+    assert "invalid YAML" in error.message
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join('*' + chr(97 + i) for _ in range(10))}]\n"
+        for i in range(8)
+    )
+    started = time.monotonic()
+    error = load_error(tmp_path, bomb)
+    assert "alias" in error.message and time.monotonic() - started < 5

@@ -5,7 +5,6 @@ from __future__ import annotations
 import configparser
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,9 +35,9 @@ def test_cron_print_systemd_adds_both_units(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["cron", "print", "--systemd"])
     assert result.exit_code == 0
     assert "[Service]" in result.stdout and "[Timer]" in result.stdout
-    assert (
-        f"ExecStart={sys.executable}" in result.stdout or "/incident --quiet run" in result.stdout
-    )
+    exec_start = next(line for line in result.stdout.splitlines() if line.startswith("ExecStart="))
+    assert Path(exec_start.split("=", 1)[1].split()[0]).is_absolute()
+    assert exec_start.endswith("--quiet run")
 
 
 def parse_unit(text: str) -> configparser.ConfigParser:
@@ -101,3 +100,14 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
     )
     problems = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
     assert problems == [], result.stderr
+
+
+def test_cron_lines_pin_the_db_and_escape_percent(tmp_path: Path) -> None:
+    odd = tmp_path / "100%"
+    odd.mkdir()
+    config = odd / "incident.yaml"
+    config.write_text("{}\n")
+    result = CliRunner().invoke(app, ["-c", str(config), "cron", "print"])
+    run_line = next(line for line in result.stdout.splitlines() if line.endswith(" run"))
+    assert f"--db {odd}/incident.db".replace("%", "\\%") in run_line
+    assert "100\\%" in run_line and "100%/" not in run_line

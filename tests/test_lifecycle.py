@@ -294,3 +294,88 @@ def test_hostile_label_values_are_stored_bounded_and_keys_stay_short(
     assert len(incident.labels["note"]) < 20000
     # The same hostile alert again is the same incident.
     assert poll(db, config, T0 + 60, hostile).opened == []
+
+
+def test_an_alert_still_firing_after_a_manual_resolve_does_not_reopen_until_it_clears(
+    db: Database, config: Config
+) -> None:
+    a = alert(service="backend")
+    incident_id = poll(db, config, T0, a).opened[0]
+    resolve_by_hand(db, config, incident_id, "alice", "known issue", True, T0 + 60)
+    count = len(notifications(db))
+    for minute in range(2, 30):  # well past reopen_within
+        result = poll(db, config, T0 + minute * 60, a)
+        assert result.opened == [] and result.reopened == []
+    assert len(notifications(db)) == count
+    assert get_incident(db, incident_id).status == "resolved"  # type: ignore[union-attr]
+    poll(db, config, T0 + 1900)  # it clears
+    assert "alert_cleared" in timeline_kinds(db, incident_id)
+    again = poll(db, config, T0 + 1960, a)  # and fires again: a new problem
+    assert again.opened or again.reopened
+
+
+def test_a_new_alert_of_a_resolved_by_hand_incident_reopens_it(
+    db: Database, config: Config
+) -> None:
+    incident_id = poll(db, config, T0, alert(service="backend", instance="a")).opened[0]
+    resolve_by_hand(db, config, incident_id, "alice", None, False, T0 + 60)
+    result = poll(
+        db,
+        config,
+        T0 + 120,
+        alert(service="backend", instance="a"),
+        alert(service="backend", instance="b"),
+    )
+    assert result.reopened == [incident_id]
+
+
+def test_flapping_that_starts_on_a_resolve_sends_no_firing_notice(
+    tmp_path: Path, db: Database
+) -> None:
+    path = tmp_path / "flap.yaml"
+    path.write_text(
+        CONFIG.replace("flapping: {changes: 4, window: 1h}", "flapping: {changes: 3, window: 1h}")
+    )
+    config = load_config(path, {})
+    a = alert(service="backend")
+    incident_id = poll(db, config, T0, a).opened[0]
+    poll(db, config, T0 + 300)
+    poll(db, config, T0 + 360)  # resolved (1)
+    poll(db, config, T0 + 400, a)  # reopened (2)
+    poll(db, config, T0 + 800)
+    poll(db, config, T0 + 860)  # resolved (3): flapping starts now
+    assert "flapping_started" in timeline_kinds(db, incident_id)
+    last = [e for i, _, e in notifications(db) if i == incident_id][-2:]
+    assert last == ["resolved", "resolved"]
+
+
+def test_with_auto_resolve_off_nothing_resolves_by_itself(tmp_path: Path, db: Database) -> None:
+    path = tmp_path / "manual.yaml"
+    path.write_text(CONFIG)
+    config = load_config(path, {"INCIDENT_AUTO_RESOLUTION_ENABLED": "false"})
+    incident_id = poll(db, config, T0, alert(service="backend")).opened[0]
+    for minute in range(1, 5):
+        poll(db, config, T0 + minute * 600, failed=("prom",))
+    poll(db, config, T0 + 4000)
+    poll(db, config, T0 + 4100)
+    statuses = {i.rule: i.status for i in list_incidents(db, None, None)}
+    assert statuses == {"backend-down": "open", "source_unreachable": "open"}
+    assert get_incident(db, incident_id).status == "open"  # type: ignore[union-attr]
+
+
+def test_a_rule_can_route_the_source_unreachable_incident(tmp_path: Path, db: Database) -> None:
+    path = tmp_path / "routed.yaml"
+    path.write_text(
+        CONFIG
+        + "  - {name: sources, match: {alertname: IncidentSourceUnreachable}, severity: warning, notify: [slack]}\n"
+    )
+    config = load_config(path, {})
+    for minute in range(3):
+        poll(db, config, T0 + minute * 60, failed=("prom",))
+    (incident,) = list_incidents(db, None, None)
+    assert (incident.rule, incident.severity, incident.key) == (
+        "sources",
+        "warning",
+        "source_unreachable:source=prom",
+    )
+    assert notifications(db) == [(incident.id, "slack", "firing")]

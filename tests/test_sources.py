@@ -162,3 +162,89 @@ def test_a_source_that_hangs_is_cut_off_at_its_timeout(slow_server: str) -> None
     with pytest.raises(SourceError, match="timed out"):
         fetch_alerts(source)
     assert time.monotonic() - started < 5
+
+
+@pytest.fixture
+def lying_server() -> Iterator[str]:
+    """Promises 1000 bytes, sends 10, then hangs up."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"status":')
+            self.wfile.flush()
+            self.connection.close()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_body_cut_short_is_a_source_error(lying_server: str) -> None:
+    with pytest.raises(SourceError, match="connection broke"):
+        fetch_alerts(SourceConfig(name="liar", type="prometheus", url=lying_server, timeout=3))
+
+
+@responses.activate
+def test_json_nested_too_deeply_is_a_source_error() -> None:
+    responses.get("http://prom.test/api/v1/alerts", body="[" * 200_000)
+    with pytest.raises(SourceError):
+        fetch_alerts(SOURCE)
+
+
+@responses.activate
+def test_lone_surrogates_in_labels_are_replaced_not_fatal() -> None:
+    body = '{"status":"success","data":{"alerts":[{"labels":{"alertname":"A","v":"a\\ud800b"},"state":"firing"}]}}'
+    responses.get("http://prom.test/api/v1/alerts", body=body)
+    (alert,) = fetch_alerts(SOURCE)
+    assert alert.labels["v"] == "a\ufffdb"
+    alert.labels["v"].encode("utf-8")  # storable
+
+
+@responses.activate
+def test_basic_auth_is_utf8_encoded() -> None:
+    import base64
+
+    source = SourceConfig(
+        name="am", type="alertmanager", url="http://am.test", username="ops", password="pässwörd€"
+    )
+    responses.get("http://am.test/api/v2/alerts", json=[])
+    fetch_alerts(source)
+    header = responses.calls[0].request.headers["Authorization"]
+    assert base64.b64decode(header.split()[1]).decode("utf-8") == "ops:pässwörd€"
+
+
+@responses.activate
+def test_one_source_failing_unexpectedly_does_not_lose_the_others(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from incident_cli import sources
+    from incident_cli.config import load_config
+    from incident_cli.poll import fetch_all
+
+    config_path = tmp_path / "incident.yaml"
+    config_path.write_text(
+        "sources:\n  good: {type: prometheus, url: 'http://prom.test'}\n"
+        "  odd: {type: prometheus, url: 'http://odd.test', bearer_token: 'tok-1234567'}\n"
+    )
+    config = load_config(config_path, {})
+    real = sources.fetch_alerts
+
+    def flaky(source: SourceConfig, session: object = None) -> object:
+        if source.name == "odd":
+            raise ValueError("surprise with tok-1234567 inside")
+        return real(source)
+
+    monkeypatch.setattr(sources, "fetch_alerts", flaky)
+    responses.get("http://prom.test/api/v1/alerts", json=prom_fixture())
+    fetched, failed = fetch_all(config)
+    assert len(fetched["good"]) == 3
+    assert failed["odd"].startswith("source odd: ValueError") and "tok-1234567" not in failed["odd"]

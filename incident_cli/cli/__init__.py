@@ -199,12 +199,12 @@ def tick(
 
     env.config()
     db = env.db()
-    started = env.now()
     codes: list[int] = []
     error: str | None = None
     lock_ctx = TickLock(env.resolved_db_path(), env.wait) if lock else None
     if lock_ctx is not None:
         lock_ctx.acquire()
+    started = env.now()  # after the lock: the heartbeat's duration is the work's
     try:
         yield codes
     except IncidentError as exc:
@@ -214,6 +214,11 @@ def tick(
     except Exception as exc:
         codes.append(int(ExitStatus.PARTIAL_FAILURE))
         error = f"{exc.__class__.__name__}: {exc}"
+        raise
+    except BaseException as exc:  # Ctrl-C or SIGTERM mid-tick is not a success
+        if not isinstance(exc, SystemExit) or exc.code:
+            codes.append(130 if isinstance(exc, KeyboardInterrupt) else 1)
+            error = f"interrupted ({exc.__class__.__name__})"
         raise
     finally:
         try:

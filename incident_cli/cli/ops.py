@@ -68,7 +68,8 @@ def cron_print(
 
     env = get_env(ctx)
     config = env.config()
-    install = this_install(None if config.path == BUILTIN else config.path, env.db_path)
+    # Always the absolute DB path: cron's working directory is $HOME, not this one.
+    install = this_install(None if config.path == BUILTIN else config.path, env.resolved_db_path())
     out = [crontab(install)]
     if systemd:
         out += [
