@@ -1,23 +1,32 @@
 """Anomaly detection over synthetic-journey results: the three checks and the incidents they drive.
 
-Per journey, over its newest `window` results (ordered by `at`, then by arrival):
+Per journey, over its newest `window` results (ordered by `at`, then by arrival; results dated
+more than journeys.FUTURE_TOLERANCE, 5 minutes, ahead of the clock wait until their time):
 
 - failure rate: failures / window > fail_threshold; needs a full window; equal does not trip.
 - p95 latency: p95 of the window > p95_factor x p95 of the window before it; needs both windows
-  full. The p95 is the nearest-rank one (the ⌈0.95·n⌉-th smallest value, always a value that was
-  measured) over the window's *successful* results: a failed run's latency is how fast it failed
-  (a refused connection is quick, a timeout is the timeout), which says nothing about how slow the
-  journey is when it works, and failures are what the other two checks count. A window with no
-  successful result, or a baseline of 0 ms, has no p95 to compare. Note that with fewer than 20
-  results per window the nearest-rank p95 is the slowest result, so one slow run can trip it.
+  full. The p95 is linearly interpolated (numpy's default "linear" method, Python's
+  statistics.quantiles(method="inclusive")): over the n sorted values it sits at rank 0.95·(n-1)
+  (from 0), between the two neighbouring values in proportion. It is taken over the window's
+  *successful* results: a failed run's latency is how fast it failed (a refused connection is
+  quick, a timeout is the timeout), which says nothing about how slow the journey is when it
+  works, and failures are what the other two checks count. A window with no successful result,
+  or a baseline of 0 ms, has no p95 to compare.
+  Why not nearest rank (the ⌈0.95·n⌉-th value): below 20 results it is the slowest result, so at
+  the default window of 12 one run at 151 ms over a flat 100 ms tripped the check, and one slow
+  run in the window before hid a sustained jump. Interpolated, at n = 12 the slowest value
+  weighs 45%: one run trips the check only when it is more than 1 + (factor - 1) / 0.45 times the
+  baseline (2.1 x at factor 1.5); a sustained jump still trips it.
 - consecutive failures: the newest `consecutive_failures` results all failed (needs that many).
 
 One incident per journey (labels {"alertname": "JourneyAnomaly", "journey": NAME}, source
 "anomaly"), critical when failures run, else warning, through lifecycle.raise_external. Its
 timeline data names every check that tripped with its numbers; a change in the set of tripped
 checks while it is open is a `note` with the new data. It resolves once a whole window of results
-newer than the newest result it (re)opened on passes every check. Everything happens in one write
-transaction per run, and a run on the same data as the last one changes nothing.
+newer than the newest result it (re)opened on passes every check, unless incidents.auto_resolve
+is off: then it stays open (outcome `kept_open`, one note saying so) until resolved by hand.
+Everything happens in one write transaction per run, and a run on the same data as the last one
+changes nothing.
 """
 
 from __future__ import annotations
@@ -47,11 +56,17 @@ CONSECUTIVE_FAILURES = "consecutive_failures"
 
 
 def p95(values: Sequence[float]) -> float | None:
-    """Nearest-rank 95th percentile: the ⌈0.95·n⌉-th smallest value; None for no values."""
+    """Linearly interpolated 95th percentile (rank 0.95·(n-1) between neighbours); None for no
+    values."""
     if not values:
         return None
-    rank = (95 * len(values) + 99) // 100  # ⌈0.95·n⌉ in integers: no float rounding at the edge
-    return sorted(values)[rank - 1]
+    ordered = sorted(values)
+    # The rank in hundredths, in integers, as statistics.quantiles does: no float error at the
+    # rank, so an exact rank gives exactly the measured value.
+    low, weight = divmod(95 * (len(ordered) - 1), 100)
+    if weight == 0:
+        return ordered[low]
+    return (ordered[low] * (100 - weight) + ordered[low + 1] * weight) / 100
 
 
 @dataclass(frozen=True)
@@ -139,8 +154,8 @@ def evaluate(journey: str, results: Sequence[JourneyResult], settings: AnomalyCo
             Check(
                 P95_LATENCY,
                 {
-                    "p95_ms": current_p95,
-                    "baseline_p95_ms": baseline,
+                    "p95_ms": round(current_p95, 6),  # interpolated: no float noise in JSON
+                    "baseline_p95_ms": round(baseline, 6),
                     "factor": settings.p95_factor,
                     "limit_ms": round(settings.p95_factor * baseline, 3),
                 },
@@ -186,6 +201,7 @@ class JourneyOutcome:
 
     action: opened | reopened | changed (the tripped checks changed) | firing (unchanged) |
     recovering (checks pass; waiting for a whole window newer than the opening) | resolved |
+    kept_open (checks pass, but incidents.auto_resolve is off: a person resolves it) |
     held (resolved by hand; waits for a result newer than that) | ok.
     """
 
@@ -201,8 +217,8 @@ class JourneyOutcome:
             "window_full": e.window_full,
             "failures": e.failures,
             "failure_rate": None if e.failure_rate is None else round(e.failure_rate, 6),
-            "p95_ms": e.p95_ms,
-            "baseline_p95_ms": e.baseline_p95_ms,
+            "p95_ms": None if e.p95_ms is None else round(e.p95_ms, 6),
+            "baseline_p95_ms": None if e.baseline_p95_ms is None else round(e.baseline_p95_ms, 6),
             "failure_run": e.failure_run,
             "newest_at": None if e.newest_at is None else journeys.format_at(e.newest_at),
             "tripped": [_check_json(e.journey, c) for c in e.tripped],
@@ -304,7 +320,8 @@ def detect_anomalies(
                 )
             need = max(2 * settings.window, settings.consecutive_failures)
             evaluations = [
-                evaluate(r.journey, r.results, settings) for r in journeys.recent_results(db, need)
+                evaluate(r.journey, r.results, settings)
+                for r in journeys.recent_results(db, need, now)
             ]
             _apply(db, config, evaluations, now, result)
         finally:
@@ -491,9 +508,13 @@ def _apply_group(
         for name in watched
     )
     data = _data(members, settings)
-    if fresh:
+    # incidents.auto_resolve off (INCIDENT_AUTO_RESOLUTION_ENABLED=false): a person resolves
+    # every incident. clear_external honours it too; checking here as well keeps the outcome
+    # and the note truthful rather than claiming a resolve that did not happen.
+    auto = config.incidents.auto_resolve
+    if fresh and auto:
         names = ", ".join(sorted(watched))
-        clear_external(
+        after = clear_external(
             db,
             config,
             latest,
@@ -502,19 +523,23 @@ def _apply_group(
             " opening passed every check",
             data,
         )
-        result.resolved.append(latest.id)
-        return "resolved", latest.id
+        if after.status == "resolved":
+            result.resolved.append(latest.id)
+            return "resolved", latest.id
+        auto = False  # the lifecycle declined: it stays open, and the outcome says so
     if recorded.tripped:
         from incident_cli.store import add_event
 
-        add_event(
-            db,
-            latest.id,
-            now,
-            "note",
-            f"every check passes again; resolves after a whole window of {settings.window}"
-            " results newer than the opening",
-            data=data,
-        )
+        if auto:
+            note = (
+                f"every check passes again; resolves after a whole window of {settings.window}"
+                " results newer than the opening"
+            )
+        else:
+            note = (
+                "every check passes again; auto-resolve is off (incidents.auto_resolve),"
+                " so it stays open until resolved by hand"
+            )
+        add_event(db, latest.id, now, "note", note, data=data)
         result.changed.append(latest.id)
-    return "recovering", latest.id
+    return ("recovering" if auto else "kept_open"), latest.id

@@ -8,6 +8,10 @@ distinct (journey, at, ok, latency_ms) (migration m004), and rows are inserted O
 
 Only whole lines are read: a last line without its newline yet is left for the next tick. A line
 that is not a valid result is skipped and counted, never fatal.
+
+A result's `at` is a full RFC 3339 date-time. Results are analysed in the order of their `at`
+(then of arrival), so one dated more than FUTURE_TOLERANCE (5 minutes) ahead of our clock is
+refused: it would stand as the newest result, hiding whatever came after it, until its time.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ from incident_cli.times import parse_rfc3339
 MAX_NAME_CHARS = 200
 MAX_LINE_BYTES = 64 * 1024
 MAX_LATENCY_MS = 86_400_000.0  # one day: anything slower is a broken probe, not a latency
-FUTURE_TOLERANCE = 86_400.0  # a result more than a day ahead of our clock is garbage
+# A result dated ahead of our clock sorts after every real one and would stand as "the newest
+# result" until its time came: one dated a day ahead hid a run of failures (and so a critical)
+# for a day. Five minutes covers the clock skew between a probe host and this one.
+FUTURE_TOLERANCE = 300.0
 HEAD_BYTES = 256
 READ_CHUNK = 1 << 20
 MAX_READ_BYTES = 64 << 20  # per tick: a huge backlog is caught up over several ticks
@@ -116,16 +123,34 @@ def check_at(value: object, now: float) -> float:
         raise ValueError("at is not an RFC 3339 string")
     at = _parsed_at(value)
     if at > now + FUTURE_TOLERANCE:
-        raise ValueError("at is more than a day in the future")
+        raise ValueError(
+            f"at is more than {FUTURE_TOLERANCE / 60:g} minutes in the future (clock skew?)"
+        )
     return at
+
+
+# RFC 3339 date-time: a full date, a full time and Z or a numeric offset (section 5.6; "T" and
+# "Z" may be lower case). times.parse_rfc3339 is lenient (datetime.fromisoformat takes a bare
+# date, no seconds, the ISO basic format, and no offset as UTC), which would let a probe's
+# local time pass as UTC; the shape is checked first. ASCII digits only.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"  # full-date
+    r"[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"  # partial-time
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"  # time-offset
+)
+_NOT_RFC3339 = (
+    "at is not an RFC 3339 date-time with a time and Z or an offset, like 2026-11-28T20:00:00Z"
+)
 
 
 @functools.lru_cache(maxsize=4096)  # probes of many journeys share their timestamps
 def _parsed_at(value: str) -> float:
+    if not _RFC3339.fullmatch(value):
+        raise ValueError(_NOT_RFC3339)
     try:
         at = parse_rfc3339(value)
     except (ValueError, OverflowError):
-        raise ValueError("at is not an RFC 3339 time") from None
+        raise ValueError(_NOT_RFC3339) from None
     if not math.isfinite(at) or at < 0:
         raise ValueError("at is before 1970")
     return round(at, 6)
@@ -228,14 +253,24 @@ def _complete_lines(
 def read_new_lines(path: str, prior: FileState | None, now: float) -> FileRead | None:
     """Read the whole lines added to `path` since `prior`; None when the file does not exist
     (the probe has not written yet, or it is between rotations). OSError when unreadable."""
+    # O_NONBLOCK: a plain open() of a FIFO with no writer blocks until one comes, and this
+    # runs under the tick lock. Opened non-blocking it returns at once, and fstat (of the very
+    # file opened, so nothing can be swapped in between) refuses it; a FIFO, a device or a
+    # directory would never end or is not ours to read. For a regular file the flag does
+    # nothing. O_NOCTTY: a terminal device must not become our controlling terminal.
     try:
-        handle = open(path, "rb")  # noqa: SIM115 (closed below; stat must see the same file)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    with handle:
-        st = os.fstat(handle.fileno())
-        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would never end
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
         head = handle.read(HEAD_BYTES)
         offset = 0
         reset = False
@@ -351,16 +386,21 @@ class Recent:
     results: list[JourneyResult] = field(default_factory=list)
 
 
-def recent_results(db: Database, limit: int) -> list[Recent]:
-    """The newest `limit` results of every journey (by `at`, then insertion order), one
-    index-ordered query per journey, so the cost does not grow with the table's history."""
+def recent_results(db: Database, limit: int, now: float) -> list[Recent]:
+    """The newest `limit` results of every journey by `at`, then insertion order (a result's
+    own time, not when it reached us: the file and `journey record` interleave), one
+    index-ordered query per journey, so the cost does not grow with the table's history.
+
+    Rows dated more than FUTURE_TOLERANCE after `now` (stored under an older, wider tolerance,
+    or before the clock was set right) wait until their time: counted now, they would be the
+    newest result of every run until then."""
     out = []
     query = (
-        "SELECT at, ok, latency_ms FROM journeys WHERE journey = ?"
+        "SELECT at, ok, latency_ms FROM journeys WHERE journey = ? AND at <= ?"
         " ORDER BY at DESC, id DESC LIMIT ?"
     )
     for name in journey_names(db):
-        rows = db.conn.execute(query, (name, limit)).fetchall()
+        rows = db.conn.execute(query, (name, now + FUTURE_TOLERANCE, limit)).fetchall()
         rows.reverse()
         out.append(
             Recent(

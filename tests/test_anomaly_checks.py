@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import statistics
+
 import pytest
 
 from incident_cli.anomaly import evaluate, p95
@@ -56,9 +59,13 @@ def ms(text: str) -> list[float]:
 @pytest.mark.parametrize(
     ("latencies", "expected"),
     [
-        (OLD + "100 100 100 151", {"p95_latency"}),
-        (OLD + "100 100 100 150", set()),  # exactly 1.5 x the baseline: does not trip
+        (OLD + "151 151 151 151", {"p95_latency"}),
+        (OLD + "150 150 150 150", set()),  # exactly 1.5 x the baseline: does not trip
         (OLD + "149 149 149 149", set()),
+        # One slow run of four: the p95 is 100 + 0.85 x 51 = 143.35, under the limit of 150.
+        (OLD + "100 100 100 151", set()),
+        # Two: the p95 lies between 150 and 160 (158.5).
+        (OLD + "100 100 150 160", {"p95_latency"}),
         ("100 100 100 100 100 100 151", set()),  # 7 results: the window before is not full
         ("100 100 100 200 200 200 200 200", set()),  # the baseline is slow too
         ("100 100 100 100 1 1 1 1", set()),  # faster is never an anomaly
@@ -93,18 +100,32 @@ def test_a_failed_run_may_have_no_latency() -> None:
 
 
 @pytest.mark.parametrize(
-    ("window", "expected"),
+    ("window", "outlier", "expected"),
     [
-        # Nearest rank over 20 results is the 19th: one slow run out of 20 is not the p95.
-        (20, set()),
-        # Over 12 it is the 12th, the slowest: one slow run is the p95 and trips the check.
-        (12, {"p95_latency"}),
+        # Over 12 results the p95 is 45% of the way from the 11th to the 12th (the slowest)
+        # value: one run at 151 or 200 ms over a flat 100 ms is a p95 of 122.95 or 145 ms.
+        (12, 151.0, set()),
+        (12, 200.0, set()),
+        # One run more than (1.5 - 1) / 0.45 + 1 = 2.11 x the baseline still lifts it over.
+        (12, 250.0, {"p95_latency"}),
+        # Over 20 the slowest value weighs 5%: 2000 ms makes a p95 of 195 ms.
+        (20, 1000.0, set()),
+        (20, 2000.0, {"p95_latency"}),
     ],
 )
-def test_a_single_slow_outlier(window: int, expected: set[str]) -> None:
+def test_a_single_slow_outlier(window: int, outlier: float, expected: set[str]) -> None:
     settings = AnomalyConfig(window=window, p95_factor=1.5, consecutive_failures=3)
-    latencies = [100.0] * (2 * window - 1) + [2000.0]
+    latencies = [100.0] * (2 * window - 1) + [outlier]
     assert tripped("." * (2 * window), latencies, settings) == expected
+
+
+def test_one_outlier_in_the_window_before_does_not_hide_a_sustained_jump() -> None:
+    settings = AnomalyConfig(window=12, p95_factor=1.5, consecutive_failures=3)
+    latencies = [100.0] * 11 + [1000.0] + [900.0] * 12
+    e = evaluate("login", results("." * 24, latencies), settings)
+    assert e.baseline_p95_ms == pytest.approx(505.0)  # 100 + 0.45 x 900, not the 1000 ms outlier
+    assert e.p95_ms == 900.0
+    assert [c.name for c in e.tripped] == ["p95_latency"]
 
 
 def test_ties_at_the_p95_rank() -> None:
@@ -128,15 +149,27 @@ def test_ties_at_the_p95_rank() -> None:
     [
         ([], None),
         ([7.0], 7.0),
-        ([3.0, 1.0, 2.0], 3.0),
-        ([float(v) for v in range(1, 13)], 12.0),
-        ([float(v) for v in range(1, 21)], 19.0),
-        ([float(v) for v in range(100, 0, -1)], 95.0),
+        ([3.0, 1.0, 2.0], 2.9),  # rank 0.95 x 2 = 1.9: 2 + 0.9 x (3 - 2)
+        ([float(v) for v in range(1, 13)], 11.45),  # rank 10.45
+        ([float(v) for v in range(1, 21)], 19.05),  # rank 18.05
+        ([float(v) for v in range(1, 22)], 20.0),  # rank 19: exactly a measured value
+        ([float(v) for v in range(100, 0, -1)], 95.05),
         ([5.0] * 10, 5.0),
+        ([100.0] * 11 + [151.0], 122.95),
     ],
 )
-def test_p95_is_nearest_rank(values: list[float], expected: float | None) -> None:
-    assert p95(values) == expected
+def test_p95_interpolates_linearly_between_neighbours(
+    values: list[float], expected: float | None
+) -> None:
+    assert p95(values) == (None if expected is None else pytest.approx(expected))
+
+
+def test_p95_is_the_linear_method_of_numpy_and_statistics() -> None:
+    rng = random.Random(5)
+    for n in range(2, 60):
+        values = [rng.choice([rng.uniform(0, 500), 100.0]) for _ in range(n)]
+        expected = statistics.quantiles(values, n=100, method="inclusive")[94]
+        assert p95(values) == pytest.approx(expected, rel=1e-12), n
 
 
 def test_severity_is_critical_only_for_a_run_of_failures() -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from incident_cli.cli import Env, app
@@ -60,13 +61,13 @@ class Rig:
                     + "\n"
                 )
 
-    def cli(self, *args: str) -> Result:
+    def cli(self, *args: str, environ: dict[str, str] | None = None) -> Result:
         base = ["--config", str(self.dir / "incident.yaml"), "--db", str(self.dir / "state.db")]
-        env = Env(clock=lambda: self.now)
+        env = Env(clock=lambda: self.now, environ={} if environ is None else environ)
         return CliRunner().invoke(app, [*base, *args], obj=env, catch_exceptions=False)
 
-    def detect(self, *args: str) -> dict[str, Any]:
-        result = self.cli("detect-anomalies", "--json", *args)
+    def detect(self, *args: str, environ: dict[str, str] | None = None) -> dict[str, Any]:
+        result = self.cli("detect-anomalies", "--json", *args, environ=environ)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -359,3 +360,58 @@ def test_cron_runs_it_as_a_subprocess(tmp_path: Path) -> None:
     )
     incidents = json.loads(listed.stdout)
     assert [(i["source"], i["severity"]) for i in incidents] == [("anomaly", "critical")]
+
+
+def test_a_fifo_as_the_journeys_file_is_reported_not_waited_on(tmp_path: Path) -> None:
+    # No writer: opening a FIFO for reading would block until one came, with the tick lock held.
+    rig = Rig(tmp_path)
+    rig.path.unlink()
+    os.mkfifo(rig.path)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "incident_cli", "--config", str(tmp_path / "incident.yaml")]
+    done = subprocess.run(
+        [*cmd, "detect-anomalies", "--json"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert done.returncode == 1, done.stderr
+    out = json.loads(done.stdout)
+    assert "not a regular file" in out["file_error"]
+    assert out["file"] is None
+    assert "cannot read the journeys file" in done.stderr
+    assert "not a regular file" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "environ"),
+    [
+        ("incidents: {auto_resolve: false}", {}),
+        ("", {"INCIDENT_AUTO_RESOLUTION_ENABLED": "false"}),
+    ],
+)
+def test_with_auto_resolve_off_a_passing_journey_stays_open_and_says_so(
+    tmp_path: Path, extra: str, environ: dict[str, str]
+) -> None:
+    rig = Rig(tmp_path, threshold=0.8, extra=extra)
+    rig.append("....xxx")
+    incident_id = rig.detect(environ=environ)["opened"][0]
+    rig.append(".")  # every check passes again
+    out = rig.detect(environ=environ)
+    assert (out["resolved"], out["journeys"][0]["action"]) == ([], "kept_open")
+    note = rig.show(incident_id)["timeline"][-1]
+    assert note["kind"] == "note"
+    assert "auto-resolve is off" in note["message"]
+    rig.append("...")  # a whole window newer than the opening passes: it would resolve now
+    out = rig.detect(environ=environ)
+    assert (out["resolved"], out["journeys"][0]["action"]) == ([], "kept_open")
+    detail = rig.show(incident_id)
+    assert (detail["status"], detail["resolved_at"], detail["resolution"]) == ("open", None, None)
+    assert ("hook", "resolved") not in pending(detail)
+    before = rig.counts()
+    verbose = rig.cli("-v", "detect-anomalies", environ=environ)
+    assert verbose.exit_code == 0
+    said = " ".join(verbose.stdout.split())  # rich wraps long lines
+    assert "resolved incident" not in said
+    assert f"auto-resolve is off: resolve incident {incident_id} by hand" in said
+    assert rig.counts() == before  # saying so once is enough
+    # Resolved by hand it stays resolved; a new problem opens a new incident as usual.
+    assert rig.cli("resolve", str(incident_id), environ=environ).exit_code == 0
+    assert rig.detect(environ=environ)["journeys"][0]["action"] == "ok"

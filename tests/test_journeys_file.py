@@ -173,7 +173,32 @@ HOSTILE = [
     ),
     (b'{"journey": "a", "at": "yesterday", "ok": true, "latency_ms": 1}', "RFC 3339"),
     (b'{"journey": "a", "at": 1764360000, "ok": true, "latency_ms": 1}', "RFC 3339"),
+    *[
+        (b'{"journey": "a", "at": "' + at + b'", "ok": true, "latency_ms": 1}', "RFC 3339")
+        for at in [
+            b"2026-11-28",  # a date, no time
+            b"2026-11-28T20:00:00",  # no Z or offset: not "UTC by default"
+            b"2026-11-28T20:00:00.5",
+            b"2026-11-28T20:00Z",  # no seconds
+            b"2026-11-28T20Z",
+            b"20261128T200000Z",  # ISO 8601 basic format
+            b"2026-W48-6T20:00:00Z",  # an ISO week date
+            b"2026-11-28 20:00:00Z",
+            b"2026-11-28T20:00:00+0200",
+            b"2026-11-28T20:00:00+02",
+            b"2026-11-28T20:00:00,5Z",
+            b"2026-11-28T20:00:00.Z",
+            b" 2026-11-28T20:00:00Z",
+            b"2026-11-28T20:00:00Z\\n",
+            "\uff12\uff10\uff12\uff16-11-28T20:00:00Z".encode(),  # fullwidth digits
+            b"2026-11-28T20:00:60Z",
+            b"2026-02-30T20:00:00Z",
+            b"",
+        ]
+    ],
     (b'{"journey": "a", "at": "2026-11-30T21:00:01Z", "ok": true, "latency_ms": 1}', "future"),
+    (b'{"journey": "a", "at": "2026-11-29T17:00:00Z", "ok": true, "latency_ms": 1}', "future"),
+    (b'{"journey": "a", "at": "2026-11-28T21:05:01Z", "ok": true, "latency_ms": 1}', "future"),
     (b'{"journey": "a", "at": "1969-12-31T23:59:59Z", "ok": true, "latency_ms": 1}', "1970"),
     (b'{"journey": "\xff\xfe", "at": "2026-11-28T20:00:00Z", "ok": true}', "not UTF-8"),
     (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
@@ -184,6 +209,19 @@ HOSTILE = [
 def test_a_hostile_line_is_refused_with_a_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_line(raw, NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-28t20:00:00z", "2026-11-28T20:00:00Z"),  # RFC 3339 allows lower case
+        ("2026-11-28T20:00:00-00:00", "2026-11-28T20:00:00Z"),
+        ("2026-11-28T15:30:00-04:30", "2026-11-28T20:00:00Z"),
+        ("2026-11-28T20:00:00.1Z", "2026-11-28T20:00:00.100000Z"),
+    ],
+)
+def test_every_rfc_3339_form_is_accepted(text: str, expected: str) -> None:
+    assert journeys.format_at(journeys.check_at(text, NOW)) == expected
 
 
 @pytest.mark.parametrize(
@@ -203,8 +241,9 @@ def test_a_hostile_line_is_refused_with_a_reason(raw: bytes, reason: str) -> Non
             JourneyResult("$(id)", parse_rfc3339("2026-11-28T20:00:00.123456Z"), False, None),
         ),
         (
-            '{"journey": "--help", "at": "2026-11-29T20:59:59Z", "ok": false, "latency_ms": 0}',
-            JourneyResult("--help", parse_rfc3339("2026-11-29T20:59:59Z"), False, 0.0),
+            # Five minutes ahead of our clock is still a clock skew, not garbage.
+            '{"journey": "--help", "at": "2026-11-28T21:05:00Z", "ok": false, "latency_ms": 0}',
+            JourneyResult("--help", parse_rfc3339("2026-11-28T21:05:00Z"), False, 0.0),
         ),
     ],
 )
@@ -284,7 +323,7 @@ def test_recent_results_are_the_newest_by_time_then_arrival(tmp_path: Path) -> N
     for at, latency in [(30.0, 1.0), (10.0, 2.0), (20.0, 3.0), (20.0, 4.0), (5.0, 5.0)]:
         journeys.record_result(db, JourneyResult("login", at, True, latency))
     journeys.record_result(db, JourneyResult("search", 1.0, True, 9.0))
-    recent = journeys.recent_results(db, 3)
+    recent = journeys.recent_results(db, 3, NOW)
     assert [r.journey for r in recent] == ["login", "search"]
     assert [(r.at, r.latency_ms) for r in recent[0].results] == [
         (20.0, 3.0),
@@ -300,3 +339,37 @@ def test_a_stored_time_writes_back_exactly(text: str) -> None:
     at = journeys.check_at(text, NOW)
     assert journeys.format_at(at) == text
     assert journeys.check_at(journeys.format_at(at), NOW) == at
+
+
+def test_a_result_dated_hours_ahead_does_not_hide_a_run_of_failures(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)  # window 12, 3 failures in a row are critical
+    ahead = {"journey": "login", "at": "2026-11-29T17:00:00Z", "ok": True, "latency_ms": 100}
+    rig.path.write_text(
+        "".join(line(i) for i in range(12))
+        + json.dumps(ahead)
+        + "\n"
+        + "".join(line(i, ok=False) for i in range(12, 22))
+    )
+    result = rig.run()
+    assert result.file is not None
+    assert (result.file.stored, result.file.skipped) == (22, 1)
+    assert "future" in (result.file.first_problem or "")
+    (outcome,) = result.journeys
+    assert outcome.evaluation.failure_run == 10
+    assert outcome.evaluation.severity == "critical"
+
+
+def test_results_stored_far_ahead_of_the_clock_wait_for_their_time(tmp_path: Path) -> None:
+    # A row dated hours ahead (stored by an older version, or under a clock that was wrong)
+    # must not be "the newest result" until its time comes.
+    rig = Rig(tmp_path)
+    with rig.db.conn:
+        journeys.store_results(rig.db, [JourneyResult("login", NOW + 20 * 3600, True, 1.0)], "cli")
+        journeys.store_results(
+            rig.db, [JourneyResult("login", NOW - 60 + i, False, None) for i in range(5)], "cli"
+        )
+    (outcome,) = rig.run().journeys
+    assert outcome.evaluation.failure_run == 5
+    assert outcome.evaluation.newest_at == NOW - 56
+    recent = journeys.recent_results(rig.db, 10, NOW + 21 * 3600)
+    assert recent[0].results[-1].at == NOW + 20 * 3600

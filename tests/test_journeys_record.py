@@ -66,6 +66,22 @@ def test_a_retried_record_is_stored_once(tmp_path: Path) -> None:
         (["login", "--ok", "--latency-ms", "fast"], "--latency-ms"),
         (["login", "--ok", "--latency-ms", "5", "--at", "yesterday"], "--at"),
         (["login", "--ok", "--latency-ms", "5", "--at", "2026-11-30T21:00:01Z"], "--at"),
+        (["login", "--ok", "--latency-ms", "5", "--at", "2026-11-28T21:05:01Z"], "future"),
+        *[
+            (["login", "--ok", "--latency-ms", "5", "--at", at], "--at: at is not an RFC 3339")
+            for at in [
+                "2026-11-28",
+                "2026-11-28T20:00:00",
+                "2026-11-28T20:00",
+                "20261128T200000Z",
+                "2026-11-28 20:00:00Z",
+                "2026-11-28T20:00:00+0100",
+                "now",
+                "--help",
+                "$(date)",
+                "",
+            ]
+        ],
         (["", "--ok", "--latency-ms", "5"], "NAME"),
         (["x" * 201, "--ok", "--latency-ms", "5"], "NAME"),
         (["a\tb", "--ok", "--latency-ms", "5"], "NAME"),

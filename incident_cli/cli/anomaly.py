@@ -49,13 +49,14 @@ def detect_anomalies(
 
 
 _SAY = {
-    "opened": "opened incident",
-    "reopened": "reopened incident",
-    "changed": "tripped checks changed on incident",
-    "firing": "still firing on incident",
-    "recovering": "checks pass; waiting for a whole new window on incident",
-    "resolved": "resolved incident",
-    "held": "resolved by hand; waiting for newer results on incident",
+    "opened": "opened incident {id}",
+    "reopened": "reopened incident {id}",
+    "changed": "tripped checks changed on incident {id}",
+    "firing": "still firing on incident {id}",
+    "recovering": "checks pass; waiting for a whole new window on incident {id}",
+    "resolved": "resolved incident {id}",
+    "kept_open": "checks pass; auto-resolve is off: resolve incident {id} by hand",
+    "held": "resolved by hand; waiting for newer results on incident {id}",
 }
 
 
@@ -77,7 +78,7 @@ def _journey_line(o: JourneyOutcome) -> str:
     if e.tripped:
         line += " — [bold]tripped[/] " + ", ".join(c.name for c in e.tripped)
     if o.incident_id is not None and o.action in _SAY:
-        line += f" → {_SAY[o.action]} {o.incident_id}"
+        line += " → " + _SAY[o.action].format(id=o.incident_id)
     return line
 
 
@@ -125,7 +126,8 @@ def record(
     at: str = typer.Option(
         None,
         "--at",
-        help="When it ran, RFC 3339 (e.g. 2026-11-28T20:00:00Z); default now.",
+        help="When it ran: RFC 3339 with a time and Z or an offset (e.g. 2026-11-28T20:00:00Z);"
+        " default now.",
         show_default=False,
     ),
 ) -> None:
