@@ -386,8 +386,8 @@ def table(rows: list[Row], runs: int) -> str:
     lines = list(head)
     for r in rows:
         floor_s = f"{r.floor:.3f}s" if r.floor is not None else "—"
-        ratio = f"{r.ratio:.2f}×" if r.ratio is not None else "—"
-        target = f"≤ {r.target:g}×" if r.target is not None else "—"
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "—"
+        target = f"≤ {r.target:g}x" if r.target is not None else "—"
         if r.target is not None and r.ratio is not None:
             target += " ✓" if r.ratio <= r.target else " ✗"
         rss = f"{r.rss:.0f} MB" + (" ✓" if r.rss <= 100 else " ✗")
