@@ -81,6 +81,12 @@ def _print_error(message: str, env: Env | None) -> None:
 class IncidentGroup(typer.core.TyperGroup):
     """Maps every exception to one stderr line and an ExitStatus (traceback only with -v)."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from incident_cli.cli.plain_params import install
+
+        install(self, ctx)  # before any option is processed: keeps pydantic out of start-up
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)

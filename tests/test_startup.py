@@ -1,0 +1,117 @@
+"""Start-up stays light: what a cron tick imports, and option values coerced without pydantic
+exactly as Typer would coerce them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import typer.main
+
+from incident_cli.cli import app
+from incident_cli.cli.plain_params import NotPlain, plain_value
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Run a command in a fresh interpreter and report which heavy modules it imported.
+PROBE = """
+import atexit, json, sys
+def report():
+    heavy = ("pydantic", "rich", "sqlite_utils", "yaml", "requests", "prometheus_client")
+    sys.stderr.write("MODULES " + json.dumps(sorted(m for m in heavy if m in sys.modules)) + "\\n")
+atexit.register(report)
+sys.argv = ["incident", *sys.argv[1:]]
+from incident_cli.cli import main
+main()
+"""
+
+
+def imported(tmp_path: Path, *args: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES "))
+    modules: list[str] = json.loads(line.removeprefix("MODULES "))
+    return modules
+
+
+def test_a_json_report_imports_neither_pydantic_nor_rich(tmp_path: Path) -> None:
+    modules = imported(tmp_path, "--db", str(tmp_path / "s.db"), "report", "24", "--format", "json")
+    assert "pydantic" not in modules
+    assert "rich" not in modules
+
+
+def test_list_json_imports_neither_pydantic_nor_rich(tmp_path: Path) -> None:
+    modules = imported(tmp_path, "--db", str(tmp_path / "s.db"), "--wait", "0.5", "list", "--json")
+    assert "pydantic" not in modules
+    assert "rich" not in modules
+
+
+def test_version_imports_nothing_heavy(tmp_path: Path) -> None:
+    assert imported(tmp_path, "--version") == []
+
+
+def _typer_coercion(annotation: Any, info: Any, value: Any) -> Any:
+    """What Typer itself makes of a value (through pydantic), or the error it raises."""
+    from typer._coercion import build_runtime_param, resolve_type_descriptor
+
+    runtime = build_runtime_param(resolve_type_descriptor(annotation, info))
+    try:
+        return ("ok", runtime._coerce_value(value, param=None, ctx=None))  # type: ignore[arg-type]
+    except Exception as exc:
+        return ("error", type(exc).__name__)
+
+
+VALUES = [
+    "0", "1", "24", "007", "1.5", "24.0", "0.25", ".5", "5.", "+5", "-5", "-0", " 5", "5 ",
+    "1e3", "1_000", "inf", "nan", "-inf", "0x10", "", "abc", "१२", "99999999999999999999",
+    "123456789012345", "1234567890123456", "1.000000000000001",
+    0, 1, 24, -3, 0.0, 24.0, 1.5, -0.5, True, False, None, "--help", "; rm -rf /", "\udcff",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("annotation", [str, int, float, bool])
+@pytest.mark.parametrize("bounds", [(None, None), (0, None), (1, None), (None, 10)])
+def test_plain_values_are_coerced_exactly_as_typer_does(
+    annotation: Any, bounds: tuple[Any, Any]
+) -> None:
+    info = typer.models.OptionInfo(min=bounds[0], max=bounds[1])
+    for value in VALUES:
+        if value is None:
+            continue  # Typer passes None through before coercing
+        try:
+            ours = plain_value(annotation, info, value)
+        except NotPlain:
+            continue  # handed to Typer's own coercion
+        theirs = _typer_coercion(annotation, info, value)
+        assert theirs == ("ok", ours), (annotation, bounds, value)
+        assert type(theirs[1]) is type(ours), (annotation, value)
+
+
+def test_every_option_of_every_command_gets_the_plain_coercion() -> None:
+    from typer.core import _TyperParameter
+
+    from incident_cli.cli.plain_params import PlainParam, install
+
+    group = typer.main.get_command(app)
+    ctx = group.make_context("incident", ["list"], resilient_parsing=True)
+    install(group, ctx)
+
+    def walk(command: Any) -> None:
+        for param in [*command.params, command.get_help_option(ctx)]:
+            if isinstance(param, _TyperParameter):
+                assert isinstance(param._runtime_param, PlainParam), (command.name, param.name)
+        for sub in getattr(command, "commands", {}).values():
+            walk(sub)
+
+    walk(group)
