@@ -36,11 +36,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlite_utils import Database
-
 from incident_cli import journeys
 from incident_cli.config import AnomalyConfig, Config
-from incident_cli.db import write_tx
+from incident_cli.db import Database, write_tx
 from incident_cli.journeys import JourneyResult
 from incident_cli.models import Incident
 from incident_cli.times import parse_rfc3339

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlite_utils import Database
-
-from incident_cli.db import write_tx
+from incident_cli.db import Database, write_tx
 from incident_cli.report import (
     ALERTNAME_SQL,
     ESCALATED_SQL,

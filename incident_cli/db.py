@@ -8,18 +8,135 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-from sqlite_utils import Database, Migrations
+from typing import TYPE_CHECKING, Any
 
 from incident_cli.errors import IncidentError, LockBusy
 
-migrations = Migrations("incident")
+if TYPE_CHECKING:
+    import sqlite_utils
+
+
+class Database:
+    """The state DB: one sqlite3 connection and the few helpers the code uses on it.
+
+    The same surface as sqlite-utils' Database for what `incident` calls (`conn`, `query`,
+    `execute`, `executescript`, `close`). sqlite-utils itself (its table API, its Migrations) is
+    imported and wrapped around the same connection only when something asks for it: importing
+    it costs ~30 ms, more than everything else an idle tick does, and a tick whose migrations are
+    current never needs it. Anything else (`db.table_names()`, `db["incidents"]`) is passed on
+    to that sqlite-utils Database.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._utils: sqlite_utils.Database | None = None
+
+    @property
+    def utils(self) -> sqlite_utils.Database:
+        """sqlite-utils' Database on this connection (imported on first use)."""
+        if self._utils is None:
+            import sqlite_utils
+
+            self._utils = sqlite_utils.Database(self.conn, execute_plugins=False)
+        return self._utils
+
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of a SELECT as dicts (what sqlite-utils' `query` gives for one)."""
+        cursor = self.conn.execute(sql, params if params is not None else ())
+        keys = [d[0] for d in cursor.description]
+        if len(set(keys)) != len(keys):
+            from sqlite_utils.utils import dedupe_keys
+
+            keys = dedupe_keys(keys)
+        return (dict(zip(keys, row, strict=True)) for row in cursor)
+
+    def execute(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params if params is not None else ())
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        return self.utils.executescript(sql)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    if not TYPE_CHECKING:  # for tests and scripts; the package itself uses the methods above
+
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return getattr(self.utils, name)
+
+        def __getitem__(self, name: str) -> Any:
+            return self.utils[name]
+
+
+MigrationFn = Callable[["sqlite_utils.Database"], None]
+
+
+@dataclass(frozen=True)
+class _Migration:
+    name: str
+    fn: MigrationFn
+    transactional: bool
+
+
+class _Migrations:
+    """The numbered migrations, registered with `@migrations()` as with sqlite-utils' Migrations.
+
+    Which ones are pending is read with one query on the connection; sqlite-utils' Migrations
+    (which records them in `_sqlite_migrations`) is built only to apply them.
+    """
+
+    table = "_sqlite_migrations"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._migrations: list[_Migration] = []
+
+    def __call__(
+        self, *, name: str | None = None, transactional: bool = True
+    ) -> Callable[[MigrationFn], MigrationFn]:
+        def register(fn: MigrationFn) -> MigrationFn:
+            self._migrations.append(_Migration(name or fn.__name__, fn, transactional))
+            return fn
+
+        return register
+
+    def applied(self, db: Database) -> set[str]:
+        conn = db.conn
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.table,)
+        ).fetchone()
+        if not exists:
+            return set()
+        rows = conn.execute(f"SELECT name FROM {self.table} WHERE migration_set = ?", (self.name,))
+        return {row[0] for row in rows}
+
+    def pending(self, db: Database) -> list[_Migration]:
+        done = self.applied(db)
+        return [m for m in self._migrations if m.name not in done]
+
+    def apply(self, db: Database) -> None:
+        from sqlite_utils import Migrations
+
+        real = Migrations(self.name)
+        for m in self._migrations:
+            real(name=m.name, transactional=m.transactional)(m.fn)
+        real.apply(db.utils)
+
+
+migrations = _Migrations("incident")
 
 
 @migrations()
-def m001_initial(db: Database) -> None:
+def m001_initial(db: sqlite_utils.Database) -> None:
     db.executescript(
         """
         CREATE TABLE incidents (
@@ -173,7 +290,7 @@ def m001_initial(db: Database) -> None:
 
 
 @migrations()
-def m004_journeys_unique(db: Database) -> None:
+def m004_journeys_unique(db: sqlite_utils.Database) -> None:
     # One row per distinct result, so a journeys file that is re-read from the start (truncated
     # or replaced) and a probe that retries `journey record` never count a result twice.
     # A failed result may have no latency; NULLs are distinct in an index, hence the IFNULL.
@@ -188,7 +305,7 @@ def m004_journeys_unique(db: Database) -> None:
 
 
 @migrations()
-def m005_report_rollup(db: Database) -> None:
+def m005_report_rollup(db: sqlite_utils.Database) -> None:
     # `archive` folds deleted incidents into hourly rows (by the UTC hour they opened in) so
     # `report` and the `metrics` counters keep their counts and means. Hourly, not daily:
     # report windows are in hours, so the window edge is off by at most one hour of archived
@@ -252,7 +369,9 @@ def open_db(path: str | Path, *, migrate: bool = True) -> Database:
         conn = sqlite3.connect(str(target), timeout=10.0, isolation_level=None)
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 10000")
-    db = Database(conn, execute_plugins=False)
+    # What sqlite-utils' Database sets on a connection it wraps.
+    conn.execute("PRAGMA recursive_triggers = ON")
+    db = Database(conn)
     if str(path) != ":memory:":
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         if mode != "wal":
@@ -333,6 +452,6 @@ class TickLock:
 
 
 @migrations()
-def m006_alerts_uncleared(db: Database) -> None:
+def m006_alerts_uncleared(db: sqlite_utils.Database) -> None:
     # Poll reads the alerts that have not cleared on every tick; keep that read off the history.
     db.execute("CREATE INDEX alerts_uncleared ON alerts(incident_id) WHERE state != 'cleared'")

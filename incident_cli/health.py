@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
+from incident_cli.db import Database
 from incident_cli.times import format_duration, to_rfc3339
 
 # The commands cron runs every tick. `run` does the other four in one go, so when it has

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from sqlite_utils import Database
-
+from incident_cli.db import Database
 from incident_cli.times import parse_rfc3339
 
 MAX_NAME_CHARS = 200

@@ -11,11 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlite_utils import Database
-
 from incident_cli import outbox
 from incident_cli.config import Config
-from incident_cli.db import write_tx
+from incident_cli.db import Database, write_tx
 from incident_cli.errors import IncidentError, NotFound
 from incident_cli.handlers import plan_actions
 from incident_cli.models import Alert, Incident

@@ -9,9 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
 from incident_cli.config import SEVERITIES
+from incident_cli.db import Database
 from incident_cli.health import db_size
 from incident_cli.report import MTTA_SQL, MTTD_SQL, MTTR_SQL, RECOVERY_RESULTS
 

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from sqlite_utils import Database
 
 from incident_cli.channels import Channel, Message, TransportError, build
 from incident_cli.config import Config
-from incident_cli.db import write_tx
+from incident_cli.db import Database, write_tx
 from incident_cli.redact import redact
 from incident_cli.store import add_event
 

@@ -7,9 +7,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlite_utils import Database
-
 from incident_cli.config import Config, severity_rank
+from incident_cli.db import Database
 from incident_cli.models import Incident
 
 EVENTS = ("firing", "acknowledged", "resolved", "escalation", "storm")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlite_utils import Database
-
 from incident_cli.config import Config
+from incident_cli.db import Database
 from incident_cli.errors import SourceError
 from incident_cli.lifecycle import PollResult, apply_poll
 from incident_cli.models import Alert

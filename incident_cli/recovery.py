@@ -35,11 +35,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlite_utils import Database
-
 from incident_cli import outbox
 from incident_cli.config import Config, SourceConfig
-from incident_cli.db import write_tx
+from incident_cli.db import Database, write_tx
 from incident_cli.errors import NotFound
 from incident_cli.handlers import ACTION_KINDS, gate_reason
 from incident_cli.models import Incident

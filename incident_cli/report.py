@@ -8,9 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlite_utils import Database
-
 from incident_cli.config import SEVERITIES
+from incident_cli.db import Database
 from incident_cli.times import to_rfc3339
 
 # One expression per timing, shared by the report (means and percentiles) and by `archive`

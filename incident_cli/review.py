@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlite_utils import Database
-
+from incident_cli.db import Database
 from incident_cli.errors import NotFound
 from incident_cli.report_render import human_duration, md_escape, md_table
 from incident_cli.store import get_incident

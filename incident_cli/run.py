@@ -8,9 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlite_utils import Database
-
 from incident_cli.config import Config
+from incident_cli.db import Database
 from incident_cli.errors import ExitStatus, IncidentError
 
 STAGES = ("poll", "detect-anomalies", "recover", "notify")

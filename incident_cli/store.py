@@ -6,8 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlite_utils import Database
-
+from incident_cli.db import Database
 from incident_cli.models import Incident
 from incident_cli.times import to_rfc3339
 

@@ -57,6 +57,13 @@ def test_list_json_imports_neither_pydantic_nor_rich(tmp_path: Path) -> None:
     assert "rich" not in modules
 
 
+def test_sqlite_utils_is_imported_only_to_apply_migrations(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    assert "sqlite_utils" in imported(tmp_path, "--db", db, "list", "--json")  # migrates
+    assert "sqlite_utils" not in imported(tmp_path, "--db", db, "list", "--json")
+    assert "sqlite_utils" not in imported(tmp_path, "--db", db, "report", "--format", "json")
+
+
 def test_version_imports_nothing_heavy(tmp_path: Path) -> None:
     assert imported(tmp_path, "--version") == []
 

@@ -18,9 +18,8 @@ from incident_cli import __version__
 from incident_cli.errors import ExitStatus, IncidentError
 
 if TYPE_CHECKING:
-    from sqlite_utils import Database
-
     from incident_cli.config import Config
+    from incident_cli.db import Database
 
 
 @dataclass

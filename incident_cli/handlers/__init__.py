@@ -22,9 +22,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlite_utils import Database
-
 from incident_cli.config import Config, Rule
+from incident_cli.db import Database
 from incident_cli.models import ActionPlan, Alert, Incident
 from incident_cli.redact import redact
 from incident_cli.store import add_event
