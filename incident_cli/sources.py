@@ -29,7 +29,7 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     Separators are control characters that cannot be confused with label text boundaries
     (names are [a-zA-Z_][a-zA-Z0-9_]*), so distinct label sets give distinct inputs.
     """
-    canonical = "\x1e".join(f"{k}\x1f{v}" for k, v in sorted(labels.items()))
+    canonical = "\x1e".join([f"{k}\x1f{v}" for k, v in sorted(labels.items())])
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
@@ -121,11 +121,16 @@ def _clean(text: str) -> str:
 def _string_map(value: Any, what: str, field: str) -> dict[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, dict):
         raise SourceError(f"{what}: unexpected shape: {field} is not a map of strings")
-    return {_clean(k): _clean(v) for k, v in value.items()}
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not (isinstance(k, str) and isinstance(v, str)):
+            raise SourceError(f"{what}: unexpected shape: {field} is not a map of strings")
+        # One pass, and no regex for ASCII text (nearly every label): an ASCII string holds no
+        # surrogate, and str.isascii() reads a flag rather than the text.
+        out[k if k.isascii() else _clean(k)] = v if v.isascii() else _clean(v)
+    return out
 
 
 def _time(value: Any) -> float | None:
