@@ -12,6 +12,8 @@ from incident_cli.db import Database
 from incident_cli.models import Incident
 
 EVENTS = ("firing", "acknowledged", "resolved", "escalation", "storm")
+# json.dumps(message, ensure_ascii=False, default=str), with one encoder instead of one per row.
+_encode_message = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def routed_channels(config: Config, incident: Incident) -> list[str]:
@@ -64,7 +66,7 @@ def queue(
 ) -> int:
     """Insert one pending row per channel. Callers hold the state change's write transaction."""
     assert event in EVENTS, event
-    payload = json.dumps(message, ensure_ascii=False, default=str)
+    payload = _encode_message(message)
     rows = [(incident_id, ch, event, payload, now, now) for ch in channels]
     db.conn.executemany(
         "INSERT INTO notifications (incident_id, channel, event, status, attempts, message,"

@@ -11,6 +11,8 @@ from incident_cli.models import Incident
 from incident_cli.times import to_rfc3339
 
 MAX_EVENT_MESSAGE = 4096
+# json.dumps(data, ensure_ascii=False, default=str), with one encoder instead of one per event.
+_encode_data = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def add_event(
@@ -34,7 +36,7 @@ def add_event(
             kind,
             actor,
             message,
-            None if data is None else json.dumps(data, ensure_ascii=False, default=str),
+            None if data is None else _encode_data(data),
         ),
     )
 
