@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from incident_cli import outbox
 from incident_cli.config import Config
@@ -17,7 +17,7 @@ from incident_cli.db import Database, write_tx
 from incident_cli.errors import IncidentError, NotFound
 from incident_cli.handlers import plan_actions
 from incident_cli.models import Alert, Incident
-from incident_cli.rules import Routed, route
+from incident_cli.rules import Routed, incident_key, match_rule, route
 from incident_cli.store import add_event, get_incident
 
 SOURCE_FAILURES_BEFORE_INCIDENT = 3
@@ -300,9 +300,9 @@ def _reopen(db: Database, config: Config, incident: Incident, alert: Alert, now:
 # --------------------------------------------------------------------------- poll
 
 
-@dataclass(frozen=True)
-class _OpenRow:
-    """What a poll needs of an open incident when nothing about it changes."""
+class _OpenRow(NamedTuple):
+    """What a poll needs of an open incident when nothing about it changes (a tuple: one is
+    made per open incident on every poll)."""
 
     id: int
     last_seen_at: float | None
@@ -333,12 +333,16 @@ def apply_poll(
             )
         }
         alert_rows: dict[int, dict[tuple[str, str], str]] = {}
+        # Row ids of the stored alerts, so the alerts seen again are touched by id in one
+        # statement rather than one UPDATE per alert through the (incident, source, fp) index.
+        alert_ids: dict[tuple[int, str, str], int] = {}
         held: dict[tuple[str, str], int] = {}
-        for incident_id, status, source, fp, state in db.conn.execute(
-            "SELECT a.incident_id, i.status, a.source, a.fingerprint, a.state"
+        for alert_id, incident_id, status, source, fp, state in db.conn.execute(
+            "SELECT a.id, a.incident_id, i.status, a.source, a.fingerprint, a.state"
             " FROM alerts a INDEXED BY alerts_uncleared"
             " JOIN incidents i ON i.id = a.incident_id WHERE a.state != 'cleared'"
         ):
+            alert_ids[(incident_id, source, fp)] = alert_id
             if status == "resolved":
                 # Resolved by hand while still firing: the same alerts stay with that incident
                 # (no reopen, no page) until they clear; only a new alert opens again.
@@ -347,27 +351,31 @@ def apply_poll(
                 alert_rows.setdefault(incident_id, {})[(source, fp)] = state
         if len(alert_rows) < len(open_by_key):
             # Open incidents whose alerts all cleared (waiting to resolve) are not in the index.
-            for incident_id, source, fp, state in db.conn.execute(
-                "SELECT a.incident_id, a.source, a.fingerprint, a.state FROM alerts a"
+            for alert_id, incident_id, source, fp, state in db.conn.execute(
+                "SELECT a.id, a.incident_id, a.source, a.fingerprint, a.state FROM alerts a"
                 " JOIN incidents i ON i.id = a.incident_id"
                 " WHERE i.status != 'resolved' AND a.state = 'cleared'"
             ):
+                alert_ids[(incident_id, source, fp)] = alert_id
                 alert_rows.setdefault(incident_id, {})[(source, fp)] = state
         held_seen: set[tuple[str, str]] = set()
 
-        # Group what the sources report now by incident key.
-        groups: dict[str, tuple[Routed, list[Alert]]] = {}
-        route_cache: dict[tuple[tuple[str, str], ...], Routed] = {}
+        # Group what the sources report now by incident key. The key is all an alert of an
+        # open incident needs; the full route (severity, title) of a group's first alert is
+        # worked out only when the group opens or reopens an incident.
+        groups: dict[str, tuple[Alert, list[Alert]]] = {}
+        rules = config.rules
         for alerts in fetched.values():
             for alert in alerts:
                 if alert.state not in ("firing", "suppressed"):
                     continue
                 result.alerts_seen += 1
-                cache_key = tuple(sorted(alert.labels.items()))
-                routed = route_cache.get(cache_key)
-                if routed is None:
-                    routed = route_cache[cache_key] = route(config, alert.labels)
-                groups.setdefault(routed.key, (routed, []))[1].append(alert)
+                key = incident_key(match_rule(rules, alert.labels), alert.labels)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = (alert, [alert])
+                else:
+                    group[1].append(alert)
 
         reopen_candidates: dict[str, Incident] = {}
         if any(k not in open_by_key for k in groups):
@@ -383,8 +391,9 @@ def apply_poll(
         source_order = {name: i for i, name in enumerate(config.sources)}
         new_incidents: list[Incident] = []
         seen_ids: set[int] = set()
-        unchanged: list[tuple[float, int, str, str]] = []
-        for key, (routed, alerts) in groups.items():
+        unchanged: list[int] = []  # ids of alert rows seen again in the same state
+        unchanged_unknown: list[tuple[float, int, str, str]] = []
+        for key, (group_first, alerts) in groups.items():
             existing = open_by_key.get(key)
             if existing is not None:
                 incident_id = existing.id
@@ -412,12 +421,14 @@ def apply_poll(
                 if previous is not None:
                     incident = _reopen(db, config, previous, first, now)
                     result.reopened.append(incident.id)
-                    for source, fp, state in db.conn.execute(
-                        "SELECT source, fingerprint, state FROM alerts WHERE incident_id = ?",
+                    for alert_id, source, fp, state in db.conn.execute(
+                        "SELECT id, source, fingerprint, state FROM alerts WHERE incident_id = ?",
                         (incident.id,),
                     ):
+                        alert_ids[(incident.id, source, fp)] = alert_id
                         alert_rows.setdefault(incident.id, {})[(source, fp)] = state
                 else:
+                    routed = route(config, group_first.labels)
                     started = min((a.starts_at for a in firing if a.starts_at), default=None)
                     incident = _insert_incident(
                         db, routed, first, first.source, now, started_at=started
@@ -443,7 +454,11 @@ def apply_poll(
                 if known.get((a.source, a.fingerprint)) != _state(a):
                     changed.append(a)
                 else:
-                    unchanged.append((now, incident_id, a.source, a.fingerprint))
+                    alert_id = alert_ids.get((incident_id, a.source, a.fingerprint))
+                    if alert_id is not None:
+                        unchanged.append(alert_id)
+                    else:
+                        unchanged_unknown.append((now, incident_id, a.source, a.fingerprint))
             if changed:
                 _upsert_alerts(db, incident_id, changed, now, known)
             if len(known) > len(alerts):
@@ -458,19 +473,24 @@ def apply_poll(
                     for sf in gone:
                         known[sf] = "cleared"
         unchanged.extend(
-            (now, held[sf], sf[0], sf[1]) for sf in held_seen if held[sf] not in seen_ids
+            alert_ids[(held[sf], sf[0], sf[1])] for sf in held_seen if held[sf] not in seen_ids
+        )
+        db.conn.execute(
+            "UPDATE alerts SET last_seen_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+            (now, _dumps(unchanged)),
         )
         db.conn.executemany(
             "UPDATE alerts SET last_seen_at = ? WHERE incident_id = ? AND source = ?"
             " AND fingerprint = ?",
-            unchanged,
+            unchanged_unknown,
         )
         for sf, incident_id in held.items():
             if sf not in held_seen and sf[0] in fetched and incident_id not in seen_ids:
                 _clear_alerts(db, incident_id, [sf], now)
-        db.conn.executemany(
-            "UPDATE incidents SET last_seen_at = ?, absent_polls = 0 WHERE id = ?",
-            [(now, incident_id) for incident_id in seen_ids],
+        db.conn.execute(
+            "UPDATE incidents SET last_seen_at = ?, absent_polls = 0"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (now, _dumps(list(seen_ids))),
         )
 
         # Incidents whose alerts are all absent from the sources that answered.
