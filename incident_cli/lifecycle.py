@@ -12,13 +12,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from incident_cli import outbox
-from incident_cli.config import Config
+from incident_cli.config import Config, Rule
 from incident_cli.db import Database, write_tx
 from incident_cli.errors import IncidentError, NotFound
 from incident_cli.handlers import plan_actions
 from incident_cli.models import Alert, Incident
-from incident_cli.rules import Routed, incident_key, match_rule, route
-from incident_cli.store import add_event, get_incident
+from incident_cli.rules import Routed, incident_key, match_rule, route, routed_by
+from incident_cli.store import INSERT_EVENT, EventRow, add_event, event_row, get_incident
 
 SOURCE_FAILURES_BEFORE_INCIDENT = 3
 MAX_STORED_VALUE = 16384  # label/annotation values longer than this are stored truncated
@@ -49,33 +49,112 @@ class PollResult:
 
 # --------------------------------------------------------------------------- primitive changes
 
+_INSERT_INCIDENT = (
+    "INSERT INTO incidents (id, key, title, status, severity, rule, handler, source, labels,"
+    " annotations, started_at, opened_at, last_seen_at, updated_at)"
+    " VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ALERT = (
+    "INSERT INTO alerts (incident_id, source, fingerprint, labels, annotations, state,"
+    " starts_at, first_seen_at, last_seen_at, generator_url)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_MAX_ROWID = 2**63 - 1
+
+
+class _Batch:
+    """The rows of the incidents a poll opens (incident, alerts, timeline), written with one
+    executemany per table instead of one INSERT per row (a storm opens thousands).
+
+    Nothing about the rows changes. An incident's id is given here as max(id) + 1 on, which is
+    what SQLite gives a table without AUTOINCREMENT, and nothing else writes inside the poll's
+    write transaction. Each table's rows keep their order, and the poll writes the batch
+    (`flush`) before any other statement reads or writes these tables, so every row and every
+    id is what writing them one at a time would have given; all in the same transaction.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.next_id: int | None = None
+        self.incidents: list[tuple[Any, ...]] = []
+        self.alerts: list[tuple[Any, ...]] = []
+        self.events: list[EventRow] = []
+        # (clipped labels, their JSON, clipped annotations, their JSON) by alert: an incident
+        # and the alert row of its first alert store the same maps.
+        self._maps: dict[int, tuple[dict[str, str], str, dict[str, str], str]] = {}
+
+    def incident_id(self) -> int | None:
+        """The id the next incident row gets, or None to insert it the usual way."""
+        if self.next_id is None:
+            top = self.db.conn.execute("SELECT max(id) FROM incidents").fetchone()[0]
+            self.next_id = (top or 0) + 1
+        if self.next_id >= _MAX_ROWID:
+            return None  # SQLite picks at random up there: let it
+        self.next_id += 1
+        return self.next_id - 1
+
+    def maps(self, alert: Alert) -> tuple[dict[str, str], str, dict[str, str], str]:
+        found = self._maps.get(id(alert))
+        if found is None:
+            labels, annotations = _clip(alert.labels), _clip(alert.annotations)
+            found = (labels, _dumps(labels), annotations, _dumps(annotations))
+            self._maps[id(alert)] = found
+        return found
+
+    def flush(self) -> None:
+        conn = self.db.conn
+        if self.incidents:  # first: the other rows refer to them (foreign keys are on)
+            conn.executemany(_INSERT_INCIDENT, self.incidents)
+        if self.alerts:
+            conn.executemany(_INSERT_ALERT, self.alerts)
+        if self.events:
+            conn.executemany(INSERT_EVENT, self.events)
+        self.incidents.clear()
+        self.alerts.clear()
+        self.events.clear()
+        self.next_id = None
+
 
 def _insert_incident(
-    db: Database, routed: Routed, alert: Alert, source: str, now: float, *, started_at: float | None
+    db: Database,
+    routed: Routed,
+    alert: Alert,
+    source: str,
+    now: float,
+    *,
+    started_at: float | None,
+    batch: _Batch | None = None,
 ) -> Incident:
-    labels = _clip(alert.labels)
-    annotations = _clip(alert.annotations)
-    cursor = db.conn.execute(
-        "INSERT INTO incidents (key, title, status, severity, rule, handler, source, labels,"
-        " annotations, started_at, opened_at, last_seen_at, updated_at)"
-        " VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            routed.key,
-            routed.title,
-            routed.severity,
-            routed.rule.name,
-            routed.rule.handler,
-            source,
-            _dumps(labels),
-            _dumps(annotations),
-            started_at,
-            now,
-            now,
-            now,
-        ),
+    if batch is not None:
+        labels, labels_json, annotations, annotations_json = batch.maps(alert)
+        incident_id = batch.incident_id()
+    else:
+        labels, annotations = _clip(alert.labels), _clip(alert.annotations)
+        labels_json, annotations_json = _dumps(labels), _dumps(annotations)
+        incident_id = None
+    row = (
+        incident_id,
+        routed.key,
+        routed.title,
+        routed.severity,
+        routed.rule.name,
+        routed.rule.handler,
+        source,
+        labels_json,
+        annotations_json,
+        started_at,
+        now,
+        now,
+        now,
     )
+    if batch is not None and incident_id is not None:
+        batch.incidents.append(row)
+    else:
+        if batch is not None:
+            batch.flush()
+        incident_id = int(db.conn.execute(_INSERT_INCIDENT, row).lastrowid or 0)
     return Incident(
-        id=int(cursor.lastrowid or 0),
+        id=incident_id,
         key=routed.key,
         title=routed.title,
         status="open",
@@ -97,42 +176,50 @@ def _upsert_alerts(
     alerts: list[Alert],
     now: float,
     known: dict[tuple[str, str], str],
+    batch: _Batch | None = None,
 ) -> int:
     """Record the alerts seen now for an incident; timeline `alert_firing` for new/returning ones.
 
-    `known` maps (source, fingerprint) to the stored state of this incident's alert rows.
+    `known` maps (source, fingerprint) to the stored state of this incident's alert rows. With
+    a batch, new alert rows and the events go into it (an UPDATE writes the batch first).
     """
     events = 0
     for alert in alerts:
         previous = known.get((alert.source, alert.fingerprint))
         state = "suppressed" if alert.state == "suppressed" else "firing"
         if previous is None:
-            db.conn.execute(
-                "INSERT INTO alerts (incident_id, source, fingerprint, labels, annotations, state,"
-                " starts_at, first_seen_at, last_seen_at, generator_url)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    incident_id,
-                    alert.source,
-                    alert.fingerprint,
-                    _dumps(_clip(alert.labels)),
-                    _dumps(_clip(alert.annotations)),
-                    state,
-                    alert.starts_at,
-                    now,
-                    now,
-                    (alert.generator_url or "")[:2048] or None,
-                ),
+            if batch is not None:
+                _, labels_json, _, annotations_json = batch.maps(alert)
+            else:
+                labels_json = _dumps(_clip(alert.labels))
+                annotations_json = _dumps(_clip(alert.annotations))
+            row = (
+                incident_id,
+                alert.source,
+                alert.fingerprint,
+                labels_json,
+                annotations_json,
+                state,
+                alert.starts_at,
+                now,
+                now,
+                (alert.generator_url or "")[:2048] or None,
             )
+            if batch is not None:
+                batch.alerts.append(row)
+            else:
+                db.conn.execute(_INSERT_ALERT, row)
         else:
+            if batch is not None:
+                batch.flush()
             db.conn.execute(
                 "UPDATE alerts SET state = ?, last_seen_at = ?, cleared_at = NULL"
                 " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
                 (state, now, incident_id, alert.source, alert.fingerprint),
             )
+        event: EventRow | None = None
         if state == "firing" and previous in (None, "cleared"):
-            add_event(
-                db,
+            event = event_row(
                 incident_id,
                 now,
                 "alert_firing",
@@ -141,14 +228,18 @@ def _upsert_alerts(
             )
             events += 1
         elif state != previous and previous is not None:
-            add_event(
-                db,
+            event = event_row(
                 incident_id,
                 now,
                 "note",
                 f"{alert.name or 'alert'} on {alert.source} is now {state}",
                 data={"source": alert.source, "fingerprint": alert.fingerprint},
             )
+        if event is not None:
+            if batch is not None:
+                batch.events.append(event)
+            else:
+                db.conn.execute(INSERT_EVENT, event)
         known[(alert.source, alert.fingerprint)] = state
     return events
 
@@ -363,19 +454,20 @@ def apply_poll(
         # Group what the sources report now by incident key. The key is all an alert of an
         # open incident needs; the full route (severity, title) of a group's first alert is
         # worked out only when the group opens or reopens an incident.
-        groups: dict[str, tuple[Alert, list[Alert]]] = {}
+        groups: dict[str, tuple[Rule, Alert, list[Alert]]] = {}
         rules = config.rules
         for alerts in fetched.values():
             for alert in alerts:
                 if alert.state not in ("firing", "suppressed"):
                     continue
                 result.alerts_seen += 1
-                key = incident_key(match_rule(rules, alert.labels), alert.labels)
+                rule = match_rule(rules, alert.labels)
+                key = incident_key(rule, alert.labels)
                 group = groups.get(key)
                 if group is None:
-                    groups[key] = (alert, [alert])
+                    groups[key] = (rule, alert, [alert])
                 else:
-                    group[1].append(alert)
+                    group[2].append(alert)
 
         reopen_candidates: dict[str, Incident] = {}
         if any(k not in open_by_key for k in groups):
@@ -393,7 +485,8 @@ def apply_poll(
         seen_ids: set[int] = set()
         unchanged: list[int] = []  # ids of alert rows seen again in the same state
         unchanged_unknown: list[tuple[float, int, str, str]] = []
-        for key, (group_first, alerts) in groups.items():
+        batch = _Batch(db)
+        for key, (rule, group_first, alerts) in groups.items():
             existing = open_by_key.get(key)
             if existing is not None:
                 incident_id = existing.id
@@ -419,6 +512,7 @@ def apply_poll(
                 )
                 previous = reopen_candidates.get(key)
                 if previous is not None:
+                    batch.flush()
                     incident = _reopen(db, config, previous, first, now)
                     result.reopened.append(incident.id)
                     for alert_id, source, fp, state in db.conn.execute(
@@ -428,22 +522,25 @@ def apply_poll(
                         alert_ids[(incident.id, source, fp)] = alert_id
                         alert_rows.setdefault(incident.id, {})[(source, fp)] = state
                 else:
-                    routed = route(config, group_first.labels)
+                    routed = routed_by(config, rule, key, group_first.labels)
                     started = min((a.starts_at for a in firing if a.starts_at), default=None)
                     incident = _insert_incident(
-                        db, routed, first, first.source, now, started_at=started
+                        db, routed, first, first.source, now, started_at=started, batch=batch
                     )
-                    add_event(
-                        db,
-                        incident.id,
-                        now,
-                        "opened",
-                        f"opened by rule {routed.rule.name} ({routed.rule.handler})"
-                        f" from {first.source}",
-                        data={"rule": routed.rule.name, "source": first.source},
+                    batch.events.append(
+                        event_row(
+                            incident.id,
+                            now,
+                            "opened",
+                            f"opened by rule {routed.rule.name} ({routed.rule.handler})"
+                            f" from {first.source}",
+                            data={"rule": routed.rule.name, "source": first.source},
+                        )
                     )
                     new_incidents.append(incident)
-                    plan_actions(db, config, incident, first, routed.rule, now)
+                    plan_actions(
+                        db, config, incident, first, routed.rule, now, before_write=batch.flush
+                    )
                     result.opened.append(incident.id)
                 incident_id = incident.id
                 open_by_key[key] = _OpenRow(incident_id, now, 0, incident.opened_at)
@@ -460,7 +557,7 @@ def apply_poll(
                     else:
                         unchanged_unknown.append((now, incident_id, a.source, a.fingerprint))
             if changed:
-                _upsert_alerts(db, incident_id, changed, now, known)
+                _upsert_alerts(db, incident_id, changed, now, known, batch)
             if len(known) > len(alerts):
                 present = {(a.source, a.fingerprint) for a in alerts}
                 gone = [
@@ -469,9 +566,11 @@ def apply_poll(
                     if sf not in present and state != "cleared" and sf[0] in fetched
                 ]
                 if gone:
+                    batch.flush()
                     _clear_alerts(db, incident_id, gone, now)
                     for sf in gone:
                         known[sf] = "cleared"
+        batch.flush()
         unchanged.extend(
             alert_ids[(held[sf], sf[0], sf[1])] for sf in held_seen if held[sf] not in seen_ids
         )
@@ -487,10 +586,12 @@ def apply_poll(
         for sf, incident_id in held.items():
             if sf not in held_seen and sf[0] in fetched and incident_id not in seen_ids:
                 _clear_alerts(db, incident_id, [sf], now)
+        # Incidents opened or reopened by this poll were written with these values already.
+        fresh = {*result.opened, *result.reopened}
         db.conn.execute(
             "UPDATE incidents SET last_seen_at = ?, absent_polls = 0"
             " WHERE id IN (SELECT value FROM json_each(?))",
-            (now, _dumps(list(seen_ids))),
+            (now, _dumps([i for i in seen_ids if i not in fresh])),
         )
 
         # Incidents whose alerts are all absent from the sources that answered.

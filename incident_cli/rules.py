@@ -71,9 +71,14 @@ def title_for(labels: Mapping[str, str]) -> str:
 
 def route(config: Config, labels: Mapping[str, str]) -> Routed:
     rule = match_rule(config.rules, labels)
+    return routed_by(config, rule, incident_key(rule, labels), labels)
+
+
+def routed_by(config: Config, rule: Rule, key: str, labels: Mapping[str, str]) -> Routed:
+    """The route of labels whose rule and key are already known (a poll groups by key first)."""
     return Routed(
         rule=rule,
-        key=incident_key(rule, labels),
+        key=key,
         severity=severity_for(rule, labels, config.defaults.severity),
         title=title_for(labels),
     )

@@ -15,6 +15,27 @@ MAX_EVENT_MESSAGE = 4096
 _encode_data = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
+INSERT_EVENT = (
+    "INSERT INTO timeline (incident_id, at, kind, actor, message, data) VALUES (?,?,?,?,?,?)"
+)
+EventRow = tuple[int, float, str, str, str, str | None]
+
+
+def event_row(
+    incident_id: int,
+    at: float,
+    kind: str,
+    message: str,
+    *,
+    actor: str = "incident",
+    data: Mapping[str, Any] | None = None,
+) -> EventRow:
+    """The timeline row of one event, for INSERT_EVENT (add_event, or many at once)."""
+    if len(message) > MAX_EVENT_MESSAGE:
+        message = message[: MAX_EVENT_MESSAGE - 1] + "…"
+    return (incident_id, at, kind, actor, message, None if data is None else _encode_data(data))
+
+
 def add_event(
     db: Database,
     incident_id: int,
@@ -26,19 +47,7 @@ def add_event(
     data: Mapping[str, Any] | None = None,
 ) -> None:
     """Append one timeline event. Callers hold the write transaction of the change it records."""
-    if len(message) > MAX_EVENT_MESSAGE:
-        message = message[: MAX_EVENT_MESSAGE - 1] + "…"
-    db.conn.execute(
-        "INSERT INTO timeline (incident_id, at, kind, actor, message, data) VALUES (?,?,?,?,?,?)",
-        (
-            incident_id,
-            at,
-            kind,
-            actor,
-            message,
-            None if data is None else _encode_data(data),
-        ),
-    )
+    db.conn.execute(INSERT_EVENT, event_row(incident_id, at, kind, message, actor=actor, data=data))
 
 
 def get_incident(db: Database, incident_id: int) -> Incident | None:

@@ -125,16 +125,22 @@ def plan_actions(
     alert: Alert | None,
     rule: Rule,
     now: float,
+    *,
+    before_write: Callable[[], None] | None = None,
 ) -> list[int]:
     """Call the incident's handler and store what it returns as actions (pending, or skipped
     when a gate is off).
 
     Runs inside the write transaction that opened or reopened the incident; nothing runs here.
     A handler that raises is recorded in the timeline rather than failing the whole poll.
+    `before_write` is called before the first row is written, if any is (a poll that batches
+    its rows writes them first, so every row keeps its order).
     """
     try:
         plans = get_handler(incident.handler)(incident, alert, rule)
     except Exception as exc:  # a user handler's bug must not lose the poll
+        if before_write is not None:
+            before_write()
         add_event(
             db,
             incident.id,
@@ -144,6 +150,8 @@ def plan_actions(
         )
         return []
     ids = []
+    if plans and before_write is not None:
+        before_write()
     for plan in plans or []:
         problem = _plan_problem(plan)
         if problem is not None:

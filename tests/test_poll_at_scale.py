@@ -1,0 +1,175 @@
+"""A big poll writes its rows in bulk, yet every row, id and order is what one-by-one writes give."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from incident_cli.config import Config, load_config
+from incident_cli.db import Database, open_db
+from incident_cli.lifecycle import apply_poll
+from incident_cli.models import Alert
+from incident_cli.sources import fingerprint
+
+T0 = 1_800_000_000.0
+
+HANDLERS = """
+from incident_cli.models import ActionPlan
+
+def restart(incident, alert, rule):
+    return [ActionPlan(kind="command", command=("systemctl", "restart", "x"))]
+
+def broken(incident, alert, rule):
+    raise RuntimeError("handler bug")
+"""
+
+CONFIG = """
+sources:
+  prom: {type: prometheus, url: "http://127.0.0.1:9"}
+incidents: {storm: {max_new_per_tick: 2}}
+channels:
+  slack: {type: slack, webhook_url: "https://hooks.example/slack"}
+defaults: {notify: [slack]}
+recovery: {enabled: false}
+rules:
+  - {name: restart, match: {alertname: Restart}, handler: "bulk_handlers:restart"}
+  - {name: broken, match: {alertname: Broken}, handler: "bulk_handlers:broken"}
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Config]:
+    (tmp_path / "bulk_handlers.py").write_text(HANDLERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "incident.yaml"
+    path.write_text(CONFIG)
+    yield load_config(path, {})
+    sys.modules.pop("bulk_handlers", None)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return open_db(tmp_path / "state.db")
+
+
+def alert(name: str, instance: str, state: str = "firing") -> Alert:
+    labels = {"alertname": name, "instance": instance}
+    return Alert("prom", fingerprint(labels), labels, {"summary": instance}, state, T0 - 60)
+
+
+def poll(db: Database, config: Config, now: float, *alerts: Alert) -> Any:
+    return apply_poll(db, config, {"prom": list(alerts)}, {}, now)
+
+
+def rows(db: Database, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in db.conn.execute(sql)]
+
+
+def test_a_storm_gives_ids_and_timeline_order_as_one_by_one_inserts_would(
+    db: Database, config: Config
+) -> None:
+    poll(db, config, T0, alert("Disk", "old"))
+    result = poll(
+        db,
+        config,
+        T0 + 60,
+        alert("Disk", "old"),
+        alert("Disk", "a"),
+        alert("Restart", "b"),
+        alert("Broken", "c"),
+        alert("Disk", "d", state="suppressed"),
+        alert("Disk", "e"),
+    )
+    assert result.storm and result.opened == [2, 3, 4, 5]
+    assert rows(db, "SELECT incident_id, kind FROM timeline ORDER BY id") == [
+        (1, "opened"),
+        (1, "alert_firing"),
+        (2, "opened"),
+        (2, "alert_firing"),
+        (3, "opened"),
+        (3, "action_planned"),  # written between the batched rows, in its place
+        (3, "alert_firing"),
+        (4, "opened"),
+        (4, "note"),  # the broken handler, recorded
+        (4, "alert_firing"),
+        (5, "opened"),
+        (5, "alert_firing"),
+    ]
+    assert rows(db, "SELECT id, incident_id, state FROM alerts ORDER BY id") == [
+        (1, 1, "firing"),
+        (2, 2, "firing"),
+        (3, 3, "firing"),
+        (4, 4, "firing"),
+        (5, 5, "firing"),
+    ]
+    # The suppressed alert opened nothing; every incident is open, seen now, in one transaction
+    # with its action (skipped: recovery is off) and the storm summary.
+    assert rows(db, "SELECT id, status, last_seen_at, absent_polls FROM incidents") == [
+        (i, "open", T0 + 60, 0) for i in range(1, 6)
+    ]
+    assert rows(db, "SELECT incident_id, kind, status FROM actions") == [(3, "command", "skipped")]
+    assert rows(db, "SELECT incident_id, event FROM notifications ORDER BY id") == [
+        (1, "firing"),
+        (None, "storm"),
+    ]
+
+
+def test_new_ids_follow_the_highest_id_left_after_a_delete(db: Database, config: Config) -> None:
+    poll(db, config, T0, alert("Disk", "a"), alert("Disk", "b"))
+    with db.conn:
+        db.conn.execute("DELETE FROM incidents WHERE id = 2")
+    result = poll(db, config, T0 + 60, alert("Disk", "a"), alert("Disk", "c"), alert("Disk", "d"))
+    assert result.opened == [2, 3]
+    assert rows(db, "SELECT id, title FROM incidents ORDER BY id") == [
+        (1, "Disk: a"),
+        (2, "Disk: c"),
+        (3, "Disk: d"),
+    ]
+
+
+def test_the_same_alert_twice_in_one_payload_is_one_incident_with_one_alert_row(
+    db: Database, config: Config
+) -> None:
+    result = poll(db, config, T0, alert("Disk", "a"), alert("Disk", "a"), alert("Disk", "b"))
+    assert result.opened == [1, 2]
+    assert rows(db, "SELECT incident_id, state FROM alerts ORDER BY id") == [
+        (1, "firing"),
+        (2, "firing"),
+    ]
+    assert rows(db, "SELECT incident_id, kind FROM timeline ORDER BY id") == [
+        (1, "opened"),
+        (1, "alert_firing"),
+        (2, "opened"),
+        (2, "alert_firing"),
+    ]
+
+
+def test_a_storm_next_to_a_reopen_and_a_clear_keeps_every_row_in_order(
+    db: Database, config: Config
+) -> None:
+    poll(db, config, T0, alert("Disk", "a"), alert("Disk", "b"))
+    poll(db, config, T0 + 60, alert("Disk", "b"))
+    assert poll(db, config, T0 + 400, alert("Disk", "b")).resolved == [1]  # a cleared
+    (before,) = db.conn.execute("SELECT max(id) FROM timeline").fetchone()
+    # a fires again within reopen_within (a reopen between new incidents); b is gone.
+    result = poll(db, config, T0 + 460, alert("Disk", "x"), alert("Disk", "a"), alert("Disk", "y"))
+    assert result.reopened == [1] and result.opened == [3, 4]
+    assert rows(db, f"SELECT incident_id, kind FROM timeline WHERE id > {before} ORDER BY id") == [
+        (3, "opened"),
+        (3, "alert_firing"),
+        (1, "reopened"),
+        (1, "alert_firing"),
+        (4, "opened"),
+        (4, "alert_firing"),
+        (2, "alert_cleared"),
+    ]
+    assert rows(db, "SELECT id, status, last_seen_at, absent_polls FROM incidents ORDER BY id") == [
+        (1, "open", T0 + 460, 0),
+        (2, "open", T0 + 400, 1),
+        (3, "open", T0 + 460, 0),
+        (4, "open", T0 + 460, 0),
+    ]
