@@ -455,3 +455,18 @@ class TickLock:
 def m006_alerts_uncleared(db: sqlite_utils.Database) -> None:
     # Poll reads the alerts that have not cleared on every tick; keep that read off the history.
     db.execute("CREATE INDEX alerts_uncleared ON alerts(incident_id) WHERE state != 'cleared'")
+
+
+@migrations()
+def m007_open_and_flapping_indexes(db: sqlite_utils.Database) -> None:
+    # Every poll reads the open incidents (and the cleared alerts of open incidents) and the
+    # flapping ones; metrics and status count the open ones by severity. Over a long history
+    # those were full scans of every incident ever opened. Partial indexes hold only the few
+    # rows they are about, so they cost next to nothing to keep up.
+    db.executescript(
+        """
+        CREATE INDEX incidents_unresolved ON incidents(status, severity)
+            WHERE status != 'resolved';
+        CREATE INDEX incidents_flapping ON incidents(id) WHERE flapping = 1;
+        """
+    )

@@ -416,11 +416,12 @@ def apply_poll(
     result = PollResult(failed_sources=dict(failed))
     with write_tx(db):
         # Only what the steady state needs; a full Incident is loaded when something changes.
+        # The ids come from the incidents_unresolved index: a long history is not scanned.
         open_by_key: dict[str, _OpenRow] = {
             key: _OpenRow(id_, last_seen, absent, opened)
             for id_, key, last_seen, absent, opened in db.conn.execute(
                 "SELECT id, key, last_seen_at, absent_polls, opened_at FROM incidents"
-                " WHERE status != 'resolved' ORDER BY id"
+                " WHERE id IN (SELECT id FROM incidents WHERE status != 'resolved') ORDER BY id"
             )
         }
         alert_rows: dict[int, dict[tuple[str, str], str]] = {}
@@ -444,8 +445,8 @@ def apply_poll(
             # Open incidents whose alerts all cleared (waiting to resolve) are not in the index.
             for alert_id, incident_id, source, fp, state in db.conn.execute(
                 "SELECT a.id, a.incident_id, a.source, a.fingerprint, a.state FROM alerts a"
-                " JOIN incidents i ON i.id = a.incident_id"
-                " WHERE i.status != 'resolved' AND a.state = 'cleared'"
+                " WHERE a.state = 'cleared'"
+                " AND a.incident_id IN (SELECT id FROM incidents WHERE status != 'resolved')"
             ):
                 alert_ids[(incident_id, source, fp)] = alert_id
                 alert_rows.setdefault(incident_id, {})[(source, fp)] = state
