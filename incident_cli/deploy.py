@@ -17,6 +17,7 @@ class Install:
     db: str | None = None
     env_file: str = "/etc/incident/incident.env"
     state_dir: str = "/var/lib/incident"
+    textfile: str = "/var/lib/prometheus/node-exporter/incident.prom"
 
     def command(self, *args: str) -> str:
         argv = [*self.program]
@@ -53,6 +54,8 @@ def crontab(install: Install) -> str:
 * * * * * {install.cron_command("--quiet", "run")}
 # Hourly report, mailed by cron (the MAILTO of this crontab):
 0 * * * * {install.cron_command("report", "1", "--format", "markdown")}
+# Metrics for Prometheus via node_exporter's textfile collector (written atomically):
+* * * * * {install.cron_command("metrics", "--textfile", install.textfile)}
 # Daily retention: resolved incidents older than 90 days (report numbers are kept).
 17 3 * * * {install.cron_command("--quiet", "archive", "--older-than", "90")}
 """
