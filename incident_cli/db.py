@@ -336,3 +336,70 @@ class TickLock:
 def m006_alerts_uncleared(db: Database) -> None:
     # Poll reads the alerts that have not cleared on every tick; keep that read off the history.
     db.execute("CREATE INDEX alerts_uncleared ON alerts(incident_id) WHERE state != 'cleared'")
+
+
+@migrations()
+def m007_counters(db: Database) -> None:
+    # `metrics` exposes opened/reopened/resolved as Prometheus counters, which must never go
+    # down: not when an incident reopens (status leaves 'resolved'), not when a detector raises
+    # its severity, not when `archive` deletes it. Counting the incident rows cannot give that,
+    # so every change of status is counted as it happens, under the severity the incident has
+    # at that moment. Triggers do the counting in the same transaction as the change, whoever
+    # writes it (lifecycle, detectors, imports), and deleting rows never touches the counts.
+    # The table starts where the old row-derived totals were, so no counter jumps on upgrade
+    # (the rollup keeps "incidents reopened at least once", the best count there is of those).
+    #
+    # heartbeats.first_run_at: `status` must not call a first run that failed a moment ago
+    # "never succeeded"; NULL (rows from before this migration) means not known.
+    db.executescript(
+        """
+        CREATE TABLE counters (
+            name TEXT NOT NULL,              -- opened | reopened | resolved
+            severity TEXT NOT NULL,
+            value INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (name, severity)
+        ) WITHOUT ROWID;
+        INSERT INTO counters (name, severity, value)
+        SELECT name, severity, sum(n) FROM (
+            SELECT 'opened' AS name, severity, count(*) AS n FROM incidents GROUP BY severity
+            UNION ALL
+            SELECT 'resolved', severity, sum(status = 'resolved') FROM incidents GROUP BY severity
+            UNION ALL
+            SELECT 'reopened', severity, sum(reopen_count) FROM incidents GROUP BY severity
+            UNION ALL
+            SELECT 'opened', severity, sum(opened) FROM rollup_hourly
+            WHERE severity != '' GROUP BY severity
+            UNION ALL
+            SELECT 'resolved', severity, sum(resolved) FROM rollup_hourly
+            WHERE severity != '' GROUP BY severity
+            UNION ALL
+            SELECT 'reopened', severity, sum(reopened) FROM rollup_hourly
+            WHERE severity != '' GROUP BY severity
+        ) GROUP BY name, severity;
+
+        -- A row written already resolved or reopened (imports, test histories) counts as such.
+        CREATE TRIGGER counters_incident_inserted AFTER INSERT ON incidents BEGIN
+            INSERT INTO counters (name, severity, value) VALUES ('opened', NEW.severity, 1)
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + 1;
+            INSERT INTO counters (name, severity, value)
+            SELECT 'resolved', NEW.severity, 1 WHERE NEW.status = 'resolved'
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + 1;
+            INSERT INTO counters (name, severity, value)
+            SELECT 'reopened', NEW.severity, NEW.reopen_count WHERE NEW.reopen_count > 0
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + excluded.value;
+        END;
+        CREATE TRIGGER counters_incident_status AFTER UPDATE OF status ON incidents
+        WHEN (OLD.status = 'resolved') != (NEW.status = 'resolved') BEGIN
+            INSERT INTO counters (name, severity, value)
+            VALUES (IIF(NEW.status = 'resolved', 'resolved', 'reopened'), NEW.severity, 1)
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + 1;
+        END;
+
+        ALTER TABLE heartbeats ADD COLUMN first_run_at REAL;
+        -- Only a new row: record_heartbeat's upsert takes the UPDATE path on every later run.
+        CREATE TRIGGER heartbeats_first_run AFTER INSERT ON heartbeats
+        WHEN NEW.first_run_at IS NULL BEGIN
+            UPDATE heartbeats SET first_run_at = NEW.last_run_at WHERE command = NEW.command;
+        END;
+        """
+    )
