@@ -223,13 +223,18 @@ def test_poll_dry_run_changes_nothing(config: Path, tmp_path: Path) -> None:
 def test_every_command_and_option_has_help_text() -> None:
     import typer.main
 
-    group = typer.main.get_command(app)
-    assert group.help
-    for name, command in group.commands.items():  # type: ignore[attr-defined]
-        assert command.help, f"{name} has no help"
+    def walk(command: Any, path: str) -> list[str]:
+        missing = [] if command.help else [f"{path} has no help"]
         for param in command.params:
-            if param.param_type_name == "option":
-                assert param.help, f"{name} {param.name} has no help"
+            if param.param_type_name == "option" and not param.help:
+                missing.append(f"{path} {param.name} has no help")
+        for name, sub in getattr(command, "commands", {}).items():
+            missing += walk(sub, f"{path} {name}")
+        return missing
+
+    group = typer.main.get_command(app)
+    assert len(getattr(group, "commands", {})) >= 15
+    assert walk(group, "incident") == []
 
 
 def test_an_absurd_incident_id_is_simply_not_found(config: Path) -> None:
