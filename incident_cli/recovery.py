@@ -38,12 +38,12 @@ from typing import Any
 from sqlite_utils import Database
 
 from incident_cli import outbox
-from incident_cli.config import Config, SourceConfig
+from incident_cli.config import Config, Rule, SourceConfig
 from incident_cli.db import write_tx
 from incident_cli.errors import NotFound
-from incident_cli.handlers import ACTION_KINDS, gate_reason
+from incident_cli.handlers import ACTION_KINDS, MASKED_FLAG, gate_reason, mask_params
 from incident_cli.models import Incident
-from incident_cli.redact import redact
+from incident_cli.redact import MASK, redact
 from incident_cli.store import add_event, get_incident
 from incident_cli.times import format_duration
 
@@ -138,6 +138,79 @@ def command_env(
     )
     env.update(extra or {})
     return env
+
+
+# --------------------------------------------------------------------------- secrets in params
+
+
+class Unresolved(Exception):
+    """A masked secret in an action's params matches nothing the rule configures now."""
+
+
+def _rule_values(rule: Rule) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Every argv and every other string a rule configures for its actions."""
+    argvs: list[tuple[str, ...]] = []
+    strings: list[str] = []
+    if rule.recovery is not None:
+        argvs.extend(rule.recovery.commands)
+        if rule.recovery.verify is not None and rule.recovery.verify.http:
+            strings.append(rule.recovery.verify.http)
+    if rule.diagnostics is not None:
+        argvs.extend(rule.diagnostics.commands)
+        strings.extend(rule.diagnostics.queries)
+    if rule.security is not None and rule.security.block_command:
+        argvs.append(rule.security.block_command)
+    return argvs, strings
+
+
+def unmask_params(params: Mapping[str, Any], rule: Rule, secrets: Sequence[str]) -> dict[str, Any]:
+    """The params as the handler planned them: an action's params are stored with secrets
+    masked (handlers.mask_params), so each masked argv or string is matched, by its masked
+    form, to what the rule configures now and replaced by it. Raises Unresolved when one
+    matches nothing, or more than one thing: running with "***" as an argument is never right.
+    """
+    if not params.get(MASKED_FLAG):
+        return dict(params)
+    rule_argvs, rule_strings = _rule_values(rule)
+    argvs: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+    for argv in rule_argvs:
+        argvs.setdefault(tuple(redact(a, secrets) for a in argv), set()).add(tuple(argv))
+    strings: dict[str, set[str]] = {}
+    for text in rule_strings:
+        strings.setdefault(redact(text, secrets), set()).add(text)
+
+    def resolve_argv(value: Any, where: str) -> Any:
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            return value
+        found = argvs.get(tuple(value), set())
+        if len(found) == 1:
+            return list(next(iter(found)))
+        if any(MASK in a for a in value):
+            raise Unresolved(where)
+        return value
+
+    def resolve_string(value: Any, where: str) -> Any:
+        if not isinstance(value, str):
+            return value
+        found = strings.get(value, set())
+        if len(found) == 1:
+            return next(iter(found))
+        if MASK in value:
+            raise Unresolved(where)
+        return value
+
+    out = dict(params)
+    if "template" in out:
+        out["template"] = resolve_argv(out["template"], "its command")
+    for key in ("then", "commands"):
+        if isinstance(out.get(key), list):
+            out[key] = [resolve_argv(item, f"{key}[{i}]") for i, item in enumerate(out[key])]
+    if isinstance(out.get("queries"), list):
+        out["queries"] = [resolve_string(q, f"queries[{i}]") for i, q in enumerate(out["queries"])]
+    verify = out.get("verify")
+    if isinstance(verify, dict) and verify.get("http"):
+        out["verify"] = {**verify, "http": resolve_string(verify["http"], "verify.http")}
+    return out
 
 
 # --------------------------------------------------------------------------- running a command
@@ -609,6 +682,11 @@ class _Tick:
                 self.result.escalated.append(incident.id)
             return
         delay = backoff * 2 ** (attempt - 1)
+        # Masked again: a row planned before secrets were masked must not pass them on.
+        stored = mask_params(params, self.secrets)
+        if stored != params:
+            stored[MASKED_FLAG] = True
+        template = stored.get("template")
         cursor = self.db.conn.execute(
             "INSERT INTO actions (incident_id, kind, status, attempts, command, params, target,"
             " budget_key, planned_at, due_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
@@ -616,8 +694,10 @@ class _Tick:
                 row["incident_id"],
                 row["kind"],
                 attempt,
-                json.dumps(params.get("template")) if params.get("template") else row["command"],
-                row["params"],
+                json.dumps(template, ensure_ascii=False)
+                if template
+                else self.mask(row["command"] or "") or None,
+                json.dumps(stored, default=str),
                 row["target"],
                 row["budget_key"],
                 at,
@@ -690,13 +770,30 @@ class _Tick:
         for row in rows:
             params = _loads(row["params"])
             verify = params.get("verify") or {}
-            url = verify.get("http")
+            url = verify.get("http")  # as stored: secrets masked, for messages
             if self.result.dry_run:
                 what = f"health of {display_url(url)}" if url else "the incident's alerts to clear"
                 self.report(row, "would-verify", f"checks {what}")
                 continue
-            healthy, detail = check_health(url) if url else (None, None)
+            healthy, detail = (None, None)
+            if url:
+                real_url = self._real_verify_url(row, params)
+                healthy, detail = (
+                    check_health(real_url)
+                    if real_url
+                    else (False, "its URL held a secret the rule no longer configures")
+                )
             self._settle_verification(row, url, healthy, detail)
+
+    def _real_verify_url(self, row: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
+        incident = get_incident(self.db, row["incident_id"])
+        if incident is None:
+            return None
+        try:
+            real = unmask_params(params, self.config.rule_by_name(incident.rule), self.secrets)
+        except Unresolved:
+            return None
+        return str(real["verify"]["http"])
 
     def _alerts_cleared(self, incident: Incident) -> bool:
         if incident.status == "resolved":
@@ -713,6 +810,7 @@ class _Tick:
         self, row: Mapping[str, Any], url: str | None, healthy: bool | None, detail: str | None
     ) -> None:
         now = self.now()
+        detail = None if detail is None else self.mask(detail)
         with write_tx(self.db):
             incident = get_incident(self.db, row["incident_id"])
             current = self.db.conn.execute(
@@ -818,6 +916,15 @@ class _Tick:
         kind = row["kind"]
         if kind not in ACTION_KINDS:
             return "refuse", f"unknown action kind {kind!r}", None
+        try:
+            params = unmask_params(params, self.config.rule_by_name(incident.rule), self.secrets)
+        except Unresolved as exc:
+            return (
+                "refuse",
+                f"{exc} held a secret that rule {incident.rule!r} no longer configures"
+                " (the config changed since it was planned)",
+                None,
+            )
         if incident.status == "resolved":
             return "skip", "incident resolved", None
         gate = gate_reason(self.config, kind, params)
@@ -1083,7 +1190,7 @@ class _Tick:
                     " verify_until = ? WHERE id = ?",
                     (exit_code, self.mask(output)[-MAX_STORED_OUTPUT:], at + within, row["id"]),
                 )
-                what = (
+                what = self.mask(
                     f"{display_url(verify['http'])} to answer 2xx (now: {outcome.health_detail})"
                     if verify.get("http")
                     else "the incident's alerts to clear"
@@ -1105,7 +1212,7 @@ class _Tick:
             )
             if job.kind == "command":
                 self._mark_fixed(incident.id, at)
-            how = (
+            how = self.mask(
                 f"; {display_url(verify['http'])} answered {outcome.health_detail}"
                 if verify
                 else ""
