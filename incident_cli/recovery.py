@@ -4,7 +4,9 @@ budgets, diagnostics, IP blocks and escalation.
 How one tick goes (all DB work on the calling thread, in short `BEGIN IMMEDIATE` transactions;
 commands and HTTP run in worker threads with no transaction open):
 
-1. `running` actions whose lease ran out (the tick running them was killed) are failed.
+1. `running` actions whose lease ran out (the tick running them was killed) are failed, after
+   their command's process group (recorded on the row when it started) is stopped if its
+   leader is still that process: the command runs in its own session and outlives the tick.
 2. Fixes waiting for verification are checked: their incident's alerts cleared, or their
    health URL answers 2xx. Success sets `incidents.fixed_at`, so the poll that resolves the
    incident records `recovered`; past the `within` deadline the attempt failed.
@@ -30,9 +32,11 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from queue import SimpleQueue
 from typing import Any
 
 from sqlite_utils import Database
@@ -274,6 +278,88 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A command's process group, and enough to tell its leader from a later reuse of the pid."""
+
+    pid: int
+    pgid: int
+    start: int | None  # the leader's start time in clock ticks since boot (Linux /proc)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (state, ppid, pgrp, ...), or None when there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()  # the name in (...) may hold anything
+
+
+def process_start(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def is_same_process(who: ProcessIdentity) -> bool:
+    """Whether who.pid is still that very process, alive (not a zombie), leading who.pgid."""
+    if who.pid <= 1 or who.pgid <= 1:
+        return False
+    if os.path.isdir("/proc/self"):
+        fields = _proc_stat(who.pid)
+        return (
+            fields is not None
+            and len(fields) > 19
+            and fields[0] != "Z"
+            and int(fields[2]) == who.pgid
+            and who.start is not None
+            and int(fields[19]) == who.start
+        )
+    try:  # no /proc: the best we can say is that the pid still leads that group
+        return os.getpgid(who.pid) == who.pgid
+    except OSError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is left in the group."""
+    if os.path.isdir("/proc/self"):
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                fields = _proc_stat(int(name))
+                if fields and len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+                    return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_orphan(who: ProcessIdentity, grace: float = KILL_GRACE) -> bool | None:
+    """Stop the process group of a command whose tick died: SIGTERM, then SIGKILL.
+
+    Only when its leader is still the process that was started (same pid, same start time, not
+    a zombie): a command that finished leaves its background children alone, as `run_command`
+    does, and a reused pid is someone else's. None: there was nothing of ours to stop;
+    True: stopped; False: the group is still alive."""
+    if not is_same_process(who):
+        return None
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(who.pgid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not _group_alive(who.pgid):
+                return True
+            time.sleep(0.05)
+    return not _group_alive(who.pgid)
+
+
 def _read_into(fd: int, tail: _Tail) -> bool:
     """Read what is available; True at end of file."""
     try:
@@ -292,9 +378,11 @@ def run_command(
     env: Mapping[str, str],
     timeout: float,
     cwd: str | None = None,
+    on_start: Callable[[ProcessIdentity], None] | None = None,
 ) -> CommandResult:
     """Run argv (never through a shell) in its own session; on timeout kill its whole process
-    group. Keeps the tail of stdout+stderr.
+    group. Keeps the tail of stdout+stderr. `on_start` learns the group as soon as it exists,
+    so that the group can be stopped by a later tick if this one dies (see `stop_orphan`).
 
     A command that exits normally leaves its background children alone (a restart script may
     start the service itself); we stop reading their output shortly after it exits. Only a
@@ -321,6 +409,9 @@ def run_command(
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return CommandResult(argv, None, "", 0.0, error=f"{program}: cannot start: {reason}")
+    if on_start is not None:
+        # start_new_session: the child leads its own process group, pgid == pid.
+        on_start(ProcessIdentity(proc.pid, proc.pid, process_start(proc.pid)))
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
@@ -562,11 +653,12 @@ class _Outcome:
     health_detail: str | None = None
 
 
-def _execute(job: _Job) -> _Outcome:
-    """Worker thread: run the job's commands, queries and first health check. No DB here."""
+def _execute(job: _Job, on_start: Callable[[ProcessIdentity], None] | None = None) -> _Outcome:
+    """Worker thread: run the job's commands, queries and first health check. No DB here:
+    `on_start` hands each command's process group to the calling thread to record."""
     results: list[CommandResult] = []
     for argv in job.steps:
-        result = run_command(argv, env=job.env, timeout=job.timeout, cwd=job.cwd)
+        result = run_command(argv, env=job.env, timeout=job.timeout, cwd=job.cwd, on_start=on_start)
         results.append(result)
         if job.kind != "diagnostics" and not result.ok:
             break
@@ -737,9 +829,32 @@ class _Tick:
         )
         for row in rows:
             error = "interrupted: the tick running it stopped before it finished (lease expired)"
+            who = (
+                ProcessIdentity(int(row["pid"]), int(row["pgid"]), row["proc_start"])
+                if row["pid"] and row["pgid"]
+                else None
+            )
             if self.result.dry_run:
+                if who is not None and is_same_process(who):
+                    error += f"; would stop its process group {who.pgid}"
                 self.report(row, "would-fail", error)
                 continue
+            # Its command runs in a session of its own, so the dead tick's end did not stop it.
+            # Stop it before the attempt counts as failed: a retry must never run beside it.
+            # (No transaction is open while we wait for it to go.)
+            stopped = stop_orphan(who) if who is not None else None
+            if stopped is False:
+                self.result.problems += 1
+                self.report(
+                    row,
+                    "running",
+                    f"its lease expired but its process group {who.pgid if who else '?'}"
+                    " could not be stopped; trying again next tick",
+                )
+                continue
+            if stopped:
+                error += f"; its process group {who.pgid if who else '?'} was still running"
+                error += " and was stopped"
             with write_tx(self.db):
                 if not self._finish(row, "failed", now, error=error, only_if="running"):
                     continue
@@ -1118,6 +1233,15 @@ class _Tick:
             )
             return job
 
+    def record_process(self, job: _Job, who: ProcessIdentity) -> None:
+        """Note the process group a job's command leads, while this tick owns the action."""
+        with write_tx(self.db):
+            self.db.conn.execute(
+                "UPDATE actions SET pid = ?, pgid = ?, proc_start = ?"
+                " WHERE id = ? AND status = 'running' AND started_at = ?",
+                (who.pid, who.pgid, who.start, job.action_id, job.started_at),
+            )
+
     def record(self, job: _Job, outcome: _Outcome) -> None:
         """Write what a worker did, if this tick still owns the action."""
         at = self.now()
@@ -1349,19 +1473,35 @@ def recover_due(
     queue = deque(due)
     limit = max(config.recovery.max_concurrent, 1)
     running: dict[Future[_Outcome], _Job] = {}
+    # Workers report here: a command's process group as soon as it starts (recorded at once, so
+    # a later tick can stop it if this one is killed), then the job's end. One queue keeps
+    # each job's reports in order and wakes this thread for either.
+    events: SimpleQueue[tuple[_Job, ProcessIdentity] | Future[_Outcome]] = SimpleQueue()
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="recover") as pool:
         while queue or running:
             while queue and len(running) < limit:
                 job = tick.claim(queue.popleft())
                 if job is not None:
-                    running[pool.submit(_execute, job)] = job
+                    future = pool.submit(_execute, job, partial(_started, events, job))
+                    running[future] = job
+                    future.add_done_callback(events.put)
             if not running:
                 continue
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = running.pop(future)
-                tick.record(job, _safe_result(future, job))
+            event = events.get()
+            if isinstance(event, tuple):
+                tick.record_process(*event)
+            else:
+                job = running.pop(event)
+                tick.record(job, _safe_result(event, job))
     return tick.result
+
+
+def _started(
+    events: SimpleQueue[tuple[_Job, ProcessIdentity] | Future[_Outcome]],
+    job: _Job,
+    who: ProcessIdentity,
+) -> None:
+    events.put((job, who))
 
 
 def _safe_result(future: Future[_Outcome], job: _Job) -> _Outcome:
