@@ -235,3 +235,24 @@ def test_every_command_and_option_has_help_text() -> None:
 def test_an_absurd_incident_id_is_simply_not_found(config: Path) -> None:
     result = run("-c", str(config), "show", "99999999999999999999999")
     assert result.exit_code == 1 and "no incident" in result.stderr
+
+
+@responses.activate
+def test_show_prints_sent_notifications_and_hostile_titles(tmp_path: Path) -> None:
+    config = tmp_path / "incident.yaml"
+    config.write_text(
+        f"sources:\n  prometheus: {{type: prometheus, url: '{PROM}'}}\n"
+        "channels:\n  slack: {type: slack, webhook_url: 'https://hooks.test/x', rate_limit: 'off'}\n"
+        "defaults: {notify: [slack]}\n"
+    )
+    body = prom_body()
+    body["data"]["alerts"][0]["labels"]["service"] = "[bold]x[/] [/]"
+    responses.get(f"{PROM}/api/v1/alerts", json=body)
+    responses.post("https://hooks.test/x", body="ok")
+    assert run("-c", str(config), "poll").exit_code == 0
+    assert run("-c", str(config), "notify").exit_code == 0
+    shown = run("-c", str(config), "show", "1")
+    assert shown.exit_code == 0, shown.stderr
+    assert "sent" in shown.stdout and "[bold]x[/] [/]" in shown.stdout
+    listed = run("-c", str(config), "list")
+    assert listed.exit_code == 0 and "[bold]x[/]" in listed.stdout
