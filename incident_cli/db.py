@@ -336,3 +336,17 @@ class TickLock:
 def m006_alerts_uncleared(db: Database) -> None:
     # Poll reads the alerts that have not cleared on every tick; keep that read off the history.
     db.execute("CREATE INDEX alerts_uncleared ON alerts(incident_id) WHERE state != 'cleared'")
+
+
+@migrations()
+def m002_action_process(db: Database) -> None:
+    # The process group a running command leads, so that a later tick can stop it when the
+    # tick that started it was killed: the child runs in its own session, so nothing else
+    # would. proc_start (Linux /proc start time, in clock ticks) tells that pid from a reuse.
+    db.executescript(
+        """
+        ALTER TABLE actions ADD COLUMN pid INTEGER;
+        ALTER TABLE actions ADD COLUMN pgid INTEGER;
+        ALTER TABLE actions ADD COLUMN proc_start INTEGER;
+        """
+    )
