@@ -339,6 +339,20 @@ def m006_alerts_uncleared(db: Database) -> None:
 
 
 @migrations()
+def m002_action_process(db: Database) -> None:
+    # The process group a running command leads, so that a later tick can stop it when the
+    # tick that started it was killed: the child runs in its own session, so nothing else
+    # would. proc_start (Linux /proc start time, in clock ticks) tells that pid from a reuse.
+    db.executescript(
+        """
+        ALTER TABLE actions ADD COLUMN pid INTEGER;
+        ALTER TABLE actions ADD COLUMN pgid INTEGER;
+        ALTER TABLE actions ADD COLUMN proc_start INTEGER;
+        """
+    )
+
+
+@migrations()
 def m007_counters(db: Database) -> None:
     # `metrics` exposes opened/reopened/resolved as Prometheus counters, which must never go
     # down: not when an incident reopens (status leaves 'resolved'), not when a detector raises

@@ -61,7 +61,19 @@ def crontab(install: Install) -> str:
 """
 
 
+def _unit_value(value: str) -> str:
+    # systemd expands %-specifiers in unit values; quote values with white space.
+    value = value.replace("%", "%%")
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
 def service_unit(install: Install) -> str:
+    db = install.db or install.state_dir + "/incident.db"
+    db_dir = str(Path(db).parent)
+    writable = ""
+    if db_dir != install.state_dir:
+        # ProtectSystem=strict makes everything read-only but the StateDirectory.
+        writable = f"ReadWritePaths={_unit_value(db_dir)}\n"
     return f"""\
 # incident — one tick: poll, detect-anomalies, recover, notify. Started by incident.timer.
 [Unit]
@@ -71,10 +83,10 @@ Wants=network-online.target
 
 [Service]
 Type=oneshot
-ExecStart={install.command("--quiet", "run")}
-EnvironmentFile=-{install.env_file}
-Environment=INCIDENT_DB={install.db or install.state_dir + "/incident.db"}
-StateDirectory=incident
+ExecStart={install.command("--quiet", "run").replace("%", "%%")}
+EnvironmentFile=-{_unit_value(install.env_file)}
+Environment={_unit_value("INCIDENT_DB=" + db)}
+{writable}StateDirectory=incident
 StateDirectoryMode=0700
 UMask=0077
 # 75 means "try again next tick" (a source down, or the previous tick still running).
