@@ -169,7 +169,9 @@ def m001_initial(db: Database) -> None:
     )
 
 
-# Later migrations: append functions named m002_..., m003_... here; never edit an applied one.
+# Later migrations: append functions here; never edit an applied one. They apply in the order
+# they stand in this file (numbers were reserved per feature while features were built in
+# parallel, so m002 stands after m006); the name is what `_sqlite_migrations` records.
 
 
 @migrations()

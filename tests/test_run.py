@@ -152,3 +152,22 @@ def test_a_dead_letter_is_not_hidden_behind_a_down_source() -> None:
     assert worst_exit([0, 75, 0]) == 75
     assert worst_exit([0, 0]) == 0
     assert worst_exit([]) == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["poll"],
+        ["detect-anomalies"],
+        ["recover"],
+        ["notify"],
+        ["run"],
+        ["archive", "--older-than", "30"],
+    ],
+)
+@responses.activate
+def test_a_dry_run_leaves_no_heartbeat(config: Path, tmp_path: Path, command: list[str]) -> None:
+    responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
+    result = invoke("-c", str(config), *command, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert heartbeats(tmp_path) == {}
