@@ -30,11 +30,11 @@ from tests.harness import (  # noqa: E402
 )
 
 BACKEND = REPO / "examples" / "toy_backend.py"
-TICK = ["-v", "poll"]
+TICK = ["-v", "run"]
 
 
 class Receiver:
-    """Prints what the notification channels would have received."""
+    """A local stand-in for Slack and a webhook receiver: prints what they receive."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -181,27 +181,22 @@ def main() -> int:
             if listed and not opened:
                 opened = True
                 print("\n" + incident(config, workdir, "list") + "\n")
-                print(">>> on-call restarts the backend")
-                subprocess.run(
-                    [
-                        sys.executable,
-                        BACKEND,
-                        "start",
-                        "--port",
-                        str(backend_port),
-                        "--pidfile",
-                        pidfile,
-                    ],
-                    check=True,
-                )
             if opened and listed and listed[0]["status"] == "resolved":
                 resolved = True
                 break
         print("\n" + incident(config, workdir, "list", "--status", "all"))
         if listed:
-            print("\n" + incident(config, workdir, "show", str(listed[0]["id"])))
-        print(f"\ndemo finished in {time.monotonic() - started:.0f}s")
-        return 0 if resolved else 1
+            print("\n$ incident report --incident", listed[0]["id"])
+            print(incident(config, workdir, "report", "--incident", str(listed[0]["id"])))
+        print("\n$ incident report 1")
+        print(incident(config, workdir, "report", "1"))
+        recovered = bool(listed) and listed[0]["resolution"] == "recovered"
+        print(
+            f"\ndemo finished in {time.monotonic() - started:.0f}s:"
+            f" {len(receiver.received)} notification(s) received,"
+            f" incident {'recovered automatically' if recovered else 'NOT recovered'}"
+        )
+        return 0 if resolved and recovered else 1
     finally:
         subprocess.run([sys.executable, BACKEND, "stop", "--pidfile", pidfile], check=False)
         if prom is not None:

@@ -341,8 +341,14 @@ class _Reader:
             argv = self.texts(f"{path}[{i}]", item)
             if not argv:
                 raise self.fail(f"{path}[{i}]", "a command needs at least a program name")
+            self.check_program(f"{path}[{i}][0]", argv[0])
             out.append(argv)
         return tuple(out)
+
+    def check_program(self, path: str, program: str) -> None:
+        # An alert label must never choose which program runs: placeholders only in arguments.
+        if "{" in program or "}" in program:
+            raise self.fail(path, f"the program {program!r} cannot contain a {{placeholder}}")
 
     def secret(self, path: str, section: Mapping[str, Raw], key: str) -> str | None:
         """`key: value` or `key_file: PATH` (the file's content, trailing newline dropped)."""
@@ -597,6 +603,8 @@ def _security_rule(r: _Reader, path: str, raw: Raw | None) -> SecurityRule | Non
     block_argv = r.texts(f"{path}.block_command", block) if block is not None else None
     if block_argv is not None and not block_argv:
         raise r.fail(f"{path}.block_command", "needs at least a program name")
+    if block_argv:
+        r.check_program(f"{path}.block_command[0]", block_argv[0])
     return SecurityRule(
         ip_label=r.text(f"{path}.ip_label", s["ip_label"], allow_empty=False)
         if "ip_label" in s

@@ -8,7 +8,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,13 +123,14 @@ class _Migrations:
         done = self.applied(db)
         return [m for m in self._migrations if m.name not in done]
 
-    def apply(self, db: Database) -> None:
+    def apply(self, db: Database, *, stop_before: str | Iterable[str] | None = None) -> None:
+        """Apply the pending ones in order (all, or those before `stop_before`)."""
         from sqlite_utils import Migrations
 
         real = Migrations(self.name)
         for m in self._migrations:
             real(name=m.name, transactional=m.transactional)(m.fn)
-        real.apply(db.utils)
+        real.apply(db.utils, stop_before=stop_before)
 
 
 migrations = _Migrations("incident")
@@ -286,7 +287,9 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-# Later migrations: append functions named m002_..., m003_... here; never edit an applied one.
+# Later migrations: append functions here; never edit an applied one. They apply in the order
+# they stand in this file (numbers were reserved per feature while features were built in
+# parallel, so m002 stands after m006); the name is what `_sqlite_migrations` records.
 
 
 @migrations()
@@ -458,7 +461,88 @@ def m006_alerts_uncleared(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m007_open_and_flapping_indexes(db: sqlite_utils.Database) -> None:
+def m002_action_process(db: sqlite_utils.Database) -> None:
+    # The process group a running command leads, so that a later tick can stop it when the
+    # tick that started it was killed: the child runs in its own session, so nothing else
+    # would. proc_start (Linux /proc start time, in clock ticks) tells that pid from a reuse.
+    db.executescript(
+        """
+        ALTER TABLE actions ADD COLUMN pid INTEGER;
+        ALTER TABLE actions ADD COLUMN pgid INTEGER;
+        ALTER TABLE actions ADD COLUMN proc_start INTEGER;
+        """
+    )
+
+
+@migrations()
+def m007_counters(db: sqlite_utils.Database) -> None:
+    # `metrics` exposes opened/reopened/resolved as Prometheus counters, which must never go
+    # down: not when an incident reopens (status leaves 'resolved'), not when a detector raises
+    # its severity, not when `archive` deletes it. Counting the incident rows cannot give that,
+    # so every change of status is counted as it happens, under the severity the incident has
+    # at that moment. Triggers do the counting in the same transaction as the change, whoever
+    # writes it (lifecycle, detectors, imports), and deleting rows never touches the counts.
+    # The table starts where the old row-derived totals were, so no counter jumps on upgrade
+    # (the rollup keeps "incidents reopened at least once", the best count there is of those).
+    #
+    # heartbeats.first_run_at: `status` must not call a first run that failed a moment ago
+    # "never succeeded"; NULL (rows from before this migration) means not known.
+    db.executescript(
+        """
+        CREATE TABLE counters (
+            name TEXT NOT NULL,              -- opened | reopened | resolved
+            severity TEXT NOT NULL,
+            value INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (name, severity)
+        ) WITHOUT ROWID;
+        INSERT INTO counters (name, severity, value)
+        SELECT name, severity, sum(n) FROM (
+            SELECT 'opened' AS name, severity, count(*) AS n FROM incidents GROUP BY severity
+            UNION ALL
+            SELECT 'resolved', severity, sum(status = 'resolved') FROM incidents GROUP BY severity
+            UNION ALL
+            SELECT 'reopened', severity, sum(reopen_count) FROM incidents GROUP BY severity
+            UNION ALL
+            SELECT 'opened', severity, sum(opened) FROM rollup_hourly
+            WHERE severity != '' GROUP BY severity
+            UNION ALL
+            SELECT 'resolved', severity, sum(resolved) FROM rollup_hourly
+            WHERE severity != '' GROUP BY severity
+            UNION ALL
+            SELECT 'reopened', severity, sum(reopened) FROM rollup_hourly
+            WHERE severity != '' GROUP BY severity
+        ) GROUP BY name, severity;
+
+        -- A row written already resolved or reopened (imports, test histories) counts as such.
+        CREATE TRIGGER counters_incident_inserted AFTER INSERT ON incidents BEGIN
+            INSERT INTO counters (name, severity, value) VALUES ('opened', NEW.severity, 1)
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + 1;
+            INSERT INTO counters (name, severity, value)
+            SELECT 'resolved', NEW.severity, 1 WHERE NEW.status = 'resolved'
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + 1;
+            INSERT INTO counters (name, severity, value)
+            SELECT 'reopened', NEW.severity, NEW.reopen_count WHERE NEW.reopen_count > 0
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + excluded.value;
+        END;
+        CREATE TRIGGER counters_incident_status AFTER UPDATE OF status ON incidents
+        WHEN (OLD.status = 'resolved') != (NEW.status = 'resolved') BEGIN
+            INSERT INTO counters (name, severity, value)
+            VALUES (IIF(NEW.status = 'resolved', 'resolved', 'reopened'), NEW.severity, 1)
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + 1;
+        END;
+
+        ALTER TABLE heartbeats ADD COLUMN first_run_at REAL;
+        -- Only a new row: record_heartbeat's upsert takes the UPDATE path on every later run.
+        CREATE TRIGGER heartbeats_first_run AFTER INSERT ON heartbeats
+        WHEN NEW.first_run_at IS NULL BEGIN
+            UPDATE heartbeats SET first_run_at = NEW.last_run_at WHERE command = NEW.command;
+        END;
+        """
+    )
+
+
+@migrations()
+def m008_open_and_flapping_indexes(db: sqlite_utils.Database) -> None:
     # Every poll reads the open incidents (and the cleared alerts of open incidents) and the
     # flapping ones; metrics and status count the open ones by severity. Over a long history
     # those were full scans of every incident ever opened. Partial indexes hold only the few

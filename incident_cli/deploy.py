@@ -17,6 +17,7 @@ class Install:
     db: str | None = None
     env_file: str = "/etc/incident/incident.env"
     state_dir: str = "/var/lib/incident"
+    textfile: str = "/var/lib/prometheus/node-exporter/incident.prom"
 
     def command(self, *args: str) -> str:
         argv = [*self.program]
@@ -53,12 +54,26 @@ def crontab(install: Install) -> str:
 * * * * * {install.cron_command("--quiet", "run")}
 # Hourly report, mailed by cron (the MAILTO of this crontab):
 0 * * * * {install.cron_command("report", "1", "--format", "markdown")}
+# Metrics for Prometheus via node_exporter's textfile collector (written atomically):
+* * * * * {install.cron_command("metrics", "--textfile", install.textfile)}
 # Daily retention: resolved incidents older than 90 days (report numbers are kept).
 17 3 * * * {install.cron_command("--quiet", "archive", "--older-than", "90")}
 """
 
 
+def _unit_value(value: str) -> str:
+    # systemd expands %-specifiers in unit values; quote values with white space.
+    value = value.replace("%", "%%")
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
 def service_unit(install: Install) -> str:
+    db = install.db or install.state_dir + "/incident.db"
+    db_dir = str(Path(db).parent)
+    writable = ""
+    if db_dir != install.state_dir:
+        # ProtectSystem=strict makes everything read-only but the StateDirectory.
+        writable = f"ReadWritePaths={_unit_value(db_dir)}\n"
     return f"""\
 # incident — one tick: poll, detect-anomalies, recover, notify. Started by incident.timer.
 [Unit]
@@ -68,10 +83,10 @@ Wants=network-online.target
 
 [Service]
 Type=oneshot
-ExecStart={install.command("--quiet", "run")}
-EnvironmentFile=-{install.env_file}
-Environment=INCIDENT_DB={install.db or install.state_dir + "/incident.db"}
-StateDirectory=incident
+ExecStart={install.command("--quiet", "run").replace("%", "%%")}
+EnvironmentFile=-{_unit_value(install.env_file)}
+Environment={_unit_value("INCIDENT_DB=" + db)}
+{writable}StateDirectory=incident
 StateDirectoryMode=0700
 UMask=0077
 # 75 means "try again next tick" (a source down, or the previous tick still running).

@@ -50,3 +50,13 @@ class UsageError(IncidentError):
 
 class NotFound(IncidentError):
     exit_status = ExitStatus.PARTIAL_FAILURE
+
+
+def worst_exit(codes: list[int]) -> int:
+    """The exit status of several steps. A failure of the command's own job (1, or any other
+    non-zero) outranks "try again next tick" (75): a dead letter must not hide behind a source
+    that is down (and 75 counts as success for the shipped systemd unit)."""
+    failures = [c for c in codes if c not in (0, int(ExitStatus.TEMPFAIL))]
+    if failures:
+        return max(failures)
+    return int(ExitStatus.TEMPFAIL) if int(ExitStatus.TEMPFAIL) in codes else 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,12 +12,14 @@ from typing import Any
 from incident_cli.db import Database
 from incident_cli.times import format_duration, to_rfc3339
 
-# The commands cron runs every tick. `run` does the other four in one go, so when it has
-# ever run it is the one expected to be fresh; a stage run by hand once is then not a
-# problem. Without a `run` heartbeat, every stage that has ever run is expected (a crontab
-# that schedules the stages separately). Other commands (metrics --textfile, archive) keep
-# their own schedules: they are shown, and judged only when named with --expect.
-TICK_COMMANDS = ("run", "poll", "detect-anomalies", "recover", "notify")
+# The commands cron runs every tick: `run`, or the four stages scheduled separately. `run`
+# leaves a heartbeat for each stage too, written before its own, so whichever of `run` and the
+# newest stage heartbeat is more recent tells how cron runs the tick now: `run` (a stage run
+# by hand once is then not a problem), or every stage that has ever run (a manual `run` once
+# is then not a problem). Other commands (metrics --textfile, archive) keep their own
+# schedules: they are shown, and judged only when named with --expect.
+TICK_STAGES = ("poll", "detect-anomalies", "recover", "notify")
+TICK_COMMANDS = ("run", *TICK_STAGES)
 SOURCE_FAILURES_UNHEALTHY = 3
 
 
@@ -86,14 +88,19 @@ def db_size(db: Database, path: str | None) -> int:
     return int(page_count * page_size)
 
 
-def expected_commands(heartbeats: Iterable[str], expect: Sequence[str] | None) -> set[str]:
-    """Which heartbeats must be fresh (see TICK_COMMANDS)."""
+def expected_commands(
+    last_runs: Mapping[str, float | None], expect: Sequence[str] | None
+) -> set[str]:
+    """Which heartbeats must be fresh (see TICK_COMMANDS); `last_runs` maps command to time."""
     if expect:
         return set(expect)
-    present = set(heartbeats)
-    if "run" in present:
-        return {"run"}
-    return {c for c in TICK_COMMANDS if c in present}
+    stages = {c for c in TICK_STAGES if c in last_runs}
+    if "run" not in last_runs:
+        return stages
+    newest_stage = max((last_runs[c] or 0.0 for c in stages), default=None)
+    if newest_stage is not None and newest_stage > (last_runs["run"] or 0.0):
+        return stages
+    return {"run"}
 
 
 def check_health(
@@ -108,7 +115,7 @@ def check_health(
     """Read everything `status` shows and list the problems that make it exit 1."""
     problems: list[str] = []
     rows = {r["command"]: r for r in db.query("SELECT * FROM heartbeats ORDER BY command")}
-    expected = expected_commands(rows, expect)
+    expected = expected_commands({c: r["last_run_at"] for c, r in rows.items()}, expect)
     names = sorted(set(rows) | expected, key=lambda c: (c not in TICK_COMMANDS, c))
     commands = []
     for name in names:
@@ -123,10 +130,20 @@ def check_health(
                     f"{name} last ran {format_duration(now - last_run)} ago"
                     f" (more than {format_duration(max_age)})"
                 )
-            elif last_ok is None or now - last_ok > max_age:
-                since = "ever" if last_ok is None else format_duration(now - last_ok)
+            elif last_ok is None:
+                # A first run that failed a moment ago (a fresh install whose source is not up
+                # yet) gets --max-age to succeed, like any other run.
+                first = row.get("first_run_at")
+                if first is None or now - first > max_age:
+                    since = (
+                        "" if first is None else f"first ran {format_duration(now - first)} ago, "
+                    )
+                    problem = (
+                        f"{name} has never succeeded ({since}last exit {row.get('last_exit')})"
+                    )
+            elif now - last_ok > max_age:
                 problem = (
-                    f"{name} runs but has not succeeded for {since}"
+                    f"{name} runs but has not succeeded for {format_duration(now - last_ok)}"
                     f" (last exit {row.get('last_exit')})"
                 )
         if problem:

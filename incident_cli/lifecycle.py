@@ -641,6 +641,8 @@ def apply_poll(
 
         _update_source_status(db, config, fetched, failed, now, result)
         _settle_flapping(db, config, now)
+        if result.resolved:
+            outbox.settle_storms(db, config, now)
     return result
 
 
@@ -818,7 +820,7 @@ def resolve_by_hand(
         if note:
             add_event(db, incident_id, now, "note", note, actor=by)
         what = "a false positive" if false_positive else "resolved"
-        return _resolve(
+        resolved = _resolve(
             db,
             config,
             incident,
@@ -828,6 +830,8 @@ def resolve_by_hand(
             actor=by,
             data={"resolution": resolution},
         )
+        outbox.settle_storms(db, config, now)
+        return resolved
 
 
 # --------------------------------------------------------------------------- other detectors
@@ -901,7 +905,9 @@ def clear_external(
     if incident.status == "resolved" or not config.incidents.auto_resolve:
         return incident
     resolution = "recovered" if incident.fixed_at else "auto"
-    return _resolve(db, config, incident, now, resolution, message, data=data)
+    resolved = _resolve(db, config, incident, now, resolution, message, data=data)
+    outbox.settle_storms(db, config, now)
+    return resolved
 
 
 def raise_severity(

@@ -48,36 +48,27 @@ class StateCollector:
             open_now.add_metric([severity, status], n)
         yield open_now
 
-        # Totals include incidents that `archive` folded into rollup_hourly, so the counters
-        # never go down when old rows are deleted.
-        opened = CounterMetricFamily(
-            "incident_incidents_opened",
-            "Incidents opened since the state DB was created, by severity.",
-            labels=["severity"],
-        )
-        resolved = CounterMetricFamily(
-            "incident_incidents_resolved",
-            "Incidents currently resolved (a reopen takes one back), by severity.",
-            labels=["severity"],
-        )
-        totals = {s: [0, 0] for s in SEVERITIES}
-        for severity, n_opened, n_resolved in conn.execute(
-            """
-            SELECT severity, sum(o), sum(r) FROM (
-                SELECT severity, count(*) AS o, sum(status = 'resolved') AS r
-                FROM incidents GROUP BY severity
-                UNION ALL
-                SELECT severity, sum(opened), sum(resolved) FROM rollup_hourly
-                WHERE severity != '' GROUP BY severity
-            ) GROUP BY severity
-            """
-        ):
-            totals[severity] = [n_opened or 0, n_resolved or 0]
-        for severity, (n_opened, n_resolved) in sorted(totals.items()):
-            opened.add_metric([severity], n_opened)
-            resolved.add_metric([severity], n_resolved)
-        yield opened
-        yield resolved
+        # Counted as each change happens (db.m007_counters), under the severity the incident
+        # had then: a reopen, a raised severity or `archive` never makes a counter go down.
+        helps = {
+            "opened": "Incidents opened, by the severity they opened with.",
+            "reopened": "Times a resolved incident reopened, by its severity then.",
+            "resolved": "Times an incident resolved (again after each reopen), by its severity"
+            " then.",
+        }
+        totals = {(name, s): 0 for name in helps for s in SEVERITIES}
+        for name, severity, n in conn.execute("SELECT name, severity, value FROM counters"):
+            totals[(name, severity)] = n
+        for name, help_text in helps.items():
+            counter = CounterMetricFamily(
+                f"incident_incidents_{name}",
+                help_text + " Archived incidents stay counted.",
+                labels=["severity"],
+            )
+            for (counted, severity), n in sorted(totals.items()):
+                if counted == name:
+                    counter.add_metric([severity], n)
+            yield counter
 
         since = self.now - MTTR_WINDOW
         row = conn.execute(
@@ -114,7 +105,7 @@ class StateCollector:
 
         recovery = CounterMetricFamily(
             "incident_recovery_actions",
-            "Recovery command actions that finished, by result.",
+            "Recovery command actions that finished, by result. Archived ones stay counted.",
             labels=["result"],
         )
         results = dict.fromkeys(RECOVERY_RESULTS, 0)

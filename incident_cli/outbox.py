@@ -31,10 +31,11 @@ def routed_channels(config: Config, incident: Incident) -> list[str]:
 
 
 def channels_that_got_firing(db: Database, incident_id: int) -> list[str]:
-    """Channels with a firing message for this incident that is sent or still on its way."""
+    """Channels with a firing (or escalation) message for this incident that is sent or still
+    on its way: they are the ones to hear that it was acknowledged or resolved."""
     rows = db.conn.execute(
-        "SELECT DISTINCT channel FROM notifications "
-        "WHERE incident_id = ? AND event = 'firing' AND status != 'dead' ORDER BY channel",
+        "SELECT DISTINCT channel FROM notifications WHERE incident_id = ?"
+        " AND event IN ('firing', 'escalation') AND status != 'dead' ORDER BY channel",
         (incident_id,),
     ).fetchall()
     return [row[0] for row in rows]
@@ -115,7 +116,12 @@ def queue_escalation(
 
 
 def queue_storm(db: Database, config: Config, incidents: list[Incident], now: float) -> int:
-    """One summary per channel instead of one message per incident."""
+    """One summary per channel instead of one message per incident.
+
+    The storm has an id and remembers its incidents: when they have all resolved, the channels
+    that got the summary get one `resolved` for it (settle_storms), so a page it raised clears.
+    """
+    storm_id = f"{int(now)}-{incidents[0].id}" if incidents else f"{int(now)}"
     by_channel: dict[str, list[Incident]] = {}
     for incident in incidents:
         for channel in routed_channels(config, incident):
@@ -130,8 +136,52 @@ def queue_storm(db: Database, config: Config, incidents: list[Incident], now: fl
             "top_alerts": [{"alertname": n, "incidents": c} for n, c in names.most_common(10)],
             "by_severity": dict(severities),
             "incident_ids": [i.id for i in members[:50]],
+            "member_ids": [i.id for i in members],
+            "storm_id": storm_id,
             "grafana": config.grafana_url,
             "hint": "incident list --status open",
         }
         total += queue(db, [channel], None, "storm", message, now)
     return total
+
+
+def settle_storms(db: Database, config: Config, now: float) -> int:
+    """Queue one `resolved` per channel for every storm whose incidents have all resolved (or
+    been archived). Callers hold the write transaction that resolved the last of them."""
+    pending: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for channel, message_json in db.conn.execute(
+        "SELECT channel, message FROM notifications WHERE incident_id IS NULL"
+        " AND event = 'storm' AND status != 'dead' AND json_extract(message, '$.storm_id')"
+        " NOT IN (SELECT json_extract(message, '$.storm_id') FROM notifications"
+        "  WHERE incident_id IS NULL AND event = 'resolved'"
+        "  AND json_extract(message, '$.storm_id') IS NOT NULL)"
+    ):
+        message = json.loads(message_json)
+        if message.get("storm_id"):
+            pending.setdefault(message["storm_id"], []).append((channel, message))
+    queued = 0
+    for storm_id, rows in pending.items():
+        members = sorted({i for _, m in rows for i in m.get("member_ids", [])})
+        unresolved = 0
+        for start in range(0, len(members), 500):
+            chunk = members[start : start + 500]
+            unresolved += db.conn.execute(
+                f"SELECT count(*) FROM incidents WHERE status != 'resolved'"
+                f" AND id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchone()[0]
+        if unresolved:
+            continue
+        for channel, storm in rows:
+            if channel not in config.channels or config.channels[channel].type == "statuspage":
+                continue  # Statuspage never posted the storm
+            resolved = {
+                "event": "resolved",
+                "storm_id": storm_id,
+                "count": storm.get("count", 0),
+                "top_alerts": storm.get("top_alerts", []),
+                "by_severity": storm.get("by_severity", {}),
+                "grafana": config.grafana_url,
+            }
+            queued += queue(db, [channel], None, "resolved", resolved, now)
+    return queued

@@ -4,7 +4,9 @@ budgets, diagnostics, IP blocks and escalation.
 How one tick goes (all DB work on the calling thread, in short `BEGIN IMMEDIATE` transactions;
 commands and HTTP run in worker threads with no transaction open):
 
-1. `running` actions whose lease ran out (the tick running them was killed) are failed.
+1. `running` actions whose lease ran out (the tick running them was killed) are failed, after
+   their command's process group (recorded on the row when it started) is stopped if its
+   leader is still that process: the command runs in its own session and outlives the tick.
 2. Fixes waiting for verification are checked: their incident's alerts cleared, or their
    health URL answers 2xx. Success sets `incidents.fixed_at`, so the poll that resolves the
    incident records `recovered`; past the `within` deadline the attempt failed.
@@ -30,18 +32,20 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from queue import SimpleQueue
 from typing import Any
 
 from incident_cli import outbox
-from incident_cli.config import Config, SourceConfig
+from incident_cli.config import Config, Rule, SourceConfig
 from incident_cli.db import Database, write_tx
 from incident_cli.errors import NotFound
-from incident_cli.handlers import ACTION_KINDS, gate_reason
+from incident_cli.handlers import ACTION_KINDS, MASKED_FLAG, gate_reason, mask_params
 from incident_cli.models import Incident
-from incident_cli.redact import redact
+from incident_cli.redact import MASK, redact
 from incident_cli.store import add_event, get_incident
 from incident_cli.times import format_duration
 
@@ -138,6 +142,79 @@ def command_env(
     return env
 
 
+# --------------------------------------------------------------------------- secrets in params
+
+
+class Unresolved(Exception):
+    """A masked secret in an action's params matches nothing the rule configures now."""
+
+
+def _rule_values(rule: Rule) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Every argv and every other string a rule configures for its actions."""
+    argvs: list[tuple[str, ...]] = []
+    strings: list[str] = []
+    if rule.recovery is not None:
+        argvs.extend(rule.recovery.commands)
+        if rule.recovery.verify is not None and rule.recovery.verify.http:
+            strings.append(rule.recovery.verify.http)
+    if rule.diagnostics is not None:
+        argvs.extend(rule.diagnostics.commands)
+        strings.extend(rule.diagnostics.queries)
+    if rule.security is not None and rule.security.block_command:
+        argvs.append(rule.security.block_command)
+    return argvs, strings
+
+
+def unmask_params(params: Mapping[str, Any], rule: Rule, secrets: Sequence[str]) -> dict[str, Any]:
+    """The params as the handler planned them: an action's params are stored with secrets
+    masked (handlers.mask_params), so each masked argv or string is matched, by its masked
+    form, to what the rule configures now and replaced by it. Raises Unresolved when one
+    matches nothing, or more than one thing: running with "***" as an argument is never right.
+    """
+    if not params.get(MASKED_FLAG):
+        return dict(params)
+    rule_argvs, rule_strings = _rule_values(rule)
+    argvs: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+    for argv in rule_argvs:
+        argvs.setdefault(tuple(redact(a, secrets) for a in argv), set()).add(tuple(argv))
+    strings: dict[str, set[str]] = {}
+    for text in rule_strings:
+        strings.setdefault(redact(text, secrets), set()).add(text)
+
+    def resolve_argv(value: Any, where: str) -> Any:
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            return value
+        found = argvs.get(tuple(value), set())
+        if len(found) == 1:
+            return list(next(iter(found)))
+        if any(MASK in a for a in value):
+            raise Unresolved(where)
+        return value
+
+    def resolve_string(value: Any, where: str) -> Any:
+        if not isinstance(value, str):
+            return value
+        found = strings.get(value, set())
+        if len(found) == 1:
+            return next(iter(found))
+        if MASK in value:
+            raise Unresolved(where)
+        return value
+
+    out = dict(params)
+    if "template" in out:
+        out["template"] = resolve_argv(out["template"], "its command")
+    for key in ("then", "commands"):
+        if isinstance(out.get(key), list):
+            out[key] = [resolve_argv(item, f"{key}[{i}]") for i, item in enumerate(out[key])]
+    if isinstance(out.get("queries"), list):
+        out["queries"] = [resolve_string(q, f"queries[{i}]") for i, q in enumerate(out["queries"])]
+    verify = out.get("verify")
+    if isinstance(verify, dict) and verify.get("http"):
+        out["verify"] = {**verify, "http": resolve_string(verify["http"], "verify.http")}
+    return out
+
+
 # --------------------------------------------------------------------------- running a command
 
 
@@ -199,6 +276,88 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A command's process group, and enough to tell its leader from a later reuse of the pid."""
+
+    pid: int
+    pgid: int
+    start: int | None  # the leader's start time in clock ticks since boot (Linux /proc)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (state, ppid, pgrp, ...), or None when there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()  # the name in (...) may hold anything
+
+
+def process_start(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def is_same_process(who: ProcessIdentity) -> bool:
+    """Whether who.pid is still that very process, alive (not a zombie), leading who.pgid."""
+    if who.pid <= 1 or who.pgid <= 1:
+        return False
+    if os.path.isdir("/proc/self"):
+        fields = _proc_stat(who.pid)
+        return (
+            fields is not None
+            and len(fields) > 19
+            and fields[0] != "Z"
+            and int(fields[2]) == who.pgid
+            and who.start is not None
+            and int(fields[19]) == who.start
+        )
+    try:  # no /proc: the best we can say is that the pid still leads that group
+        return os.getpgid(who.pid) == who.pgid
+    except OSError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is left in the group."""
+    if os.path.isdir("/proc/self"):
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                fields = _proc_stat(int(name))
+                if fields and len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+                    return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_orphan(who: ProcessIdentity, grace: float = KILL_GRACE) -> bool | None:
+    """Stop the process group of a command whose tick died: SIGTERM, then SIGKILL.
+
+    Only when its leader is still the process that was started (same pid, same start time, not
+    a zombie): a command that finished leaves its background children alone, as `run_command`
+    does, and a reused pid is someone else's. None: there was nothing of ours to stop;
+    True: stopped; False: the group is still alive."""
+    if not is_same_process(who):
+        return None
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(who.pgid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not _group_alive(who.pgid):
+                return True
+            time.sleep(0.05)
+    return not _group_alive(who.pgid)
+
+
 def _read_into(fd: int, tail: _Tail) -> bool:
     """Read what is available; True at end of file."""
     try:
@@ -217,9 +376,11 @@ def run_command(
     env: Mapping[str, str],
     timeout: float,
     cwd: str | None = None,
+    on_start: Callable[[ProcessIdentity], None] | None = None,
 ) -> CommandResult:
     """Run argv (never through a shell) in its own session; on timeout kill its whole process
-    group. Keeps the tail of stdout+stderr.
+    group. Keeps the tail of stdout+stderr. `on_start` learns the group as soon as it exists,
+    so that the group can be stopped by a later tick if this one dies (see `stop_orphan`).
 
     A command that exits normally leaves its background children alone (a restart script may
     start the service itself); we stop reading their output shortly after it exits. Only a
@@ -246,6 +407,9 @@ def run_command(
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return CommandResult(argv, None, "", 0.0, error=f"{program}: cannot start: {reason}")
+    if on_start is not None:
+        # start_new_session: the child leads its own process group, pgid == pid.
+        on_start(ProcessIdentity(proc.pid, proc.pid, process_start(proc.pid)))
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
@@ -487,11 +651,12 @@ class _Outcome:
     health_detail: str | None = None
 
 
-def _execute(job: _Job) -> _Outcome:
-    """Worker thread: run the job's commands, queries and first health check. No DB here."""
+def _execute(job: _Job, on_start: Callable[[ProcessIdentity], None] | None = None) -> _Outcome:
+    """Worker thread: run the job's commands, queries and first health check. No DB here:
+    `on_start` hands each command's process group to the calling thread to record."""
     results: list[CommandResult] = []
     for argv in job.steps:
-        result = run_command(argv, env=job.env, timeout=job.timeout, cwd=job.cwd)
+        result = run_command(argv, env=job.env, timeout=job.timeout, cwd=job.cwd, on_start=on_start)
         results.append(result)
         if job.kind != "diagnostics" and not result.ok:
             break
@@ -607,6 +772,11 @@ class _Tick:
                 self.result.escalated.append(incident.id)
             return
         delay = backoff * 2 ** (attempt - 1)
+        # Masked again: a row planned before secrets were masked must not pass them on.
+        stored = mask_params(params, self.secrets)
+        if stored != params:
+            stored[MASKED_FLAG] = True
+        template = stored.get("template")
         cursor = self.db.conn.execute(
             "INSERT INTO actions (incident_id, kind, status, attempts, command, params, target,"
             " budget_key, planned_at, due_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
@@ -614,8 +784,10 @@ class _Tick:
                 row["incident_id"],
                 row["kind"],
                 attempt,
-                json.dumps(params.get("template")) if params.get("template") else row["command"],
-                row["params"],
+                json.dumps(template, ensure_ascii=False)
+                if template
+                else self.mask(row["command"] or "") or None,
+                json.dumps(stored, default=str),
                 row["target"],
                 row["budget_key"],
                 at,
@@ -655,9 +827,32 @@ class _Tick:
         )
         for row in rows:
             error = "interrupted: the tick running it stopped before it finished (lease expired)"
+            who = (
+                ProcessIdentity(int(row["pid"]), int(row["pgid"]), row["proc_start"])
+                if row["pid"] and row["pgid"]
+                else None
+            )
             if self.result.dry_run:
+                if who is not None and is_same_process(who):
+                    error += f"; would stop its process group {who.pgid}"
                 self.report(row, "would-fail", error)
                 continue
+            # Its command runs in a session of its own, so the dead tick's end did not stop it.
+            # Stop it before the attempt counts as failed: a retry must never run beside it.
+            # (No transaction is open while we wait for it to go.)
+            stopped = stop_orphan(who) if who is not None else None
+            if stopped is False:
+                self.result.problems += 1
+                self.report(
+                    row,
+                    "running",
+                    f"its lease expired but its process group {who.pgid if who else '?'}"
+                    " could not be stopped; trying again next tick",
+                )
+                continue
+            if stopped:
+                error += f"; its process group {who.pgid if who else '?'} was still running"
+                error += " and was stopped"
             with write_tx(self.db):
                 if not self._finish(row, "failed", now, error=error, only_if="running"):
                     continue
@@ -688,13 +883,30 @@ class _Tick:
         for row in rows:
             params = _loads(row["params"])
             verify = params.get("verify") or {}
-            url = verify.get("http")
+            url = verify.get("http")  # as stored: secrets masked, for messages
             if self.result.dry_run:
                 what = f"health of {display_url(url)}" if url else "the incident's alerts to clear"
                 self.report(row, "would-verify", f"checks {what}")
                 continue
-            healthy, detail = check_health(url) if url else (None, None)
+            healthy, detail = (None, None)
+            if url:
+                real_url = self._real_verify_url(row, params)
+                healthy, detail = (
+                    check_health(real_url)
+                    if real_url
+                    else (False, "its URL held a secret the rule no longer configures")
+                )
             self._settle_verification(row, url, healthy, detail)
+
+    def _real_verify_url(self, row: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
+        incident = get_incident(self.db, row["incident_id"])
+        if incident is None:
+            return None
+        try:
+            real = unmask_params(params, self.config.rule_by_name(incident.rule), self.secrets)
+        except Unresolved:
+            return None
+        return str(real["verify"]["http"])
 
     def _alerts_cleared(self, incident: Incident) -> bool:
         if incident.status == "resolved":
@@ -711,6 +923,7 @@ class _Tick:
         self, row: Mapping[str, Any], url: str | None, healthy: bool | None, detail: str | None
     ) -> None:
         now = self.now()
+        detail = None if detail is None else self.mask(detail)
         with write_tx(self.db):
             incident = get_incident(self.db, row["incident_id"])
             current = self.db.conn.execute(
@@ -816,6 +1029,15 @@ class _Tick:
         kind = row["kind"]
         if kind not in ACTION_KINDS:
             return "refuse", f"unknown action kind {kind!r}", None
+        try:
+            params = unmask_params(params, self.config.rule_by_name(incident.rule), self.secrets)
+        except Unresolved as exc:
+            return (
+                "refuse",
+                f"{exc} held a secret that rule {incident.rule!r} no longer configures"
+                " (the config changed since it was planned)",
+                None,
+            )
         if incident.status == "resolved":
             return "skip", "incident resolved", None
         gate = gate_reason(self.config, kind, params)
@@ -1009,6 +1231,15 @@ class _Tick:
             )
             return job
 
+    def record_process(self, job: _Job, who: ProcessIdentity) -> None:
+        """Note the process group a job's command leads, while this tick owns the action."""
+        with write_tx(self.db):
+            self.db.conn.execute(
+                "UPDATE actions SET pid = ?, pgid = ?, proc_start = ?"
+                " WHERE id = ? AND status = 'running' AND started_at = ?",
+                (who.pid, who.pgid, who.start, job.action_id, job.started_at),
+            )
+
     def record(self, job: _Job, outcome: _Outcome) -> None:
         """Write what a worker did, if this tick still owns the action."""
         at = self.now()
@@ -1081,7 +1312,7 @@ class _Tick:
                     " verify_until = ? WHERE id = ?",
                     (exit_code, self.mask(output)[-MAX_STORED_OUTPUT:], at + within, row["id"]),
                 )
-                what = (
+                what = self.mask(
                     f"{display_url(verify['http'])} to answer 2xx (now: {outcome.health_detail})"
                     if verify.get("http")
                     else "the incident's alerts to clear"
@@ -1103,7 +1334,7 @@ class _Tick:
             )
             if job.kind == "command":
                 self._mark_fixed(incident.id, at)
-            how = (
+            how = self.mask(
                 f"; {display_url(verify['http'])} answered {outcome.health_detail}"
                 if verify
                 else ""
@@ -1240,19 +1471,35 @@ def recover_due(
     queue = deque(due)
     limit = max(config.recovery.max_concurrent, 1)
     running: dict[Future[_Outcome], _Job] = {}
+    # Workers report here: a command's process group as soon as it starts (recorded at once, so
+    # a later tick can stop it if this one is killed), then the job's end. One queue keeps
+    # each job's reports in order and wakes this thread for either.
+    events: SimpleQueue[tuple[_Job, ProcessIdentity] | Future[_Outcome]] = SimpleQueue()
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="recover") as pool:
         while queue or running:
             while queue and len(running) < limit:
                 job = tick.claim(queue.popleft())
                 if job is not None:
-                    running[pool.submit(_execute, job)] = job
+                    future = pool.submit(_execute, job, partial(_started, events, job))
+                    running[future] = job
+                    future.add_done_callback(events.put)
             if not running:
                 continue
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = running.pop(future)
-                tick.record(job, _safe_result(future, job))
+            event = events.get()
+            if isinstance(event, tuple):
+                tick.record_process(*event)
+            else:
+                job = running.pop(event)
+                tick.record(job, _safe_result(event, job))
     return tick.result
+
+
+def _started(
+    events: SimpleQueue[tuple[_Job, ProcessIdentity] | Future[_Outcome]],
+    job: _Job,
+    who: ProcessIdentity,
+) -> None:
+    events.put((job, who))
 
 
 def _safe_result(future: Future[_Outcome], job: _Job) -> _Outcome:

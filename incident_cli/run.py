@@ -1,5 +1,9 @@
 """One whole tick: poll, detect-anomalies, recover, notify — in order, each isolated from the
-others' failures (a down source must not stop notifications from going out)."""
+others' failures (a down source must not stop notifications from going out).
+
+Notifications already due are also delivered before `recover`: a recovery command may run for
+up to its timeout (10 minutes by default), and a new page must not wait behind it.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from incident_cli.config import Config
 from incident_cli.db import Database
 from incident_cli.errors import ExitStatus, IncidentError
 
-STAGES = ("poll", "detect-anomalies", "recover", "notify")
+STAGES = ("poll", "detect-anomalies", "notify", "recover", "notify")
 
 
 @dataclass
@@ -148,7 +152,7 @@ def run_tick(
 ) -> list[StageResult]:
     """Run every stage in order on one connection. A stage that fails is recorded with its exit
     code and error, and the next stage still runs."""
-    results = []
+    results: list[StageResult] = []
     for name in STAGES:
         started = clock()
         try:

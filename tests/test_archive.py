@@ -231,3 +231,14 @@ def test_the_migration_creates_the_rollup_table() -> None:
     columns = {c.name for c in db["rollup_hourly"].columns}
     assert {"hour", "severity", "alertname", "opened", "mttr_sum", "mttr_count"} <= columns
     assert db["rollup_hourly"].pks == ["hour", "severity", "alertname"]
+
+
+def test_a_dry_run_leaves_no_heartbeat_and_takes_no_lock(history: History, tmp_path: Path) -> None:
+    from incident_cli.db import TickLock
+
+    with TickLock(tmp_path / "state.db"):  # a tick is running right now
+        result = cli(tmp_path, "archive", "--older-than", "10", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["incidents"] == 90
+    heartbeats = history.db.conn.execute("SELECT command FROM heartbeats").fetchall()
+    assert heartbeats == []

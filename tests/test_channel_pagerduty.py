@@ -208,3 +208,16 @@ def test_a_400_is_a_dead_letter_that_does_not_stop_other_incidents(tmp_path: Pat
         'pagerduty answered HTTP 400: {"status": "invalid event",'
         ' "message": "Event object is invalid"}'
     )
+
+
+def test_a_storm_and_its_resolution_share_one_dedup_key() -> None:
+    from incident_cli.channels.base import Message
+    from incident_cli.channels.pagerduty import dedup_key
+
+    storm = Message(
+        id=7, channel="pd", event="storm", facts={"storm_id": "1800000000-12", "count": 30}
+    )
+    over = Message(
+        id=99, channel="pd", event="resolved", facts={"storm_id": "1800000000-12", "count": 30}
+    )
+    assert dedup_key(storm) == dedup_key(over) == "incident-cli/storm/1800000000-12"

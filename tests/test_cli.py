@@ -223,15 +223,41 @@ def test_poll_dry_run_changes_nothing(config: Path, tmp_path: Path) -> None:
 def test_every_command_and_option_has_help_text() -> None:
     import typer.main
 
-    group = typer.main.get_command(app)
-    assert group.help
-    for name, command in group.commands.items():  # type: ignore[attr-defined]
-        assert command.help, f"{name} has no help"
+    def walk(command: Any, path: str) -> list[str]:
+        missing = [] if command.help else [f"{path} has no help"]
         for param in command.params:
-            if param.param_type_name == "option":
-                assert param.help, f"{name} {param.name} has no help"
+            if param.param_type_name == "option" and not param.help:
+                missing.append(f"{path} {param.name} has no help")
+        for name, sub in getattr(command, "commands", {}).items():
+            missing += walk(sub, f"{path} {name}")
+        return missing
+
+    group = typer.main.get_command(app)
+    assert len(getattr(group, "commands", {})) >= 15
+    assert walk(group, "incident") == []
 
 
 def test_an_absurd_incident_id_is_simply_not_found(config: Path) -> None:
     result = run("-c", str(config), "show", "99999999999999999999999")
     assert result.exit_code == 1 and "no incident" in result.stderr
+
+
+@responses.activate
+def test_show_prints_sent_notifications_and_hostile_titles(tmp_path: Path) -> None:
+    config = tmp_path / "incident.yaml"
+    config.write_text(
+        f"sources:\n  prometheus: {{type: prometheus, url: '{PROM}'}}\n"
+        "channels:\n  slack: {type: slack, webhook_url: 'https://hooks.test/x', rate_limit: 'off'}\n"
+        "defaults: {notify: [slack]}\n"
+    )
+    body = prom_body()
+    body["data"]["alerts"][0]["labels"]["service"] = "[bold]x[/] [/]"
+    responses.get(f"{PROM}/api/v1/alerts", json=body)
+    responses.post("https://hooks.test/x", body="ok")
+    assert run("-c", str(config), "poll").exit_code == 0
+    assert run("-c", str(config), "notify").exit_code == 0
+    shown = run("-c", str(config), "show", "1")
+    assert shown.exit_code == 0, shown.stderr
+    assert "sent" in shown.stdout and "[bold]x[/] [/]" in shown.stdout
+    listed = run("-c", str(config), "list")
+    assert listed.exit_code == 0 and "[bold]x[/]" in listed.stdout

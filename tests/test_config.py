@@ -188,6 +188,21 @@ def test_a_channel_whose_secret_expands_empty_is_disabled_not_an_error(tmp_path:
             "rules[0].recovery.commands[0]",
             "program",
         ),
+        (
+            "rules:\n  - {name: x, match: {a: b}, recovery: {commands: [['{service}', restart]]}}\n",
+            "rules[0].recovery.commands[0][0]",
+            "placeholder",
+        ),
+        (
+            "rules:\n  - {name: x, match: {a: b}, diagnostics: {commands: [['/opt/{job}/bin']]}}\n",
+            "rules[0].diagnostics.commands[0][0]",
+            "placeholder",
+        ),
+        (
+            "rules:\n  - {name: x, match: {a: b}, security: {block_command: ['{ip}']}}\n",
+            "rules[0].security.block_command[0]",
+            "placeholder",
+        ),
     ],
 )
 def test_a_broken_config_names_file_key_and_problem(

@@ -111,3 +111,29 @@ def test_cron_lines_pin_the_db_and_escape_percent(tmp_path: Path) -> None:
     run_line = next(line for line in result.stdout.splitlines() if line.endswith(" run"))
     assert f"--db {odd}/incident.db".replace("%", "\\%") in run_line
     assert "100\\%" in run_line and "100%/" not in run_line
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_a_db_outside_the_state_directory_is_made_writable_and_odd_paths_verify(
+    tmp_path: Path,
+) -> None:
+    from incident_cli.deploy import Install
+
+    odd = tmp_path / "my 100% state"
+    install = Install(
+        program=("/bin/true",), config=str(odd / "incident.yaml"), db=str(odd / "incident.db")
+    )
+    text = service_unit(install)
+    unit = parse_unit(text)["Service"]
+    assert unit["ReadWritePaths"] == f'"{str(odd).replace("%", "%%")}"'
+    assert unit["Environment"] == f'"INCIDENT_DB={str(odd / "incident.db").replace("%", "%%")}"'
+    (tmp_path / "incident.service").write_text(text)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "incident.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert [line for line in result.stderr.splitlines() if str(tmp_path) in line] == [], (
+        result.stderr
+    )

@@ -379,3 +379,52 @@ def test_a_rule_can_route_the_source_unreachable_incident(tmp_path: Path, db: Da
         "source_unreachable:source=prom",
     )
     assert notifications(db) == [(incident.id, "slack", "firing")]
+
+
+def test_a_storm_is_resolved_on_its_channels_once_all_its_incidents_are(
+    db: Database, config: Config
+) -> None:
+    alerts = [alert("Disk", instance=f"host{i}", severity="critical") for i in range(5)]
+    poll(db, config, T0, *alerts)
+    poll(db, config, T0 + 100, *alerts[:1])  # four gone, one still firing
+    poll(db, config, T0 + 400, *alerts[:1])
+    poll(db, config, T0 + 460, *alerts[:1])
+    assert [e for i, _, e in notifications(db) if i is None] == ["storm", "storm"]
+    poll(db, config, T0 + 800)
+    poll(db, config, T0 + 860)  # the last one resolves
+    rows = list(
+        db.query(
+            "SELECT channel, event, message FROM notifications WHERE incident_id IS NULL ORDER BY id"
+        )
+    )
+    assert sorted((r["event"], r["channel"]) for r in rows) == [
+        ("resolved", "pd"),
+        ("resolved", "slack"),
+        ("storm", "pd"),
+        ("storm", "slack"),
+    ]
+    assert len({json.loads(r["message"])["storm_id"] for r in rows}) == 1
+    poll(db, config, T0 + 900)
+    assert (
+        len(list(db.query("SELECT id FROM notifications WHERE incident_id IS NULL"))) == 4
+    )  # once
+
+
+def test_a_channel_that_only_got_the_escalation_hears_the_resolve(
+    db: Database, config: Config
+) -> None:
+    from incident_cli import outbox
+
+    incident_id = poll(db, config, T0, alert("Disk", severity="warning")).opened[0]  # slack only
+    incident = get_incident(db, incident_id)
+    assert incident is not None
+    db.conn.execute("BEGIN IMMEDIATE")
+    db.conn.execute(
+        "INSERT INTO notifications (incident_id, channel, event, status, message, created_at, next_attempt_at) VALUES (?, 'pd', 'escalation', 'sent', '{}', ?, ?)",
+        (incident_id, T0, T0),
+    )
+    db.conn.execute("COMMIT")
+    poll(db, config, T0 + 300)
+    poll(db, config, T0 + 360)
+    assert sorted(e for i, c, e in notifications(db) if e == "resolved") == ["resolved", "resolved"]
+    assert outbox.channels_that_got_firing(db, incident_id) == ["pd", "slack"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import stat
@@ -10,9 +11,12 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlite_utils import Database
 
-from incident_cli.metrics import write_file_atomically
-from tests.report_history import DAY, HOUR, NOW, History, cli, standard_history
+from incident_cli.config import Config
+from incident_cli.db import open_db, write_tx
+from incident_cli.metrics import exposition, write_file_atomically
+from tests.report_history import DAY, HOUR, NOW, History, cli, standard_history, write_config
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -167,6 +171,141 @@ def test_counters_keep_archived_incidents(tmp_path: Path) -> None:
         assert value(after, name, severity="critical") == 3
 
 
+def _lifecycle_config(tmp_path: Path) -> Config:
+    from incident_cli.config import load_config
+
+    return load_config(write_config(tmp_path), {})
+
+
+def _raise(db: Database, config: Config, alertname: str, severity: str, at: float) -> int:
+    from incident_cli.lifecycle import raise_external
+
+    with write_tx(db):
+        incident, _ = raise_external(
+            db,
+            config,
+            labels={"alertname": alertname},
+            annotations={},
+            source="test",
+            severity=severity,
+            now=at,
+            started_at=at,
+            message="tripped",
+        )
+    return incident.id
+
+
+def _clear(db: Database, config: Config, incident_id: int, at: float) -> None:
+    from incident_cli.lifecycle import clear_external
+    from incident_cli.store import get_incident
+
+    with write_tx(db):
+        incident = get_incident(db, incident_id)
+        assert incident is not None
+        clear_external(db, config, incident, at, "cleared")
+
+
+def _totals(db: Database, now: float = NOW) -> dict[tuple[str, str], float]:
+    samples = parse(exposition(db, now).decode())
+    return {
+        (name, labels[0][1]): v
+        for (name, labels), v in samples.items()
+        if name.endswith("_total") and name.startswith("incident_incidents_")
+    }
+
+
+def _never_decrease(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]):
+    return {k: (v, after.get(k, 0)) for k, v in before.items() if after.get(k, 0) < v}
+
+
+def test_resolved_total_does_not_go_down_when_an_incident_reopens(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "state.db")
+    config = _lifecycle_config(tmp_path)
+    first = _raise(db, config, "BackendServiceDown", "critical", NOW - 3 * HOUR)
+    _clear(db, config, first, NOW - 3 * HOUR + 60)
+    second = _raise(db, config, "EphemerisServiceDown", "critical", NOW - 2 * HOUR)
+    _clear(db, config, second, NOW - 2 * HOUR + 60)
+    before = _totals(db)
+    assert before[("incident_incidents_resolved_total", "critical")] == 2
+    # the same alert again within incidents.reopen_within: that incident reopens
+    assert _raise(db, config, "EphemerisServiceDown", "critical", NOW - 2 * HOUR + 120) == second
+    after = _totals(db)
+    assert _never_decrease(before, after) == {}
+    assert after[("incident_incidents_resolved_total", "critical")] == 2
+    assert after[("incident_incidents_opened_total", "critical")] == 2
+    assert after[("incident_incidents_reopened_total", "critical")] == 1
+    _clear(db, config, second, NOW - HOUR)
+    assert _totals(db)[("incident_incidents_resolved_total", "critical")] == 3
+
+
+def test_opened_total_keeps_the_severity_an_incident_opened_with(tmp_path: Path) -> None:
+    from incident_cli.lifecycle import raise_severity
+    from incident_cli.store import get_incident
+
+    db = open_db(tmp_path / "state.db")
+    config = _lifecycle_config(tmp_path)
+    anomaly = _raise(db, config, "JourneyAnomaly", "warning", NOW - HOUR)
+    before = _totals(db)
+    assert before[("incident_incidents_opened_total", "warning")] == 1
+    with write_tx(db):
+        incident = get_incident(db, anomaly)
+        assert incident is not None
+        raise_severity(db, config, incident, "critical", NOW - HOUR + 60, "journey down")
+    after = _totals(db)
+    assert _never_decrease(before, after) == {}
+    assert after[("incident_incidents_opened_total", "warning")] == 1
+    assert after[("incident_incidents_opened_total", "critical")] == 0
+
+
+def test_counters_survive_reopen_severity_change_and_archive_together(tmp_path: Path) -> None:
+    from incident_cli.archive import archive
+
+    db = open_db(tmp_path / "state.db")
+    config = _lifecycle_config(tmp_path)
+    seen: list[dict[tuple[str, str], float]] = [_totals(db)]
+    i = _raise(db, config, "BackendServiceDown", "warning", NOW - 40 * DAY)
+    seen.append(_totals(db))
+    _clear(db, config, i, NOW - 40 * DAY + 60)
+    seen.append(_totals(db))
+    _raise(db, config, "BackendServiceDown", "warning", NOW - 40 * DAY + 120)  # reopens
+    seen.append(_totals(db))
+    _clear(db, config, i, NOW - 40 * DAY + 180)
+    seen.append(_totals(db))
+    archive(db, NOW, 30)
+    assert db.conn.execute("SELECT count(*) FROM incidents").fetchone() == (0,)
+    seen.append(_totals(db))
+    for before, after in itertools.pairwise(seen):
+        assert _never_decrease(before, after) == {}
+    assert seen[-1][("incident_incidents_opened_total", "warning")] == 1
+    assert seen[-1][("incident_incidents_reopened_total", "warning")] == 1
+    assert seen[-1][("incident_incidents_resolved_total", "warning")] == 2
+
+
+def test_upgrading_starts_the_counters_where_the_old_totals_were(tmp_path: Path) -> None:
+    from incident_cli.db import migrations
+
+    path = tmp_path / "state.db"
+    old = open_db(path, migrate=False)
+    with write_tx(old):
+        migrations.apply(old, stop_before="m007_counters")
+    h = History(old)
+    h.incident(opened=NOW - 2 * HOUR, resolved=NOW - HOUR, reopen_count=2)
+    h.incident(opened=NOW - HOUR, severity="warning")
+    with write_tx(old):  # one archived incident, as m005's rollup remembers it
+        old.conn.execute(
+            "INSERT INTO rollup_hourly (hour, severity, alertname, opened, resolved, reopened)"
+            " VALUES (?, 'critical', 'X', 1, 1, 1)",
+            (NOW - 40 * DAY,),
+        )
+    old.conn.close()
+    totals = _totals(open_db(path))
+    assert totals[("incident_incidents_opened_total", "critical")] == 2
+    assert totals[("incident_incidents_resolved_total", "critical")] == 2
+    assert totals[("incident_incidents_reopened_total", "critical")] == 3
+    assert totals[("incident_incidents_opened_total", "warning")] == 1
+    assert totals[("incident_incidents_resolved_total", "warning")] == 0
+
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
@@ -231,7 +370,7 @@ def test_the_self_monitoring_alerts_fire_when_incident_stops(tmp_path: Path) -> 
                     },
                     {
                         "series": 'incident_last_exit_code{command="run",instance="h"}',
-                        "values": "0 0 75x28",
+                        "values": "75x30",
                     },
                     {
                         "series": 'incident_source_consecutive_failures{source="am",instance="h"}',
@@ -243,9 +382,32 @@ def test_the_self_monitoring_alerts_fire_when_incident_stops(tmp_path: Path) -> 
                     {
                         "eval_time": "15m",
                         "alertname": "IncidentTickNotRunning",
-                        "exp_alerts": [{"exp_labels": {**crit, "command": "run"}}],
+                        "exp_alerts": [{"exp_labels": crit}],
                     },
                     {"eval_time": "15m", "alertname": "IncidentMetricsStale", "exp_alerts": []},
+                    # its exit code stays in the metrics, but a tick that stopped is not failing
+                    {"eval_time": "25m", "alertname": "IncidentTickFailing", "exp_alerts": []},
+                    {
+                        "eval_time": "6m",
+                        "alertname": "IncidentSourceUnreachable",
+                        "exp_alerts": [{"exp_labels": {**crit, "source": "am"}}],
+                    },
+                ],
+            },
+            {  # cron runs `run` every minute; from t=2m every tick exits 75
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": 'incident_last_run_timestamp_seconds{command="run",instance="h"}',
+                        "values": "0+60x30",
+                    },
+                    {
+                        "series": 'incident_last_exit_code{command="run",instance="h"}',
+                        "values": "0 0 75x28",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "15m", "alertname": "IncidentTickNotRunning", "exp_alerts": []},
                     {"eval_time": "10m", "alertname": "IncidentTickFailing", "exp_alerts": []},
                     {
                         "eval_time": "20m",
@@ -254,11 +416,35 @@ def test_the_self_monitoring_alerts_fire_when_incident_stops(tmp_path: Path) -> 
                             {"exp_labels": {**crit, "severity": "warning", "command": "run"}}
                         ],
                     },
+                ],
+            },
+            {  # cron runs the stages separately; `run` was started by hand once and failed
+                "interval": "1m",
+                "input_series": [
                     {
-                        "eval_time": "6m",
-                        "alertname": "IncidentSourceUnreachable",
-                        "exp_alerts": [{"exp_labels": {**crit, "source": "am"}}],
+                        "series": 'incident_last_run_timestamp_seconds{command="run",instance="h"}',
+                        "values": "0x60",
                     },
+                    {
+                        "series": 'incident_last_exit_code{command="run",instance="h"}',
+                        "values": "75x60",
+                    },
+                    {
+                        "series": 'incident_last_run_timestamp_seconds{command="poll",instance="h"}',
+                        "values": "0+60x60",
+                    },
+                    {
+                        "series": 'incident_last_exit_code{command="poll",instance="h"}',
+                        "values": "0x60",
+                    },
+                    {
+                        "series": 'incident_metrics_generated_timestamp_seconds{instance="h"}',
+                        "values": "0+60x60",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "50m", "alertname": "IncidentTickNotRunning", "exp_alerts": []},
+                    {"eval_time": "50m", "alertname": "IncidentTickFailing", "exp_alerts": []},
                 ],
             },
             {  # the whole cron stopped: the textfile is never rewritten after t=0

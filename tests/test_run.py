@@ -58,8 +58,16 @@ def test_a_tick_opens_incidents_and_delivers_their_notifications(
     result = invoke("-c", str(config), "run", "--json")
     assert result.exit_code == 0, result.output
     stages = json.loads(result.stdout)["stages"]
-    assert [s["stage"] for s in stages] == ["poll", "detect-anomalies", "recover", "notify"]
+    # Notifications already due go out before recover too: a page never waits behind a fix.
+    assert [s["stage"] for s in stages] == [
+        "poll",
+        "detect-anomalies",
+        "notify",
+        "recover",
+        "notify",
+    ]
     assert len(stages[0]["result"]["opened"]) == 2
+    assert stages[2]["result"]["sent"] == 2 and stages[4]["result"]["sent"] == 0
     assert len([c for c in responses.calls if c.request.url == SLACK]) == 2
     assert heartbeats(tmp_path) == {
         "poll": 0,
@@ -135,3 +143,31 @@ def test_cron_runs_it_silently_and_an_unreachable_source_exits_75(tmp_path: Path
     assert result.stderr.strip().splitlines() == [
         "incident: poll: source prometheus: connection refused (nothing changed for source prometheus)"
     ]
+
+
+def test_a_dead_letter_is_not_hidden_behind_a_down_source() -> None:
+    from incident_cli.errors import worst_exit
+
+    assert worst_exit([75, 0, 1, 0]) == 1
+    assert worst_exit([0, 75, 0]) == 75
+    assert worst_exit([0, 0]) == 0
+    assert worst_exit([]) == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["poll"],
+        ["detect-anomalies"],
+        ["recover"],
+        ["notify"],
+        ["run"],
+        ["archive", "--older-than", "30"],
+    ],
+)
+@responses.activate
+def test_a_dry_run_leaves_no_heartbeat(config: Path, tmp_path: Path, command: list[str]) -> None:
+    responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
+    result = invoke("-c", str(config), *command, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert heartbeats(tmp_path) == {}

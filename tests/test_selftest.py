@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from incident_cli.db import open_db
@@ -18,6 +19,7 @@ def lines(output: str) -> list[str]:
 def test_the_shipped_example_passes_offline_with_no_environment(tmp_path: Path) -> None:
     example = tmp_path / "incident.yaml"
     shutil.copy(REPO / "examples" / "incident.yaml", example)
+    scratch_before = set(Path(tempfile.gettempdir()).glob("incident-selftest-*"))
     result = run_cli(["-c", str(example), "test", "--offline"], cwd=tmp_path)
     assert result.code == 0, result.stdout + result.stderr
     out = lines(result.stdout)
@@ -29,7 +31,7 @@ def test_the_shipped_example_passes_offline_with_no_environment(tmp_path: Path) 
     assert "✓ pipeline: report: 1 opened, 1 resolved" in out
     assert out[-1] == "all checks passed"
     assert not (tmp_path / "incident.db").exists()  # the real DB is not even created
-    assert not list(Path("/tmp").glob("incident-selftest-*"))
+    assert set(Path(tempfile.gettempdir()).glob("incident-selftest-*")) <= scratch_before
 
 
 def test_it_renders_a_payload_for_every_enabled_channel_and_sends_nothing(tmp_path: Path) -> None:

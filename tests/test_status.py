@@ -168,3 +168,55 @@ def test_stale_json_exits_1_with_plain_json(tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["ok"] is False
     assert data["commands"][0]["stale"] is True
+
+
+def test_stages_run_separately_are_judged_when_they_ran_after_a_manual_run(
+    tmp_path: Path,
+) -> None:
+    h = History.at(tmp_path / "state.db")
+    h.heartbeat("run", ran=NOW - HOUR)  # `incident run` by hand once, an hour ago
+    for stage in ("poll", "detect-anomalies", "recover", "notify"):
+        h.heartbeat(stage, ran=NOW - MIN)  # cron runs the stages separately
+    h.source("prom", checked=NOW - MIN)
+    result = cli(tmp_path, "status", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    expected = {c["command"]: c["expected"] for c in data["commands"]}
+    assert expected == {
+        "run": False,
+        "poll": True,
+        "detect-anomalies": True,
+        "recover": True,
+        "notify": True,
+    }
+    h.heartbeat("notify", ran=NOW - 30 * MIN)  # then one separately scheduled stage stops
+    result = cli(tmp_path, "status")
+    assert result.exit_code == 1
+    assert "notify last ran 30m ago" in result.stdout
+    assert "run last ran" not in result.stdout
+
+
+def test_a_manual_run_after_the_stages_is_judged_on_its_own(tmp_path: Path) -> None:
+    h = History.at(tmp_path / "state.db")
+    h.heartbeat("poll", ran=NOW - HOUR)
+    h.heartbeat("run", ran=NOW - MIN)
+    result = cli(tmp_path, "status", "--json")
+    assert result.exit_code == 0, result.output
+    expected = {c["command"]: c["expected"] for c in json.loads(result.stdout)["commands"]}
+    assert expected == {"run": True, "poll": False}
+
+
+def test_a_first_run_that_failed_just_now_is_not_stale_yet(tmp_path: Path) -> None:
+    # A fresh install: the first `incident run` exits 75 (the source is not up yet).
+    first = cli(tmp_path, "run", now=NOW)
+    assert first.exit_code == 75, first.output
+    result = cli(tmp_path, "status", now=NOW)
+    assert result.exit_code == 0, result.output
+    assert "not succeeded" not in result.stdout
+    # still failing every tick, and the first run is now older than --max-age
+    assert cli(tmp_path, "run", now=NOW + 4 * MIN).exit_code == 75
+    assert cli(tmp_path, "status", now=NOW + 4 * MIN).exit_code == 0
+    assert cli(tmp_path, "run", now=NOW + 6 * MIN).exit_code == 75
+    result = cli(tmp_path, "status", now=NOW + 6 * MIN)
+    assert result.exit_code == 1
+    assert "run has never succeeded (first ran 6m ago, last exit 75)" in result.stdout

@@ -253,6 +253,20 @@ def one_line(text: str) -> str:
 
 def facts_of(message: Message) -> Facts:
     f = message.facts
+    if message.event == "resolved" and f.get("storm_id"):
+        count = int(f.get("count", 0))
+        return Facts(
+            status="RESOLVED",
+            title=f"alert storm over: all {count} incidents resolved",
+            severity=_worst(dict(f.get("by_severity", {}))),
+            incident_id=None,
+            summary="Every incident of the storm summary has resolved.",
+            labels={},
+            runbook=None,
+            grafana=f.get("grafana") or None,
+            ack_command=None,
+            notes=(),
+        )
     if message.event == "storm":
         count = int(f.get("count", 0))
         top = ", ".join(

@@ -27,7 +27,8 @@ def dedup_key(message: Message) -> str:
     """
     incident = message.facts.get("incident") or {}
     if message.event == "storm" or not incident:
-        return f"incident-cli/storm/{message.id}"
+        # A storm's summary and its resolution share the storm's id.
+        return f"incident-cli/storm/{message.facts.get('storm_id') or message.id}"
     digest = hashlib.sha256(str(incident.get("key", "")).encode("utf-8", "replace")).hexdigest()
     return f"incident-cli/{incident.get('id')}/{digest[:16]}"
 

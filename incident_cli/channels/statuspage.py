@@ -56,8 +56,8 @@ class StatuspageChannel(Channel):
         return [str(mapping[value])] if value is not None and value in mapping else []
 
     def prepare(self, message: Message) -> Outgoing | None:
-        if message.event == "storm":
-            return None
+        if message.event == "storm" or message.facts.get("storm_id"):
+            return None  # a public incident nobody would resolve helps no one
         facts = facts_of(message)
         components = self.components(message)
         if facts.status == "RESOLVED":

@@ -15,7 +15,7 @@ import typer
 import typer.core
 
 from incident_cli import __version__
-from incident_cli.errors import ExitStatus, IncidentError
+from incident_cli.errors import ExitStatus, IncidentError, worst_exit
 
 if TYPE_CHECKING:
     from incident_cli.config import Config
@@ -235,7 +235,7 @@ def tick(
                     command,
                     started,
                     env.now(),
-                    max(codes, default=0),
+                    worst_exit(codes),
                     redact(error, env.secrets()) if error else None,
                 )
         finally:

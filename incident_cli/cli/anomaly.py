@@ -27,7 +27,7 @@ def detect_anomalies(
     from incident_cli.anomaly import detect_anomalies as detect
 
     env = get_env(ctx)
-    with tick(env, "detect-anomalies") as codes:
+    with tick(env, "detect-anomalies", heartbeat=not dry_run) as codes:
         result = detect(env.db(), env.config(), env.now(), dry_run=dry_run)
         if result.file_error:
             codes.append(int(ExitStatus.PARTIAL_FAILURE))

@@ -157,7 +157,7 @@ def _print_list(env: Any, incidents: list[Incident], notes: dict[int, dict[str, 
         table.add_row(
             str(incident.id),
             incident.status,
-            f"[{_SEVERITY_STYLE.get(incident.severity, '')}]{incident.severity}[/]",
+            _styled(incident.severity, _SEVERITY_STYLE.get(incident.severity)),
             _escape(incident.title),
             _age(env, incident.opened_at),
             ", ".join(flags),
@@ -169,6 +169,11 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def _styled(text: str, style: str | None) -> str:
+    """Escaped text, wrapped in a style tag only when there is a style (`[]x[/]` is an error)."""
+    return f"[{style}]{_escape(text)}[/]" if style else _escape(text)
 
 
 @app.command()
@@ -199,7 +204,7 @@ def _print_detail(env: Any, d: dict[str, Any]) -> None:
     sev = d["severity"]
     out.print(
         f"[bold]#{d['id']} {_escape(d['title'])}[/]  "
-        f"[{_SEVERITY_STYLE.get(sev, '')}]{sev}[/]  {d['status']}"
+        f"{_styled(sev, _SEVERITY_STYLE.get(sev))}  {d['status']}"
         + (f" ({d['resolution']})" if d["resolution"] else "")
         + ("  [magenta]flapping[/]" if d["flapping"] else "")
     )
@@ -255,9 +260,10 @@ def _print_detail(env: Any, d: dict[str, Any]) -> None:
     if d["notifications"]:
         out.print("\n[bold]Notifications[/]")
         for n in d["notifications"]:
-            style = {"dead": "bold red", "pending": "yellow"}.get(n["status"], "")
+            style = {"dead": "bold red", "pending": "yellow"}.get(n["status"])
+            status = _styled(n["status"].ljust(8), style)
             out.print(
-                f"  {n['channel']:<12}{n['event']:<14}[{style}]{n['status']:<8}[/]"
+                f"  {_escape(n['channel']):<12}{n['event']:<14}{status}"
                 f"tries {n['attempts']}  {_escape(n['error'] or '')}"
             )
 

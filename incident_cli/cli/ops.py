@@ -7,6 +7,7 @@ import sys
 import typer
 
 from incident_cli.cli import app, emit_json, get_env, tick
+from incident_cli.errors import worst_exit
 
 
 @app.command()
@@ -46,7 +47,7 @@ def run(
         codes.extend(stage.code for stage in results)
     if as_json:
         emit_json({"dry_run": dry_run, "stages": [stage.to_json() for stage in results]})
-    worst = max(codes, default=0)
+    worst = worst_exit(codes)
     if worst:
         raise typer.Exit(worst)
 

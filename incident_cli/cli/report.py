@@ -175,8 +175,9 @@ def status(
         None,
         "--expect",
         metavar="COMMAND",
-        help="Commands whose heartbeat must be fresh (repeatable). Default: `run` if it has"
-        " ever run, else the tick stages (poll, detect-anomalies, recover, notify) that have.",
+        help="Commands whose heartbeat must be fresh (repeatable). Default: whichever ran"
+        " last of `run` and the tick stages (poll, detect-anomalies, recover, notify); for"
+        " the stages, each one that has ever run.",
         show_default=False,
     ),
 ) -> None:
@@ -314,7 +315,9 @@ def archive(
             f"--older-than must be longer than incidents.reopen_within"
             f" ({format_duration(reopen_within)})"
         )
-    with tick(env, "archive"):
+    # A dry run only reads (WAL readers never wait): no lock, and no heartbeat that would
+    # hide a stale archive job from `status --expect archive`.
+    with tick(env, "archive", lock=not dry_run, heartbeat=not dry_run):
         result = archive_incidents(
             env.db(), env.now(), older_than, dry_run=dry_run, vacuum=vacuum and not dry_run
         )

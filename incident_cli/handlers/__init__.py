@@ -161,6 +161,20 @@ def plan_actions(
     return ids
 
 
+MASKED_FLAG = "secrets_masked"  # in params: a secret was masked out of this action's params
+
+
+def mask_params(value: Any, secrets: list[str]) -> Any:
+    """A JSON-like value with every secret masked out of every string in it."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, list | tuple):
+        return [mask_params(item, secrets) for item in value]
+    if isinstance(value, Mapping):
+        return {str(k): mask_params(v, secrets) for k, v in value.items()}
+    return value
+
+
 def budget_key(incident: Incident, plan: ActionPlan) -> str:
     """Attempts are counted per (rule, target); the target defaults to the incident's key, so a
     reopened incident shares the budget of its earlier episodes."""
@@ -177,6 +191,12 @@ def _insert_action(
     skipped = gate_reason(config, plan.kind, params)
     secrets = config.secrets()
     shown = None if plan.command is None else [redact(item, secrets) for item in plan.command]
+    # No secret is ever stored: `recover` gets the real argv back from the rule in the config
+    # (see recovery.unmask_params), so every attempt, retries included, runs what the rule says.
+    plain = json.loads(json.dumps(params, default=str))  # what the DB keeps, before masking
+    params = mask_params(plain, secrets)
+    if params != plain:
+        params[MASKED_FLAG] = True
     cursor = db.conn.execute(
         "INSERT INTO actions (incident_id, kind, status, attempts, command, params, target,"
         " budget_key, error, planned_at, due_at, finished_at)"
@@ -187,8 +207,8 @@ def _insert_action(
             "skipped" if skipped else "pending",
             None if shown is None else json.dumps(shown, ensure_ascii=False),
             json.dumps(params, default=str),
-            plan.target,
-            budget_key(incident, plan) if plan.kind == "command" else None,
+            None if plan.target is None else redact(plan.target, secrets),
+            redact(budget_key(incident, plan), secrets) if plan.kind == "command" else None,
             skipped,
             now,
             now + max(plan.delay, 0.0),
