@@ -173,3 +173,21 @@ def test_a_storm_next_to_a_reopen_and_a_clear_keeps_every_row_in_order(
         (3, "open", T0 + 460, 0),
         (4, "open", T0 + 460, 0),
     ]
+
+
+def test_a_storm_larger_than_one_insert_keeps_every_row_and_count(
+    db: Database, config: Config
+) -> None:
+    alerts = [alert("Disk", f"host-{i:04}") for i in range(1201)]  # more than one multi-row INSERT
+    result = poll(db, config, T0, *alerts)
+    assert result.opened == list(range(1, 1202))
+    assert rows(db, "SELECT id, title FROM incidents ORDER BY id") == [
+        (i + 1, f"Disk: host-{i:04}") for i in range(1201)
+    ]
+    assert rows(db, "SELECT incident_id, kind FROM timeline ORDER BY id") == [
+        (i, kind) for i in range(1, 1202) for kind in ("opened", "alert_firing")
+    ]
+    assert rows(db, "SELECT id, incident_id FROM alerts ORDER BY id") == [
+        (i, i) for i in range(1, 1202)
+    ]
+    assert rows(db, "SELECT name, severity, value FROM counters") == [("opened", "warning", 1201)]
