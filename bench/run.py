@@ -221,26 +221,36 @@ def poll_cases(n: int, runs: int, work: Path, want: set[str]) -> list[Row]:
     """storm, steady, report over the storm's incidents, churn — on one alert server."""
     rows: list[Row] = []
     server = AlertServer()
+    quiet = AlertServer()  # reachable, no alerts: the ticks before the storm
     try:
         server.set_alerts(synthetic_alerts(n))
-        storm = Row("storm poll (new alerts)", n, [], [], 4.0)
+        # Two storms: into a state DB whose first tick already ran (as in production), and
+        # into a brand-new one, where the poll also creates the schema (every migration).
+        storm = Row("storm poll (new alerts)", n, [], [], 4.0, "state DB in use")
+        first = Row("storm poll, first tick ever", n, [], [], 4.0, "also creates the state DB")
         state: Path | None = None
         for i in range(runs if "storm" in want else 1):
-            workdir = work / f"storm-{i}"
-            workdir.mkdir()
-            config = poll_config(workdir, server.url)
-            storm.runs.append(run_timed(incident_argv(config, "poll")))
-            storm.floors.append(floor(server.url, workdir))
-            check(
-                count(workdir / "incident.db", "SELECT count(*) FROM incidents") == n,
-                f"storm poll did not open {n} incidents",
-            )
-            if state is None:
-                state = workdir
-            else:
-                shutil.rmtree(workdir)
+            for row, fresh in ((storm, False), (first, True)):
+                workdir = work / f"storm-{i}-{int(fresh)}"
+                workdir.mkdir()
+                if not fresh:
+                    check(
+                        run_timed(incident_argv(poll_config(workdir, quiet.url), "poll")).code == 0,
+                        "the tick before the storm failed",
+                    )
+                config = poll_config(workdir, server.url)
+                row.runs.append(run_timed(incident_argv(config, "poll")))
+                row.floors.append(floor(server.url, workdir))
+                check(
+                    count(workdir / "incident.db", "SELECT count(*) FROM incidents") == n,
+                    f"storm poll did not open {n} incidents",
+                )
+                if state is None and fresh:
+                    state = workdir
+                else:
+                    shutil.rmtree(workdir)
         if "storm" in want:
-            rows.append(storm)
+            rows.extend((storm, first))
         assert state is not None
         config = state / "incident.yaml"
         db = state / "incident.db"
@@ -270,6 +280,7 @@ def poll_cases(n: int, runs: int, work: Path, want: set[str]) -> list[Row]:
             rows.append(churn)
     finally:
         server.close()
+        quiet.close()
     return rows
 
 
