@@ -9,7 +9,9 @@ floor is measured in the same run, alternating with the case, so both see the sa
 Floors (what a hand-written script doing only the essential work costs):
 
 - poll cases: a plain Python process that GETs the same payload with requests, parses it and
-  inserts one row per alert into WAL SQLite with one executemany (bench/common.py FLOOR);
+  inserts one row per alert into WAL SQLite with one executemany (bench/common.py FLOOR). The
+  storm is measured twice: into a state DB whose first tick already ran (as in production),
+  and on the first tick ever, which also creates the schema;
 - idle tick: `python -c 'import sqlite3'` (interpreter start-up);
 - report over 10k: a plain Python process that opens the same DB with sqlite3, runs one
   aggregate query over the window's incidents (counts, mean MTTD/MTTA/MTTR, by severity and by
