@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import sys
@@ -83,7 +84,10 @@ class IncidentGroup(typer.core.TyperGroup):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         from incident_cli.cli.plain_params import install
 
-        install(self, ctx)  # before any option is processed: keeps pydantic out of start-up
+        # Before any option is processed: keeps pydantic out of start-up. It leans on Typer
+        # internals, so a mismatch must only cost speed, never break a command.
+        with contextlib.suppress(Exception):
+            install(self, ctx)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
