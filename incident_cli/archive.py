@@ -27,6 +27,9 @@ _ARCHIVABLE = """
                     WHERE a.incident_id = incidents.id AND a.status IN ('pending', 'running'))
 """
 _STORM = "incident_id IS NULL AND status IN ('sent', 'dead') AND created_at < :cutoff"
+_OLD_JOURNEYS = """at < :cutoff AND id NOT IN (
+    SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY journey ORDER BY at DESC, id DESC)
+                    AS newest FROM journeys) WHERE newest <= :keep)"""
 
 _ROLLUP_COLUMNS = (
     "opened",
@@ -66,6 +69,7 @@ class ArchiveResult:
     vacuumed: bool
     size_before: int | None = None
     size_after: int | None = None
+    journeys: int = 0  # synthetic-journey results older than the cutoff and not still needed
 
 
 def _count(db: Database, table: str, ids_sql: str, args: dict[str, float]) -> int:
@@ -81,12 +85,16 @@ def archive(
     dry_run: bool = False,
     vacuum: bool = False,
     batch: int = BATCH,
+    keep_journeys: int = 24,
 ) -> ArchiveResult:
     """Archive resolved incidents whose resolved_at is more than `older_than_days` before now.
 
     Each batch adds its incidents to rollup_hourly and deletes them (alerts, timeline,
     actions, notifications and channel refs go by FK cascade) in one transaction, so a crash
     between batches never counts an incident twice or loses it from the report.
+
+    Synthetic-journey results older than the cutoff go too, except each journey's newest
+    `keep_journeys` (the anomaly checks compare a window with the one before it).
     """
     cutoff = now - older_than_days * 86400.0
     args = {"cutoff": cutoff}
@@ -100,7 +108,12 @@ def archive(
         (storm,) = conn.execute(
             f"SELECT count(*) FROM notifications WHERE {_STORM}", args
         ).fetchone()
+        (journeys,) = conn.execute(
+            f"SELECT count(*) FROM journeys WHERE {_OLD_JOURNEYS}",
+            {**args, "keep": keep_journeys},
+        ).fetchone()
         return ArchiveResult(
+            journeys=journeys,
             cutoff=cutoff,
             incidents=n,
             alerts=_count(db, "alerts", candidates, args),
@@ -139,6 +152,9 @@ def archive(
             if storm:
                 _fold_storm(db, args)
                 conn.execute(f"DELETE FROM notifications WHERE {_STORM}", args)
+            journeys = conn.execute(
+                f"DELETE FROM journeys WHERE {_OLD_JOURNEYS}", {**args, "keep": keep_journeys}
+            ).rowcount
     finally:
         conn.execute("DROP TABLE IF EXISTS temp.archive_batch")
 
@@ -151,6 +167,7 @@ def archive(
         size_after = _size(db)
     return ArchiveResult(
         cutoff=cutoff,
+        journeys=journeys,
         storm_notifications=storm,
         waiting=old_resolved - totals["incidents"],
         dry_run=False,

@@ -242,3 +242,34 @@ def test_a_dry_run_leaves_no_heartbeat_and_takes_no_lock(history: History, tmp_p
     assert json.loads(result.stdout)["incidents"] == 90
     heartbeats = history.db.conn.execute("SELECT command FROM heartbeats").fetchall()
     assert heartbeats == []
+
+
+def test_archive_prunes_old_journey_results_but_keeps_what_the_checks_need(tmp_path: Path) -> None:
+    from incident_cli.archive import archive as archive_incidents
+    from incident_cli.db import open_db, write_tx
+
+    db = open_db(tmp_path / "j.db")
+    now = 1_800_000_000.0
+    day = 86400.0
+    with write_tx(db):
+        for journey in ("login", "search"):
+            for i in range(40):  # one a day for 40 days
+                db.conn.execute(
+                    "INSERT INTO journeys (journey, at, ok, latency_ms, origin) VALUES (?, ?, 1, 100, 'cli')",
+                    (
+                        journey,
+                        now - i * day,
+                    ),
+                )
+        db.conn.execute(
+            "INSERT INTO journeys (journey, at, ok, latency_ms, origin) VALUES ('rare', ?, 0, 5, 'cli')",
+            (now - 100 * day,),
+        )
+    dry = archive_incidents(db, now, 30, dry_run=True, keep_journeys=24)
+    assert dry.journeys == 2 * 9  # days 31..39 of each busy journey; 'rare' is its newest result
+    done = archive_incidents(db, now, 30, keep_journeys=24)
+    assert done.journeys == 18
+    left = dict(
+        db.conn.execute("SELECT journey, count(*) FROM journeys GROUP BY journey").fetchall()
+    )
+    assert left == {"login": 31, "search": 31, "rare": 1}

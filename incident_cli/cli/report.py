@@ -319,7 +319,12 @@ def archive(
     # hide a stale archive job from `status --expect archive`.
     with tick(env, "archive", lock=not dry_run, heartbeat=not dry_run):
         result = archive_incidents(
-            env.db(), env.now(), older_than, dry_run=dry_run, vacuum=vacuum and not dry_run
+            env.db(),
+            env.now(),
+            older_than,
+            dry_run=dry_run,
+            vacuum=vacuum and not dry_run,
+            keep_journeys=2 * env.config().anomaly.window,
         )
     summary = {
         "dry_run": result.dry_run,
@@ -330,6 +335,7 @@ def archive(
         "actions": result.actions,
         "notifications": result.notifications,
         "storm_notifications": result.storm_notifications,
+        "journey_results": result.journeys,
         "waiting": result.waiting,
         "vacuumed": result.vacuumed,
         "size_before_bytes": result.size_before,
@@ -345,7 +351,8 @@ def archive(
         f"archive: {verb} {result.incidents} incident(s) resolved before"
         f" {to_rfc3339(result.cutoff)} ({result.alerts} alerts, {result.timeline} timeline"
         f" events, {result.actions} actions, {result.notifications} notifications)"
-        f" and {result.storm_notifications} storm notification(s)"
+        f", {result.storm_notifications} storm notification(s)"
+        f" and {result.journeys} old journey result(s)"
     )
     if result.waiting:
         line += f"; {result.waiting} kept until their pending work is done"
