@@ -549,8 +549,8 @@ def m008_open_and_flapping_indexes(db: sqlite_utils.Database) -> None:
     # rows they are about, so they cost next to nothing to keep up.
     db.executescript(
         """
-        CREATE INDEX incidents_unresolved ON incidents(status, severity)
+        CREATE INDEX IF NOT EXISTS incidents_unresolved ON incidents(status, severity)
             WHERE status != 'resolved';
-        CREATE INDEX incidents_flapping ON incidents(id) WHERE flapping = 1;
+        CREATE INDEX IF NOT EXISTS incidents_flapping ON incidents(id) WHERE flapping = 1;
         """
     )

@@ -460,8 +460,9 @@ def apply_poll(
                 held[(source, fp)] = incident_id
             else:
                 alert_rows.setdefault(incident_id, {})[(source, fp)] = state
-        if len(alert_rows) < len(open_by_key):
-            # Open incidents whose alerts all cleared (waiting to resolve) are not in the index.
+        if open_by_key:
+            # Cleared alerts of open incidents are not in the index: an incident waiting to
+            # resolve, or one of whose alerts cleared and may fire again.
             for alert_id, incident_id, source, fp, state in db.conn.execute(
                 "SELECT a.id, a.incident_id, a.source, a.fingerprint, a.state FROM alerts a"
                 " WHERE a.state = 'cleared'"

@@ -111,6 +111,7 @@ def http_get_json(
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_HEX = re.compile(r"[0-9a-fA-F]{1,64}")
 
 
 def _clean(text: str) -> str:
@@ -197,14 +198,15 @@ def parse_alertmanager(name: str, body: Any) -> list[Alert]:
         alerts.append(
             Alert(
                 source=name,
+                # Alertmanager's fingerprint is 16 hex digits; anything else is recomputed.
                 fingerprint=fp
-                if isinstance(fp, str) and 0 < len(fp) <= 64
+                if isinstance(fp, str) and _HEX.fullmatch(fp)
                 else fingerprint(labels),
                 labels=labels,
                 annotations=_string_map(item.get("annotations"), what, "annotations"),
                 state=state,
                 starts_at=_time(item.get("startsAt")),
-                generator_url=generator if isinstance(generator, str) else None,
+                generator_url=_clean(generator[:2048]) if isinstance(generator, str) else None,
             )
         )
     return alerts

@@ -261,3 +261,41 @@ def test_show_prints_sent_notifications_and_hostile_titles(tmp_path: Path) -> No
     assert "sent" in shown.stdout and "[bold]x[/] [/]" in shown.stdout
     listed = run("-c", str(config), "list")
     assert listed.exit_code == 0 and "[bold]x[/]" in listed.stdout
+
+
+def test_odd_text_options_are_usage_errors_or_stored_safely(config: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    assert run("-c", str(config), "list", "--since", "nan").exit_code == 2
+    assert run("-c", str(config), "metrics", "--textfile", "").exit_code == 2
+    db = open_db(tmp_path / "incident.db")
+    db.conn.execute("BEGIN IMMEDIATE")
+    db.conn.execute(
+        "INSERT INTO incidents (key, title, status, severity, rule, handler, source, labels, annotations, opened_at, updated_at)"
+        " VALUES ('k', 't', 'open', 'warning', 'default', 'default', 'p', '{}', '{}', 1, 1)"
+    )
+    db.conn.execute("COMMIT")
+    assert run("-c", str(config), "ack", "1", "--by", "").exit_code == 2
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "incident_cli",
+            "-c",
+            str(config),
+            "ack",
+            "1",
+            b"--by",
+            b"\xff\xfeop",
+            b"--note",
+            b"caf\xe9",
+        ],
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    actors = [
+        r["actor"] for r in open_db(tmp_path / "incident.db").query("SELECT actor FROM timeline")
+    ]
+    assert actors == ["\ufffd\ufffdop", "\ufffd\ufffdop"]

@@ -292,3 +292,47 @@ def test_a_handler_that_cannot_be_imported_is_a_config_error(tmp_path: Path) -> 
         load_config(path, {})
     assert info.value.exit_status == 78
     assert "rules[0].handler" in info.value.message
+
+
+def test_a_handler_returning_one_plan_or_failing_half_way_never_loses_the_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from incident_cli.config import load_config
+    from incident_cli.db import open_db
+    from incident_cli.lifecycle import apply_poll
+    from incident_cli.models import Alert
+    from incident_cli.sources import fingerprint
+
+    (tmp_path / "odd_handlers.py").write_text(
+        "from incident_cli.models import ActionPlan\n"
+        "def single(incident, alert, rule):\n"
+        "    return ActionPlan(kind='escalate', params={'reason': 'one'})\n"
+        "def broken(incident, alert, rule):\n"
+        "    yield ActionPlan(kind='escalate', params={'reason': 'two'})\n"
+        "    raise RuntimeError('half way')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "incident.yaml"
+    path.write_text(
+        "sources:\n  p: {type: prometheus, url: 'http://127.0.0.1:9'}\n"
+        "rules:\n"
+        "  - {name: one, match: {alertname: One}, handler: 'odd_handlers:single'}\n"
+        "  - {name: two, match: {alertname: Two}, handler: 'odd_handlers:broken'}\n"
+    )
+    config = load_config(path, {})
+    db = open_db(tmp_path / "state.db")
+    alerts = [
+        Alert("p", fingerprint({"alertname": n}), {"alertname": n}, {}, "firing")
+        for n in ("One", "Two", "Three")
+    ]
+    result = apply_poll(db, config, {"p": alerts}, {}, 1_800_000_000.0)
+    assert len(result.opened) == 3
+    kinds = {
+        r["rule"]: r["n"]
+        for r in db.query(
+            "SELECT i.rule, count(a.id) AS n FROM incidents i LEFT JOIN actions a ON a.incident_id = i.id GROUP BY i.rule"
+        )
+    }
+    assert kinds == {"one": 1, "two": 0, "default": 0}
+    notes = [r["message"] for r in db.query("SELECT message FROM timeline WHERE kind = 'note'")]
+    assert any("half way" in n for n in notes)

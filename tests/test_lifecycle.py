@@ -428,3 +428,25 @@ def test_a_channel_that_only_got_the_escalation_hears_the_resolve(
     poll(db, config, T0 + 360)
     assert sorted(e for i, c, e in notifications(db) if e == "resolved") == ["resolved", "resolved"]
     assert outbox.channels_that_got_firing(db, incident_id) == ["pd", "slack"]
+
+
+def test_an_alert_of_a_grouped_incident_that_clears_and_fires_again_is_firing_again(
+    tmp_path: Path, db: Database
+) -> None:
+    path = tmp_path / "grouped.yaml"
+    path.write_text(
+        CONFIG + "  - {name: disk, match: {alertname: DiskFull}, group_by: [alertname]}\n"
+    )
+    config = load_config(path, {})
+    a, b = alert("DiskFull", instance="a"), alert("DiskFull", instance="b")
+    incident_id = poll(db, config, T0, a, b).opened[0]
+    poll(db, config, T0 + 60, a)  # b clears
+    poll(db, config, T0 + 120, a, b)  # and fires again
+    states = [
+        r["state"]
+        for r in db.query(
+            "SELECT state FROM alerts WHERE incident_id = ? ORDER BY id", [incident_id]
+        )
+    ]
+    assert states == ["firing", "firing"]
+    assert timeline_kinds(db, incident_id).count("alert_firing") == 3

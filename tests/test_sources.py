@@ -248,3 +248,12 @@ def test_one_source_failing_unexpectedly_does_not_lose_the_others(
     fetched, failed = fetch_all(config)
     assert len(fetched["good"]) == 3
     assert failed["odd"].startswith("source odd: ValueError") and "tok-1234567" not in failed["odd"]
+
+
+def test_odd_alertmanager_fingerprints_and_urls_are_cleaned() -> None:
+    body = json.loads(
+        '[{"labels":{"alertname":"X"},"status":{"state":"active"},"fingerprint":"ab\\ud800","generatorURL":"http://x/\\udc80"}]'
+    )
+    (alert,) = parse_alertmanager("am", body)
+    assert alert.fingerprint == fingerprint({"alertname": "X"})
+    assert alert.generator_url == "http://x/\ufffd"

@@ -17,6 +17,17 @@ DRY_RUN = typer.Option(False, "--dry-run", help="Print what would be done; chang
 JSON = typer.Option(False, "--json", help="Plain JSON on stdout.")
 
 
+def _text_arg(value: str | None, option: str) -> str | None:
+    """A text option as storable UTF-8: bytes that are not UTF-8 (surrogate-escaped by Python)
+    become U+FFFD instead of failing the write."""
+    if value is None:
+        return None
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if option == "--by" and not value.strip():
+        raise UsageError("--by needs a name")
+    return value
+
+
 def _default_actor() -> str:
     import getpass
 
@@ -93,7 +104,7 @@ def list_(
         statuses = None
     else:
         statuses = (status,)
-    if since is not None and since < 0:
+    if since is not None and not (0 <= since < float("inf")):
         raise UsageError("--since takes a positive number of hours")
     db = env.db()
     cutoff = None if since is None else env.now() - since * 3600
@@ -273,14 +284,15 @@ def ack(
     ctx: typer.Context,
     incident_id: int = typer.Argument(..., metavar="ID", help="Incident id."),
     by: str = typer.Option(None, "--by", help="Who acknowledges (default: the OS user)."),
-    note: str = typer.Option(None, "--note", help="A note for the timeline."),
+    note: str | None = typer.Option(None, "--note", help="A note for the timeline."),
     dry_run: bool = DRY_RUN,
 ) -> None:
     """Acknowledge an incident: stops escalation and tells the channels that got it."""
     from incident_cli.lifecycle import acknowledge
 
     env = get_env(ctx)
-    who = (by or _default_actor())[:200]
+    who = (_text_arg(by, "--by") or _default_actor())[:200]
+    note = _text_arg(note, "--note")
     if dry_run:
         _describe_would(env, incident_id, f"acknowledge as {who}")
         return
@@ -293,7 +305,7 @@ def ack(
 def resolve(
     ctx: typer.Context,
     incident_id: int = typer.Argument(..., metavar="ID", help="Incident id."),
-    note: str = typer.Option(None, "--note", help="A note for the timeline."),
+    note: str | None = typer.Option(None, "--note", help="A note for the timeline."),
     false_positive: bool = typer.Option(
         False, "--false-positive", help="Resolve as a false positive (counted in reports)."
     ),
@@ -304,7 +316,8 @@ def resolve(
     from incident_cli.lifecycle import resolve_by_hand
 
     env = get_env(ctx)
-    who = (by or _default_actor())[:200]
+    who = (_text_arg(by, "--by") or _default_actor())[:200]
+    note = _text_arg(note, "--note")
     if dry_run:
         what = "resolve as a false positive" if false_positive else "resolve"
         _describe_would(env, incident_id, f"{what} as {who}")

@@ -150,6 +150,8 @@ def metrics(
     from incident_cli.metrics import exposition, write_file_atomically
 
     env = get_env(ctx)
+    if textfile is not None and (str(textfile) in ("", ".") or textfile.is_dir()):
+        raise UsageError(f"--textfile needs a file path, not {str(textfile)!r}")
     if textfile is None:
         sys.stdout.write(exposition(env.db(), env.now(), env.resolved_db_path()).decode("utf-8"))
         return

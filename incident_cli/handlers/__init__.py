@@ -137,7 +137,9 @@ def plan_actions(
     its rows writes them first, so every row keeps its order).
     """
     try:
-        plans = get_handler(incident.handler)(incident, alert, rule)
+        result = get_handler(incident.handler)(incident, alert, rule)
+        # A single plan, None, or a generator that fails half-way are a handler's bugs too.
+        plans = [result] if isinstance(result, ActionPlan) else list(result or [])
     except Exception as exc:  # a user handler's bug must not lose the poll
         if before_write is not None:
             before_write()
@@ -152,7 +154,7 @@ def plan_actions(
     ids = []
     if plans and before_write is not None:
         before_write()
-    for plan in plans or []:
+    for plan in plans:
         problem = _plan_problem(plan)
         if problem is not None:
             add_event(db, incident.id, now, "note", problem[:500])
