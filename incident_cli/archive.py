@@ -19,8 +19,12 @@ BATCH = 5000  # incidents per write transaction: a long archive never blocks a t
 
 # An incident still has work queued when a notification is pending or an action is pending or
 # running; archiving it would drop that work, so it waits for a later archive.
+# An incident resolved by hand whose alerts still fire holds them (no reopen, no page) until
+# they clear: archiving it would let the same alert open and page again.
 _ARCHIVABLE = """
     status = 'resolved' AND resolved_at < :cutoff
+    AND NOT EXISTS (SELECT 1 FROM alerts al INDEXED BY alerts_uncleared
+                    WHERE al.incident_id = incidents.id AND al.state != 'cleared')
     AND NOT EXISTS (SELECT 1 FROM notifications n
                     WHERE n.incident_id = incidents.id AND n.status = 'pending')
     AND NOT EXISTS (SELECT 1 FROM actions a
@@ -143,6 +147,11 @@ def archive(
                 for table in ("alerts", "timeline", "actions", "notifications"):
                     totals[table] += _count(db, table, ids, {})
                 _fold_incidents(db)
+                conn.execute(
+                    "INSERT INTO id_floor (name, value) SELECT 'incidents', max(id) FROM incidents"
+                    " WHERE true ON CONFLICT(name) DO UPDATE SET"
+                    " value = max(id_floor.value, excluded.value)"
+                )
                 conn.execute(f"DELETE FROM incidents WHERE id IN ({ids})")
                 totals["incidents"] += n
         with write_tx(db):

@@ -554,3 +554,15 @@ def m008_open_and_flapping_indexes(db: sqlite_utils.Database) -> None:
         CREATE INDEX IF NOT EXISTS incidents_flapping ON incidents(id) WHERE flapping = 1;
         """
     )
+
+
+@migrations()
+def m009_id_floor(db: sqlite_utils.Database) -> None:
+    # The highest incident id `archive` ever removed: new incidents never reuse an id.
+    db.executescript(
+        """
+        CREATE TABLE id_floor (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO id_floor (name, value)
+            SELECT 'incidents', COALESCE(max(id), 0) FROM incidents;
+        """
+    )

@@ -87,8 +87,7 @@ class _Batch:
     def incident_id(self) -> int | None:
         """The id the next incident row gets, or None to insert it the usual way."""
         if self.next_id is None:
-            top = self.db.conn.execute("SELECT max(id) FROM incidents").fetchone()[0]
-            self.next_id = (top or 0) + 1
+            self.next_id = first_free_incident_id(self.db)
         if self.next_id >= _MAX_ROWID:
             return None  # SQLite picks at random up there: let it
         self.next_id += 1
@@ -115,6 +114,16 @@ class _Batch:
         self.alerts.clear()
         self.events.clear()
         self.next_id = None
+
+
+def first_free_incident_id(db: Database) -> int:
+    """max(id) + 1, never below an id that `archive` removed: ids in tickets, chat messages and
+    PagerDuty dedup keys must never come back for another incident."""
+    top, floor = db.conn.execute(
+        "SELECT (SELECT max(id) FROM incidents),"
+        " (SELECT value FROM id_floor WHERE name = 'incidents')"
+    ).fetchone()
+    return max(top or 0, floor or 0) + 1
 
 
 def _insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -150,7 +159,8 @@ def _insert_incident(
     else:
         labels, annotations = _clip(alert.labels), _clip(alert.annotations)
         labels_json, annotations_json = _dumps(labels), _dumps(annotations)
-        incident_id = None
+        free = first_free_incident_id(db)
+        incident_id = free if free < _MAX_ROWID else None
     row = (
         incident_id,
         routed.key,

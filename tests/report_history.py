@@ -167,11 +167,25 @@ class History:
             (incident_id, at, kind, actor, message, json.dumps(data) if data else None),
         )
 
-    def alert(self, incident_id: int, *, at: float, fingerprint: str = "fp1") -> None:
+    def alert(
+        self, incident_id: int, *, at: float, fingerprint: str = "fp1", state: str = "cleared"
+    ) -> None:
+        """An alert row; by default one that has cleared, as those of a history have."""
         self.db.conn.execute(
             "INSERT INTO alerts (incident_id, source, fingerprint, labels, annotations, state,"
-            " starts_at, first_seen_at, last_seen_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            (incident_id, "prometheus", fingerprint, "{}", "{}", "firing", at, at, at),
+            " starts_at, first_seen_at, last_seen_at, cleared_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                incident_id,
+                "prometheus",
+                fingerprint,
+                "{}",
+                "{}",
+                state,
+                at,
+                at,
+                at,
+                at + 60 if state == "cleared" else None,
+            ),
         )
 
     def heartbeat(

@@ -273,3 +273,59 @@ def test_archive_prunes_old_journey_results_but_keeps_what_the_checks_need(tmp_p
         db.conn.execute("SELECT journey, count(*) FROM journeys GROUP BY journey").fetchall()
     )
     assert left == {"login": 31, "search": 31, "rare": 1}
+
+
+def test_ids_of_archived_incidents_are_never_given_again(tmp_path: Path) -> None:
+    from incident_cli.archive import archive as archive_incidents
+    from incident_cli.config import load_config
+    from incident_cli.db import open_db
+    from incident_cli.lifecycle import apply_poll
+    from incident_cli.models import Alert
+    from incident_cli.sources import fingerprint
+
+    path = tmp_path / "incident.yaml"
+    path.write_text(
+        "sources:\n  p: {type: prometheus, url: 'http://127.0.0.1:9'}\nincidents: {resolve_after: 1s, reopen_within: 1s}\n"
+    )
+    config = load_config(path, {})
+    db = open_db(tmp_path / "state.db")
+    t0 = 1_800_000_000.0
+
+    def firing(name: str) -> Alert:
+        return Alert("p", fingerprint({"alertname": name}), {"alertname": name}, {}, "firing")
+
+    assert apply_poll(db, config, {"p": [firing("A"), firing("B")]}, {}, t0).opened == [1, 2]
+    apply_poll(db, config, {"p": []}, {}, t0 + 10)
+    apply_poll(db, config, {"p": []}, {}, t0 + 20)
+    assert archive_incidents(db, t0 + 40 * 86400, 30).incidents == 2
+    one = apply_poll(db, config, {"p": [firing("C")]}, {}, t0 + 40 * 86400).opened
+    storm = apply_poll(
+        db,
+        config,
+        {"p": [firing("C")] + [firing(f"S{i}") for i in range(3)]},
+        {},
+        t0 + 40 * 86400 + 60,
+    ).opened
+    assert one == [3] and storm == [4, 5, 6]
+
+
+def test_an_incident_whose_alerts_still_fire_is_not_archived(tmp_path: Path) -> None:
+    from incident_cli.archive import archive as archive_incidents
+    from incident_cli.config import load_config
+    from incident_cli.db import open_db
+    from incident_cli.lifecycle import apply_poll, resolve_by_hand
+    from incident_cli.models import Alert
+    from incident_cli.sources import fingerprint
+
+    path = tmp_path / "incident.yaml"
+    path.write_text("sources:\n  p: {type: prometheus, url: 'http://127.0.0.1:9'}\n")
+    config = load_config(path, {})
+    db = open_db(tmp_path / "state.db")
+    t0 = 1_800_000_000.0
+    still = Alert("p", fingerprint({"alertname": "Still"}), {"alertname": "Still"}, {}, "firing")
+    (incident_id,) = apply_poll(db, config, {"p": [still]}, {}, t0).opened
+    resolve_by_hand(db, config, incident_id, "alice", None, True, t0 + 60)
+    later = t0 + 40 * 86400
+    apply_poll(db, config, {"p": [still]}, {}, later)  # still firing, held
+    assert archive_incidents(db, later, 30).incidents == 0
+    assert apply_poll(db, config, {"p": [still]}, {}, later + 60).opened == []

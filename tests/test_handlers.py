@@ -93,7 +93,7 @@ def test_commands_are_recorded_skipped_when_recovery_is_disabled(tmp_path: Path)
     assert "skipped" in planned[0]["message"]
 
 
-def test_slo_breach_plans_diagnostics_only_when_the_rule_names_some(tmp_path: Path) -> None:
+def test_slo_breach_collects_the_rules_diagnostics_or_the_default_snapshot(tmp_path: Path) -> None:
     config = load(
         write_config(
             tmp_path,
@@ -115,7 +115,9 @@ def test_slo_breach_plans_diagnostics_only_when_the_rule_names_some(tmp_path: Pa
         alert(alertname="ErrorRateSLOBreach"),
         alert(alertname="ServiceAvailabilityBreach"),
     )
-    assert actions(db, 1) == []
+    [default] = actions(db, 1)  # SPEC: slo_breach = notify, collect diagnostics
+    assert default["kind"] == "diagnostics"
+    assert "process_cpu_seconds_total" in json.dumps(params_of(db, default["id"]))
     [diag] = actions(db, 2)
     assert diag["kind"] == "diagnostics"
     params = params_of(db, diag["id"])

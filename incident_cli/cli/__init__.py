@@ -254,10 +254,15 @@ def emit_json(data: Any) -> None:
 
 
 def console() -> Any:
-    """A rich Console on stdout (honours NO_COLOR); imported only by commands that print."""
+    """A rich Console on stdout (honours NO_COLOR); imported only by commands that print.
+
+    Not on a terminal (cron mail, the journal, a pipe) and with no COLUMNS, lines are not
+    folded at rich's default of 80 columns: a title or an error split mid-word helps nobody.
+    """
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def main() -> None:

@@ -57,10 +57,9 @@ def _diagnostics(diagnostics: DiagnosticsRule) -> ActionPlan:
 
 
 def slo_breach(incident: Incident, alert: Alert | None, rule: Rule) -> list[ActionPlan]:
-    """The notification is the main thing; diagnostics only when the rule names some."""
-    if rule.diagnostics is None or not (rule.diagnostics.commands or rule.diagnostics.queries):
-        return []
-    return [_diagnostics(rule.diagnostics)]
+    """Notify (the outbox does that) and collect diagnostics: the rule's, or the busiest
+    scraped processes when it names none."""
+    return performance_issue(incident, alert, rule)
 
 
 def performance_issue(incident: Incident, alert: Alert | None, rule: Rule) -> list[ActionPlan]:
