@@ -194,17 +194,34 @@ class _Delivery:
         found = self.db.conn.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,))
         return found.fetchone() is not None
 
+    def _settle(self, row: Row, token: str, assignments: str, args: tuple[Any, ...]) -> bool:
+        """Write the row's outcome if this tick still holds its lease; True when it did and the
+        row's incident (if any) still exists, so a timeline event should follow."""
+        cursor = self.db.conn.execute(
+            f"UPDATE notifications SET {assignments}, lease_until = NULL, lease_token = NULL"
+            " WHERE id = ? AND lease_token = ?",
+            (*args, row.id, token),
+        )
+        return cursor.rowcount == 1 and self._incident_exists(row.incident_id)
+
+    def _event(
+        self, row: Row, now: float, kind: str, message: str, attempts: int, **extra: Any
+    ) -> None:
+        assert row.incident_id is not None
+        data = {
+            "channel": row.channel,
+            "event": row.event,
+            "notification_id": row.id,
+            "attempts": attempts,
+            **extra,
+        }
+        add_event(self.db, row.incident_id, now, kind, message, data=data)
+
     def mark_sent(self, row: Row, token: str, attempts: int, remote_id: str | None) -> None:
         now = self.clock()
         with write_tx(self.db):
-            cursor = self.db.conn.execute(
-                "UPDATE notifications SET status = 'sent', sent_at = ?, error = NULL,"
-                " lease_until = NULL, lease_token = NULL WHERE id = ? AND lease_token = ?",
-                (now, row.id, token),
-            )
-            if cursor.rowcount != 1 or not self._incident_exists(row.incident_id):
+            if not self._settle(row, token, "status = 'sent', sent_at = ?, error = NULL", (now,)):
                 return
-            assert row.incident_id is not None
             if remote_id is not None:
                 self.db.conn.execute(
                     "INSERT INTO channel_refs (incident_id, channel, remote_id) VALUES (?, ?, ?)"
@@ -212,54 +229,33 @@ class _Delivery:
                     " DO UPDATE SET remote_id = excluded.remote_id",
                     (row.incident_id, row.channel, remote_id),
                 )
-            add_event(
-                self.db,
-                row.incident_id,
+            self._event(
+                row,
                 now,
                 "notified",
                 f"{row.event} message delivered to {row.channel}"
                 + (f" (attempt {attempts})" if attempts > 1 else ""),
-                data={
-                    "channel": row.channel,
-                    "event": row.event,
-                    "notification_id": row.id,
-                    "attempts": attempts,
-                },
+                attempts,
             )
 
     def mark_retry(self, row: Row, token: str, error: str, next_attempt_at: float) -> None:
         with write_tx(self.db):
-            self.db.conn.execute(
-                "UPDATE notifications SET next_attempt_at = ?, error = ?, lease_until = NULL,"
-                " lease_token = NULL WHERE id = ? AND lease_token = ?",
-                (next_attempt_at, error, row.id, token),
-            )
+            # Only the row changes: a retry is not an event in the incident's story.
+            self._settle(row, token, "next_attempt_at = ?, error = ?", (next_attempt_at, error))
 
     def mark_dead(self, row: Row, token: str, attempts: int, error: str) -> None:
         now = self.clock()
         with write_tx(self.db):
-            cursor = self.db.conn.execute(
-                "UPDATE notifications SET status = 'dead', error = ?, lease_until = NULL,"
-                " lease_token = NULL WHERE id = ? AND lease_token = ?",
-                (error, row.id, token),
-            )
-            if cursor.rowcount != 1 or not self._incident_exists(row.incident_id):
+            if not self._settle(row, token, "status = 'dead', error = ?", (error,)):
                 return
-            assert row.incident_id is not None
-            add_event(
-                self.db,
-                row.incident_id,
+            self._event(
+                row,
                 now,
                 "notification_failed",
                 f"{row.event} message to {row.channel} not delivered after"
                 f" {attempts} attempt(s): {error}",
-                data={
-                    "channel": row.channel,
-                    "event": row.event,
-                    "notification_id": row.id,
-                    "attempts": attempts,
-                    "error": error,
-                },
+                attempts,
+                error=error,
             )
 
     def describe(self, exc: BaseException, channel: Channel) -> str:

@@ -143,12 +143,7 @@ def test_a_flapping_incident_says_so(tmp_path: Path) -> None:
         {"slack": f'{{type: slack, webhook_url: "{WEBHOOK}"}}'},
         ["slack"],
     )
-    setup.config_path.write_text(
-        setup.config_path.read_text() + "incidents: {flapping: {changes: 2, window: 1h}}\n"
-    )
-    from incident_cli.config import load_config
-
-    setup.config = load_config(setup.config_path, {}, must_exist=True)
+    setup.add_config("incidents: {flapping: {changes: 2, window: 1h}}")
     # fire, clear until it auto-resolves, fire again: the reopen is the 2nd change and starts
     # flapping while the incident is open.
     fire(setup, [alert(service="backend")], T0)
@@ -168,12 +163,7 @@ def test_a_flapping_incident_says_so(tmp_path: Path) -> None:
 @responses.activate
 def test_a_storm_summary_names_the_top_alerts_and_how_to_list_them(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    setup.config_path.write_text(
-        setup.config_path.read_text() + "incidents: {storm: {max_new_per_tick: 2}}\n"
-    )
-    from incident_cli.config import load_config
-
-    setup.config = load_config(setup.config_path, {}, must_exist=True)
+    setup.add_config("incidents: {storm: {max_new_per_tick: 2}}")
     fire(setup, [alert(service=f"svc{i}") for i in range(3)], T0)
     responses.post(WEBHOOK, body="ok")
 

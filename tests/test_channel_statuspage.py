@@ -148,12 +148,7 @@ def test_a_resolve_with_no_statuspage_incident_is_a_dead_letter_not_a_new_incide
 @responses.activate
 def test_storm_summaries_are_not_posted_to_the_public_page(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    setup.config_path.write_text(
-        setup.config_path.read_text() + "incidents: {storm: {max_new_per_tick: 1}}\n"
-    )
-    from incident_cli.config import load_config
-
-    setup.config = load_config(setup.config_path, {}, must_exist=True)
+    setup.add_config("incidents: {storm: {max_new_per_tick: 1}}")
     fire(setup, [alert(service="a"), alert(service="b")])
 
     report = deliver(setup)

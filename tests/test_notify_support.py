@@ -48,6 +48,11 @@ class Setup:
     def db(self) -> Any:
         return open_db(self.db_path)
 
+    def add_config(self, yaml_text: str) -> None:
+        """Append top-level YAML (e.g. an `incidents:` section) and reload the config."""
+        self.config_path.write_text(self.config_path.read_text() + yaml_text + "\n")
+        self.config = load_config(self.config_path, {}, must_exist=True)
+
 
 def make_setup(tmp_path: Path, channels: dict[str, str], notify: list[str] | None = None) -> Setup:
     """A config with the given channels (name → YAML flow mapping) and a fresh DB."""
