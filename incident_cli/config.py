@@ -167,6 +167,7 @@ class RecoveryConfig:
     enabled: bool = True
     max_concurrent: int = 2
     default_timeout: float = 600.0
+    env_passthrough: tuple[str, ...] = ()  # variables a command gets besides the minimal set
 
 
 @dataclass(frozen=True)
@@ -958,11 +959,20 @@ def _build(
     if anomaly.fail_threshold > 1:
         raise r.fail("anomaly.fail_threshold", "is a fraction between 0 and 1")
 
-    rec = r.mapping("recovery", top.get("recovery"), ("enabled", "max_concurrent", "timeout"))
+    rec = r.mapping(
+        "recovery",
+        top.get("recovery"),
+        ("enabled", "max_concurrent", "timeout", "env_passthrough"),
+    )
+    passthrough = r.texts("recovery.env_passthrough", rec.get("env_passthrough"))
+    for i, name in enumerate(passthrough):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise r.fail(f"recovery.env_passthrough[{i}]", f"{name!r} is not a variable name")
     recovery = RecoveryConfig(
         enabled=r.boolean("recovery.enabled", rec.get("enabled"), True),
         max_concurrent=r.integer("recovery.max_concurrent", rec.get("max_concurrent"), 2, 1),
         default_timeout=r.duration("recovery.timeout", rec.get("timeout"), 600.0),
+        env_passthrough=tuple(passthrough),
     )
 
     sec = r.mapping(

@@ -40,19 +40,28 @@ from queue import SimpleQueue
 from typing import Any
 
 from incident_cli import outbox
-from incident_cli.config import Config, Rule, SourceConfig
+from incident_cli.config import Config, SourceConfig
 from incident_cli.db import Database, write_tx
 from incident_cli.errors import NotFound
-from incident_cli.handlers import ACTION_KINDS, MASKED_FLAG, gate_reason, mask_params
+from incident_cli.handlers import (
+    ACTION_KINDS,
+    PLAN_REF,
+    PlanGone,
+    gate_reason,
+    mask_params,
+    replan,
+)
 from incident_cli.models import Incident
-from incident_cli.redact import MASK, redact
+from incident_cli.redact import redact
 from incident_cli.store import add_event, get_incident
 from incident_cli.times import format_duration
 
 SAFE_VALUE = re.compile(r"[A-Za-z0-9_.:@/+=-]+")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_SUBSTITUTED_CHARS = 1024  # a label value longer than this never becomes an argument
-MAX_ENV_VALUE_CHARS = 32768  # execve refuses single strings over 128 KiB
+MAX_ENV_VALUE_BYTES = 32768  # execve refuses single strings over 128 KiB
+LABEL_ENV_BUDGET = 65536  # bytes of INCIDENT_LABEL_* one command gets, in all (ARG_MAX is shared)
+ENV_KEPT = ("PATH", "HOME", "LANG", "TZ")  # of the tick's environment, besides INCIDENT_*
 MAX_CAPTURE_BYTES = 16384  # tail of one command's stdout+stderr kept in memory
 MAX_STORED_OUTPUT = 8192  # tail kept in actions.output
 MAX_QUERY_RESULT_CHARS = 4096  # one PromQL result attached to the timeline
@@ -116,20 +125,73 @@ def env_name(label: str) -> str:
 
 
 def _env_value(value: str) -> str:
-    # Environment strings cannot hold NUL or lone surrogates, and execve caps their size.
+    # Environment strings cannot hold NUL or lone surrogates, and execve caps each one's size.
     clean = value.encode("utf-8", "replace").decode("utf-8").replace("\0", "")
-    return clean[:MAX_ENV_VALUE_CHARS]
+    return clean.encode("utf-8")[:MAX_ENV_VALUE_BYTES].decode("utf-8", "ignore")
+
+
+def _env_size(name: str, value: str) -> int:
+    return len(name.encode("utf-8")) + len(value.encode("utf-8")) + 2  # "NAME=value\0"
+
+
+def label_env(labels: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Every label as INCIDENT_LABEL_<NAME>, within LABEL_ENV_BUDGET bytes in all: the smallest
+    first, so that one huge label cannot crowd out the ordinary ones. Returns the variables and
+    the names of the labels left out."""
+    by_var: dict[str, tuple[str, str]] = {}
+    # Two labels can sanitise to one name (`a-b`, `a_b`); sorted order makes the winner stable.
+    for name, value in sorted(labels.items()):
+        by_var[env_name(name)] = (name, _env_value(value))
+    env: dict[str, str] = {}
+    left_out: list[str] = []
+    used = 0
+    for var, (name, value) in sorted(
+        by_var.items(), key=lambda i: (_env_size(i[0], i[1][1]), i[0])
+    ):
+        size = _env_size(var, value)
+        if used + size > LABEL_ENV_BUDGET:
+            left_out.append(name)
+            continue
+        env[var] = value
+        used += size
+    return env, sorted(left_out)
+
+
+# Variables whose name says they hold a secret, or a URL (which may carry credentials).
+_SECRET_NAME = re.compile(r"PASSW|TOKEN|SECRET|KEY|CREDENTIAL|AUTH|WEBHOOK|URL|DSN", re.I)
+_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
+
+
+def base_env(
+    environ: Mapping[str, str], passthrough: Sequence[str], secrets: Sequence[str]
+) -> dict[str, str]:
+    """The environment a command starts from: PATH, HOME, LANG, TZ, the INCIDENT_* variables
+    that hold no secret, and what `recovery.env_passthrough` names. Nothing else: the tick's
+    own environment holds channel secrets (SLACK_WEBHOOK_URL, ...) a command has no use for."""
+    env = {k: environ[k] for k in ENV_KEPT if k in environ}
+    env.setdefault("PATH", os.defpath)
+    for name, value in environ.items():
+        if (
+            name.startswith("INCIDENT_")
+            and not name.startswith("INCIDENT_LABEL_")
+            and _SECRET_NAME.search(name[len("INCIDENT_") :]) is None
+            and _URL_USERINFO.search(value) is None
+            and not any(secret in value for secret in secrets)
+        ):
+            env[name] = value
+    env.update({k: environ[k] for k in passthrough if k in environ})
+    return env
 
 
 def command_env(
     base: Mapping[str, str], incident: Incident, extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The environment of a command: the caller's, plus every label as INCIDENT_LABEL_<NAME>
-    (whatever its value) and the incident's identity."""
+) -> tuple[dict[str, str], list[str]]:
+    """The environment of a command: `base` (see base_env), plus the labels as
+    INCIDENT_LABEL_<NAME> within the budget (see label_env) and the incident's identity.
+    Returns it and the names of the labels left out."""
     env = {k: v for k, v in base.items() if not k.startswith("INCIDENT_LABEL_")}
-    # Two labels can sanitise to one name (`a-b`, `a_b`); sorted order makes the winner stable.
-    for name, value in sorted(incident.labels.items()):
-        env[env_name(name)] = _env_value(value)
+    labels, left_out = label_env(incident.labels)
+    env.update(labels)
     env.update(
         {
             "INCIDENT_ID": str(incident.id),
@@ -139,80 +201,7 @@ def command_env(
         }
     )
     env.update(extra or {})
-    return env
-
-
-# --------------------------------------------------------------------------- secrets in params
-
-
-class Unresolved(Exception):
-    """A masked secret in an action's params matches nothing the rule configures now."""
-
-
-def _rule_values(rule: Rule) -> tuple[list[tuple[str, ...]], list[str]]:
-    """Every argv and every other string a rule configures for its actions."""
-    argvs: list[tuple[str, ...]] = []
-    strings: list[str] = []
-    if rule.recovery is not None:
-        argvs.extend(rule.recovery.commands)
-        if rule.recovery.verify is not None and rule.recovery.verify.http:
-            strings.append(rule.recovery.verify.http)
-    if rule.diagnostics is not None:
-        argvs.extend(rule.diagnostics.commands)
-        strings.extend(rule.diagnostics.queries)
-    if rule.security is not None and rule.security.block_command:
-        argvs.append(rule.security.block_command)
-    return argvs, strings
-
-
-def unmask_params(params: Mapping[str, Any], rule: Rule, secrets: Sequence[str]) -> dict[str, Any]:
-    """The params as the handler planned them: an action's params are stored with secrets
-    masked (handlers.mask_params), so each masked argv or string is matched, by its masked
-    form, to what the rule configures now and replaced by it. Raises Unresolved when one
-    matches nothing, or more than one thing: running with "***" as an argument is never right.
-    """
-    if not params.get(MASKED_FLAG):
-        return dict(params)
-    rule_argvs, rule_strings = _rule_values(rule)
-    argvs: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
-    for argv in rule_argvs:
-        argvs.setdefault(tuple(redact(a, secrets) for a in argv), set()).add(tuple(argv))
-    strings: dict[str, set[str]] = {}
-    for text in rule_strings:
-        strings.setdefault(redact(text, secrets), set()).add(text)
-
-    def resolve_argv(value: Any, where: str) -> Any:
-        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-            return value
-        found = argvs.get(tuple(value), set())
-        if len(found) == 1:
-            return list(next(iter(found)))
-        if any(MASK in a for a in value):
-            raise Unresolved(where)
-        return value
-
-    def resolve_string(value: Any, where: str) -> Any:
-        if not isinstance(value, str):
-            return value
-        found = strings.get(value, set())
-        if len(found) == 1:
-            return next(iter(found))
-        if MASK in value:
-            raise Unresolved(where)
-        return value
-
-    out = dict(params)
-    if "template" in out:
-        out["template"] = resolve_argv(out["template"], "its command")
-    for key in ("then", "commands"):
-        if isinstance(out.get(key), list):
-            out[key] = [resolve_argv(item, f"{key}[{i}]") for i, item in enumerate(out[key])]
-    if isinstance(out.get("queries"), list):
-        out["queries"] = [resolve_string(q, f"queries[{i}]") for i, q in enumerate(out["queries"])]
-    verify = out.get("verify")
-    if isinstance(verify, dict) and verify.get("http"):
-        out["verify"] = {**verify, "http": resolve_string(verify["http"], "verify.http")}
-    return out
+    return env, left_out
 
 
 # --------------------------------------------------------------------------- running a command
@@ -640,7 +629,9 @@ class _Job:
     source: SourceConfig | None = None
     query_timeout: float = 30.0
     verify_url: str | None = None
+    verify: Mapping[str, Any] | None = None  # the rule's `verify`, as planned again now
     target: str | None = None  # what a block_ip acts on: the parsed IP
+    left_out: tuple[str, ...] = ()  # labels over the environment budget
 
 
 @dataclass(frozen=True)
@@ -756,7 +747,10 @@ class _Tick:
         once when the budget of its (rule, target) is spent."""
         if incident.status == "resolved":
             return
-        params = _loads(row["params"])
+        try:
+            params = replan(self.db, self.config, incident, row["kind"], self._plan_ref(row))
+        except PlanGone:
+            params = _loads(row["params"])  # only its budget numbers are read here
         max_attempts = int(_number(params, "max_attempts", 3))
         cooldown = _number(params, "cooldown", 3600.0)
         backoff = _number(params, "backoff", 30.0)
@@ -772,10 +766,8 @@ class _Tick:
                 self.result.escalated.append(incident.id)
             return
         delay = backoff * 2 ** (attempt - 1)
-        # Masked again: a row planned before secrets were masked must not pass them on.
-        stored = mask_params(params, self.secrets)
-        if stored != params:
-            stored[MASKED_FLAG] = True
+        # The retry refers to the same plan; what it runs is planned again when it is due.
+        stored = mask_params({**params, PLAN_REF: self._plan_ref(row)}, self.secrets)
         template = stored.get("template")
         cursor = self.db.conn.execute(
             "INSERT INTO actions (incident_id, kind, status, attempts, command, params, target,"
@@ -890,23 +882,30 @@ class _Tick:
                 continue
             healthy, detail = (None, None)
             if url:
-                real_url = self._real_verify_url(row, params)
+                real_url = self._real_verify_url(row)
                 healthy, detail = (
                     check_health(real_url)
                     if real_url
-                    else (False, "its URL held a secret the rule no longer configures")
+                    else (False, "its rule no longer configures a health URL")
                 )
             self._settle_verification(row, url, healthy, detail)
 
-    def _real_verify_url(self, row: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
+    def _real_verify_url(self, row: Mapping[str, Any]) -> str | None:
+        """The health URL the rule configures now (secrets and all), never the row's."""
         incident = get_incident(self.db, row["incident_id"])
         if incident is None:
             return None
         try:
-            real = unmask_params(params, self.config.rule_by_name(incident.rule), self.secrets)
-        except Unresolved:
+            real = replan(self.db, self.config, incident, row["kind"], self._plan_ref(row))
+        except PlanGone:
             return None
-        return str(real["verify"]["http"])
+        verify = real.get("verify")
+        url = verify.get("http") if isinstance(verify, dict) else None
+        return str(url) if url else None
+
+    @staticmethod
+    def _plan_ref(row: Mapping[str, Any]) -> object:
+        return _loads(row["params"]).get(PLAN_REF)
 
     def _alerts_cleared(self, incident: Incident) -> bool:
         if incident.status == "resolved":
@@ -1025,21 +1024,16 @@ class _Tick:
     ) -> tuple[str, str | None, _Job | None]:
         """Decide what to do with a due action: ("skip"|"refuse"|"defer"|"escalate"|"run",
         reason, job). Reads only; the caller writes."""
-        params = _loads(row["params"])
         kind = row["kind"]
         if kind not in ACTION_KINDS:
             return "refuse", f"unknown action kind {kind!r}", None
-        try:
-            params = unmask_params(params, self.config.rule_by_name(incident.rule), self.secrets)
-        except Unresolved as exc:
-            return (
-                "refuse",
-                f"{exc} held a secret that rule {incident.rule!r} no longer configures"
-                " (the config changed since it was planned)",
-                None,
-            )
         if incident.status == "resolved":
             return "skip", "incident resolved", None
+        # What runs comes from the config, planned again now: the row only says which plan.
+        try:
+            params = replan(self.db, self.config, incident, kind, self._plan_ref(row))
+        except PlanGone as exc:
+            return "refuse", str(exc), None
         gate = gate_reason(self.config, kind, params)
         if gate is not None:
             return "skip", gate, None
@@ -1050,7 +1044,8 @@ class _Tick:
                 return "skip", "already escalated", None
             return "escalate", str(params.get("reason") or "escalation planned"), None
 
-        base_env = self.config.env or dict(os.environ)
+        environ = self.config.env or dict(os.environ)
+        start_env = base_env(environ, self.config.recovery.env_passthrough, self.secrets)
         extra: dict[str, str] = {}
         if kind == "block_ip":
             label = str(params.get("ip_label") or "source_ip")
@@ -1068,7 +1063,7 @@ class _Tick:
             extra = {"ip": str(ip)}
         templates: list[list[str]] = []
         if kind in ("command", "block_ip"):
-            templates = [list(params.get("template") or _loads(row["command"]) or [])]
+            templates = [list(params.get("template") or [])]
             templates += [list(t) for t in params.get("then") or []]
         elif kind == "diagnostics":
             templates = [list(t) for t in params.get("commands") or []]
@@ -1097,8 +1092,8 @@ class _Tick:
             if isinstance(timeout_value, int | float) and timeout_value > 0
             else self.config.recovery.default_timeout
         )
-        env = command_env(
-            base_env,
+        env, left_out = command_env(
+            start_env,
             incident,
             {
                 "INCIDENT_ACTION_ID": str(row["id"]),
@@ -1127,7 +1122,9 @@ class _Tick:
             source=source,
             query_timeout=timeout,
             verify_url=verify.get("http") if kind == "command" else None,
+            verify=verify or None,
             target=extra.get("ip"),
+            left_out=tuple(left_out),
         )
         return "run", None, job
 
@@ -1229,6 +1226,21 @@ class _Tick:
                 f"started {row['kind']}{attempt}: {what}"[:1000],
                 data={"action_id": action_id, "argv": shown, "attempt": job.attempt},
             )
+            if job.left_out:
+                names = ", ".join(job.left_out[:20])
+                more = len(job.left_out) - 20
+                add_event(
+                    self.db,
+                    incident.id,
+                    at,
+                    "note",
+                    (
+                        f"{len(job.left_out)} label(s) left out of the command's environment"
+                        f" (over the {LABEL_ENV_BUDGET // 1024} KiB INCIDENT_LABEL_* budget):"
+                        f" {names}" + (f" and {more} more" if more > 0 else "")
+                    )[:1000],
+                    data={"action_id": action_id, "left_out": list(job.left_out[:200])},
+                )
             return job
 
     def record_process(self, job: _Job, who: ProcessIdentity) -> None:
@@ -1303,8 +1315,7 @@ class _Tick:
                 )
                 return
             exit_code = last.exit_code if last else None
-            params = _loads(row["params"])
-            verify = params.get("verify") if job.kind == "command" else None
+            verify = job.verify if job.kind == "command" else None
             if verify and not outcome.healthy:
                 within = _number(verify, "within", 600.0)
                 self.db.conn.execute(

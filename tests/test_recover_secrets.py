@@ -109,14 +109,16 @@ def test_a_rotated_secret_runs_with_its_new_value(tmp_path: Path) -> None:
     assert (tmp_path / "runs.log").read_text().splitlines() == [rotated, f"again={rotated}"]
 
 
-def test_an_action_whose_secret_left_the_rule_is_refused_not_run_with_the_mask(
+def test_an_action_runs_what_the_rule_configures_when_it_runs_never_the_mask(
     tmp_path: Path,
 ) -> None:
     path = plan_one(tmp_path)
-    # The operator edits the rule before the action runs: the stored mask matches nothing the
-    # rule configures, so nothing runs with "***" as an argument.
-    path.write_text(path.read_text().replace('["./fix.sh", "${SLACK_WEBHOOK_URL}"]', '["./x"]'))
+    # The operator edits the rule before the action runs: the action is planned again from the
+    # config, so the edited command runs, and nothing ever runs with "***" as an argument.
+    script(tmp_path, "new.sh", 'echo "new $1" >> runs.log\n')
+    path.write_text(
+        path.read_text().replace('["./fix.sh", "${SLACK_WEBHOOK_URL}"]', '["./new.sh"]')
+    )
     result = recover_due(db_for(tmp_path), load(path, {"SLACK_WEBHOOK_URL": SECRET}), T0 + 1)
-    assert [a.outcome for a in result.actions] == ["refused"]
-    assert "no longer configures" in (result.actions[0].detail or "")
-    assert not (tmp_path / "runs.log").exists()
+    assert [a.outcome for a in result.actions] == ["succeeded"]
+    assert (tmp_path / "runs.log").read_text().splitlines() == ["new ", f"again={SECRET}"]

@@ -137,9 +137,7 @@ def plan_actions(
     its rows writes them first, so every row keeps its order).
     """
     try:
-        result = get_handler(incident.handler)(incident, alert, rule)
-        # A single plan, None, or a generator that fails half-way are a handler's bugs too.
-        plans = [result] if isinstance(result, ActionPlan) else list(result or [])
+        plans = _call_handler(rule, incident, alert)
     except Exception as exc:  # a user handler's bug must not lose the poll
         if before_write is not None:
             before_write()
@@ -148,22 +146,84 @@ def plan_actions(
             incident.id,
             now,
             "note",
-            f"handler {incident.handler} failed: {exc.__class__.__name__}: {exc}"[:500],
+            f"handler {rule.handler} failed: {exc.__class__.__name__}: {exc}"[:500],
         )
         return []
     ids = []
     if plans and before_write is not None:
         before_write()
-    for plan in plans:
+    for index, plan in enumerate(plans):
         problem = _plan_problem(plan)
         if problem is not None:
             add_event(db, incident.id, now, "note", problem[:500])
             continue
-        ids.append(_insert_action(db, config, incident, plan, now))
+        ids.append(_insert_action(db, config, incident, plan, index, now))
     return ids
 
 
-MASKED_FLAG = "secrets_masked"  # in params: a secret was masked out of this action's params
+def _call_handler(rule: Rule, incident: Incident, alert: Alert | None) -> list[Any]:
+    # The rule's handler, from the config: the incident row's `handler` column is for display.
+    result = get_handler(rule.handler)(incident, alert, rule)
+    # A single plan, None, or a generator that fails half-way are a handler's bugs too.
+    return [result] if isinstance(result, ActionPlan) else list(result or [])
+
+
+PLAN_REF = "plan"  # in params: the index of the action's plan in what its handler returned
+
+
+class PlanGone(Exception):
+    """The config no longer plans the action a row refers to."""
+
+
+def _first_alert(db: Database, incident: Incident) -> Alert:
+    row = db.conn.execute(
+        "SELECT source, fingerprint, labels, annotations, state, starts_at, generator_url"
+        " FROM alerts WHERE incident_id = ? ORDER BY id LIMIT 1",
+        (incident.id,),
+    ).fetchone()
+    if row is None:
+        return Alert(incident.source, "", incident.labels, incident.annotations, "firing")
+    return Alert(
+        source=row[0],
+        fingerprint=row[1],
+        labels=json.loads(row[2]),
+        annotations=json.loads(row[3]),
+        state=row[4],
+        starts_at=row[5],
+        generator_url=row[6],
+    )
+
+
+def replan(
+    db: Database, config: Config, incident: Incident, kind: str, index: object
+) -> dict[str, Any]:
+    """The params, command included (as `template`), of the action a row refers to, planned
+    again from the config: this, never the row, is what `recover` runs. The row keeps only the
+    reference (its kind and the plan's index); the incident's rule names the rule, and the
+    label values come from the incident as they did at planning. Raises PlanGone."""
+    rule = config.rule_by_name(incident.rule)
+    try:
+        plans = _call_handler(rule, incident, _first_alert(db, incident))
+    except Exception as exc:
+        raise PlanGone(
+            f"handler {rule.handler} failed when planned again: {exc.__class__.__name__}: {exc}"
+        ) from None
+    valid = [(i, p) for i, p in enumerate(plans) if _plan_problem(p) is None]
+    if isinstance(index, int) and not isinstance(index, bool):
+        found = [p for i, p in valid if i == index and p.kind == kind]
+    else:  # planned before rows kept the reference: only an unambiguous kind will do
+        found = [p for _, p in valid if p.kind == kind]
+    if len(found) != 1:
+        raise PlanGone(
+            f"rule {rule.name!r} no longer plans this {kind} action"
+            " (the config changed since it was planned)"
+        )
+    plan = found[0]
+    params: dict[str, Any] = dict(plan.params)
+    if plan.command is not None:
+        params["template"] = list(plan.command)
+    result: dict[str, Any] = json.loads(json.dumps(params, default=str))
+    return result
 
 
 def mask_params(value: Any, secrets: list[str]) -> Any:
@@ -184,21 +244,20 @@ def budget_key(incident: Incident, plan: ActionPlan) -> str:
 
 
 def _insert_action(
-    db: Database, config: Config, incident: Incident, plan: ActionPlan, now: float
+    db: Database, config: Config, incident: Incident, plan: ActionPlan, index: int, now: float
 ) -> int:
     params: dict[str, Any] = dict(plan.params)
     if plan.command is not None:
-        # `command` shows what ran once it starts; the template stays for later attempts.
+        # Shown in `show` and the review; what runs is planned again from the config (replan).
         params["template"] = list(plan.command)
     skipped = gate_reason(config, plan.kind, params)
     secrets = config.secrets()
     shown = None if plan.command is None else [redact(item, secrets) for item in plan.command]
-    # No secret is ever stored: `recover` gets the real argv back from the rule in the config
-    # (see recovery.unmask_params), so every attempt, retries included, runs what the rule says.
-    plain = json.loads(json.dumps(params, default=str))  # what the DB keeps, before masking
-    params = mask_params(plain, secrets)
-    if params != plain:
-        params[MASKED_FLAG] = True
+    # No secret is ever stored, and nothing stored is ever run: `recover` plans the action
+    # again from the rule in the config (see `replan`), so every attempt, retries included,
+    # runs what the rule says, and a row changed behind our back runs nothing of its own.
+    params = mask_params(json.loads(json.dumps(params, default=str)), secrets)
+    params[PLAN_REF] = index
     cursor = db.conn.execute(
         "INSERT INTO actions (incident_id, kind, status, attempts, command, params, target,"
         " budget_key, error, planned_at, due_at, finished_at)"
