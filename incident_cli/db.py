@@ -7,13 +7,14 @@ import errno
 import fcntl
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from incident_cli.errors import IncidentError, LockBusy
+from incident_cli.errors import IncidentError, LockBusy, UnsafeState
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -349,23 +350,87 @@ def m005_report_rollup(db: sqlite_utils.Database) -> None:
     )
 
 
-def _create_private(path: Path) -> None:
-    """Create the DB file with mode 0600 before SQLite does (SQLite gives WAL/SHM the same mode)."""
+def make_private_dirs(directory: Path) -> None:
+    """`mkdir -p` where every directory it creates is 0700, whatever the umask (Path.mkdir
+    gives the parents it creates the umask's mode, drwxrwxrwx under umask 000)."""
+    missing = []
+    current = directory
+    while not os.path.lexists(current) and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+            os.chmod(path, 0o700)
+
+
+def _refuse_unsafe(path: Path, what: str, st: os.stat_result) -> None:
+    """As ssh does for its keys: the state is refused unless it is owned by this user (or by
+    root) and nobody else can write it, since whoever can write it picks what `recover` does."""
+    euid = os.geteuid()
+    if st.st_uid not in (euid, 0):
+        raise UnsafeState(
+            f"refusing the {what} {path}: it is owned by uid {st.st_uid}, not by this user"
+            f" (uid {euid})"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeState(
+            f"refusing the {what} {path}: it is writable by group or others"
+            f" (mode {stat.S_IMODE(st.st_mode):04o}); run: chmod go-w {path}"
+        )
+
+
+def check_state_path(path: Path, what: str) -> None:
+    """Refuse a state file that is a symbolic link, not ours, or writable by others. A file
+    that does not exist yet passes (it is created 0600 without following a link)."""
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeState(f"refusing the {what} {path}: it is a symbolic link")
+    _refuse_unsafe(path, what, st)
+
+
+def check_state_dir(directory: Path) -> None:
+    """Refuse the directory that holds the state (the DB's, wherever that is: /var/lib/incident
+    or the config's directory) when someone else could add, replace or link files in it."""
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return
+    _refuse_unsafe(directory, "state directory", st)
+
+
+def check_state(db_path: Path) -> None:
+    """The DB's directory, the DB, its -wal and -shm and the lock file: see check_state_path."""
+    check_state_dir(db_path.parent)
+    check_state_path(db_path, "state DB")
+    for suffix, what in (("-wal", "state DB's WAL"), ("-shm", "state DB's shared memory")):
+        check_state_path(Path(f"{db_path}{suffix}"), f"{what} file")
+    check_state_path(Path(f"{db_path}.lock"), "lock file")
+
+
+def _create_private(path: Path) -> None:
+    """Create the DB file with mode 0600 before SQLite does (SQLite gives WAL/SHM the same
+    mode), never through a symbolic link."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         return
     os.close(fd)
 
 
 def open_db(path: str | Path, *, migrate: bool = True) -> Database:
-    """Open (creating 0600 if needed) the state DB in WAL mode and apply pending migrations."""
+    """Open (creating 0600 if needed) the state DB in WAL mode and apply pending migrations.
+    A state DB, directory or companion file someone else could write is refused (exit 78)."""
     if str(path) == ":memory:":
         conn = sqlite3.connect(":memory:", isolation_level=None)
     else:
         target = Path(path)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(target.parent)
+            check_state(target)
             _create_private(target)
         except OSError as exc:
             raise IncidentError(f"cannot create the state DB {target}: {exc.strerror}") from None
@@ -425,10 +490,20 @@ class TickLock:
 
     def acquire(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            make_private_dirs(self.path.parent)
+            check_state_dir(self.path.parent)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeState(
+                    f"refusing the lock file {self.path}: it is a symbolic link"
+                ) from None
             raise IncidentError(f"cannot open the lock file {self.path}: {exc.strerror}") from None
+        try:
+            _refuse_unsafe(self.path, "lock file", os.fstat(fd))
+        except UnsafeState:
+            os.close(fd)
+            raise
         deadline = time.monotonic() + max(self.wait, 0.0)
         while True:
             try:

@@ -40,6 +40,13 @@ class SourceError(IncidentError):
     exit_status = ExitStatus.TEMPFAIL
 
 
+class UnsafeState(IncidentError):
+    """A state file or directory that someone else could have written (exit 78, like a config
+    error: a person has to fix it)."""
+
+    exit_status = ExitStatus.CONFIG
+
+
 class LockBusy(IncidentError):
     exit_status = ExitStatus.TEMPFAIL
 
