@@ -617,7 +617,14 @@ def _security_rule(r: _Reader, path: str, raw: Raw | None) -> SecurityRule | Non
 _CHANNEL_KEYS: dict[str, tuple[str, ...]] = {
     "slack": ("webhook_url", "channel", "username"),
     "pagerduty": ("routing_key", "url", "source"),
-    "statuspage": ("page_id", "api_key", "api_url", "components", "component_label"),
+    "statuspage": (
+        "page_id",
+        "api_key",
+        "api_url",
+        "components",
+        "component_label",
+        "name_template",
+    ),
     "email": ("host", "port", "starttls", "tls", "username", "password", "from", "to"),
     "webhook": ("url", "headers"),
 }
@@ -690,6 +697,7 @@ def _channels(r: _Reader, raw: Raw | None) -> dict[str, ChannelConfig]:
         if kind == "statuspage":
             options["api_url"] = (options.get("api_url") or STATUSPAGE_API_URL).rstrip("/")
             options["component_label"] = options.get("component_label") or "service"
+            _check_name_template(r, f"{path}.name_template", options.get("name_template"))
         if kind == "email":
             if options["tls"] and options["starttls"]:
                 raise r.fail(path, "choose one of tls (implicit TLS) and starttls")
@@ -712,6 +720,22 @@ def _channels(r: _Reader, raw: Raw | None) -> dict[str, ChannelConfig]:
             secret_keys=secrets,
         )
     return out
+
+
+def _check_name_template(r: _Reader, path: str, template: str | None) -> None:
+    from string import Formatter
+
+    from incident_cli.channels.statuspage import NAME_FIELDS
+
+    if template is None:
+        return
+    try:
+        fields = [f for _, f, spec, conv in Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise r.fail(path, f"bad template: {exc}") from None
+    for name in fields:
+        if name not in NAME_FIELDS:
+            raise r.fail(path, f"unknown field {{{name}}} (known: {', '.join(NAME_FIELDS)})")
 
 
 def _check_channel_names(

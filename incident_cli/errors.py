@@ -27,6 +27,11 @@ class ConfigError(IncidentError):
     exit_status = ExitStatus.CONFIG
 
     def __init__(self, file: str, path: str, problem: str) -> None:
+        from incident_cli.redact import mask_userinfo
+
+        # The config is not read yet, so its secrets are unknown: a URL's credentials, at
+        # least, never reach the message.
+        problem = mask_userinfo(problem)
         where = f"{file}: {path}: " if path else f"{file}: "
         super().__init__(f"invalid config: {where}{problem}")
         self.file = file

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,13 +229,16 @@ def exposition(db: Database, now: float, db_path: str | None = None) -> bytes:
     return data
 
 
-def write_file_atomically(path: str | Path, data: bytes, mode: int = 0o644) -> None:
+def write_file_atomically(path: str | Path, data: bytes, mode: int | None = 0o644) -> None:
     """Temp file in the same directory, fsync, then rename: readers see old or new, never half.
 
     node_exporter's textfile collector only reads names ending in `.prom`, so the temp name
-    ends in `.tmp`. Mode 0644 by default: node_exporter runs as another user.
+    ends in `.tmp`. Mode 0644 by default: node_exporter runs as another user. `mode=None`: an
+    existing file keeps its mode, a new one gets what the umask allows (as `>` in a shell).
     """
     target = Path(path)
+    if mode is None:
+        mode = _mode_for(target)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -247,3 +251,12 @@ def write_file_atomically(path: str | Path, data: bytes, mode: int = 0o644) -> N
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _mode_for(target: Path) -> int:
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o077)  # there is no way to read the umask but to set it
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 MASK = "***"
@@ -17,3 +18,12 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if encoded != secret:
             text = text.replace(encoded, MASK)
     return text
+
+
+# Up to the last `@` of the URL: a password may hold `/`, `?` or `#` when not percent-encoded.
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>@]*@")
+
+
+def mask_userinfo(text: str) -> str:
+    """`text` with the user:password@ part of every URL in it replaced by ***@."""
+    return _USERINFO.sub(rf"\1{MASK}@", text) if "@" in text else text

@@ -36,7 +36,7 @@ def incident_key(rule: Rule, labels: Mapping[str, str]) -> str:
     unique but bounded.
     """
     names = sorted(rule.group_by) if rule.group_by is not None else sorted(labels)
-    key = rule.name + ":" + ",".join(f"{n}={_escape(labels.get(n, ''))}" for n in names)
+    key = rule.name + ":" + ",".join(f"{_escape(n)}={_escape(labels.get(n, ''))}" for n in names)
     if len(key) > MAX_KEY_CHARS:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         key = key[: MAX_KEY_CHARS - 30] + "…#" + digest

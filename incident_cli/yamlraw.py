@@ -43,6 +43,8 @@ def load_raw(text: str) -> Raw | None:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise RawYAMLError(f"invalid YAML: {where}{problem}") from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise RawYAMLError("invalid YAML: nested too deeply") from None
     if node is None:
         return None
     try:

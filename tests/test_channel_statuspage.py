@@ -51,7 +51,7 @@ def test_it_creates_once_then_patches_and_sets_components_back_to_operational(
     assert create.request.headers["Authorization"] == f"OAuth {KEY}"
     assert json.loads(create.request.body) == {
         "incident": {
-            "name": "BackendServiceDown: backend",
+            "name": "backend",  # the component, never label text (name_template)
             "status": "investigating",
             "impact_override": "critical",
             "body": "We are investigating this issue.",

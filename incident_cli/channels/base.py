@@ -242,6 +242,27 @@ class Facts:
     notes: tuple[str, ...]
 
 
+LINK_KEYS = ("runbook", "grafana")  # the facts that are links a human may click
+
+
+def link_url(value: object) -> str | None:
+    """The URL when it is an absolute http(s) URL with a host, else None: a `javascript:`,
+    `data:` or `file:` runbook (an annotation is the source's text) is never forwarded."""
+    if not isinstance(value, str) or not value or len(value) > 2048:
+        return None
+    if re.search(r"[\x00-\x20\x7f-\x9f]", value):
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return value
+
+
 def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -263,7 +284,7 @@ def facts_of(message: Message) -> Facts:
             summary="Every incident of the storm summary has resolved.",
             labels={},
             runbook=None,
-            grafana=f.get("grafana") or None,
+            grafana=link_url(f.get("grafana")),
             ack_command=None,
             notes=(),
         )
@@ -283,7 +304,7 @@ def facts_of(message: Message) -> Facts:
             + (f" By severity: {by_severity}." if by_severity else ""),
             labels={},
             runbook=None,
-            grafana=f.get("grafana") or None,
+            grafana=link_url(f.get("grafana")),
             ack_command=None,
             notes=(
                 "One summary instead of one message per incident.",
@@ -326,8 +347,8 @@ def facts_of(message: Message) -> Facts:
         incident_id=incident.get("id"),
         summary=str(summary),
         labels={str(k): str(v) for k, v in dict(incident.get("labels") or {}).items()},
-        runbook=f.get("runbook") or None,
-        grafana=f.get("grafana") or None,
+        runbook=link_url(f.get("runbook")),
+        grafana=link_url(f.get("grafana")),
         ack_command=f.get("ack_command")
         if message.event not in ("resolved", "acknowledged")
         else None,

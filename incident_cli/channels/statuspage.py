@@ -26,6 +26,8 @@ COMPONENT_STATUS = {
     "warning": "degraded_performance",
     "info": "degraded_performance",
 }
+DEFAULT_NAME_TEMPLATE = "{name}"  # the component's name, or the rule's when none is mapped
+NAME_FIELDS = ("rule", "component", "name", "severity")  # what name_template may use
 IMPACT = {"critical": "critical", "error": "major", "warning": "minor", "info": "none"}
 BODIES = {
     "FIRING": "We are investigating this issue.",
@@ -48,12 +50,33 @@ class StatuspageChannel(Channel):
         page = quote(str(self.options["page_id"]), safe="")
         return f"{self.options['api_url']}/pages/{page}/incidents"
 
-    def components(self, message: Message) -> list[str]:
-        """Component ids mapped from the incident's `component_label` value."""
+    def _component(self, message: Message) -> str | None:
+        """The `components` key the incident's `component_label` value matches: a name the
+        config lists, so it may go on the public page."""
         labels = (message.facts.get("incident") or {}).get("labels") or {}
         value = labels.get(self.options.get("component_label") or "service")
         mapping = self.options.get("components") or {}
-        return [str(mapping[value])] if value is not None and value in mapping else []
+        return str(value) if value is not None and value in mapping else None
+
+    def components(self, message: Message) -> list[str]:
+        """Component ids mapped from the incident's `component_label` value."""
+        component = self._component(message)
+        return [str(self.options["components"][component])] if component is not None else []
+
+    def incident_name(self, message: Message) -> str:
+        """The public incident's name, from `name_template`: the rule's name, the component's
+        and the severity only, never raw label text (a public page is no place for it)."""
+        incident = message.facts.get("incident") or {}
+        rule = str(incident.get("rule") or "incident")
+        component = self._component(message) or ""
+        values = {
+            "rule": rule,
+            "component": component,
+            "name": component or rule,
+            "severity": str(incident.get("severity") or "warning"),
+        }
+        template = str(self.options.get("name_template") or DEFAULT_NAME_TEMPLATE)
+        return clip(one_line(template.format_map(values)), 255) or rule
 
     def prepare(self, message: Message) -> Outgoing | None:
         if message.event == "storm" or message.facts.get("storm_id"):
@@ -86,7 +109,7 @@ class StatuspageChannel(Channel):
                     " (its firing message was never delivered)",
                     permanent=True,
                 )
-            incident["name"] = clip(one_line(facts.title), 255)
+            incident["name"] = self.incident_name(message)
             incident["impact_override"] = IMPACT.get(facts.severity, "minor")
             return Outgoing("POST", self._base(), {"incident": incident}, self._headers())
         url = f"{self._base()}/{quote(message.remote_id, safe='')}"

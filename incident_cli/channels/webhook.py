@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from incident_cli.channels.base import Channel, Message, Outgoing, facts_of, plain_text
+from incident_cli.channels.base import (
+    LINK_KEYS,
+    Channel,
+    Message,
+    Outgoing,
+    facts_of,
+    link_url,
+    plain_text,
+)
 
 SCHEMA_VERSION = "1"
 
@@ -27,7 +35,11 @@ class WebhookChannel(Channel):
             "notification_id": message.id,
             "incident": message.facts.get("incident"),
             "text": plain_text(facts),
-            "details": {k: v for k, v in message.facts.items() if k not in ("incident", "event")},
+            "details": {
+                k: link_url(v) if k in LINK_KEYS else v
+                for k, v in message.facts.items()
+                if k not in ("incident", "event")
+            },
         }
         headers = {str(k): str(v) for k, v in dict(self.options.get("headers") or {}).items()}
         return Outgoing("POST", str(self.options["url"]), body, headers)

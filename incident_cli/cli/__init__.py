@@ -71,9 +71,9 @@ class Env:
 
 
 def _print_error(message: str, env: Env | None) -> None:
-    from incident_cli.redact import redact
+    from incident_cli.redact import mask_userinfo, redact
 
-    text = redact(message, env.secrets() if env else [])
+    text = mask_userinfo(redact(message, env.secrets() if env else []))
     line = " ".join(text.split())  # one line, whatever the message held
     sys.stderr.write(f"incident: {line}\n")
 

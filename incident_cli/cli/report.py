@@ -25,7 +25,7 @@ def _deliver(env: Env, text: str, output: Path | None) -> None:
         return
     from incident_cli.metrics import write_file_atomically
 
-    write_file_atomically(output, text.encode("utf-8"), 0o644)
+    write_file_atomically(output, text.encode("utf-8"), None)
     if env.verbose:
         sys.stderr.write(f"incident: wrote {output}\n")
 
