@@ -133,6 +133,14 @@ def check_state(db_path: str) -> Iterator[Check]:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         yield Check("state", FAILED, f"{existing} is not writable (state DB {path})")
         return
+    from incident_cli.db import check_state as refuse_unsafe_state
+    from incident_cli.errors import UnsafeState
+
+    try:
+        refuse_unsafe_state(path)
+    except UnsafeState as exc:
+        yield Check("state", FAILED, exc.message)
+        return
     yield Check("state", OK, f"{directory} is writable")
     if not path.exists():
         yield Check("db", OK, f"{path} will be created on the first tick")

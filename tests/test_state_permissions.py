@@ -99,3 +99,16 @@ def test_a_symbolic_link_at_the_db_or_lock_path_is_never_followed(
     assert code == 78
     assert "symbolic link" in err
     assert victim.read_text() == "precious\n"
+
+
+def test_incident_test_reports_an_unsafe_state_directory(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    code, err = cli(tmp_path, shared / "incident.db", "test", "--offline")
+    assert code == 1
+    result = run_cli(
+        ["--config", "incident.yaml", "--db", str(shared / "incident.db"), "test", "--offline"],
+        cwd=tmp_path,
+    )
+    assert "writable by group or others" in result.stdout
