@@ -105,10 +105,10 @@ def test_incident_test_reports_an_unsafe_state_directory(tmp_path: Path) -> None
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    code, err = cli(tmp_path, shared / "incident.db", "test", "--offline")
-    assert code == 1
+    (tmp_path / "incident.yaml").write_text(CONFIG)
     result = run_cli(
         ["--config", "incident.yaml", "--db", str(shared / "incident.db"), "test", "--offline"],
         cwd=tmp_path,
     )
+    assert result.code == 1
     assert "writable by group or others" in result.stdout
