@@ -194,6 +194,10 @@ class Config:
     security: SecurityConfig
     grafana_url: str | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Where values came from the environment: the behaviour variables that won over the file,
+    # and the key paths whose text expanded a ${VAR} (path -> the variables it used).
+    env_overrides: tuple[AppliedOverride, ...] = ()
+    env_expanded: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def rule_by_name(self, name: str) -> Rule:
         for rule in self.rules:
@@ -227,6 +231,7 @@ class _Reader:
         self.file = file
         self.env = env
         self.base_dir = base_dir
+        self.expanded: dict[str, list[str]] = {}
 
     def fail(self, path: str, problem: str) -> ConfigError:
         return ConfigError(self.file, path, problem)
@@ -241,6 +246,7 @@ class _Reader:
                 if default is None:
                     raise self.fail(path, f"environment variable {name} is not set")
                 return default
+            self.expanded.setdefault(path, []).append(name)
             return value
 
         return _VAR.sub(replace, text)
@@ -749,31 +755,6 @@ def _check_channel_names(
 
 # --------------------------------------------------------------------------- environment
 
-_ENV_BOOL: dict[str, tuple[str, str]] = {
-    "INCIDENT_AUTO_RESOLUTION_ENABLED": ("incidents", "auto_resolve"),
-    "AUTO_RECOVERY_ENABLED": ("recovery", "enabled"),
-    "AUTO_BLOCK_SUSPICIOUS_IPS": ("security", "auto_block"),
-    "SECURITY_INCIDENT_AUTO_ESCALATE": ("security", "auto_escalate"),
-}
-ENV_VARIABLES = (
-    *_ENV_BOOL,
-    "ANOMALY_WINDOW",
-    "ANOMALY_FAIL_THRESHOLD",
-    "ANOMALY_P95_FACTOR",
-    "SERVICE_RECOVERY_TIMEOUT_MINUTES",
-    "GRAFANA_URL",
-)
-
-
-def _env_value(env: Mapping[str, str], name: str, parse: Callable[[str], Any]) -> Any:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        return parse(raw.strip())
-    except ValueError as exc:
-        raise ConfigError("environment", name, f"{exc}") from None
-
 
 def _parse_env_bool(value: str) -> bool:
     lowered = value.lower()
@@ -798,6 +779,112 @@ def _parse_nonneg_float(value: str) -> float:
     if not (number >= 0 and number != float("inf")):
         raise ValueError(f"expected a number of at least 0, got {value!r}")
     return number
+
+
+def _parse_fraction(value: str) -> float:
+    number = _parse_nonneg_float(value)
+    if number > 1:
+        raise ValueError("is a fraction between 0 and 1")
+    return number
+
+
+def _parse_minutes(value: str) -> float:
+    minutes = _parse_nonneg_float(value)
+    if minutes <= 0:
+        raise ValueError("must be above 0")
+    return minutes * 60
+
+
+@dataclass(frozen=True)
+class EnvOverride:
+    """A behaviour variable that wins over a config key (the SPEC names it beside the key)."""
+
+    variable: str
+    key: str  # the key path in the file
+    attribute: str  # the same value's path on Config
+    parse: Callable[[str], Any]
+
+
+# The one list of behaviour variables: applied in _build, shown by `config show` and `test`,
+# named (commented out) in cron/incident.env.example.
+ENV_OVERRIDES = (
+    EnvOverride(
+        "INCIDENT_AUTO_RESOLUTION_ENABLED",
+        "incidents.auto_resolve",
+        "incidents.auto_resolve",
+        _parse_env_bool,
+    ),
+    EnvOverride("AUTO_RECOVERY_ENABLED", "recovery.enabled", "recovery.enabled", _parse_env_bool),
+    EnvOverride(
+        "SERVICE_RECOVERY_TIMEOUT_MINUTES",
+        "recovery.timeout",
+        "recovery.default_timeout",
+        _parse_minutes,
+    ),
+    EnvOverride(
+        "AUTO_BLOCK_SUSPICIOUS_IPS", "security.auto_block", "security.auto_block", _parse_env_bool
+    ),
+    EnvOverride(
+        "SECURITY_INCIDENT_AUTO_ESCALATE",
+        "security.auto_escalate",
+        "security.auto_escalate",
+        _parse_env_bool,
+    ),
+    EnvOverride("ANOMALY_WINDOW", "anomaly.window", "anomaly.window", _parse_positive_int),
+    EnvOverride(
+        "ANOMALY_FAIL_THRESHOLD",
+        "anomaly.fail_threshold",
+        "anomaly.fail_threshold",
+        _parse_fraction,
+    ),
+    EnvOverride(
+        "ANOMALY_P95_FACTOR", "anomaly.p95_factor", "anomaly.p95_factor", _parse_nonneg_float
+    ),
+    EnvOverride("GRAFANA_URL", "links.grafana", "grafana_url", str),
+)
+ENV_VARIABLES = tuple(o.variable for o in ENV_OVERRIDES)
+
+
+@dataclass(frozen=True)
+class AppliedOverride:
+    """An environment variable that replaced a value of the file (or of the built-ins)."""
+
+    variable: str
+    key: str
+    text: str  # the variable's value as set
+    value: Any
+    replaced: Any  # what the file (or its default) said
+
+
+def _env_value(env: Mapping[str, str], name: str, parse: Callable[[str], Any]) -> Any:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        raise ConfigError("environment", name, f"{exc}") from None
+
+
+def _apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
+    from dataclasses import replace
+
+    applied: list[AppliedOverride] = []
+    for override in ENV_OVERRIDES:
+        value = _env_value(env, override.variable, override.parse)
+        if value is None:
+            continue
+        section, _, name = override.attribute.rpartition(".")
+        if section:
+            part = getattr(config, section)
+            replaced = getattr(part, name)
+            config = replace(config, **{section: replace(part, **{name: value})})
+        else:
+            replaced = getattr(config, name)
+            config = replace(config, **{name: value})
+        text = env[override.variable].strip()
+        applied.append(AppliedOverride(override.variable, override.key, text, value, replaced))
+    return replace(config, env_overrides=tuple(applied))
 
 
 # --------------------------------------------------------------------------- loading
@@ -1026,37 +1113,7 @@ def _build(
     links = r.mapping("links", top.get("links"), ("grafana",))
     grafana = r.opt_text("links.grafana", links.get("grafana")) or None
 
-    # Environment overrides (SPEC names them next to their keys).
-    overrides: dict[tuple[str, str], Any] = {}
-    for var, target in _ENV_BOOL.items():
-        value = _env_value(env, var, _parse_env_bool)
-        if value is not None:
-            overrides[target] = value
-    window = _env_value(env, "ANOMALY_WINDOW", _parse_positive_int)
-    threshold = _env_value(env, "ANOMALY_FAIL_THRESHOLD", _parse_nonneg_float)
-    factor = _env_value(env, "ANOMALY_P95_FACTOR", _parse_nonneg_float)
-    timeout_minutes = _env_value(env, "SERVICE_RECOVERY_TIMEOUT_MINUTES", _parse_nonneg_float)
-    if threshold is not None and threshold > 1:
-        raise ConfigError("environment", "ANOMALY_FAIL_THRESHOLD", "is a fraction between 0 and 1")
-    if timeout_minutes is not None and timeout_minutes <= 0:
-        raise ConfigError("environment", "SERVICE_RECOVERY_TIMEOUT_MINUTES", "must be above 0")
-    if env.get("GRAFANA_URL"):
-        grafana = env["GRAFANA_URL"]
-
-    incidents = _replace(incidents, auto_resolve=overrides.get(("incidents", "auto_resolve")))
-    recovery = _replace(
-        recovery,
-        enabled=overrides.get(("recovery", "enabled")),
-        default_timeout=None if timeout_minutes is None else timeout_minutes * 60,
-    )
-    security = _replace(
-        security,
-        auto_block=overrides.get(("security", "auto_block")),
-        auto_escalate=overrides.get(("security", "auto_escalate")),
-    )
-    anomaly = _replace(anomaly, window=window, fail_threshold=threshold, p95_factor=factor)
-
-    return Config(
+    config = Config(
         path=file,
         base_dir=base_dir,
         sources=sources,
@@ -1071,11 +1128,6 @@ def _build(
         security=security,
         grafana_url=grafana,
         env=env,
+        env_expanded={k: tuple(dict.fromkeys(v)) for k, v in r.expanded.items()},
     )
-
-
-def _replace(obj: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    kept = {k: v for k, v in changes.items() if v is not None}
-    return replace(obj, **kept) if kept else obj
+    return _apply_env_overrides(config, env)

@@ -36,6 +36,7 @@ def run_checks(
     offline: bool,
 ) -> Iterator[Check]:
     """Every check in order; the caller prints each as it comes."""
+    yield from check_environment(config)
     yield from check_handlers(config)
     yield from check_programs(config)
     yield from check_channels(config)
@@ -45,6 +46,16 @@ def run_checks(
     else:
         yield from check_sources(config)
     yield from check_pipeline(config, now)
+
+
+def check_environment(config: Config) -> Iterator[Check]:
+    """The behaviour variables that win over the file: a surprise unless someone says so."""
+    from incident_cli.effective_config import override_text
+
+    if not config.env_overrides:
+        yield Check("environment", OK, "no environment variable overrides the config")
+    for override in config.env_overrides:
+        yield Check("environment", OK, override_text(override))
 
 
 def check_handlers(config: Config) -> Iterator[Check]:

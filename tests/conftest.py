@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
-# Variables of the user's environment that would change what `incident` does.
+from incident_cli.config import ENV_VARIABLES
+
+# Variables of the user's environment that would change what `incident` does: the behaviour
+# overrides (config.ENV_VARIABLES) and the locations and secrets the built-in defaults read.
 _INCIDENT_VARS = (
+    *ENV_VARIABLES,
     "INCIDENT_CONFIG",
     "INCIDENT_DB",
     "PROMETHEUS_URL",
@@ -20,15 +24,6 @@ _INCIDENT_VARS = (
     "SMTP_HOST",
     "ALERT_EMAIL_TO",
     "INCIDENT_WEBHOOK_URL",
-    "GRAFANA_URL",
-    "INCIDENT_AUTO_RESOLUTION_ENABLED",
-    "AUTO_RECOVERY_ENABLED",
-    "SERVICE_RECOVERY_TIMEOUT_MINUTES",
-    "AUTO_BLOCK_SUSPICIOUS_IPS",
-    "SECURITY_INCIDENT_AUTO_ESCALATE",
-    "ANOMALY_WINDOW",
-    "ANOMALY_FAIL_THRESHOLD",
-    "ANOMALY_P95_FACTOR",
 )
 
 

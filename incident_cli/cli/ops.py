@@ -100,6 +100,39 @@ def self_test(
         raise typer.Exit(1)
 
 
+config_app = typer.Typer(help="The configuration in effect.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Plain JSON on stdout."),
+) -> None:
+    """The effective configuration: every key with the value in effect (defaults filled in),
+    secrets masked, and `# from VAR` on each value that came from the environment — a
+    `${VAR}` in the file, or a behaviour variable such as AUTO_RECOVERY_ENABLED that wins
+    over the file."""
+    from incident_cli.effective_config import render_json, render_text
+
+    env = get_env(ctx)
+    config = env.config()
+    root = ctx.find_root()
+
+    def from_env(param: str, variable: str) -> str | None:
+        # By name: Typer bundles its own Click, whose enum is not click.core's.
+        source = getattr(root.get_parameter_source(param), "name", None)
+        return variable if source == "ENVIRONMENT" else None
+
+    config_from = from_env("config", "INCIDENT_CONFIG")
+    db_from = from_env("db", "INCIDENT_DB") or ("--db" if env.db_path else None)
+    db_path = env.resolved_db_path()
+    if as_json:
+        emit_json(render_json(config, db_path, config_from=config_from, db_from=db_from))
+    else:
+        sys.stdout.write(render_text(config, db_path, config_from=config_from, db_from=db_from))
+
+
 cron_app = typer.Typer(help="Deployment files for cron and systemd.", no_args_is_help=True)
 app.add_typer(cron_app, name="cron")
 
