@@ -46,6 +46,10 @@ class PollResult:
     storm: bool = False
     failed_sources: dict[str, str] = field(default_factory=dict)
     alerts_seen: int = 0
+    # Sources whose failure is the first in a row, and sources that answer again after
+    # failing: what a tick prints about its sources (cron mails every line).
+    new_failures: list[str] = field(default_factory=list)
+    recovered_sources: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- primitive changes
@@ -693,7 +697,16 @@ def _update_source_status(
     now: float,
     result: PollResult,
 ) -> None:
+    failing_before = {
+        name
+        for name, failures in db.conn.execute(
+            "SELECT name, consecutive_failures FROM source_status"
+        )
+        if failures
+    }
     for name, alerts in fetched.items():
+        if name in failing_before:
+            result.recovered_sources.append(name)
         db.conn.execute(
             "INSERT INTO source_status (name, last_checked_at, last_ok_at, consecutive_failures,"
             " last_error, alerts) VALUES (?, ?, ?, 0, NULL, ?)"
@@ -718,6 +731,8 @@ def _update_source_status(
         failures = db.conn.execute(
             "SELECT consecutive_failures FROM source_status WHERE name = ?", (name,)
         ).fetchone()[0]
+        if name not in failing_before:
+            result.new_failures.append(name)
         if failures >= SOURCE_FAILURES_BEFORE_INCIDENT and not _open_unreachable_incident(db, name):
             _open_source_unreachable(db, config, name, error, failures, now, result)
 

@@ -49,6 +49,28 @@ def fetch_all(config: Config) -> tuple[dict[str, list[Alert]], dict[str, str]]:
     return fetched, failed
 
 
+def describe_sources(result: PollResult) -> tuple[list[str], list[str], list[str]]:
+    """What a poll says about its sources: (every failure, the failures that only repeat an
+    earlier tick's, the sources that answer again).
+
+    Cron mails every line, so a source that stays down is reported on its first failure and
+    on its recovery; the repeats are for -v (`status` and the source-unreachable incident carry
+    the state in between)."""
+    errors: list[str] = []
+    repeated: list[str] = []
+    for name, error in result.failed_sources.items():
+        if name in result.new_failures:
+            errors.append(
+                f"{error} (nothing changed for source {name}; not repeated until it answers"
+                " again, see `incident status`)"
+            )
+        else:
+            errors.append(f"{error} (nothing changed for source {name})")
+            repeated.append(errors[-1])
+    recovered = [f"source {name} answers again" for name in result.recovered_sources]
+    return errors, repeated, recovered
+
+
 def poll_once(db: Database, config: Config, now: float, *, dry_run: bool = False) -> PollResult:
     """Fetch, then apply. With dry_run the transaction is rolled back: the DB is unchanged."""
     fetched, failed = fetch_all(config)

@@ -25,6 +25,8 @@ class StageResult:
     code: int = 0
     summary: str = ""
     errors: list[str] = field(default_factory=list)
+    repeated: list[str] = field(default_factory=list)  # errors printed only with -v
+    notes: list[str] = field(default_factory=list)  # printed like errors, but not failures
     data: dict[str, Any] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
@@ -40,7 +42,7 @@ class StageResult:
 
 
 def _poll(db: Database, config: Config, clock: Callable[[], float], dry_run: bool) -> StageResult:
-    from incident_cli.poll import poll_once
+    from incident_cli.poll import describe_sources, poll_once
 
     result = poll_once(db, config, clock(), dry_run=dry_run)
     stage = StageResult(
@@ -57,8 +59,8 @@ def _poll(db: Database, config: Config, clock: Callable[[], float], dry_run: boo
             "failed_sources": result.failed_sources,
         },
     )
-    for name, error in result.failed_sources.items():
-        stage.errors.append(f"{error} (nothing changed for source {name})")
+    stage.errors, stage.repeated, stage.notes = describe_sources(result)
+    if result.failed_sources:
         stage.code = int(ExitStatus.TEMPFAIL)
     return stage
 

@@ -141,7 +141,8 @@ def test_cron_runs_it_silently_and_an_unreachable_source_exits_75(tmp_path: Path
     assert result.code == 75
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "incident: poll: source prometheus: connection refused (nothing changed for source prometheus)"
+        "incident: poll: source prometheus: connection refused (nothing changed for source"
+        " prometheus; not repeated until it answers again, see `incident status`)"
     ]
 
 

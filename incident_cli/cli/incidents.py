@@ -40,13 +40,15 @@ def _default_actor() -> str:
 @app.command()
 def poll(ctx: typer.Context, dry_run: bool = DRY_RUN, as_json: bool = JSON) -> None:
     """Fetch alerts from every source once; open, update, reopen and auto-resolve incidents."""
-    from incident_cli.poll import poll_once
+    from incident_cli.poll import describe_sources, poll_once
 
     env = get_env(ctx)
     with tick(env, "poll", heartbeat=not dry_run) as codes:
         result = poll_once(env.db(), env.config(), env.now(), dry_run=dry_run)
-        for name, error in result.failed_sources.items():
-            sys.stderr.write(f"incident: {error} (nothing changed for source {name})\n")
+        errors, repeated, recovered = describe_sources(result)
+        for line in errors + recovered:
+            if env.verbose or line not in repeated:
+                sys.stderr.write(f"incident: {line}\n")
         if result.failed_sources:
             codes.append(int(ExitStatus.TEMPFAIL))
     summary = {

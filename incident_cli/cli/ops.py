@@ -34,7 +34,9 @@ def run(
         error = redact("; ".join(stage.errors), env.secrets()) if stage.errors else None
         if not dry_run:
             record_heartbeat(db, stage.name, stage.started_at, stage.finished_at, stage.code, error)
-        for line in stage.errors:
+        for line in stage.errors + stage.notes:
+            if line in stage.repeated and not env.verbose:
+                continue
             sys.stderr.write(
                 f"incident: {stage.name}: {' '.join(redact(line, env.secrets()).split())}\n"
             )
