@@ -52,8 +52,8 @@ def crontab(install: Install) -> str:
 # {install.env_file} in this crontab's header (cron does not read env files).
 # One tick a minute: poll, detect-anomalies, recover, notify (exit 75 = try next tick).
 * * * * * {install.cron_command("--quiet", "run")}
-# Hourly report, mailed by cron (the MAILTO of this crontab):
-0 * * * * {install.cron_command("report", "1", "--format", "markdown")}
+# Hourly report of the hours that had incidents, mailed by cron (the MAILTO of this crontab):
+0 * * * * {install.cron_command("report", "1", "--format", "markdown", "--quiet-if-empty")}
 # Metrics for Prometheus via node_exporter's textfile collector (written atomically):
 * * * * * {install.cron_command("metrics", "--textfile", install.textfile)}
 # Daily retention: resolved incidents older than 90 days (report numbers are kept).

@@ -236,10 +236,21 @@ def write_file_atomically(path: str | Path, data: bytes, mode: int | None = 0o64
     ends in `.tmp`. Mode 0644 by default: node_exporter runs as another user. `mode=None`: an
     existing file keeps its mode, a new one gets what the umask allows (as `>` in a shell).
     """
+    from incident_cli.errors import IncidentError
+
     target = Path(path)
     if mode is None:
         mode = _mode_for(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        # The error names the hidden temp file; the user named the target and its directory.
+        problem = (
+            f"the directory {target.parent} does not exist"
+            if isinstance(exc, FileNotFoundError)
+            else f"{exc.strerror} in {target.parent}"
+        )
+        raise IncidentError(f"cannot write {target}: {problem}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

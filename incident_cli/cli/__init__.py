@@ -55,8 +55,24 @@ class Env:
         if self._db is None:
             from incident_cli.db import open_db
 
-            self._db = open_db(self.resolved_db_path())
+            path = self.resolved_db_path()
+            created = path != ":memory:" and not os.path.lexists(path)
+            self._db = open_db(path)
+            if created:
+                self._say_where_state_goes(path)
         return self._db
+
+    def _say_where_state_goes(self, path: str) -> None:
+        """With no config file, state lands in whatever directory cron started in: say so
+        once, when that DB is created (even with --quiet: it is the only time it is said)."""
+        from incident_cli.config import BUILTIN, DEFAULT_CONFIG_NAME
+
+        if self.config().path == BUILTIN:
+            sys.stderr.write(
+                f"incident: no config file ./{DEFAULT_CONFIG_NAME}: using the built-in defaults;"
+                f" created the state DB {os.path.abspath(path)} (name a config file with -c or"
+                " INCIDENT_CONFIG, or the DB with --db or INCIDENT_DB)\n"
+            )
 
     def now(self) -> float:
         return self.clock()

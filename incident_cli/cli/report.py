@@ -56,6 +56,12 @@ def report(
     ),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     top: int = typer.Option(10, "--top", min=1, help="How many top alerts / flapping to list."),
+    quiet_if_empty: bool = typer.Option(
+        False,
+        "--quiet-if-empty",
+        help="Print (or write) nothing when no incident was opened in the window: an hourly"
+        " cron line then mails only the hours that had incidents.",
+    ),
 ) -> None:
     """Post-incident metrics over the incidents opened in the last HOURS.
 
@@ -72,6 +78,8 @@ def report(
         raise UsageError("HOURS must be a positive number")
 
     if incident_id is not None:
+        if quiet_if_empty:
+            raise UsageError("--quiet-if-empty is for the window report, not --incident")
         if fmt not in ("table", "markdown"):
             raise UsageError(
                 "--incident writes a markdown review draft (use `show --json` for JSON)"
@@ -84,6 +92,8 @@ def report(
     from incident_cli.report import build_report
 
     rep = build_report(env.db(), env.now(), hours, top=top)
+    if quiet_if_empty and rep.opened == 0:
+        return
     if fmt == "json":
         import json
 
