@@ -7,10 +7,9 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from incident_cli.config import AppliedOverride, ChannelConfig, Config, Rule, SourceConfig
-from incident_cli.redact import MASK, redact
+from incident_cli.redact import MASK, mask_userinfo, redact
 
 
 def duration_text(seconds: float) -> str:
@@ -19,17 +18,6 @@ def duration_text(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
-
-
-def _masked_url(url: str) -> str:
-    """The URL with the password of its userinfo masked."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -43,7 +31,7 @@ def _source(source: SourceConfig) -> dict[str, Any]:
     return _drop_none(
         {
             "type": source.type,
-            "url": _masked_url(source.url),
+            "url": mask_userinfo(source.url),
             "timeout": duration_text(source.timeout),
             "basic_auth": auth,
             "bearer_token": MASK if source.bearer_token else None,

@@ -187,22 +187,24 @@ def check_state(db_path: str) -> Iterator[Check]:
 
 def check_sources(config: Config) -> Iterator[Check]:
     from incident_cli.errors import SourceError
-    from incident_cli.redact import redact
+    from incident_cli.redact import mask_userinfo, redact
     from incident_cli.sources import fetch_alerts
 
     if not config.sources:
         yield Check("source", SKIPPED, "no sources configured")
     for source in config.sources.values():
+        where = f"{source.name} ({source.type}) at {mask_userinfo(source.url)}"
         try:
             alerts = fetch_alerts(source)
         except SourceError as exc:
-            yield Check("source", FAILED, redact(exc.message, config.secrets()))
+            reason = exc.message.removeprefix(f"source {source.name}: ")
+            yield Check("source", FAILED, redact(f"{where}: {reason}", config.secrets()))
             continue
         firing = sum(1 for a in alerts if a.state == "firing")
         yield Check(
             "source",
             OK,
-            f"{source.name} ({source.type}) answers: {len(alerts)} alerts, {firing} firing",
+            redact(f"{where} answers: {len(alerts)} alerts, {firing} firing", config.secrets()),
         )
 
 
@@ -219,8 +221,8 @@ def check_pipeline(config: Config, now: Callable[[], float]) -> Iterator[Check]:
         yield Check("pipeline", FAILED, f"{exc.__class__.__name__}: {exc}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        gone = not scratch.exists()
-        yield Check("pipeline", OK if gone else FAILED, f"scratch DB removed: {gone}")
+        if scratch.exists():
+            yield Check("pipeline", FAILED, f"could not remove the scratch directory {scratch}")
 
 
 def _pipeline(config: Config, clock: Callable[[], float], scratch: Path) -> Iterator[Check]:

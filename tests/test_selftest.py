@@ -80,7 +80,7 @@ def test_each_broken_part_fails_with_a_clear_line(tmp_path: Path) -> None:
     failed = [line for line in lines(result.stdout) if line.startswith("✗")]
     assert "✗ program: rule fix recovery: no-such-program-xyz: not found on PATH" in failed
     assert any(line.startswith("✗ state: /dev/null is not writable") for line in failed)
-    assert any(line.startswith("✗ source: source p: connection refused") for line in failed)
+    assert "✗ source: p (prometheus) at http://127.0.0.1:9: connection refused" in failed
     assert any("rule odd: handler returned 'not an action'" in line for line in failed)
     assert lines(result.stdout)[-1] == f"{len(failed)} check(s) failed"
 
@@ -111,3 +111,21 @@ def test_the_real_db_is_untouched_and_a_newer_schema_is_reported(tmp_path: Path)
     assert [c["check"] for c in failed] == ["db"] and "newer" in failed[0]["detail"]
     assert hashlib.sha256(db_path.read_bytes()).hexdigest() == digest
     json.dumps(result.json())
+
+
+def test_a_down_source_is_named_by_its_url_without_credentials(tmp_path: Path) -> None:
+    from tests.harness import free_port
+
+    port = free_port()
+    config = tmp_path / "incident.yaml"
+    config.write_text(
+        f"sources:\n  prometheus: {{type: prometheus, url: 'http://ops:pw-0123456789@127.0.0.1:{port}'}}\n"
+    )
+    result = run_cli(["-c", str(config), "test"], cwd=tmp_path)
+    assert result.code == 1
+    out = lines(result.stdout)
+    assert (
+        f"✗ source: prometheus (prometheus) at http://127.0.0.1:{port}: connection refused" in out
+    )
+    assert "pw-0123456789" not in result.stdout + result.stderr
+    assert not [line for line in out if "scratch" in line]
