@@ -25,9 +25,11 @@ def command_paths() -> list[list[str]]:
     paths: list[list[str]] = [[]]
 
     def walk(group: object, prefix: list[str]) -> None:
-        for name, command in sorted(getattr(group, "commands", {}).items()):
+        # In the order --help lists them (a tick's stages first), not alphabetically.
+        commands = getattr(group, "commands", {})
+        for name in group.list_commands(None) if commands else []:
             paths.append([*prefix, name])
-            walk(command, [*prefix, name])
+            walk(commands[name], [*prefix, name])
 
     walk(typer.main.get_command(app), [])
     return paths

@@ -299,3 +299,19 @@ def test_odd_text_options_are_usage_errors_or_stored_safely(config: Path, tmp_pa
         r["actor"] for r in open_db(tmp_path / "incident.db").query("SELECT actor FROM timeline")
     ]
     assert actors == ["\ufffd\ufffdop", "\ufffd\ufffdop"]
+
+
+def test_help_lists_the_tick_stages_in_tick_order_then_the_rest_by_use() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0
+    section = result.stdout.split("Commands:", 1)[1]
+    listed = [line.split()[0] for line in section.splitlines() if line.startswith("  ")]
+    assert listed[:5] == ["poll", "detect-anomalies", "recover", "notify", "run"]
+    by_use = ["list", "show", "ack", "resolve", "report", "status", "metrics", "test"]
+    assert listed[5 : 5 + len(by_use)] == by_use
+    assert [name for name in listed if name in ("config", "journey", "archive", "cron")] == [
+        "config",
+        "journey",
+        "archive",
+        "cron",
+    ]

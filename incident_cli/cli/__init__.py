@@ -94,8 +94,35 @@ def _print_error(message: str, env: Env | None) -> None:
     sys.stderr.write(f"incident: {line}\n")
 
 
+# `incident --help` lists the stages in the order a tick runs them, then the rest by use.
+# A command missing here follows them, in the order it was registered.
+COMMAND_ORDER = (
+    "poll",
+    "detect-anomalies",
+    "recover",
+    "notify",
+    "run",
+    "list",
+    "show",
+    "ack",
+    "resolve",
+    "report",
+    "status",
+    "metrics",
+    "test",
+    "config",
+    "journey",
+    "archive",
+    "cron",
+)
+
+
 class IncidentGroup(typer.core.TyperGroup):
     """Maps every exception to one stderr line and an ExitStatus (traceback only with -v)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         from incident_cli.cli.plain_params import install
