@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 .PHONY: test lint demo bench clean venv
 
 $(BIN)/incident: pyproject.toml
+	@echo "Setting up $(VENV): a virtualenv with incident and its test tools (first run only: 15-30 s, longer on a slow network) ..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/incident
+	@echo "$(VENV) is ready."
 
 venv: $(BIN)/incident
 

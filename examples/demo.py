@@ -34,11 +34,14 @@ TICK = ["-v", "run"]
 
 
 class Receiver:
-    """A local stand-in for Slack and a webhook receiver: prints what they receive."""
+    """A local stand-in for Slack and a webhook receiver: records what they receive, printed
+    under the tick that sent it (`flush`)."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.received: list[dict[str, Any]] = []
+        self.lines: list[str] = []
+        self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,8 +51,11 @@ class Receiver:
                     payload = json.loads(body or b"{}")
                 except ValueError:
                     payload = {"raw": body.decode("utf-8", "replace")}
-                receiver.received.append({"path": self.path, "payload": payload})
-                print(f"    ↳ notification to {self.path}: {summarise(payload)}")
+                with receiver.lock:
+                    receiver.received.append({"path": self.path, "payload": payload})
+                    receiver.lines.append(
+                        f"    ↳ notification to {self.path}: {summarise(payload)}"
+                    )
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -60,6 +66,13 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def flush(self) -> None:
+        """Print what arrived since the last flush (the tick that sent it is done by now)."""
+        with self.lock:
+            lines, self.lines = self.lines, []
+        for line in lines:
+            print(line, flush=True)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -145,9 +158,20 @@ def incident(config: Path, workdir: Path, *args: str) -> str:
     return (result.stdout + result.stderr).rstrip()
 
 
+def tick(config: Path, workdir: Path, receiver: Receiver, label: str) -> None:
+    """One `incident run` as cron runs it, then the notifications it sent."""
+    output = incident(config, workdir, *TICK) or "(silent)"
+    print(f"{label}:", output, flush=True)
+    receiver.flush()
+
+
 def main() -> int:
     require_binaries()
     started = time.monotonic()
+    print(
+        "starting Prometheus, Alertmanager, a toy backend and a stand-in for Slack on loopback …",
+        flush=True,
+    )
     workdir = Path(tempfile.mkdtemp(prefix="incident-demo-"))
     backend_port = free_port()
     pidfile = workdir / "backend.pid"
@@ -167,16 +191,16 @@ def main() -> int:
         config = write_config(
             workdir, prom.url, am.url, backend_port, f"http://127.0.0.1:{receiver.port}"
         )
-        print(f"state and config in {workdir}\n")
+        print(f"state and config in {workdir} (removed when the demo ends)\n")
 
-        print("tick 0 (all healthy):", incident(config, workdir, *TICK) or "(silent)")
+        tick(config, workdir, receiver, "tick 0 (all healthy)")
         print("\n>>> breaking the backend (killing it)")
         subprocess.run([sys.executable, BACKEND, "stop", "--pidfile", pidfile], check=True)
 
         opened = resolved = False
-        for tick in range(1, 40):
+        for number in range(1, 40):
             time.sleep(2)
-            print(f"tick {tick}:", incident(config, workdir, *TICK) or "(silent)")
+            tick(config, workdir, receiver, f"tick {number}")
             listed = json.loads(incident(config, workdir, "list", "--status", "all", "--json"))
             if listed and not opened:
                 opened = True
@@ -204,6 +228,7 @@ def main() -> int:
         if am is not None:
             am.stop()
         receiver.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
