@@ -140,6 +140,7 @@ def effective_config(config: Config, db_path: str) -> dict[str, Any]:
             "enabled": rec.enabled,
             "max_concurrent": rec.max_concurrent,
             "timeout": duration_text(rec.default_timeout),
+            "env_passthrough": list(rec.env_passthrough),
         },
         "security": {
             "auto_block": sec.auto_block,

@@ -125,7 +125,8 @@ def test_a_down_source_is_named_by_its_url_without_credentials(tmp_path: Path) -
     assert result.code == 1
     out = lines(result.stdout)
     assert (
-        f"✗ source: prometheus (prometheus) at http://127.0.0.1:{port}: connection refused" in out
+        f"✗ source: prometheus (prometheus) at http://***@127.0.0.1:{port}: connection refused"
+        in out
     )
     assert "pw-0123456789" not in result.stdout + result.stderr
     assert not [line for line in out if "scratch" in line]
