@@ -94,6 +94,10 @@ class DiagnosticsRule:
 class SecurityRule:
     ip_label: str = "source_ip"
     block_command: tuple[str, ...] | None = None
+    # Block only when the alert's value is at least this; None: whatever the value.
+    min_value: float | None = None
+    # The annotation that carries the value for alerts without one (Alertmanager's API).
+    value_annotation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,12 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    file: str  # absolute path
+    format: str = "json"
+
+
+@dataclass(frozen=True)
 class Config:
     path: str  # the file, or BUILTIN
     base_dir: str
@@ -193,6 +203,7 @@ class Config:
     recovery: RecoveryConfig
     security: SecurityConfig
     grafana_url: str | None = None
+    log: LogConfig | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     # Where values came from the environment: the behaviour variables that won over the file,
     # and the key paths whose text expanded a ${VAR} (path -> the variables it used).
@@ -403,6 +414,7 @@ _TOP_KEYS = (
     "recovery",
     "security",
     "links",
+    "log",
 )
 
 
@@ -605,7 +617,7 @@ def _diagnostics_rule(r: _Reader, path: str, raw: Raw | None) -> DiagnosticsRule
 def _security_rule(r: _Reader, path: str, raw: Raw | None) -> SecurityRule | None:
     if raw is None:
         return None
-    s = r.mapping(path, raw, ("ip_label", "block_command"))
+    s = r.mapping(path, raw, ("ip_label", "block_command", "min_value", "value_annotation"))
     block = s.get("block_command")
     block_argv = r.texts(f"{path}.block_command", block) if block is not None else None
     if block_argv is not None and not block_argv:
@@ -617,6 +629,12 @@ def _security_rule(r: _Reader, path: str, raw: Raw | None) -> SecurityRule | Non
         if "ip_label" in s
         else "source_ip",
         block_command=block_argv,
+        min_value=r.number(f"{path}.min_value", s["min_value"], 0.0) if "min_value" in s else None,
+        value_annotation=r.text(
+            f"{path}.value_annotation", s["value_annotation"], allow_empty=False
+        )
+        if "value_annotation" in s
+        else None,
     )
 
 
@@ -1110,6 +1128,18 @@ def _build(
         ),
     )
 
+    log_raw = r.mapping("log", top.get("log"), ("file", "format"))
+    log = None
+    if log_raw:
+        if "file" not in log_raw:
+            raise r.fail("log.file", "is required when log is set")
+        log_file = r.text("log.file", log_raw["file"])  # empty (an unset ${VAR:-}): no log
+        log_format = r.text("log.format", log_raw["format"]) if "format" in log_raw else "json"
+        if log_format != "json":
+            raise r.fail("log.format", f"unknown format {log_format!r} (allowed: json)")
+        if log_file:
+            log = LogConfig(file=str(Path(base_dir, log_file)), format=log_format)
+
     links = r.mapping("links", top.get("links"), ("grafana",))
     grafana = r.opt_text("links.grafana", links.get("grafana")) or None
 
@@ -1127,6 +1157,7 @@ def _build(
         recovery=recovery,
         security=security,
         grafana_url=grafana,
+        log=log,
         env=env,
         env_expanded={k: tuple(dict.fromkeys(v)) for k, v in r.expanded.items()},
     )

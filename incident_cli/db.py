@@ -34,6 +34,8 @@ class Database:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._utils: sqlite_utils.Database | None = None
+        # Called after every COMMIT of write_tx (the event log writes what the commit kept).
+        self.after_commit: list[Callable[[], None]] = []
 
     @property
     def utils(self) -> sqlite_utils.Database:
@@ -471,6 +473,8 @@ def write_tx(db: Database) -> Iterator[Database]:
         raise
     else:
         conn.execute("COMMIT")
+        for hook in db.after_commit:
+            hook()
 
 
 class TickLock:
@@ -639,5 +643,36 @@ def m009_id_floor(db: sqlite_utils.Database) -> None:
         CREATE TABLE id_floor (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
         INSERT INTO id_floor (name, value)
             SELECT 'incidents', COALESCE(max(id), 0) FROM incidents;
+        """
+    )
+
+
+@migrations()
+def m010_followups(db: sqlite_utils.Database) -> None:
+    # Post-incident follow-up actions, tracked until done. `archive` keeps an incident while a
+    # follow-up of it is open or was done within the retention period, and folds the ones it
+    # deletes into rollup_followups (by the UTC hour each was opened and done in) so `report`
+    # keeps its opened/done counts.
+    db.executescript(
+        """
+        CREATE TABLE followups (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+            text TEXT NOT NULL,
+            owner TEXT,
+            created_at REAL NOT NULL,
+            created_by TEXT NOT NULL,
+            due_at REAL,
+            done_at REAL,
+            done_by TEXT,
+            done_note TEXT
+        );
+        CREATE INDEX followups_incident ON followups(incident_id, id);
+        CREATE INDEX followups_open ON followups(due_at) WHERE done_at IS NULL;
+        CREATE TABLE rollup_followups (
+            hour REAL PRIMARY KEY,           -- epoch seconds of the UTC hour's start
+            opened INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0
+        );
         """
     )

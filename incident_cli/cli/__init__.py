@@ -21,6 +21,7 @@ from incident_cli.errors import ExitStatus, IncidentError, worst_exit
 if TYPE_CHECKING:
     from incident_cli.config import Config
     from incident_cli.db import Database
+    from incident_cli.eventlog import EventLog
 
 
 @dataclass
@@ -36,6 +37,9 @@ class Env:
     clock: Callable[[], float] = time.time
     _config: Config | None = None
     _db: Database | None = None
+    event_log: EventLog | None = None
+    # What the tick's summary line in the event log says beyond its exit code (run: its stages).
+    tick_stages: list[dict[str, Any]] = field(default_factory=list)
 
     def config(self) -> Config:
         if self._config is None:
@@ -60,6 +64,12 @@ class Env:
             self._db = open_db(path)
             if created:
                 self._say_where_state_goes(path)
+            log = self.config().log
+            if log is not None:
+                from incident_cli.eventlog import EventLog
+
+                self.event_log = EventLog(log.file, self.config().secrets())
+                self.event_log.attach(self._db)
         return self._db
 
     def _say_where_state_goes(self, path: str) -> None:
@@ -82,6 +92,12 @@ class Env:
 
     def close(self) -> None:
         if self._db is not None:
+            if self.event_log is not None:
+                # Events written outside write_tx (autocommit) are committed too.
+                with contextlib.suppress(sqlite3.Error):
+                    self.event_log.flush(self._db)
+                self.event_log.close()
+                self.event_log = None
             self._db.close()
             self._db = None
 
@@ -276,15 +292,14 @@ def tick(
         try:
             from incident_cli.redact import redact
 
+            finished = env.now()
+            shown_error = redact(error, env.secrets()) if error else None
             if heartbeat:
-                record_heartbeat(
-                    db,
-                    command,
-                    started,
-                    env.now(),
-                    worst_exit(codes),
-                    redact(error, env.secrets()) if error else None,
-                )
+                record_heartbeat(db, command, started, finished, worst_exit(codes), shown_error)
+                if env.event_log is not None:
+                    env.event_log.tick(
+                        command, started, finished, worst_exit(codes), shown_error, env.tick_stages
+                    )
         finally:
             if lock_ctx is not None:
                 lock_ctx.release()
@@ -320,6 +335,7 @@ def main() -> None:
 # Command modules register themselves on `app`; they import their core modules lazily.
 from incident_cli.cli import anomaly as _anomaly  # noqa: E402,F401
 from incident_cli.cli import incidents as _incidents  # noqa: E402,F401
+from incident_cli.cli import logs as _logs  # noqa: E402,F401
 from incident_cli.cli import notify as _notify  # noqa: E402,F401
 from incident_cli.cli import ops as _ops  # noqa: E402,F401
 from incident_cli.cli import recover as _recover  # noqa: E402,F401

@@ -34,6 +34,9 @@ def run(
         error = redact("; ".join(stage.errors), env.secrets()) if stage.errors else None
         if not dry_run:
             record_heartbeat(db, stage.name, stage.started_at, stage.finished_at, stage.code, error)
+            env.tick_stages.append(
+                {"stage": stage.name, "exit_code": stage.code, "summary": stage.summary}
+            )
         for line in stage.errors + stage.notes:
             if line in stage.repeated and not env.verbose:
                 continue
