@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from incident_cli.db import Database, write_tx
+from incident_cli.followups import ARCHIVE_HOLD_SQL, fold_archived_followups
 from incident_cli.report import (
     ALERTNAME_SQL,
     ESCALATED_SQL,
@@ -21,7 +22,8 @@ BATCH = 5000  # incidents per write transaction: a long archive never blocks a t
 # running; archiving it would drop that work, so it waits for a later archive.
 # An incident resolved by hand whose alerts still fire holds them (no reopen, no page) until
 # they clear: archiving it would let the same alert open and page again.
-_ARCHIVABLE = """
+_ARCHIVABLE = (
+    """
     status = 'resolved' AND resolved_at < :cutoff
     AND NOT EXISTS (SELECT 1 FROM alerts al INDEXED BY alerts_uncleared
                     WHERE al.incident_id = incidents.id AND al.state != 'cleared')
@@ -30,6 +32,8 @@ _ARCHIVABLE = """
     AND NOT EXISTS (SELECT 1 FROM actions a
                     WHERE a.incident_id = incidents.id AND a.status IN ('pending', 'running'))
 """
+    + ARCHIVE_HOLD_SQL
+)
 _STORM = "incident_id IS NULL AND status IN ('sent', 'dead') AND created_at < :cutoff"
 _OLD_JOURNEYS = """at < :cutoff AND id NOT IN (
     SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY journey ORDER BY at DESC, id DESC)
@@ -147,6 +151,7 @@ def archive(
                 for table in ("alerts", "timeline", "actions", "notifications"):
                     totals[table] += _count(db, table, ids, {})
                 _fold_incidents(db)
+                fold_archived_followups(db, ids)
                 conn.execute(
                     "INSERT INTO id_floor (name, value) SELECT 'incidents', max(id) FROM incidents"
                     " WHERE true ON CONFLICT(name) DO UPDATE SET"

@@ -190,6 +190,7 @@ class EventLog:
         if not records:
             return
         from incident_cli.handlers import mask_params
+
         text = "".join(
             json.dumps(mask_params(r, self.secrets), ensure_ascii=False, default=str) + "\n"
             for r in records

@@ -207,6 +207,19 @@ class StateCollector:
         yield up
         yield failures
 
+        from incident_cli.followups import followup_gauges
+
+        followups_open, followups_overdue = followup_gauges(self.db, self.now)
+        yield GaugeMetricFamily(
+            "incident_followups_open",
+            "Post-incident follow-ups not yet done.",
+            value=followups_open,
+        )
+        yield GaugeMetricFamily(
+            "incident_followups_overdue",
+            "Follow-ups not done by their due time.",
+            value=followups_overdue,
+        )
         yield GaugeMetricFamily(
             "incident_db_size_bytes",
             "Size of the state DB on disk, WAL included.",

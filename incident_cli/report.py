@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from incident_cli.config import SEVERITIES
@@ -52,6 +52,8 @@ DEFINITIONS = {
     "notifications": "notifications for the window's incidents plus storm summaries created in"
     " it; failed = dead-lettered; p95 latency = sent_at - created_at of sent ones",
     "archived": "archived incidents count as opened at the start of their UTC hour",
+    "followups": "follow-ups opened and done in [since, until], and those overdue (past their"
+    " due time and not done) at any moment of it",
 }
 
 
@@ -109,6 +111,10 @@ class Report:
     flapping: Sequence[FlappingIncident]
     bucket_seconds: float
     buckets: Sequence[Bucket]
+    # follow-ups opened, done and overdue in the window (followups.followup_counts)
+    followups: Mapping[str, int] = field(
+        default_factory=lambda: {"opened": 0, "done": 0, "overdue": 0}
+    )
 
     @property
     def recovery_attempted(self) -> int:
@@ -159,6 +165,8 @@ _SUMS = (
 
 def build_report(db: Database, now: float, hours: float, *, top: int = 10) -> Report:
     """The report over incidents opened in the last `hours` before `now` (live + archived)."""
+    from incident_cli.followups import followup_counts
+
     since = now - hours * 3600.0
     until = now
     bucket = bucket_seconds_for(hours)
@@ -322,6 +330,7 @@ def build_report(db: Database, now: float, hours: float, *, top: int = 10) -> Re
         flapping=flapping,
         bucket_seconds=bucket,
         buckets=buckets,
+        followups=followup_counts(db, since, until),
     )
 
 
@@ -430,6 +439,7 @@ def report_json(report: Report) -> dict[str, Any]:
                 "pending": report.notifications_pending,
                 "p95_latency_seconds": _r(report.notification_p95),
             },
+            "followups": dict(report.followups),
             "by_severity": dict(report.by_severity),
             "top_alerts": [{"alertname": a, "incidents": n} for a, n in report.top_alerts],
             "flapping": [

@@ -147,6 +147,12 @@ def render_table(report: Report, console: Any) -> None:
         + f", {report.notifications_pending} pending;"
         f" p95 delivery {human_duration(report.notification_p95)}",
     )
+    fu = report.followups
+    rates.add_row(
+        "Follow-ups",
+        f"{fu['opened']} opened, {fu['done']} done, "
+        + (f"[bold red]{fu['overdue']} overdue[/]" if fu["overdue"] else "0 overdue"),
+    )
     out.print(rates)
     out.print()
 
@@ -270,6 +276,8 @@ def render_markdown(report: Report) -> str:
                 f" {report.notifications_failed} failed (dead-lettered),"
                 f" {report.notifications_pending} pending;"
                 f" p95 delivery latency {human_duration(report.notification_p95)}",
+                f"- Follow-ups: {report.followups['opened']} opened,"
+                f" {report.followups['done']} done, {report.followups['overdue']} overdue",
             ]
         ),
     ]
@@ -572,6 +580,11 @@ def render_html(report: Report) -> str:
             f" {report.notifications_pending} pending",
         ],
         ["p95 delivery latency", human_duration(report.notification_p95)],
+        [
+            "follow-ups",
+            f"{report.followups['opened']} opened, {report.followups['done']} done,"
+            f" {report.followups['overdue']} overdue",
+        ],
     ]
     sections = [
         f"<h1>Incident report — last {html.escape(str(hours))}h</h1>",

@@ -162,9 +162,32 @@ def review_markdown(db: Database, incident_id: int, now: float) -> str:
         _notifications_table(notes) if notes else "_No notifications were queued._",
         "## Root cause\n\n_To be written._",
         "## Contributing factors\n\n_To be written._",
-        "## Follow-ups\n\n- [ ] _Owner — action — due date_",
+        "## Follow-ups\n\n" + followups_markdown(db, i.id, now),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def followups_markdown(db: Database, incident_id: int, now: float) -> str:
+    """The incident's tracked follow-ups as a checklist (`incident followup add` adds them)."""
+    from incident_cli.followups import list_followups
+
+    items = list_followups(db, now, incident_id=incident_id)
+    if not items:
+        return "- [ ] _Owner — action — due date_"
+    lines = []
+    for f in items:
+        mark = "x" if f.done_at is not None else " "
+        facts = [f"#{f.id}"]
+        if f.owner:
+            facts.append(f"owner {md_escape(f.owner, 100)}")
+        if f.due_at is not None:
+            facts.append(f"due {_at(f.due_at)}" + (" **overdue**" if f.overdue(now) else ""))
+        if f.done_at is not None:
+            facts.append(f"done {_at(f.done_at)} by {md_escape(f.done_by or '', 100)}")
+            if f.done_note:
+                facts.append(md_escape(f.done_note, 300))
+        lines.append(f"- [{mark}] {md_escape(f.text, 500)} ({'; '.join(facts)})")
+    return "\n".join(lines)
 
 
 def _event_data(text: str | None) -> str:

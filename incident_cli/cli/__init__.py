@@ -334,6 +334,7 @@ def main() -> None:
 
 # Command modules register themselves on `app`; they import their core modules lazily.
 from incident_cli.cli import anomaly as _anomaly  # noqa: E402,F401
+from incident_cli.cli import followup as _followup  # noqa: E402,F401
 from incident_cli.cli import incidents as _incidents  # noqa: E402,F401
 from incident_cli.cli import logs as _logs  # noqa: E402,F401
 from incident_cli.cli import notify as _notify  # noqa: E402,F401
