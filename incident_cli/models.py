@@ -24,6 +24,9 @@ class Alert:
     state: str
     starts_at: float | None = None
     generator_url: str | None = None
+    # The alert expression's current value, when the source reports one (Prometheus does; it
+    # changes every evaluation, so it takes no part in comparing alerts).
+    value: float | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:

@@ -149,6 +149,19 @@ def _cached_time(value: str) -> float | None:
         return None
 
 
+def _value(value: Any) -> float | None:
+    """Prometheus gives an alert's value as a string ("1.5e+01"); NaN and infinities are none."""
+    import math
+
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def parse_prometheus(name: str, body: Any) -> list[Alert]:
     what = f"source {name}"
     if not isinstance(body, dict) or body.get("status") != "success":
@@ -172,6 +185,7 @@ def parse_prometheus(name: str, body: Any) -> list[Alert]:
                 annotations=_string_map(item.get("annotations"), what, "annotations"),
                 state=state,
                 starts_at=_time(item.get("activeAt")),
+                value=_value(item.get("value")),
             )
         )
     return alerts

@@ -157,7 +157,8 @@ def plan_actions(
         if problem is not None:
             add_event(db, incident.id, now, "note", problem[:500])
             continue
-        ids.append(_insert_action(db, config, incident, plan, index, now))
+        threshold = below_threshold(rule, alert) if plan.kind == "block_ip" else None
+        ids.append(_insert_action(db, config, incident, plan, index, now, threshold))
     return ids
 
 
@@ -226,6 +227,43 @@ def replan(
     return result
 
 
+def alert_value(alert: Alert | None, annotation: str | None) -> tuple[float | None, str]:
+    """The alert's current value and where it came from: Prometheus' `value`, else the
+    annotation a rule names (Alertmanager's API has no value). None when there is none."""
+    import math
+
+    if alert is not None and alert.value is not None:
+        return alert.value, "value"
+    if alert is None or not annotation:
+        return None, "no value reported"
+    text = alert.annotations.get(annotation)
+    if text is None:
+        return None, f"no annotation {annotation!r}"
+    try:
+        number = float(text.strip())
+    except ValueError:
+        return None, f"annotation {annotation!r} is not a number: {text[:40]!r}"
+    if not math.isfinite(number):
+        return None, f"annotation {annotation!r} is not a number: {text[:40]!r}"
+    return number, f"annotation {annotation!r}"
+
+
+def below_threshold(rule: Rule, alert: Alert | None) -> dict[str, Any] | None:
+    """Why a rule's `security.min_value` keeps this alert's IP from being blocked, or None."""
+    security = rule.security
+    if security is None or security.min_value is None:
+        return None
+    value, origin = alert_value(alert, security.value_annotation)
+    limit = f"security.min_value {security.min_value:g}"
+    if value is None:
+        reason = f"not blocked: the alert's value is unknown ({origin}), so it cannot reach {limit}"
+    elif value < security.min_value:
+        reason = f"not blocked: the alert's value {value:g} ({origin}) is below {limit}"
+    else:
+        return None
+    return {"reason": reason, "value": value, "min_value": security.min_value}
+
+
 def mask_params(value: Any, secrets: list[str]) -> Any:
     """A JSON-like value with every secret masked out of every string in it."""
     if isinstance(value, str):
@@ -244,13 +282,22 @@ def budget_key(incident: Incident, plan: ActionPlan) -> str:
 
 
 def _insert_action(
-    db: Database, config: Config, incident: Incident, plan: ActionPlan, index: int, now: float
+    db: Database,
+    config: Config,
+    incident: Incident,
+    plan: ActionPlan,
+    index: int,
+    now: float,
+    threshold: Mapping[str, Any] | None = None,
 ) -> int:
     params: dict[str, Any] = dict(plan.params)
     if plan.command is not None:
         # Shown in `show` and the review; what runs is planned again from the config (replan).
         params["template"] = list(plan.command)
     skipped = gate_reason(config, plan.kind, params)
+    if threshold is not None:
+        params.update(value=threshold["value"], min_value=threshold["min_value"])
+        skipped = "; ".join(r for r in (threshold["reason"], skipped) if r)
     secrets = config.secrets()
     shown = None if plan.command is None else [redact(item, secrets) for item in plan.command]
     # No secret is ever stored, and nothing stored is ever run: `recover` plans the action
