@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -107,6 +108,18 @@ def test_a_bad_since_is_a_usage_error(tmp_path: Path) -> None:
     assert result.stderr.startswith("incident: --since") and "Traceback" not in result.stderr
 
 
+def _checkpoint_completes(db: Path) -> bool:
+    conn = sqlite3.connect(db, timeout=0.5)
+    try:
+        for _ in range(5):  # a poll may be reading at that very moment
+            if conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
+                return True
+            time.sleep(0.3)
+        return False
+    finally:
+        conn.close()
+
+
 def test_follow_prints_what_other_processes_write_and_ends_cleanly_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
@@ -143,10 +156,11 @@ def test_follow_prints_what_other_processes_write_and_ends_cleanly_on_ctrl_c(
         event = next_event()
         assert (event["incident_id"], event["kind"], event["actor"]) == (2, "acknowledged", "carol")
         assert time.monotonic() - started < 5  # polled about once a second
-        # The follower holds no transaction: a writer is never blocked by it.
         resolved = run_cli(["--wait", "0", "resolve", "1", "--by", "dave"], cwd=tmp_path)
         assert resolved.code == 0, resolved.stderr
         assert next_event()["kind"] == "resolved"
+        # While it waits it holds no read transaction: the WAL can be checkpointed to nothing.
+        assert _checkpoint_completes(tmp_path / "incident.db")
     finally:
         follower.send_signal(signal.SIGINT)
         try:
