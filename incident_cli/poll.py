@@ -73,13 +73,18 @@ def describe_sources(result: PollResult) -> tuple[list[str], list[str], list[str
 
 def poll_once(db: Database, config: Config, now: float, *, dry_run: bool = False) -> PollResult:
     """Fetch, then apply. With dry_run the transaction is rolled back: the DB is unchanged."""
-    fetched, failed = fetch_all(config)
-    if not dry_run:
-        return apply_poll(db, config, fetched, failed, now)
     from incident_cli.db import write_tx
+    from incident_cli.handlers import plan_blocks_now_over_threshold
 
+    fetched, failed = fetch_all(config)
     try:
         with write_tx(db):
-            raise _DryRun(apply_poll(db, config, fetched, failed, now))
+            result = apply_poll(db, config, fetched, failed, now)
+            # A security incident opened below its rule's min_value gets its block once an
+            # alert's value reaches it, in the transaction of the poll that saw it.
+            plan_blocks_now_over_threshold(db, config, fetched, now)
+            if dry_run:
+                raise _DryRun(result)
     except _DryRun as rollback:
         return rollback.result
+    return result

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from incident_cli.config import load_config
+from incident_cli.handlers import plan_blocks_now_over_threshold
 from incident_cli.recovery import recover_due
 from tests.harness import REPO, http_json, run_cli, stack, wait_until
 from tests.recover_support import T0, actions, alert, db_for, fire, load, script, timeline
@@ -101,6 +102,40 @@ def test_an_alertmanager_alert_takes_its_value_from_the_named_annotation(
     if why is not None:
         block = next(a for a in actions(db) if a["kind"] == "block_ip")
         assert why in block["error"]
+
+
+def test_a_value_that_rises_to_min_value_later_gets_its_block_once(tmp_path: Path) -> None:
+    config = threshold_config(tmp_path, "min_value: 10")
+    db = db_for(tmp_path)
+    fire(db, config, T0, spike("203.0.113.7", value=6.0))
+    recover_due(db, config, T0 + 1)
+    assert (
+        plan_blocks_now_over_threshold(
+            db, config, {"prometheus": [spike("203.0.113.7", 9.0)]}, T0 + 60
+        )
+        == []
+    )
+
+    rising = {"prometheus": [spike("203.0.113.7", value=30.0)]}
+    fire(db, config, T0 + 120, *rising["prometheus"])
+    assert plan_blocks_now_over_threshold(db, config, rising, T0 + 120) == [1]
+    assert plan_blocks_now_over_threshold(db, config, rising, T0 + 180) == []
+    recover_due(db, config, T0 + 121)
+
+    assert bans(tmp_path) == ["203.0.113.7"]
+    assert [a["status"] for a in actions(db) if a["kind"] == "block_ip"] == ["skipped", "succeeded"]
+    notes = [e["message"] for e in timeline(db) if e["kind"] == "note"]
+    assert "the alert's value 30 (value) now reaches security.min_value 10: blocking" in notes
+
+
+def test_a_rising_value_plans_nothing_while_blocking_is_off(tmp_path: Path) -> None:
+    config = threshold_config(tmp_path, "min_value: 10")
+    config = replace(config, security=replace(config.security, auto_block=False))
+    db = db_for(tmp_path)
+    fire(db, config, T0, spike("203.0.113.7", value=6.0))
+    rising = {"prometheus": [spike("203.0.113.7", value=30.0)]}
+    assert plan_blocks_now_over_threshold(db, config, rising, T0 + 60) == []
+    assert [a["status"] for a in actions(db) if a["kind"] == "block_ip"] == ["skipped"]
 
 
 def test_without_min_value_any_value_is_blocked_as_before(tmp_path: Path) -> None:
@@ -240,3 +275,18 @@ def test_real_prometheus_and_alertmanager_values_decide_the_block(tmp_path: Path
             assert "value 6 (" in error and "below security.min_value 10" in error, name
             assert (workdir / "blocked-203.0.113.7").exists()
             assert not (workdir / "blocked-198.51.100.2").exists()
+
+        # The attack grows past the threshold: the next poll plans the block it held back.
+        exporter.set("auth_198.51.100.2", 45)
+        workdir = tmp_path / "prom"
+        wait_until(
+            lambda: any(
+                a.get("value") not in (None, "6e+00", "6")
+                and a["labels"].get("source_ip") == "198.51.100.2"
+                for a in http_json(prom.url + "/api/v1/alerts")["data"]["alerts"]
+            ),
+            timeout=30,
+        )
+        assert run_cli(["poll"], cwd=workdir).code == 0
+        assert run_cli(["recover"], cwd=workdir).code == 0
+        assert (workdir / "blocked-198.51.100.2").exists()

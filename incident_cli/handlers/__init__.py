@@ -162,6 +162,87 @@ def plan_actions(
     return ids
 
 
+# The `error` of a block_ip action skipped by a rule's min_value (below_threshold's reason).
+_BELOW_THRESHOLD = "not blocked: the alert's value%"
+
+
+def plan_blocks_now_over_threshold(
+    db: Database, config: Config, fetched: Mapping[str, list[Alert]], now: float
+) -> list[int]:
+    """Plan the block that an open incident's rule held back (its alert was below
+    `security.min_value` when it opened) once one of its alerts reaches the threshold.
+
+    Called by each poll in its transaction. Only incidents whose every block_ip action was
+    skipped for the threshold are looked at, so a block is planned once, and never while
+    blocking is off (it would only be skipped again). Returns the incidents it planned for.
+    """
+    if gate_reason(config, "block_ip", {}) is not None:
+        return []
+    if not any(r.security is not None and r.security.min_value is not None for r in config.rules):
+        return []
+    from incident_cli.store import get_incident
+
+    held = db.conn.execute(
+        """
+        SELECT i.id FROM incidents i
+        WHERE i.id IN (SELECT id FROM incidents WHERE status != 'resolved')
+          AND EXISTS (SELECT 1 FROM actions a WHERE a.incident_id = i.id
+                      AND a.kind = 'block_ip' AND a.status = 'skipped' AND a.error LIKE ?)
+          AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.incident_id = i.id
+                          AND a.kind = 'block_ip' AND a.status != 'skipped')
+        ORDER BY i.id
+        """,
+        (_BELOW_THRESHOLD,),
+    ).fetchall()
+    by_key = {(a.source, a.fingerprint): a for alerts in fetched.values() for a in alerts}
+    planned = []
+    for (incident_id,) in held:
+        incident = get_incident(db, incident_id)
+        if incident is None:
+            continue
+        rule = config.rule_by_name(incident.rule)
+        if rule.security is None or rule.security.min_value is None:
+            continue
+        candidates = [
+            by_key[(source, fingerprint)]
+            for source, fingerprint in db.conn.execute(
+                "SELECT source, fingerprint FROM alerts WHERE incident_id = ? AND state = 'firing'",
+                (incident_id,),
+            )
+            if (source, fingerprint) in by_key
+        ]
+        over = [
+            (value, origin, alert)
+            for alert in candidates
+            for value, origin in [alert_value(alert, rule.security.value_annotation)]
+            if value is not None and value >= rule.security.min_value
+        ]
+        if not over:
+            continue
+        value, origin, alert = max(over, key=lambda item: item[0])
+        try:
+            plans = _call_handler(rule, incident, alert)
+        except Exception:  # plan_actions already recorded this handler's failure
+            continue
+        blocks = [(i, p) for i, p in enumerate(plans) if _plan_problem(p) is None]
+        blocks = [(i, p) for i, p in blocks if p.kind == "block_ip"]
+        if not blocks:
+            continue
+        add_event(
+            db,
+            incident_id,
+            now,
+            "note",
+            f"the alert's value {value:g} ({origin}) now reaches security.min_value"
+            f" {rule.security.min_value:g}: blocking",
+            data={"value": value, "min_value": rule.security.min_value},
+        )
+        for index, plan in blocks:
+            _insert_action(db, config, incident, plan, index, now)
+        planned.append(incident_id)
+    return planned
+
+
 def _call_handler(rule: Rule, incident: Incident, alert: Alert | None) -> list[Any]:
     # The rule's handler, from the config: the incident row's `handler` column is for display.
     result = get_handler(rule.handler)(incident, alert, rule)
