@@ -41,6 +41,7 @@ def run_checks(
     yield from check_programs(config)
     yield from check_channels(config)
     yield from check_state(db_path)
+    yield from check_event_log(config)
     if offline:
         yield Check("sources", SKIPPED, "--offline")
     else:
@@ -132,6 +133,24 @@ def check_channels(config: Config) -> Iterator[Check]:
         else:
             where = _endpoint(options.get("webhook_url") or options.get("url"))
         yield Check("channel", OK, f"{channel.name}: {channel.type} → {where}")
+
+
+def check_event_log(config: Config) -> Iterator[Check]:
+    """The JSON event log (`log.file`), when configured, can be appended to."""
+    if config.log is None:
+        return
+    path = Path(config.log.file)
+    if path.exists():
+        ok = path.is_file() and os.access(path, os.W_OK)
+    else:
+        existing = path.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        ok = existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+    if ok:
+        yield Check("log", OK, f"events appended to {path}")
+    else:
+        yield Check("log", FAILED, f"{path} cannot be written (log.file)")
 
 
 def check_state(db_path: str) -> Iterator[Check]:

@@ -164,3 +164,17 @@ def test_a_bad_log_section_is_a_config_error(tmp_path: Path, log: str, problem: 
     result = run_cli(["logs"], cwd=tmp_path)
     assert result.code == 78
     assert problem in result.stderr
+
+
+def test_the_smoke_test_checks_the_event_log_can_be_written(tmp_path: Path) -> None:
+    (tmp_path / "incident.yaml").write_text(CONFIG)
+    ok = run_cli(["test", "--offline", "--json"], cwd=tmp_path)
+    (tmp_path / "incident.yaml").write_text(CONFIG.replace("logs/events.jsonl", "blocked/e.jsonl"))
+    (tmp_path / "blocked").write_text("")  # a file where the directory should be
+    broken = run_cli(["test", "--offline", "--json"], cwd=tmp_path)
+
+    def log_checks(result: Any) -> list[str]:
+        return [c["status"] for c in result.json()["checks"] if c["check"] == "log"]
+
+    assert (ok.code, log_checks(ok)) == (0, ["ok"])
+    assert (broken.code, log_checks(broken)) == (1, ["failed"])
