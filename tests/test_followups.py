@@ -111,7 +111,7 @@ def test_the_review_lists_the_incidents_follow_ups(tmp_path: Path) -> None:
         "--due",
         "1h",
     )
-    cli(tmp_path, "followup", "add", str(incident), "Fix | pipes", "--due", "3d")
+    cli(tmp_path, "followup", "add", str(incident), "Fix | pipes\x1b[2J", "--due", "3d")
     cli(tmp_path, "followup", "done", "2", "--by", "dev", now=NOW + 60)
 
     review = cli(tmp_path, "report", "--incident", str(incident), now=NOW + 2 * HOUR).stdout
@@ -121,6 +121,7 @@ def test_the_review_lists_the_incidents_follow_ups(tmp_path: Path) -> None:
     assert "**overdue**" in lines[0]
     assert lines[1].startswith("- [x] Fix") and "done 2027-01-15T08:01:00Z by dev" in lines[1]
     assert "Owner — action — due date" not in section
+    assert "\x1b" not in section and "Fix \\| pipes" in lines[1]
 
 
 def test_report_counts_opened_done_and_overdue_in_the_window(tmp_path: Path) -> None:
