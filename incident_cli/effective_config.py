@@ -84,6 +84,8 @@ def _rule(rule: Rule) -> dict[str, Any]:
             {
                 "ip_label": sec.ip_label,
                 "block_command": list(sec.block_command) if sec.block_command else None,
+                "min_value": sec.min_value,
+                "value_annotation": sec.value_annotation,
             }
         )
     return _drop_none(out)
@@ -149,6 +151,7 @@ def effective_config(config: Config, db_path: str) -> dict[str, Any]:
             "max_blocks_per_tick": sec.max_blocks_per_tick,
         },
         "links": _drop_none({"grafana": config.grafana_url}),
+        "log": {"file": config.log.file, "format": config.log.format} if config.log else {},
     }
 
 

@@ -290,3 +290,27 @@ def test_real_prometheus_and_alertmanager_values_decide_the_block(tmp_path: Path
         assert run_cli(["poll"], cwd=workdir).code == 0
         assert run_cli(["recover"], cwd=workdir).code == 0
         assert (workdir / "blocked-198.51.100.2").exists()
+
+
+def test_config_show_has_the_thresholds_and_the_event_log_with_their_variables(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "INCIDENT_CONFIG": str(EXAMPLES / "incident.yaml"),
+        "FAILED_AUTH_THRESHOLD": "25",
+        "INCIDENT_LOG_FILE": str(tmp_path / "events.jsonl"),
+    }
+    result = run_cli(["config", "show", "--json"], cwd=tmp_path, env=env)
+
+    assert result.code == 0, result.stderr
+    data = result.json()
+    security = {r["name"]: r.get("security") for r in data["config"]["rules"]}
+    assert security["auth-spike"]["min_value"] == 25.0
+    assert security["rate-limit"]["min_value"] == 100.0
+    assert security["auth-spike"]["value_annotation"] == "value"
+    assert data["config"]["log"] == {"file": str(tmp_path / "events.jsonl"), "format": "json"}
+    rule = next(i for i, r in enumerate(data["config"]["rules"]) if r["name"] == "auth-spike")
+    assert data["from_environment"][f"rules[{rule}].security.min_value"] == [
+        "FAILED_AUTH_THRESHOLD"
+    ]
+    assert data["from_environment"]["log.file"] == ["INCIDENT_LOG_FILE"]
