@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from incident_cli.config import ENV_VARIABLES
+from tests.support import postgres
 
 # Variables of the user's environment that would change what `incident` does: the behaviour
 # overrides (config.ENV_VARIABLES) and the locations and secrets the built-in defaults read.
@@ -36,7 +37,28 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     yield
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer]:
+    """One real PostgreSQL server for the whole run (tests/support/postgres.py). Without the
+    binaries: skipped with INCIDENT_SKIP_POSTGRES=1, an error otherwise."""
+    postgres.require_postgres()
+    with postgres.running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: postgres.PostgresServer) -> Iterator[str]:
+    """postgresql://incident:PASSWORD@127.0.0.1:PORT/test_XXXX: a fresh empty database that the
+    URL's user owns, dropped after the test."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
     if os.environ.get("INCIDENT_SKIP_INTEGRATION") == "1":
         skip = pytest.mark.skip(reason="INCIDENT_SKIP_INTEGRATION=1")
         for item in items:
