@@ -54,7 +54,7 @@ from incident_cli.handlers import (
 from incident_cli.models import Incident
 from incident_cli.redact import redact
 from incident_cli.store import add_event, get_incident
-from incident_cli.times import format_duration
+from incident_cli.times import format_duration, to_rfc3339
 
 SAFE_VALUE = re.compile(r"[A-Za-z0-9_.:@/+=-]+")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -531,10 +531,19 @@ def run_query(source: SourceConfig, query: str, timeout: float) -> dict[str, Any
 # --------------------------------------------------------------------------- escalation
 
 
-def escalate(db: Database, config: Config, incident: Incident, now: float, reason: str) -> bool:
+def escalate(
+    db: Database,
+    config: Config,
+    incident: Incident,
+    now: float,
+    reason: str,
+    budget_key: str | None = None,
+) -> bool:
     """Escalate an open incident once: timeline `escalated`, `escalated_at`, and an escalation
     queued for `escalation.channels`. An acknowledged one is not escalated: a human has it.
-    The caller holds the write transaction. True when it escalated now."""
+    `budget_key` names the spent attempt budget that escalates it (the event records it, and
+    `budget_escalated_at` finds it again). The caller holds the write transaction. True when
+    it escalated now."""
     if incident.status != "open":
         if incident.status == "acknowledged":
             add_event(
@@ -561,9 +570,24 @@ def escalate(db: Database, config: Config, incident: Incident, now: float, reaso
         now,
         "escalated",
         f"escalated {where}: {reason}",
-        data={"reason": reason, "channels": channels},
+        data={"reason": reason, "channels": channels}
+        | ({"budget_key": budget_key} if budget_key else {}),
     )
     return True
+
+
+def budget_escalated_at(
+    db: Database, incident_id: int, budget_key: str, since: float
+) -> float | None:
+    """When the incident last escalated for this spent budget, if that was at or after
+    `since` (the start of the budget's cooldown window). A reopen clears `escalated_at`, but
+    while the same budget stays spent the incident has already been escalated for it."""
+    row = db.conn.execute(
+        "SELECT max(at) FROM timeline WHERE incident_id = ? AND kind = 'escalated'"
+        " AND at >= ? AND json_extract(data, '$.budget_key') = ?",
+        (incident_id, since, budget_key),
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
 
 
 # --------------------------------------------------------------------------- the tick
@@ -762,7 +786,10 @@ class _Tick:
                 f" ({used} attempt{'s' if used != 1 else ''} within"
                 f" {format_duration(cooldown)}, max_attempts {max_attempts})"
             )
-            if escalate(self.db, self.config, incident, at, reason):
+            key = row["budget_key"]
+            if budget_escalated_at(self.db, incident.id, key, at - cooldown) is None and escalate(
+                self.db, self.config, incident, at, reason, key
+            ):
                 self.result.escalated.append(incident.id)
             return
         delay = backoff * 2 ** (attempt - 1)
@@ -1080,12 +1107,17 @@ class _Tick:
             cooldown = _number(params, "cooldown", 3600.0)
             used = self._attempts_used(row["budget_key"], at - cooldown)
             if used >= max_attempts:
-                return (
-                    "budget",
+                spent = (
                     f"attempt budget spent: {used} attempts within {format_duration(cooldown)}"
-                    f" (max_attempts {max_attempts})",
-                    None,
+                    f" (max_attempts {max_attempts})"
                 )
+                escalated = budget_escalated_at(
+                    self.db, incident.id, row["budget_key"], at - cooldown
+                )
+                if escalated is not None:
+                    # Once per incident while the budget stays spent (a flap reopens it).
+                    return "skip", f"{spent}; already escalated at {to_rfc3339(escalated)}", None
+                return "budget", spent, None
         timeout_value = params.get("timeout")
         timeout = (
             float(timeout_value)
@@ -1179,7 +1211,7 @@ class _Tick:
                 return None
             if decision == "budget":
                 self._skip(row, incident, str(reason), at)
-                if escalate(self.db, self.config, incident, at, str(reason)):
+                if escalate(self.db, self.config, incident, at, str(reason), row["budget_key"]):
                     self.result.escalated.append(incident.id)
                 return None
             if decision == "escalate":

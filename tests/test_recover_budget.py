@@ -159,14 +159,49 @@ def test_the_budget_is_kept_in_the_db_across_restarts_and_reopens(tmp_path: Path
     last = actions(db)[-1]
     assert last["status"] == "skipped"
     assert "attempt budget spent" in last["error"]
-    # The reopened episode escalates once too, instead of looping.
-    assert kinds(db).count("escalated") == 2
+    # The budget is still spent within the cooldown: the incident escalated for it already.
+    assert kinds(db).count("escalated") == 1
     # Once the cooldown has passed, the fix may be tried again.
     fire(db, config, T0 + 40)
     fire(db, config, T0 + 50)
     fire(db, config, T0 + 3700, DOWN)  # beyond reopen_within: a new incident, same target
     recover_due(db, config, T0 + 3701)
     assert len(runs(tmp_path)) == 3
+
+
+def test_reopens_within_the_cooldown_escalate_once_while_the_budget_stays_spent(
+    tmp_path: Path,
+) -> None:
+    # The field case: max_attempts spent, then the alert flaps; every reopen escalated again.
+    failing_fix(tmp_path)
+    config = fix_config(tmp_path, max_attempts=1, backoff="0s", cooldown="1h")
+    db = db_for(tmp_path)
+    fire(db, config, T0, DOWN)
+    recover_due(db, config, T0 + 1)
+    assert kinds(db).count("escalated") == 1
+    now = T0 + 10
+    for reopen in range(1, 4):
+        fire(db, config, now)  # cleared
+        fire(db, config, now + 10)  # resolved
+        assert get_incident(db, 1).status == "resolved"  # type: ignore[union-attr]
+        assert fire(db, config, now + 20, DOWN).reopened == [1]
+        recover_due(db, config, now + 21)
+        assert get_incident(db, 1).reopen_count == reopen  # type: ignore[union-attr]
+        now += 60
+    assert len(runs(tmp_path)) == 1
+    assert kinds(db).count("escalated") == 1
+    assert len(escalations(db)) == 1
+    skipped = [a for a in actions(db) if a["status"] == "skipped"]
+    assert len(skipped) == 3 and all("attempt budget spent" in a["error"] for a in skipped)
+    assert all("already escalated" in a["error"] for a in skipped)
+    # Past the cooldown the budget is back: the fix runs again and, failing, escalates again.
+    later = T0 + 3700
+    fire(db, config, later)
+    fire(db, config, later + 10)
+    assert fire(db, config, later + 20, DOWN).reopened == [1]
+    recover_due(db, config, later + 21)
+    assert len(runs(tmp_path)) == 2
+    assert kinds(db).count("escalated") == 2
 
 
 def test_an_acknowledged_incident_is_not_escalated_when_the_budget_is_spent(
