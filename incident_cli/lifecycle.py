@@ -13,12 +13,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from incident_cli import outbox
-from incident_cli.config import Config, Rule
+from incident_cli.config import Config, Rule, severity_rank
 from incident_cli.db import Database, write_tx
 from incident_cli.errors import IncidentError, NotFound
 from incident_cli.handlers import plan_actions
 from incident_cli.models import Alert, Incident
-from incident_cli.rules import Routed, incident_key, match_rule, route, routed_by
+from incident_cli.rules import (
+    Routed,
+    alert_severity,
+    group_severity,
+    incident_key,
+    match_rule,
+    route,
+    routed_by,
+)
 from incident_cli.store import INSERT_EVENT, EventRow, add_event, event_row, get_incident
 
 SOURCE_FAILURES_BEFORE_INCIDENT = 3
@@ -157,6 +165,8 @@ def _insert_incident(
     started_at: float | None,
     batch: _Batch | None = None,
 ) -> Incident:
+    # Its labels are those its alerts share (routed.labels); its annotations are those of the
+    # alert that opened it.
     if batch is not None:
         labels, labels_json, annotations, annotations_json = batch.maps(alert)
         incident_id = batch.incident_id()
@@ -165,6 +175,9 @@ def _insert_incident(
         labels_json, annotations_json = _dumps(labels), _dumps(annotations)
         free = first_free_incident_id(db)
         incident_id = free if free < _MAX_ROWID else None
+    if routed.labels != alert.labels:  # a rule that groups: fewer labels than the alert's
+        labels = _clip(routed.labels)
+        labels_json = _dumps(labels)
     row = (
         incident_id,
         routed.key,
@@ -384,17 +397,30 @@ def _resolve(
     return _maybe_start_flapping(db, config, incident, now)
 
 
-def _reopen(db: Database, config: Config, incident: Incident, alert: Alert, now: float) -> Incident:
+def _reopen(
+    db: Database,
+    config: Config,
+    incident: Incident,
+    alert: Alert,
+    now: float,
+    severity: str | None = None,
+) -> Incident:
+    """Reopen a resolved incident. `severity`, the one its alerts have now, raises it (the
+    firing message then goes to the channels that take the higher one); it never lowers it."""
+    previous = incident.severity
+    if severity is None or severity_rank(severity) <= severity_rank(previous):
+        severity = previous
     db.conn.execute(
         "UPDATE incidents SET status = 'open', resolved_at = NULL, resolution = NULL,"
         " acknowledged_at = NULL, acknowledged_by = NULL, reopen_count = reopen_count + 1,"
         " last_seen_at = ?, absent_polls = 0, fixed_at = NULL, escalated_at = NULL,"
-        " updated_at = ? WHERE id = ?",
-        (now, now, incident.id),
+        " severity = ?, updated_at = ? WHERE id = ?",
+        (now, severity, now, incident.id),
     )
     incident = replace(
         incident,
         status="open",
+        severity=severity,
         resolved_at=None,
         resolution=None,
         acknowledged_at=None,
@@ -414,6 +440,15 @@ def _reopen(db: Database, config: Config, incident: Incident, alert: Alert, now:
         f" {config.incidents.reopen_within:g}s of resolving (reopen #{incident.reopen_count})",
         data={"reopen_count": incident.reopen_count},
     )
+    if severity != previous:
+        _record_raise(
+            db,
+            incident.id,
+            previous,
+            severity,
+            now,
+            f"severity raised to {severity}: the alerts firing again include a {severity} one",
+        )
     incident = _maybe_start_flapping(db, config, incident, now)
     if not incident.flapping:
         outbox.queue_firing(db, config, incident, now, {"reopened": True})
@@ -432,6 +467,7 @@ class _OpenRow(NamedTuple):
     last_seen_at: float | None
     absent_polls: int
     opened_at: float
+    severity: str
 
 
 def apply_poll(
@@ -451,9 +487,9 @@ def apply_poll(
         # Only what the steady state needs; a full Incident is loaded when something changes.
         # The ids come from the incidents_unresolved index: a long history is not scanned.
         open_by_key: dict[str, _OpenRow] = {
-            key: _OpenRow(id_, last_seen, absent, opened)
-            for id_, key, last_seen, absent, opened in db.conn.execute(
-                "SELECT id, key, last_seen_at, absent_polls, opened_at FROM incidents"
+            key: _OpenRow(id_, last_seen, absent, opened, severity)
+            for id_, key, last_seen, absent, opened, severity in db.conn.execute(
+                "SELECT id, key, last_seen_at, absent_polls, opened_at, severity FROM incidents"
                 " WHERE id IN (SELECT id FROM incidents WHERE status != 'resolved') ORDER BY id"
             )
         }
@@ -487,9 +523,9 @@ def apply_poll(
         held_seen: set[tuple[str, str]] = set()
 
         # Group what the sources report now by incident key. The key is all an alert of an
-        # open incident needs; the full route (severity, title) of a group's first alert is
-        # worked out only when the group opens or reopens an incident.
-        groups: dict[str, tuple[Rule, Alert, list[Alert]]] = {}
+        # open incident needs; the full route (labels, title, severity) of a group is worked
+        # out only when the group opens or reopens an incident.
+        groups: dict[str, tuple[Rule, list[Alert]]] = {}
         rules = config.rules
         for alerts in fetched.values():
             for alert in alerts:
@@ -500,9 +536,9 @@ def apply_poll(
                 key = incident_key(rule, alert.labels)
                 group = groups.get(key)
                 if group is None:
-                    groups[key] = (rule, alert, [alert])
+                    groups[key] = (rule, [alert])
                 else:
-                    group[2].append(alert)
+                    group[1].append(alert)
 
         reopen_candidates: dict[str, Incident] = {}
         if any(k not in open_by_key for k in groups):
@@ -521,10 +557,12 @@ def apply_poll(
         unchanged: list[int] = []  # ids of alert rows seen again in the same state
         unchanged_unknown: list[tuple[float, int, str, str]] = []
         batch = _Batch(db)
-        for key, (rule, group_first, alerts) in groups.items():
+        default_severity = config.defaults.severity
+        for key, (rule, alerts) in groups.items():
             existing = open_by_key.get(key)
             if existing is not None:
                 incident_id = existing.id
+                current_severity = existing.severity
                 result.updated += 1
             else:
                 firing = [a for a in alerts if a.state == "firing"]
@@ -545,10 +583,12 @@ def apply_poll(
                         a.fingerprint,
                     ),
                 )
+                # The highest severity among its firing alerts, unless the rule fixes it.
+                severity = group_severity(rule, (a.labels for a in firing), default_severity)
                 previous = reopen_candidates.get(key)
                 if previous is not None:
                     batch.flush()
-                    incident = _reopen(db, config, previous, first, now)
+                    incident = _reopen(db, config, previous, first, now, severity)
                     result.reopened.append(incident.id)
                     for alert_id, source, fp, state in db.conn.execute(
                         "SELECT id, source, fingerprint, state FROM alerts WHERE incident_id = ?",
@@ -557,7 +597,8 @@ def apply_poll(
                         alert_ids[(incident.id, source, fp)] = alert_id
                         alert_rows.setdefault(incident.id, {})[(source, fp)] = state
                 else:
-                    routed = routed_by(config, rule, key, group_first.labels)
+                    # Labels, title and annotations all come from the alert that opens it.
+                    routed = replace(routed_by(config, rule, key, first.labels), severity=severity)
                     started = min((a.starts_at for a in firing if a.starts_at), default=None)
                     incident = _insert_incident(
                         db, routed, first, first.source, now, started_at=started, batch=batch
@@ -578,7 +619,10 @@ def apply_poll(
                     )
                     result.opened.append(incident.id)
                 incident_id = incident.id
-                open_by_key[key] = _OpenRow(incident_id, now, 0, incident.opened_at)
+                current_severity = incident.severity
+                open_by_key[key] = _OpenRow(
+                    incident_id, now, 0, incident.opened_at, incident.severity
+                )
             seen_ids.add(incident_id)
             known = alert_rows.setdefault(incident_id, {})
             changed = []
@@ -593,6 +637,25 @@ def apply_poll(
                         unchanged_unknown.append((now, incident_id, a.source, a.fingerprint))
             if changed:
                 _upsert_alerts(db, incident_id, changed, now, known, batch)
+                if rule.severity is None:
+                    # An alert that fires now (new, or again) can raise the incident's severity.
+                    top = max(
+                        (a for a in changed if a.state == "firing"),
+                        key=lambda a: severity_rank(alert_severity(a.labels, default_severity)),
+                        default=None,
+                    )
+                    severity = (
+                        current_severity
+                        if top is None
+                        else alert_severity(top.labels, default_severity)
+                    )
+                    if top is not None and severity_rank(severity) > severity_rank(
+                        current_severity
+                    ):
+                        batch.flush()
+                        full = get_incident(db, incident_id)
+                        assert full is not None
+                        raise_severity(db, config, full, severity, now, _raised_by(top, severity))
             if len(known) > len(alerts):
                 present = {(a.source, a.fingerprint) for a in alerts}
                 gone = [
@@ -964,12 +1027,14 @@ def raise_severity(
     message: str,
     data: Mapping[str, Any] | None = None,
 ) -> Incident:
-    """Raise an unresolved incident's severity when a detector finds it worse (never lowers it:
-    the severity is the incident's worst). Channels that take the new severity but did not get
-    the firing message get it now, so e.g. PagerDuty pages once a journey stops working
-    altogether. The note records `message`/`data`. The caller holds the write transaction."""
-    from incident_cli.config import severity_rank
+    """Raise an unresolved incident's severity (never lower it: an open incident's severity is
+    the worst it has been), with a `severity_raised` event whose data has `from` and `to`.
 
+    The channels that take the new severity but did not get the firing message get it now, in
+    this transaction: that is how PagerDuty (`min_severity: critical`) pages once a grouped
+    incident turns critical. Channels that already have it get nothing new. Nobody new is paged
+    while the incident is acknowledged (a human has it) or flapping (notifications are held).
+    The caller holds the write transaction."""
     if incident.status == "resolved" or severity_rank(severity) <= severity_rank(incident.severity):
         return incident
     db.conn.execute(
@@ -978,8 +1043,8 @@ def raise_severity(
     )
     previous = incident.severity
     incident = replace(incident, severity=severity)
-    add_event(db, incident.id, now, "note", message, data=data)
-    if not incident.flapping:
+    _record_raise(db, incident.id, previous, severity, now, message, data)
+    if incident.status == "open" and not incident.flapping:
         got = set(outbox.channels_that_got_firing(db, incident.id))
         new = [c for c in outbox.routed_channels(config, incident) if c not in got]
         outbox.queue(
@@ -991,3 +1056,26 @@ def raise_severity(
             now,
         )
     return incident
+
+
+def _record_raise(
+    db: Database,
+    incident_id: int,
+    previous: str,
+    severity: str,
+    now: float,
+    message: str,
+    data: Mapping[str, Any] | None = None,
+) -> None:
+    add_event(
+        db,
+        incident_id,
+        now,
+        "severity_raised",
+        message,
+        data={"from": previous, "to": severity, **(data or {})},
+    )
+
+
+def _raised_by(alert: Alert, severity: str) -> str:
+    return f"severity raised to {severity}: {alert.name or 'alert'} on {alert.source} is {severity}"

@@ -10,6 +10,7 @@ from typing import Any
 from incident_cli.config import Config, severity_rank
 from incident_cli.db import Database
 from incident_cli.models import Incident
+from incident_cli.rules import incident_name
 
 EVENTS = ("firing", "acknowledged", "resolved", "escalation", "storm")
 # json.dumps(message, ensure_ascii=False, default=str), with one encoder instead of one per row.
@@ -128,7 +129,7 @@ def queue_storm(db: Database, config: Config, incidents: list[Incident], now: fl
             by_channel.setdefault(channel, []).append(incident)
     total = 0
     for channel, members in by_channel.items():
-        names = Counter(i.labels.get("alertname", "?") for i in members)
+        names = Counter(incident_name(i.labels, i.rule) for i in members)
         severities = Counter(i.severity for i in members)
         message = {
             "event": "storm",

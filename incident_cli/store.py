@@ -80,24 +80,35 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def incident_detail(db: Database, incident: Incident) -> dict[str, Any]:
-    """`show --json`: the incident plus its alerts, timeline, actions and notifications."""
+def incident_detail(
+    db: Database, incident: Incident, default_severity: str = "warning"
+) -> dict[str, Any]:
+    """`show --json`: the incident plus its alerts, timeline, actions and notifications.
+
+    Each alert carries its own labels, its name and its own severity (its `severity` label,
+    else `default_severity`), whatever the incident's."""
+    from incident_cli.rules import alert_severity
+
     out = incident.to_json()
     out["acknowledged_by"] = incident.acknowledged_by
-    out["alerts"] = [
-        {
-            "source": row["source"],
-            "fingerprint": row["fingerprint"],
-            "state": row["state"],
-            "labels": json.loads(row["labels"]),
-            "annotations": json.loads(row["annotations"]),
-            "starts_at": to_rfc3339(row["starts_at"]),
-            "first_seen_at": to_rfc3339(row["first_seen_at"]),
-            "last_seen_at": to_rfc3339(row["last_seen_at"]),
-            "cleared_at": to_rfc3339(row["cleared_at"]),
-        }
-        for row in db.query("SELECT * FROM alerts WHERE incident_id = ? ORDER BY id", [incident.id])
-    ]
+    out["alerts"] = []
+    for row in db.query("SELECT * FROM alerts WHERE incident_id = ? ORDER BY id", [incident.id]):
+        labels = json.loads(row["labels"])
+        out["alerts"].append(
+            {
+                "alertname": labels.get("alertname"),
+                "severity": alert_severity(labels, default_severity),
+                "source": row["source"],
+                "fingerprint": row["fingerprint"],
+                "state": row["state"],
+                "labels": labels,
+                "annotations": json.loads(row["annotations"]),
+                "starts_at": to_rfc3339(row["starts_at"]),
+                "first_seen_at": to_rfc3339(row["first_seen_at"]),
+                "last_seen_at": to_rfc3339(row["last_seen_at"]),
+                "cleared_at": to_rfc3339(row["cleared_at"]),
+            }
+        )
     out["timeline"] = [
         {
             "at": to_rfc3339(row["at"]),

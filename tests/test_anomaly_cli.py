@@ -150,7 +150,8 @@ def test_a_failing_journey_opens_changes_and_resolves_its_incident(tmp_path: Pat
     detail = rig.show(incident_id)
     assert detail["severity"] == "critical"
     note = detail["timeline"][-1]
-    assert note["kind"] == "note"
+    assert note["kind"] == "severity_raised"
+    assert (note["data"]["from"], note["data"]["to"]) == ("warning", "critical")
     assert "severity raised to critical" in note["message"]
     assert {c["check"]: c for c in note["data"]["checks"]}["consecutive_failures"] == {
         "check": "consecutive_failures",

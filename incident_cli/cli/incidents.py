@@ -203,7 +203,7 @@ def show(
     incident = get_incident(db, incident_id)
     if incident is None:
         raise NotFound(f"no incident {incident_id}")
-    detail = incident_detail(db, incident)
+    detail = incident_detail(db, incident, env.config().defaults.severity)
     if as_json:
         emit_json(detail)
         return
@@ -244,12 +244,21 @@ def _print_detail(env: Any, d: dict[str, Any]) -> None:
     for name, value in d["annotations"].items():
         out.print(f"  {_escape(name[:40]):<13}{_escape(value[:500])}")
     if d["alerts"]:
-        out.print("\n[bold]Alerts[/]")
+        # Every alert with its own severity and state, and the labels it does not share with
+        # the incident (those are printed above).
+        out.print(f"\n[bold]Alerts[/] ({len(d['alerts'])})")
         for a in d["alerts"]:
+            own = ", ".join(
+                f"{k}={v[:200]}"
+                for k, v in a["labels"].items()
+                if k not in ("alertname", "severity") and d["labels"].get(k) != v
+            )
+            severity = _styled(a["severity"].ljust(9), _SEVERITY_STYLE.get(a["severity"]))
             out.print(
-                f"  {a['state']:<11}{a['source']:<14}"
-                f"{_escape(a['labels'].get('alertname', '')[:80])}"
+                f"  {a['state']:<11}{severity}"
+                f"{_escape(a['source']):<14}{_escape((a['alertname'] or '')[:80])}"
                 f"  since {a['starts_at'] or a['first_seen_at']}"
+                + (f"\n    {_escape(own)}" if own else "")
             )
     out.print("\n[bold]Timeline[/]")
     for e in d["timeline"]:
