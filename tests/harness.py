@@ -57,10 +57,12 @@ def http_json(url: str, timeout: float = 5.0) -> Any:
 
 class ToyExporter:
     """An in-process HTTP exporter: `/metrics` serves `toy_value{name="..."} V` for each value
-    the test sets, `/health` answers 200 while `healthy` is true."""
+    the test sets and each raw series of `series` (`'node_md_state{device="md0"}': 1`, for
+    third-party rules), `/health` answers 200 while `healthy` is true."""
 
     def __init__(self) -> None:
         self.values: dict[str, float] = {}
+        self.series: dict[str, float] = {}
         self.healthy = True
         self.port = free_port()
         exporter = self
@@ -69,8 +71,13 @@ class ToyExporter:
             def do_GET(self) -> None:
                 if self.path.startswith("/metrics"):
                     body = "".join(
-                        f'toy_value{{name="{name}"}} {value}\n'
-                        for name, value in sorted(exporter.values.items())
+                        [
+                            *(
+                                f'toy_value{{name="{name}"}} {value}\n'
+                                for name, value in sorted(exporter.values.items())
+                            ),
+                            *(f"{s} {v}\n" for s, v in sorted(dict(exporter.series).items())),
+                        ]
                     ).encode()
                     self.send_response(200)
                     self.send_header("Content-Type", "text/plain; version=0.0.4")
