@@ -58,6 +58,16 @@ def review_markdown(db: Database, incident_id: int, now: float) -> str:
         ["Source", md_escape(i.source)],
         ["Labels", md_escape(labels, 500) or "—"],
     ]
+    # A grouped incident's alerts by name: its title and the reports count it by its own name.
+    names: dict[str, int] = {}
+    for (name,) in db.conn.execute(
+        "SELECT json_extract(labels, '$.alertname') FROM alerts WHERE incident_id = ? ORDER BY id",
+        (i.id,),
+    ):
+        names[name or "?"] = names.get(name or "?", 0) + 1
+    if names:
+        counted = ", ".join(f"{name} x{count}" for name, count in names.items())
+        summary_rows.append(["Alerts", md_escape(f"{sum(names.values())}: {counted}", 500)])
     for key in ("summary", "description", "runbook_url"):
         if i.annotations.get(key):
             summary_rows.append([key.replace("_", " ").capitalize(), md_escape(i.annotations[key])])
@@ -205,7 +215,9 @@ def _event_data(text: str | None) -> str:
     if not isinstance(data, dict):
         return ""
     keep = {
-        k: data[k] for k in ("action_id", "attempt", "exit_code", "channel", "status") if k in data
+        k: data[k]
+        for k in ("action_id", "attempt", "exit_code", "channel", "status", "from", "to")
+        if k in data
     }
     if not keep:
         return ""

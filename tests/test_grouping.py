@@ -270,3 +270,24 @@ def test_show_lists_every_alert_with_its_own_labels_severity_and_state(
     assert lines[1] == ["mountpoint=/var"]
     assert lines[2][:4] == ["firing", "critical", "prometheus", "DiskFull"]
     assert lines[3] == ["mountpoint=/"]
+
+
+def test_the_review_draft_names_the_grouped_alerts_and_the_rise(
+    tmp_path: Path, db: Database, config: Config
+) -> None:
+    poll(db, config, T0, alert("HostEdacErrors", "warning", instance="h1"))
+    poll(
+        db,
+        config,
+        T0 + 60,
+        alert("HostEdacErrors", "warning", instance="h1"),
+        alert("HostRaidDegraded", "critical", instance="h1", device="md0"),
+    )
+    args = ["-c", str(tmp_path / "incident.yaml"), "--db", str(tmp_path / "state.db")]
+    review = CliRunner().invoke(app, [*args, "report", "--incident", "1"], catch_exceptions=False)
+    assert review.exit_code == 0, review.output
+    assert "# Post-incident review: #1 host: h1" in review.stdout
+    assert "| Severity | critical |" in review.stdout
+    assert "| Alerts | 2: HostEdacErrors x1, HostRaidDegraded x1 |" in review.stdout
+    [raised] = [line for line in review.stdout.splitlines() if "| severity\\_raised |" in line]
+    assert "(from warning, to critical)" in raised
