@@ -27,6 +27,7 @@ import json
 import os
 import re
 import selectors
+import shlex
 import shutil
 import signal
 import subprocess
@@ -1246,7 +1247,7 @@ class _Tick:
                 return None
             if row["kind"] == "block_ip":
                 self.blocks_left -= 1
-            what = "; ".join(" ".join(argv) for argv in shown) or row["kind"]
+            what = "; ".join(shlex.join(argv) for argv in shown) or row["kind"]
             if job.queries:
                 what += f" (+{len(job.queries)} quer{'y' if len(job.queries) == 1 else 'ies'})"
             attempt = f" (attempt {job.attempt})" if row["kind"] == "command" else ""
@@ -1289,7 +1290,7 @@ class _Tick:
         at = self.now()
         shown_argv = tuple(tuple(self.mask(a) for a in r.argv) for r in outcome.commands)
         output = "\n".join(
-            f"$ {' '.join(argv)}\n{r.output}"
+            f"$ {shlex.join(argv)}\n{r.output}"
             for argv, r in zip(shown_argv, outcome.commands, strict=True)
         )
         last = outcome.commands[-1] if outcome.commands else None
@@ -1423,7 +1424,7 @@ class _Tick:
             )
             if error:
                 errors.append(error)
-            parts.append(f"{' '.join(argv)} ({error or f'exit {r.exit_code}'})")
+            parts.append(f"{shlex.join(argv)} ({error or f'exit {r.exit_code}'})")
         queries: list[dict[str, Any]] = []
         for q in outcome.queries:
             text = self.mask(json.dumps(q, ensure_ascii=False, default=str))

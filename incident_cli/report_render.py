@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from incident_cli.display import printable, safe_markup
 from incident_cli.report import DEFINITIONS, Report, Timing
 from incident_cli.times import format_duration, to_rfc3339
 
@@ -68,7 +69,6 @@ def _percentile_note(report: Report) -> str | None:
 def render_table(report: Report, console: Any) -> None:
     """Rich tables an on-call engineer reads at a glance (plain text without colour or TTY)."""
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
 
     out = console
@@ -168,10 +168,10 @@ def render_table(report: Report, console: Any) -> None:
             s_name, s_count = sev[i] if i < len(sev) else ("", "")
             a_name, a_count = report.top_alerts[i] if i < len(report.top_alerts) else ("", "")
             side.add_row(
-                f"[{_RICH_STYLE.get(s_name, '')}]{escape(s_name)}[/]" if s_name else "",
+                f"[{_RICH_STYLE.get(s_name, '')}]{safe_markup(s_name)}[/]" if s_name else "",
                 str(s_count),
                 "",
-                escape(a_name[:80]),
+                safe_markup(a_name, limit=80),
                 str(a_count),
             )
         out.print(side)
@@ -183,8 +183,8 @@ def render_table(report: Report, console: Any) -> None:
         for f in report.flapping:
             flap.add_row(
                 str(f.id),
-                escape(f.title[:100]),
-                f.severity,
+                safe_markup(f.title, limit=100),
+                safe_markup(f.severity),
                 str(f.reopen_count),
                 "flapping" if f.flapping else "settled",
             )
@@ -208,9 +208,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~&])")
 
 def md_escape(text: str, limit: int = 200) -> str:
     """One line of untrusted text made inert in a markdown table cell or paragraph."""
-    text = " ".join(str(text).split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
+    text = " ".join(printable(text, limit=limit).split())
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
@@ -397,7 +395,7 @@ def _svg(title: str, body: list[str], legend: list[tuple[str, str]], chart_id: s
     for name, colour in legend:
         items.append(
             f'<rect x="{x}" y="{_H - 14}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{x + 14}" y="{_H - 5}">{html.escape(name)}</text>'
+            f'<text x="{x + 14}" y="{_H - 5}">{html.escape(printable(name))}</text>'
         )
         x += 24 + 8 * len(name)
     return (
@@ -441,7 +439,7 @@ def incidents_chart(report: Report) -> str:
                 continue
             h = plot_h * count / y_max
             y -= h
-            tip = f"{to_rfc3339(b.start)}: {count} {severity}"
+            tip = printable(f"{to_rfc3339(b.start)}: {count} {severity}")
             body.append(
                 f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}"'
                 f' fill="{_severity_colour(severity)}"><title>{html.escape(tip)}</title></rect>'
@@ -519,7 +517,7 @@ dt{font-weight:600}dd{margin:0 0 6px 0;color:#3c4b5b}
 
 def _cell(text: object, numeric: bool = False) -> str:
     cls = ' class="n"' if numeric else ""
-    return f"<td{cls}>{html.escape(str(text))}</td>"
+    return f"<td{cls}>{html.escape(printable(text))}</td>"
 
 
 def _html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: set[int]) -> str:

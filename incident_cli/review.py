@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from typing import Any
 
 from incident_cli.db import Database
+from incident_cli.display import printable
 from incident_cli.errors import NotFound
 from incident_cli.report_render import human_duration, md_escape, md_table
-from incident_cli.store import get_incident
+from incident_cli.store import action_commands, get_incident
 from incident_cli.times import format_duration, to_rfc3339
 
 
@@ -22,18 +25,18 @@ def _after(later: float | None, earlier: float | None) -> str:
     return human_duration(max(later - earlier, 0))
 
 
-def _command(text: str | None) -> str:
-    if not text:
-        return ""
-    try:
-        argv = json.loads(text)
-    except ValueError:
-        return md_escape(text)
-    if isinstance(argv, list):
-        # A code span in a table cell: backticks would end it, `|` would split the cell.
-        line = " ".join(" ".join(str(a) for a in argv).split())[:200]
-        return "`" + line.replace("`", "'").replace("|", "\\|") + "`"
-    return md_escape(str(argv))
+def _commands(argvs: list[list[str]]) -> str:
+    """Every command of an action, each shell-quoted in a code span: ready to copy and paste."""
+    return "; ".join(_code_span(shlex.join(argv)) for argv in argvs)
+
+
+def _code_span(text: str) -> str:
+    """Markdown code for a table cell: a fence longer than any run of backticks inside it, and
+    `\\|` so that a pipe does not split the cell (GitHub shows it as `|`)."""
+    text = printable(text).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or fence != "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def review_markdown(db: Database, incident_id: int, now: float) -> str:
@@ -167,7 +170,9 @@ def review_markdown(db: Database, incident_id: int, now: float) -> str:
         if timeline
         else "_No timeline events._",
         "## Actions",
-        _actions_table(actions) if actions else "_No recovery, diagnostic or escalation actions._",
+        _actions_table(actions, action_commands(db, i.id))
+        if actions
+        else "_No recovery, diagnostic or escalation actions._",
         "## Notifications",
         _notifications_table(notes) if notes else "_No notifications were queued._",
         "## Root cause\n\n_To be written._",
@@ -224,14 +229,14 @@ def _event_data(text: str | None) -> str:
     return " (" + md_escape(", ".join(f"{k} {v}" for k, v in keep.items())) + ")"
 
 
-def _actions_table(rows: list[dict[str, Any]]) -> str:
+def _actions_table(rows: list[dict[str, Any]], commands: dict[int, list[list[str]]]) -> str:
     return md_table(
         ["#", "kind", "what", "status", "exit", "tries", "started", "finished", "error"],
         [
             [
                 str(a["id"]),
                 md_escape(a["kind"]),
-                _command(a["command"]) or md_escape(a["target"] or ""),
+                _commands(commands.get(a["id"], [])) or md_escape(a["target"] or ""),
                 md_escape(a["status"]),
                 "" if a["exit_code"] is None else str(a["exit_code"]),
                 str(a["attempts"]),

@@ -157,6 +157,51 @@ def incident_detail(
     return out
 
 
+def _argv_list(steps: Any) -> list[list[str]]:
+    """The argvs among `steps`, as strings (JSON from the DB: anything may be there)."""
+    if not isinstance(steps, list):
+        return []
+    return [[str(item) for item in argv] for argv in steps if isinstance(argv, list) and argv]
+
+
+def action_argvs(kind: str, command: Any, params: Mapping[str, Any]) -> list[list[str]]:
+    """Every argv an action runs, in order, as planned: a command's `command` and the `then`
+    steps after it, or a diagnostics action's `commands`."""
+    if kind == "diagnostics":
+        return _argv_list(params.get("commands"))
+    then = params.get("then")
+    return _argv_list([command, *(then if isinstance(then, list) else [])])
+
+
+def action_commands(db: Database, incident_id: int) -> dict[int, list[list[str]]]:
+    """Each action's commands for people to read: every argv of its latest start as it ran
+    (labels substituted, secrets masked), or as planned when it has not started."""
+    out: dict[int, list[list[str]]] = {}
+    for row in db.query(
+        "SELECT id, kind, command, params FROM actions WHERE incident_id = ?", [incident_id]
+    ):
+        try:
+            command, params = _loads(row["command"]), _loads(row["params"])
+        except ValueError:
+            continue
+        out[row["id"]] = action_argvs(
+            row["kind"], command, params if isinstance(params, dict) else {}
+        )
+    for row in db.query(
+        "SELECT data FROM timeline WHERE incident_id = ? AND kind = 'action_started' ORDER BY id",
+        [incident_id],
+    ):
+        try:
+            data = _loads(row["data"])
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("action_id") in out:
+            ran = _argv_list(data.get("argv"))
+            if ran:
+                out[data["action_id"]] = ran
+    return out
+
+
 def record_heartbeat(
     db: Database, command: str, started: float, finished: float, exit_code: int, error: str | None
 ) -> None:

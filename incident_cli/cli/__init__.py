@@ -103,10 +103,11 @@ class Env:
 
 
 def _print_error(message: str, env: Env | None) -> None:
+    from incident_cli.display import printable
     from incident_cli.redact import mask_userinfo, redact
 
     text = mask_userinfo(redact(message, env.secrets() if env else []))
-    line = " ".join(text.split())  # one line, whatever the message held
+    line = printable(" ".join(text.split()))  # one inert line, whatever the message held
     sys.stderr.write(f"incident: {line}\n")
 
 
@@ -308,21 +309,26 @@ def tick(
 
 
 def emit_json(data: Any) -> None:
-    import json
+    from incident_cli.display import json_text
 
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.write(json_text(data) + "\n")
+
+
+# Off a terminal nothing is folded: rich needs a width, and none of our lines comes near this.
+UNFOLDED_WIDTH = 1_000_000
 
 
 def console() -> Any:
     """A rich Console on stdout (honours NO_COLOR); imported only by commands that print.
 
-    Not on a terminal (cron mail, the journal, a pipe) and with no COLUMNS, lines are not
-    folded at rich's default of 80 columns: a title or an error split mid-word helps nobody.
+    Not on a terminal (cron mail, the journal, a pipe, a file, a pager) and with no COLUMNS,
+    lines keep their whole length: a timeline line or a title split mid-word helps nobody, and
+    `grep` finds whole lines. `:name:` emoji codes in untrusted text are not expanded.
     """
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
-    return Console(highlight=False, soft_wrap=False, width=width)
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else UNFOLDED_WIDTH
+    return Console(highlight=False, soft_wrap=False, width=width, emoji=False)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from incident_cli.cli import app, console, emit_json, get_env, tick
+from incident_cli.display import printable
 from incident_cli.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def detect_anomalies(
         if result.file_error:
             codes.append(int(ExitStatus.PARTIAL_FAILURE))
     if result.file_error:
-        sys.stderr.write(f"incident: {result.file_error}\n")
+        sys.stderr.write(f"incident: {printable(result.file_error)}\n")
     if as_json:
         emit_json(result.to_json())
     else:
@@ -61,7 +62,7 @@ _SAY = {
 
 
 def _journey_line(o: JourneyOutcome) -> str:
-    from rich.markup import escape
+    from incident_cli.display import safe_markup
 
     e = o.evaluation
     parts = [f"{e.results} results"]
@@ -74,7 +75,7 @@ def _journey_line(o: JourneyOutcome) -> str:
         parts.append(f"{e.failure_run} failure(s) in a row")
     if not e.window_full:
         parts.append("window not full")
-    line = f"  {escape(e.journey)}: " + ", ".join(parts)
+    line = f"  {safe_markup(e.journey)}: " + ", ".join(parts)
     if e.tripped:
         line += " — [bold]tripped[/] " + ", ".join(c.name for c in e.tripped)
     if o.incident_id is not None and o.action in _SAY:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from incident_cli.cli import app, console, emit_json, get_env, tick
+from incident_cli.display import printable
 from incident_cli.errors import ExitStatus, NotFound, UsageError
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def poll(ctx: typer.Context, dry_run: bool = DRY_RUN, as_json: bool = JSON) -> N
         errors, repeated, recovered = describe_sources(result)
         for line in errors + recovered:
             if env.verbose or line not in repeated:
-                sys.stderr.write(f"incident: {line}\n")
+                sys.stderr.write(f"incident: {printable(line)}\n")
         if result.failed_sources:
             codes.append(int(ExitStatus.TEMPFAIL))
     summary = {
@@ -171,17 +172,18 @@ def _print_list(env: Any, incidents: list[Incident], notes: dict[int, dict[str, 
             str(incident.id),
             incident.status,
             _styled(incident.severity, _SEVERITY_STYLE.get(incident.severity)),
-            _escape(incident.title),
+            _escape(incident.title, limit=300),
             _age(env, incident.opened_at),
             ", ".join(flags),
         )
     out.print(table)
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+def _escape(text: str, limit: int | None = None) -> str:
+    """Untrusted text for one line of rich markup: inert, and `[red]` stays literal."""
+    from incident_cli.display import safe_markup
 
-    return escape(text)
+    return safe_markup(text, limit=limit)
 
 
 def _styled(text: str, style: str | None) -> str:
@@ -196,7 +198,7 @@ def show(
     as_json: bool = JSON,
 ) -> None:
     """One incident with its alerts, timeline, actions and notifications."""
-    from incident_cli.store import get_incident, incident_detail
+    from incident_cli.store import action_commands, get_incident, incident_detail
 
     env = get_env(ctx)
     db = env.db()
@@ -207,18 +209,33 @@ def show(
     if as_json:
         emit_json(detail)
         return
-    _print_detail(env, detail)
+    _print_detail(env, detail, action_commands(db, incident.id))
 
 
-def _print_detail(env: Any, d: dict[str, Any]) -> None:
+KEY_WIDTH = 13  # the key column of `show`'s facts; values (and their later lines) start after it
+MAX_SHOWN_VALUE = 4000  # characters of one fact or annotation; `show --json` has them all
+
+
+def _fact(out: Any, name: str, value: str, *, multiline: bool = False) -> None:
+    """`  name         value`, a multi-line value's later lines indented under the first."""
+    from incident_cli.display import safe_markup
+
+    shown = safe_markup(value, multiline=multiline, limit=MAX_SHOWN_VALUE)
+    indent = "\n" + " " * (2 + KEY_WIDTH)
+    out.print(f"  {_escape(name, limit=40):<{KEY_WIDTH}}" + indent.join(shown.split("\n")))
+
+
+def _print_detail(env: Any, d: dict[str, Any], commands: dict[int, list[list[str]]]) -> None:
+    import shlex
+
     from rich.table import Table
 
     out = console()
     sev = d["severity"]
     out.print(
         f"[bold]#{d['id']} {_escape(d['title'])}[/]  "
-        f"{_styled(sev, _SEVERITY_STYLE.get(sev))}  {d['status']}"
-        + (f" ({d['resolution']})" if d["resolution"] else "")
+        f"{_styled(sev, _SEVERITY_STYLE.get(sev))}  {_escape(d['status'])}"
+        + (f" ({_escape(d['resolution'])})" if d["resolution"] else "")
         + ("  [magenta]flapping[/]" if d["flapping"] else "")
     )
     facts = [
@@ -236,13 +253,11 @@ def _print_detail(env: Any, d: dict[str, Any]) -> None:
     ]
     for name, value in facts:
         if value:
-            out.print(f"  {name:<13}{_escape(str(value))}")
+            _fact(out, name, str(value))
     if d["labels"]:
-        out.print(
-            "  labels       " + _escape(", ".join(f"{k}={v[:200]}" for k, v in d["labels"].items()))
-        )
+        _fact(out, "labels", ", ".join(f"{k}={v[:200]}" for k, v in d["labels"].items()))
     for name, value in d["annotations"].items():
-        out.print(f"  {_escape(name[:40]):<13}{_escape(value[:500])}")
+        _fact(out, name, value, multiline=True)
     if d["alerts"]:
         # Every alert with its own severity and state, and the labels it does not share with
         # the incident (those are printed above).
@@ -255,26 +270,30 @@ def _print_detail(env: Any, d: dict[str, Any]) -> None:
             )
             severity = _styled(a["severity"].ljust(9), _SEVERITY_STYLE.get(a["severity"]))
             out.print(
-                f"  {a['state']:<11}{severity}"
-                f"{_escape(a['source']):<14}{_escape((a['alertname'] or '')[:80])}"
+                f"  {_escape(a['state']):<11}{severity}"
+                f"{_escape(a['source']):<14}{_escape(a['alertname'] or '', limit=80)}"
                 f"  since {a['starts_at'] or a['first_seen_at']}"
                 + (f"\n    {_escape(own)}" if own else "")
             )
     out.print("\n[bold]Timeline[/]")
     for e in d["timeline"]:
-        out.print(f"  {e['at']}  {e['kind']:<20}{_escape(e['actor']):<12}{_escape(e['message'])}")
+        out.print(
+            f"  {e['at']}  {_escape(e['kind']):<20}{_escape(e['actor']):<12}{_escape(e['message'])}"
+        )
     if d["actions"]:
         out.print("\n[bold]Actions[/]")
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("ID", "KIND", "STATUS", "TRIES", "COMMAND", "EXIT", "ERROR"):
             table.add_column(column, overflow="fold")
         for a in d["actions"]:
+            argvs = commands.get(a["id"]) or ([a["command"]] if a["command"] else [])
             table.add_row(
                 str(a["id"]),
-                a["kind"],
-                a["status"],
+                _escape(a["kind"]),
+                _escape(a["status"]),
                 str(a["attempts"]),
-                _escape(" ".join(a["command"] or [])),
+                # One command a line, shell-quoted: ready to copy and paste.
+                "\n".join(_escape(shlex.join(argv)) for argv in argvs),
                 "" if a["exit_code"] is None else str(a["exit_code"]),
                 _escape(a["error"] or ""),
             )
@@ -285,7 +304,7 @@ def _print_detail(env: Any, d: dict[str, Any]) -> None:
             style = {"dead": "bold red", "pending": "yellow"}.get(n["status"])
             status = _styled(n["status"].ljust(8), style)
             out.print(
-                f"  {_escape(n['channel']):<12}{n['event']:<14}{status}"
+                f"  {_escape(n['channel']):<12}{_escape(n['event']):<14}{status}"
                 f"tries {n['attempts']}  {_escape(n['error'] or '')}"
             )
 
@@ -309,7 +328,7 @@ def ack(
         return
     incident = acknowledge(env.db(), env.config(), incident_id, who, note, env.now())
     if not env.quiet:
-        sys.stdout.write(f"incident {incident.id} acknowledged by {who}\n")
+        sys.stdout.write(f"incident {incident.id} acknowledged by {printable(who)}\n")
 
 
 @app.command()
@@ -337,7 +356,8 @@ def resolve(
         env.db(), env.config(), incident_id, who, note, false_positive, env.now()
     )
     if not env.quiet:
-        sys.stdout.write(f"incident {incident.id} resolved ({incident.resolution}) by {who}\n")
+        what = f"resolved ({incident.resolution}) by {who}"
+        sys.stdout.write(f"incident {incident.id} {printable(what)}\n")
 
 
 def _describe_would(env: Any, incident_id: int, what: str) -> None:
@@ -346,4 +366,5 @@ def _describe_would(env: Any, incident_id: int, what: str) -> None:
     incident = get_incident(env.db(), incident_id)
     if incident is None:
         raise NotFound(f"no incident {incident_id}")
-    sys.stdout.write(f"would {what}: incident {incident.id} ({incident.status}) {incident.title}\n")
+    title = printable(incident.title)
+    sys.stdout.write(f"would {what}: incident {incident.id} ({incident.status}) {title}\n")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import typer
 
 from incident_cli.cli import app, emit_json, get_env, tick
+from incident_cli.display import printable
 from incident_cli.errors import ExitStatus, UsageError
 
 
@@ -47,19 +47,20 @@ def notify(
             codes.append(int(ExitStatus.PARTIAL_FAILURE))
     for dead in report.dead:
         about = f", incident {dead.incident_id}" if dead.incident_id is not None else ""
-        sys.stderr.write(
-            f"incident: notification {dead.id} to {dead.channel} ({dead.event}{about})"
-            f" is dead: {dead.error}\n"
+        line = (
+            f"notification {dead.id} to {dead.channel} ({dead.event}{about}) is dead: {dead.error}"
         )
+        sys.stderr.write(f"incident: {printable(line)}\n")
     if as_json:
         emit_json({"dry_run": False, **report.to_json()})
     elif env.verbose:
         for outcome in report.outcomes:
             if outcome.status in ("retry", "held"):
-                sys.stdout.write(
+                line = (
                     f"notification {outcome.id} to {outcome.channel} ({outcome.event}):"
-                    f" {outcome.status}: {outcome.error}\n"
+                    f" {outcome.status}: {outcome.error}"
                 )
+                sys.stdout.write(printable(line) + "\n")
         sys.stdout.write(
             f"notify: sent {report.count('sent')}, retrying {report.count('retry')},"
             f" dead {report.count('dead')}, held {report.count('held')},"
@@ -70,6 +71,8 @@ def notify(
 
 
 def _print_previews(previews: list[dict[str, Any]]) -> None:
+    from incident_cli.display import json_text
+
     if not previews:
         sys.stdout.write("nothing to send\n")
         return
@@ -77,19 +80,20 @@ def _print_previews(previews: list[dict[str, Any]]) -> None:
         about = f", incident {p['incident_id']}" if p["incident_id"] is not None else ""
         head = f"would send notification {p['id']} to {p['channel']} ({p['event']}{about})"
         if p["method"] is None:
-            sys.stdout.write(f"{head}: not sent: {p['note']}\n")
+            sys.stdout.write(printable(f"{head}: not sent: {p['note']}") + "\n")
             continue
         note = f" [{p['note']}]" if p["note"] else ""
-        sys.stdout.write(f"{head}: {p['method']} {p['url']}{note}\n")
+        sys.stdout.write(printable(f"{head}: {p['method']} {p['url']}{note}") + "\n")
         for name, value in p["headers"].items():
-            sys.stdout.write(f"  {name}: {value}\n")
+            sys.stdout.write(printable(f"  {name}: {value}") + "\n")
         if (
             isinstance(p["body"], dict)
             and isinstance(p["body"].get("text"), str)
             and (p["method"] == "SMTP")
         ):
-            sys.stdout.write(f"  Subject: {p['body']['subject']}\n\n")
-            sys.stdout.write("".join(f"  {line}\n" for line in p["body"]["text"].splitlines()))
+            sys.stdout.write(printable(f"  Subject: {p['body']['subject']}") + "\n\n")
+            text = printable(p["body"]["text"], multiline=True)
+            sys.stdout.write("".join(f"  {line}\n" for line in text.split("\n")))
         else:
-            text = json.dumps(p["body"], ensure_ascii=False, indent=2)
+            text = json_text(p["body"])
             sys.stdout.write("".join(f"  {line}\n" for line in text.splitlines()))

@@ -22,6 +22,7 @@ def run(
 
     A stage that fails does not stop the later ones; the exit code is the worst of them.
     """
+    from incident_cli.display import printable
     from incident_cli.redact import redact
     from incident_cli.run import StageResult, run_tick
     from incident_cli.store import record_heartbeat
@@ -40,9 +41,8 @@ def run(
         for line in stage.errors + stage.notes:
             if line in stage.repeated and not env.verbose:
                 continue
-            sys.stderr.write(
-                f"incident: {stage.name}: {' '.join(redact(line, env.secrets()).split())}\n"
-            )
+            shown = printable(" ".join(redact(line, env.secrets()).split()))
+            sys.stderr.write(f"incident: {stage.name}: {shown}\n")
         if (env.verbose or dry_run) and not as_json and not env.quiet:
             prefix = "would have: " if dry_run else ""
             sys.stdout.write(f"{stage.name}: {prefix}{stage.summary}\n")
@@ -66,6 +66,7 @@ def self_test(
     """Smoke test for CI and after deploys: config, handlers, programs on PATH, channels, state,
     sources, and a synthetic alert through the whole pipeline in a scratch DB (channels in
     dry-run; the real DB is not touched). Exit 1 when a check fails."""
+    from incident_cli.display import printable
     from incident_cli.errors import ConfigError
     from incident_cli.selftest import FAILED, OK, Check, run_checks
 
@@ -76,7 +77,8 @@ def self_test(
     def show(check: Check) -> None:
         checks.append(check)
         if not as_json and not (env.quiet and check.status != FAILED):
-            sys.stdout.write(f"{marks[check.status]} {check.area}: {check.detail}\n")
+            line = printable(f"{check.area}: {check.detail}")
+            sys.stdout.write(f"{marks[check.status]} {line}\n")
             sys.stdout.flush()
 
     try:

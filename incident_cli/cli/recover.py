@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from incident_cli.cli import app, console, emit_json, get_env, tick
+from incident_cli.display import printable
 from incident_cli.errors import ExitStatus
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def _line(report: ActionReport) -> str:
         parts.append(argv)
     if report.detail:
         parts.append(f"— {report.detail}")
-    return " ".join(parts)
+    return printable(" ".join(parts))
 
 
 @app.command()

@@ -9,7 +9,8 @@ from typing import Any
 
 import typer
 
-from incident_cli.cli import Env, app, console, emit_json, get_env, tick
+from incident_cli.cli import UNFOLDED_WIDTH, Env, app, console, emit_json, get_env, tick
+from incident_cli.display import json_text, printable
 from incident_cli.errors import ExitStatus, UsageError
 
 FORMATS = ("table", "json", "markdown", "html")
@@ -95,9 +96,7 @@ def report(
     if quiet_if_empty and rep.opened == 0:
         return
     if fmt == "json":
-        import json
-
-        text = json.dumps(_report_json(rep), ensure_ascii=False, indent=2) + "\n"
+        text = json_text(_report_json(rep)) + "\n"
     elif fmt == "markdown":
         from incident_cli.report_render import render_markdown
 
@@ -131,9 +130,10 @@ def _table_text(rep: Any, *, to_terminal: bool) -> str:
             no_color=real.no_color,
             width=real.width,
             highlight=False,
+            emoji=False,
         )
     else:
-        out = Console(file=buffer, width=100, no_color=True, highlight=False)
+        out = Console(file=buffer, width=UNFOLDED_WIDTH, no_color=True, highlight=False)
     render_table(rep, out)
     return buffer.getvalue()
 
@@ -214,7 +214,7 @@ def status(
         if as_json:
             emit_json({"ok": False, "problems": [problem], "db": {"path": path}})
         else:
-            sys.stderr.write(f"incident: {problem}\n")
+            sys.stderr.write(f"incident: {printable(problem)}\n")
         raise typer.Exit(int(ExitStatus.PARTIAL_FAILURE))
     health = check_health(
         env.db(),
@@ -233,9 +233,9 @@ def status(
 
 
 def _print_health(h: Any) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
+    from incident_cli.display import safe_markup
     from incident_cli.times import format_duration, to_rfc3339
 
     def ago(at: float | None) -> str:
@@ -245,14 +245,14 @@ def _print_health(h: Any) -> None:
     verdict = "[bold green]OK[/]" if h.ok else "[bold red]PROBLEM[/]"
     out.print(f"incident status: {verdict}  ({to_rfc3339(h.checked_at)})")
     for problem in h.problems:
-        out.print(f"  [red]✗[/] {escape(problem)}")
+        out.print(f"  [red]✗[/] {safe_markup(problem)}")
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("COMMAND", "LAST RUN", "LAST OK", "EXIT", "TOOK", "CHECKED"):
         table.add_column(column)
     for c in h.commands:
         exit_code = "" if c.last_exit is None else str(c.last_exit)
         table.add_row(
-            c.command,
+            safe_markup(c.command),
             ago(c.last_run_at),
             ago(c.last_ok_at),
             f"[red]{exit_code}[/]" if c.last_exit else exit_code,
@@ -269,12 +269,12 @@ def _print_health(h: Any) -> None:
         for s in h.sources:
             reach = {True: "yes", False: "[red]no[/]", None: "not checked"}[s.reachable]
             table.add_row(
-                escape(s.name) + ("" if s.configured else " (not configured)"),
+                safe_markup(s.name) + ("" if s.configured else " (not configured)"),
                 reach,
                 str(s.consecutive_failures),
                 ago(s.last_ok_at),
                 "" if s.alerts is None else str(s.alerts),
-                escape((s.last_error or "")[:200]),
+                safe_markup((s.last_error or "")[:200]),
             )
         out.print()
         out.print(table)
@@ -292,7 +292,7 @@ def _print_health(h: Any) -> None:
     )
     dead = f"[red]{h.notifications_dead} dead[/]" if h.notifications_dead else "0 dead"
     out.print(f"notifications: {h.notifications_pending} pending{oldest}, {dead}")
-    out.print(f"db: {escape(str(h.db_path))} ({h.db_size_bytes / 1048576:.1f} MiB)")
+    out.print(f"db: {safe_markup(str(h.db_path))} ({h.db_size_bytes / 1048576:.1f} MiB)")
 
 
 @app.command()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ from incident_cli.config import Config, Rule
 from incident_cli.db import Database
 from incident_cli.models import ActionPlan, Alert, Incident
 from incident_cli.redact import redact
-from incident_cli.store import add_event
+from incident_cli.store import action_argvs, add_event
 
 Handler = Callable[[Incident, Alert | None, Rule], list[ActionPlan]]
 
@@ -405,7 +406,8 @@ def _insert_action(
         ),
     )
     action_id = int(cursor.lastrowid or 0)
-    what = " ".join(shown) if shown else plan.kind
+    steps = action_argvs(plan.kind, shown, params)
+    what = "; ".join(shlex.join(argv) for argv in steps) or plan.kind
     message = f"planned {plan.kind}: {what}"
     if skipped:
         message += f" — skipped: {skipped}"
