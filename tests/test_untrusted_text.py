@@ -161,8 +161,6 @@ def assert_inert(text: str) -> None:
     assert "\r" not in text
     assert not _C1.search(text)
     assert not _BIDI.search(text)
-    assert "pwned-title" not in text or "]0;pwned-title" in text  # shown, not obeyed
-    assert "[link=https://evil.example]" not in text or "y[/link]" in text
 
 
 ANNOTATION_INDENT = " " * 15  # `show`: where an annotation's value and its later lines start
@@ -307,12 +305,14 @@ def assert_only_our_colours(text: str) -> str:
 @pytest.mark.parametrize("name", ["clear", "title", "link", "clipboard", "conceal", "c1", "bidi"])
 def test_show_on_a_terminal_prints_colours_but_no_hostile_sequence(site: Site, name: str) -> None:
     out = run_in_pty(["show", str(site.ids[name])], site.workdir)
+    assert HOSTILE[name] not in out  # not even a sequence that looks like one of rich's
     plain = assert_only_our_colours(out)
     assert printable(HOSTILE[name]) in plain  # shown for what it is, not obeyed
 
 
 def test_list_on_a_terminal_forges_no_row(site: Site) -> None:
     out = run_in_pty(["list"], site.workdir, columns=300)
+    assert not [value for value in HOSTILE.values() if ESC in value and value in out]
     assert_no_forged_line(assert_only_our_colours(out))
 
 
