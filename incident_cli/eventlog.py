@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,16 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from incident_cli.db import Database
+from incident_cli.display import printable
 from incident_cli.redact import redact
 from incident_cli.times import to_rfc3339
-
-# C0 and C1 control characters (tab included: one event is one line).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def strip_controls(text: str) -> str:
-    """Text safe to print on a terminal: control characters become spaces."""
-    return _CONTROL.sub(" ", text)
 
 
 @dataclass(frozen=True)
@@ -64,9 +56,9 @@ class Event:
         }
 
     def line(self) -> str:
-        """One human line: time, incident, kind, who, what."""
+        """One human line: time, incident, kind, who, what (label text shown inert)."""
         when = to_rfc3339(self.at)
-        return strip_controls(
+        return printable(
             f"{when}  #{self.incident_id:<5} {self.kind:<20} {self.actor}: {self.message}"
         )
 

@@ -184,11 +184,7 @@ def review_markdown(db: Database, incident_id: int, now: float) -> str:
 
 def followups_markdown(db: Database, incident_id: int, now: float) -> str:
     """The incident's tracked follow-ups as a checklist (`incident followup add` adds them)."""
-    from incident_cli.eventlog import strip_controls
     from incident_cli.followups import list_followups
-
-    def text(value: str, limit: int) -> str:
-        return md_escape(strip_controls(value), limit)
 
     items = list_followups(db, now, incident_id=incident_id)
     if not items:
@@ -198,14 +194,14 @@ def followups_markdown(db: Database, incident_id: int, now: float) -> str:
         mark = "x" if f.done_at is not None else " "
         facts = [f"#{f.id}"]
         if f.owner:
-            facts.append(f"owner {text(f.owner, 100)}")
+            facts.append(f"owner {md_escape(f.owner, 100)}")
         if f.due_at is not None:
             facts.append(f"due {_at(f.due_at)}" + (" **overdue**" if f.overdue(now) else ""))
         if f.done_at is not None:
-            facts.append(f"done {_at(f.done_at)} by {text(f.done_by or '', 100)}")
+            facts.append(f"done {_at(f.done_at)} by {md_escape(f.done_by or '', 100)}")
             if f.done_note:
-                facts.append(text(f.done_note, 300))
-        lines.append(f"- [{mark}] {text(f.text, 500)} ({'; '.join(facts)})")
+                facts.append(md_escape(f.done_note, 300))
+        lines.append(f"- [{mark}] {md_escape(f.text, 500)} ({'; '.join(facts)})")
     return "\n".join(lines)
 
 

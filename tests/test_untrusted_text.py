@@ -248,10 +248,27 @@ def test_the_review_draft_is_inert(site: Site, name: str) -> None:
     assert_no_forged_line(result.stdout)
 
 
-def test_json_output_keeps_the_exact_text_escaped(site: Site) -> None:
-    result = site.cli("show", "--json", str(site.ids["clear"]))
-    assert ESC not in result.stdout  # JSON escapes control characters ...
-    assert result.json()["labels"]["service"] == HOSTILE["clear"]  # ... and keeps them
+@pytest.mark.parametrize("name", ["clear", "c1", "bidi"])
+def test_json_output_keeps_the_exact_text_escaped(site: Site, name: str) -> None:
+    result = site.cli("show", "--json", str(site.ids[name]))
+    assert_inert(result.stdout)  # JSON escapes control, C1 and bidi characters ...
+    assert result.json()["labels"]["service"] == HOSTILE[name]  # ... and keeps them
+
+
+def test_logs_print_the_timeline_inert(site: Site) -> None:
+    result = site.cli("logs")
+    assert result.code == 0, result.stderr
+    assert_inert(result.stdout)
+    assert_no_forged_line(result.stdout)
+    assert printable(f"Hostile {HOSTILE['bidi']}") in result.stdout
+
+
+def test_logs_json_escapes_what_a_terminal_would_act_on(site: Site) -> None:
+    result = site.cli("logs", "--json")
+    assert result.code == 0, result.stderr
+    assert_inert(result.stdout)
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert any(HOSTILE["c1"] in e["message"] for e in events)  # the exact text, once parsed
 
 
 # --------------------------------------------------------------------------- a real terminal

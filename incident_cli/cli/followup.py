@@ -70,7 +70,7 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Plain JSON on stdout."),
 ) -> None:
     """Follow-ups, oldest first: id, incident, status, owner, due, text."""
-    from incident_cli.eventlog import strip_controls
+    from incident_cli.display import printable
     from incident_cli.followups import list_followups
     from incident_cli.times import to_rfc3339
 
@@ -89,7 +89,7 @@ def list_(
         status = "done" if f.done_at is not None else ("OVERDUE" if f.overdue(now) else "open")
         due = to_rfc3339(f.due_at) or "-"
         line = f"{f.id:<5} #{f.incident_id:<5} {status:<8} {f.owner or '-':<12} {due}  {f.text}"
-        sys.stdout.write(strip_controls(line) + "\n")
+        sys.stdout.write(printable(line) + "\n")
 
 
 @followup_app.command("done")

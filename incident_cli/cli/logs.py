@@ -55,8 +55,7 @@ def logs(
 
     With -f it then polls the state file about once a second for new events until Ctrl-C.
     """
-    import json
-
+    from incident_cli.display import json_text
     from incident_cli.eventlog import Event, follow_events, newest_event_id, read_events
 
     env = get_env(ctx)
@@ -65,8 +64,8 @@ def logs(
     db = env.db()
 
     def show(event: Event) -> None:
-        # JSON escapes every control character; nothing raw reaches the terminal either way.
-        line = json.dumps(event.to_json(), ensure_ascii=False) if as_json else event.line()
+        # Either way nothing raw reaches the terminal: json_text escapes every control character.
+        line = json_text(event.to_json(), indent=None) if as_json else event.line()
         sys.stdout.write(line + "\n")
 
     try:
