@@ -16,6 +16,7 @@ from incident_cli.yamlraw import Raw, RawYAMLError, Scalar, load_raw
 
 SEVERITIES = ("info", "warning", "error", "critical")
 SOURCE_TYPES = ("prometheus", "alertmanager")
+DEFAULT_MAX_ALERTS = 50000  # per source: a source that reports more is a failed source
 CHANNEL_TYPES = ("slack", "pagerduty", "statuspage", "email", "webhook")
 BUILTIN_HANDLERS = (
     "default",
@@ -49,6 +50,7 @@ class SourceConfig:
     ca_file: str | None = None
     insecure_skip_verify: bool = False
     require_alert: str | None = None
+    max_alerts: int = DEFAULT_MAX_ALERTS
 
 
 @dataclass(frozen=True)
@@ -437,6 +439,7 @@ def _sources(r: _Reader, raw: Raw | None) -> dict[str, SourceConfig]:
                 "ca_file",
                 "insecure_skip_verify",
                 "require_alert",
+                "max_alerts",
             ),
         )
         kind = r.text(f"{path}.type", s.get("type"))
@@ -478,6 +481,9 @@ def _sources(r: _Reader, raw: Raw | None) -> dict[str, SourceConfig]:
                 f"{path}.insecure_skip_verify", s.get("insecure_skip_verify"), False
             ),
             require_alert=r.opt_text(f"{path}.require_alert", s.get("require_alert")) or None,
+            max_alerts=r.integer(
+                f"{path}.max_alerts", s.get("max_alerts"), DEFAULT_MAX_ALERTS, minimum=1
+            ),
         )
     return out
 

@@ -17,7 +17,7 @@ from incident_cli.config import Config, Rule, severity_rank
 from incident_cli.db import Database, write_tx
 from incident_cli.errors import IncidentError, NotFound
 from incident_cli.handlers import plan_actions
-from incident_cli.models import Alert, Incident
+from incident_cli.models import Alert, Incident, clip_values
 from incident_cli.rules import (
     Routed,
     alert_severity,
@@ -30,16 +30,6 @@ from incident_cli.rules import (
 from incident_cli.store import INSERT_EVENT, EventRow, add_event, event_row, get_incident
 
 SOURCE_FAILURES_BEFORE_INCIDENT = 3
-MAX_STORED_VALUE = 16384  # label/annotation values longer than this are stored truncated
-
-
-def _clip(values: Mapping[str, str]) -> dict[str, str]:
-    return {
-        k[:1024]: (v if len(v) <= MAX_STORED_VALUE else v[:MAX_STORED_VALUE] + "…[truncated]")
-        for k, v in values.items()
-    }
-
-
 # What json.dumps(value, ensure_ascii=False, separators=(",", ":")) gives, without building an
 # encoder per call (a storm poll encodes tens of thousands of label maps).
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -108,7 +98,7 @@ class _Batch:
     def maps(self, alert: Alert) -> tuple[dict[str, str], str, dict[str, str], str]:
         found = self._maps.get(id(alert))
         if found is None:
-            labels, annotations = _clip(alert.labels), _clip(alert.annotations)
+            labels, annotations = clip_values(alert.labels), clip_values(alert.annotations)
             found = (labels, _dumps(labels), annotations, _dumps(annotations))
             self._maps[id(alert)] = found
         return found
@@ -171,12 +161,12 @@ def _insert_incident(
         labels, labels_json, annotations, annotations_json = batch.maps(alert)
         incident_id = batch.incident_id()
     else:
-        labels, annotations = _clip(alert.labels), _clip(alert.annotations)
+        labels, annotations = clip_values(alert.labels), clip_values(alert.annotations)
         labels_json, annotations_json = _dumps(labels), _dumps(annotations)
         free = first_free_incident_id(db)
         incident_id = free if free < _MAX_ROWID else None
     if routed.labels != alert.labels:  # a rule that groups: fewer labels than the alert's
-        labels = _clip(routed.labels)
+        labels = clip_values(routed.labels)
         labels_json = _dumps(labels)
     row = (
         incident_id,
@@ -237,8 +227,8 @@ def _upsert_alerts(
             if batch is not None:
                 _, labels_json, _, annotations_json = batch.maps(alert)
             else:
-                labels_json = _dumps(_clip(alert.labels))
-                annotations_json = _dumps(_clip(alert.annotations))
+                labels_json = _dumps(clip_values(alert.labels))
+                annotations_json = _dumps(clip_values(alert.annotations))
             row = (
                 incident_id,
                 alert.source,

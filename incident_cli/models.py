@@ -11,6 +11,19 @@ from incident_cli.times import to_rfc3339
 
 INCIDENT_STATUSES = ("open", "acknowledged", "resolved")
 RESOLUTIONS = ("auto", "recovered", "manual", "false_positive")
+MAX_STORED_VALUE = 16384  # label/annotation values longer than this are clipped when read
+MAX_NAME_CHARS = 1024
+CLIPPED = "…[truncated]"
+
+
+def clip_value(value: str) -> str:
+    """A label or annotation value as it is matched and stored: at most MAX_STORED_VALUE
+    characters, marked when cut. Clipping a clipped value changes nothing."""
+    return value if len(value) <= MAX_STORED_VALUE else value[:MAX_STORED_VALUE] + CLIPPED
+
+
+def clip_values(values: Mapping[str, str]) -> dict[str, str]:
+    return {k[:MAX_NAME_CHARS]: clip_value(v) for k, v in values.items()}
 
 
 @dataclass(frozen=True)

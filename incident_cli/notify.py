@@ -18,8 +18,9 @@ import secrets as token_source
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 
@@ -27,6 +28,7 @@ from incident_cli.channels import Channel, Message, TransportError, build
 from incident_cli.config import Config
 from incident_cli.db import Database, write_tx
 from incident_cli.redact import redact
+from incident_cli.runtime import TickRuntime
 from incident_cli.store import add_event
 
 SHORT_RETRY_AFTER = 5.0  # a 429 asking for at most this long is waited for within the tick
@@ -276,14 +278,25 @@ def deliver_due(
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
     only_channel: str | None = None,
-    budget: float = DEFAULT_BUDGET,
+    budget: float | None = None,
     session: requests.Session | None = None,
+    runtime: TickRuntime | None = None,
 ) -> DeliveryReport:
-    """Send every due row once (in order per incident and channel, within rate limits)."""
+    """Send every due row once (in order per incident and channel, within rate limits).
+
+    Sending stops after `budget` seconds (default: what is left of the tick's runtime, else
+    DEFAULT_BUDGET); each send is cut off at that deadline too.
+    """
+    if runtime is not None:
+        budget = runtime.remaining() if budget is None else min(budget, runtime.remaining())
+    elif budget is None:
+        budget = DEFAULT_BUDGET
     if session is None:
-        with requests.Session() as own:
-            return _deliver(db, config, clock, sleep, monotonic, only_channel, budget, own)
-    return _deliver(db, config, clock, sleep, monotonic, only_channel, budget, session)
+        from incident_cli.http_client import new_session
+
+        with new_session() as own:
+            return _deliver(db, config, clock, sleep, monotonic, only_channel, budget, own, runtime)
+    return _deliver(db, config, clock, sleep, monotonic, only_channel, budget, session, runtime)
 
 
 def _deliver(
@@ -295,6 +308,7 @@ def _deliver(
     only_channel: str | None,
     budget: float,
     session: requests.Session,
+    runtime: TickRuntime | None,
 ) -> DeliveryReport:
     report = DeliveryReport()
     delivery = _Delivery(db, config, clock)
@@ -326,46 +340,53 @@ def _deliver(
 
     next_slot: dict[str, float] = {}
     short_waits: dict[int, int] = {}
-    while work:
-        if monotonic() >= deadline:
-            report.deferred += sum(len(c) for q in work.values() for c in q)
-            break
-        name = min(work, key=lambda n: next_slot.get(n, 0.0))
-        slot = next_slot.get(name, 0.0)
-        if slot > deadline:
-            report.deferred += sum(len(c) for c in work.pop(name))
-            continue
-        wait = slot - monotonic()
-        if wait > 0:
-            sleep(wait)
-        queue = work[name]
-        chain = queue.popleft()
-        if not queue:
-            del work[name]
-        row = chain[0]
-        channel = built[name]
-        token = token_source.token_hex(8)
-        try:
-            facts = json.loads(row.message)
-            broken = None if isinstance(facts, dict) else "the queued message is not an object"
-        except ValueError:
-            facts, broken = {}, "the queued message is not valid JSON"
-        claimed = delivery.claim(row, channel, token, facts)
-        if claimed is None:
-            continue  # not due yet, or claimed by another tick: the rest of the chain waits
-        message, attempts = claimed
-        if broken is not None:
-            delivery.mark_dead(row, token, attempts, broken)
-            report.outcomes.append(
-                Outcome(row.id, row.channel, row.event, row.incident_id, "dead", attempts, broken)
+    out_of_time = 0
+    busy: dict[Future[str | None], _Sending] = {}
+
+    def start_next(name: str, pool: ThreadPoolExecutor) -> bool:
+        """Claim the channel's next row and start sending it; False when none could start."""
+        nonlocal out_of_time
+        while name in work:
+            queue = work[name]
+            chain = queue.popleft()
+            if not queue:
+                del work[name]
+            row = chain[0]
+            channel = built[name]
+            token = token_source.token_hex(8)
+            try:
+                facts = json.loads(row.message)
+                broken = None if isinstance(facts, dict) else "the queued message is not an object"
+            except ValueError:
+                facts, broken = {}, "the queued message is not valid JSON"
+            claimed = delivery.claim(row, channel, token, facts)
+            if claimed is None:
+                continue  # not due yet, or claimed by another tick: the rest of the chain waits
+            message, attempts = claimed
+            if broken is not None:
+                delivery.mark_dead(row, token, attempts, broken)
+                report.outcomes.append(
+                    Outcome(
+                        row.id, row.channel, row.event, row.incident_id, "dead", attempts, broken
+                    )
+                )
+                _continue_chain(work, name, chain[1:])
+                continue
+            started = monotonic()
+            rate = channel.rate_limit
+            next_slot[name] = started + (1.0 / rate if rate > 0 else 0.0)
+            future = pool.submit(
+                _timed_send, channel, message, deadline - started, runtime, monotonic
             )
-            _continue_chain(work, name, chain[1:])
-            continue
-        started = monotonic()
-        rate = channel.rate_limit
-        next_slot[name] = started + (1.0 / rate if rate > 0 else 0.0)
+            busy[future] = _Sending(name, chain, token, attempts)
+            return True
+        return False
+
+    def settle(sending: _Sending, future: Future[str | None]) -> None:
+        name, chain, token, attempts = sending
+        row, channel = chain[0], built[name]
         try:
-            remote_id = channel.send(message)
+            remote_id = future.result()
         except Exception as exc:
             error = delivery.describe(exc, channel)
             permanent = isinstance(exc, TransportError) and exc.permanent
@@ -382,7 +403,7 @@ def _deliver(
                     )
                 )
                 _continue_chain(work, name, chain[1:])
-                continue
+                return
             delay = retry_after if retry_after is not None else backoff(attempts)
             delivery.mark_retry(row, token, error, now + delay)
             short = (
@@ -397,7 +418,7 @@ def _deliver(
                 short_waits[row.id] = short_waits.get(row.id, 0) + 1
                 next_slot[name] = max(next_slot[name], monotonic() + retry_after + 0.05)
                 work.setdefault(name, deque()).appendleft(chain)
-                continue
+                return
             report.outcomes.append(
                 Outcome(
                     row.id,
@@ -415,13 +436,71 @@ def _deliver(
             if name in work:
                 report.deferred += sum(len(c) for c in work.pop(name))
             report.deferred += len(chain) - 1
-            continue
+            return
         delivery.mark_sent(row, token, attempts, remote_id)
         report.outcomes.append(
             Outcome(row.id, row.channel, row.event, row.incident_id, "sent", attempts)
         )
         _continue_chain(work, name, chain[1:])
+
+    # Each channel sends on a thread of its own, one message at a time: a channel that hangs
+    # until its timeout holds up its own rows only. Claims and marks stay on this thread.
+    with ThreadPoolExecutor(max_workers=max(len(work), 1), thread_name_prefix="notify") as pool:
+        while work or busy:
+            if work and monotonic() >= deadline:
+                out_of_time += sum(len(c) for q in work.values() for c in q)
+                work.clear()
+            sending = {s.channel for s in busy.values()}
+            idle = sorted(
+                (n for n in work if n not in sending), key=lambda n: next_slot.get(n, 0.0)
+            )
+            started_one = False
+            for name in idle:
+                slot = next_slot.get(name, 0.0)
+                if slot > deadline:
+                    out_of_time += sum(len(c) for c in work.pop(name))
+                elif slot <= monotonic():
+                    started_one = start_next(name, pool) or started_one
+            if started_one:
+                continue
+            waiting = [next_slot.get(n, 0.0) for n in work if n not in sending]
+            pause = max(min(waiting) - monotonic(), 0.0) if waiting else None
+            if busy:
+                done, _ = wait(busy, timeout=pause, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: busy[f].chain[0].id):
+                    settle(busy.pop(future), future)
+            elif pause:
+                sleep(pause)
+    if out_of_time:
+        report.deferred += out_of_time
+        if runtime is not None:
+            runtime.leave(f"{out_of_time} notification(s)")
     return report
+
+
+class _Sending(NamedTuple):
+    """A send in flight: its channel, its chain (the row sent is the first), the claim."""
+
+    channel: str
+    chain: list[Row]
+    token: str
+    attempts: int
+
+
+def _timed_send(
+    channel: Channel,
+    message: Message,
+    within: float,
+    runtime: TickRuntime | None,
+    monotonic: Callable[[], float],
+) -> str | None:
+    """Send within `within` seconds, and charge the time to the channel."""
+    started = monotonic()
+    try:
+        return channel.send(message, within=within)
+    finally:
+        if runtime is not None:
+            runtime.spend(f"channel {channel.name}", monotonic() - started)
 
 
 def _continue_chain(work: dict[str, deque[list[Row]]], name: str, rest: list[Row]) -> None:

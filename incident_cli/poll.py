@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from incident_cli.config import Config
@@ -10,6 +11,7 @@ from incident_cli.errors import SourceError
 from incident_cli.lifecycle import PollResult, apply_poll
 from incident_cli.models import Alert
 from incident_cli.redact import redact
+from incident_cli.runtime import TickRuntime
 
 
 class _DryRun(Exception):
@@ -17,8 +19,11 @@ class _DryRun(Exception):
         self.result = result
 
 
-def fetch_all(config: Config) -> tuple[dict[str, list[Alert]], dict[str, str]]:
-    """Read every configured source, in parallel; a failure is recorded, never raised."""
+def fetch_all(
+    config: Config, runtime: TickRuntime | None = None
+) -> tuple[dict[str, list[Alert]], dict[str, str]]:
+    """Read every configured source, in parallel, each within its own timeout (cut to what is
+    left of the tick): a slow source delays no other. A failure is recorded, never raised."""
     from incident_cli.sources import fetch_alerts
 
     fetched: dict[str, list[Alert]] = {}
@@ -28,12 +33,20 @@ def fetch_all(config: Config) -> tuple[dict[str, list[Alert]], dict[str, str]]:
         return fetched, failed
 
     def one(name: str) -> tuple[str, list[Alert] | None, str | None]:
+        source = config.sources[name]
+        timeout = runtime.within(source.timeout) if runtime else source.timeout
+        if timeout <= 0:
+            return name, None, f"source {name}: not read: the tick reached its max runtime"
+        started = time.monotonic()
         try:
-            return name, fetch_alerts(config.sources[name]), None
+            return name, fetch_alerts(source, timeout=timeout), None
         except SourceError as exc:
             return name, None, exc.message
         except Exception as exc:  # one source's surprise must not lose the others' results
             return name, None, f"source {name}: {exc.__class__.__name__}: {exc}"[:300]
+        finally:
+            if runtime is not None:
+                runtime.spend(f"source {name}", time.monotonic() - started)
 
     if len(sources) == 1:
         results = [one(sources[0].name)]
@@ -71,12 +84,19 @@ def describe_sources(result: PollResult) -> tuple[list[str], list[str], list[str
     return errors, repeated, recovered
 
 
-def poll_once(db: Database, config: Config, now: float, *, dry_run: bool = False) -> PollResult:
+def poll_once(
+    db: Database,
+    config: Config,
+    now: float,
+    *,
+    dry_run: bool = False,
+    runtime: TickRuntime | None = None,
+) -> PollResult:
     """Fetch, then apply. With dry_run the transaction is rolled back: the DB is unchanged."""
     from incident_cli.db import write_tx
     from incident_cli.handlers import plan_blocks_now_over_threshold
 
-    fetched, failed = fetch_all(config)
+    fetched, failed = fetch_all(config, runtime)
     try:
         with write_tx(db):
             result = apply_poll(db, config, fetched, failed, now)

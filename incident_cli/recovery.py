@@ -54,6 +54,7 @@ from incident_cli.handlers import (
 )
 from incident_cli.models import Incident
 from incident_cli.redact import redact
+from incident_cli.runtime import TickRuntime
 from incident_cli.store import add_event, get_incident
 from incident_cli.times import format_duration, to_rfc3339
 
@@ -446,22 +447,13 @@ def run_command(
 
 def check_health(url: str, timeout: float = HEALTH_TIMEOUT) -> tuple[bool, str]:
     """GET the health URL once: (healthy, what it answered). Never raises."""
-    import requests
-
-    from incident_cli.sources import USER_AGENT, describe_request_error
+    from incident_cli.http_client import HTTPFailure, exchange
 
     try:
-        with requests.get(
-            url,
-            timeout=(min(timeout, 5.0), timeout),
-            allow_redirects=False,
-            stream=True,
-            headers={"User-Agent": USER_AGENT},
-        ) as response:
-            status = response.status_code
-    except requests.exceptions.RequestException as exc:
-        return False, describe_request_error(exc)
-    return 200 <= status < 300, f"HTTP {status}"
+        reply = exchange("GET", url, timeout=timeout, body_limit=0)
+    except HTTPFailure as exc:
+        return False, exc.reason
+    return reply.ok, f"HTTP {reply.status}"
 
 
 def display_url(url: str) -> str:
@@ -502,25 +494,19 @@ def _bounded_result(data: Any) -> Any:
 
 def run_query(source: SourceConfig, query: str, timeout: float) -> dict[str, Any]:
     """One PromQL instant query: {"query", "result"} or {"query", "error"}. Never raises."""
-    import requests
-
     from incident_cli.errors import SourceError
-    from incident_cli.sources import http_get_json
+    from incident_cli.sources import get_json, load_json
 
-    headers = {"Authorization": f"Bearer {source.bearer_token}"} if source.bearer_token else None
-    auth = (source.username, source.password or "") if source.username else None
-    verify: bool | str = False if source.insecure_skip_verify else (source.ca_file or True)
+    what = f"query on {source.name}"
     try:
-        body = http_get_json(
-            requests.Session(),
-            f"{source.url}/api/v1/query",
+        raw = get_json(
+            source,
+            "/api/v1/query",
             timeout=min(source.timeout, timeout),
-            what=f"query on {source.name}",
+            what=what,
             params={"query": query},
-            auth=auth,
-            headers=headers,
-            verify=verify,
         )
+        body = load_json(raw, what)
     except SourceError as exc:
         return {"query": query, "error": exc.message}
     if not isinstance(body, dict) or body.get("status") != "success":
@@ -667,9 +653,20 @@ class _Outcome:
     health_detail: str | None = None
 
 
-def _execute(job: _Job, on_start: Callable[[ProcessIdentity], None] | None = None) -> _Outcome:
+def _within(runtime: TickRuntime | None, timeout: float) -> float:
+    return timeout if runtime is None else runtime.within(timeout)
+
+
+def _execute(
+    job: _Job,
+    on_start: Callable[[ProcessIdentity], None] | None = None,
+    runtime: TickRuntime | None = None,
+) -> _Outcome:
     """Worker thread: run the job's commands, queries and first health check. No DB here:
-    `on_start` hands each command's process group to the calling thread to record."""
+    `on_start` hands each command's process group to the calling thread to record.
+
+    A command runs to its own timeout once started; the queries and the health check, which
+    wait on peers, are cut to what is left of the tick."""
     results: list[CommandResult] = []
     for argv in job.steps:
         result = run_command(argv, env=job.env, timeout=job.timeout, cwd=job.cwd, on_start=on_start)
@@ -681,10 +678,13 @@ def _execute(job: _Job, on_start: Callable[[ProcessIdentity], None] | None = Non
         if job.source is None:
             queries = [{"query": q, "error": "no prometheus source to query"} for q in job.queries]
         else:
-            queries = [run_query(job.source, q, job.query_timeout) for q in job.queries]
+            source = job.source
+            queries = [
+                run_query(source, q, _within(runtime, job.query_timeout)) for q in job.queries
+            ]
     healthy = detail = None
     if job.verify_url and results and all(r.ok for r in results):
-        healthy, detail = check_health(job.verify_url)
+        healthy, detail = check_health(job.verify_url, _within(runtime, HEALTH_TIMEOUT))
     return _Outcome(tuple(results), tuple(queries), healthy, detail)
 
 
@@ -701,10 +701,17 @@ class _Tick:
     """One `recover` run: the DB, the config, the clock, and what was done."""
 
     def __init__(
-        self, db: Database, config: Config, now: float, incident_id: int | None, dry_run: bool
+        self,
+        db: Database,
+        config: Config,
+        now: float,
+        incident_id: int | None,
+        dry_run: bool,
+        runtime: TickRuntime | None = None,
     ) -> None:
         self.db = db
         self.config = config
+        self.runtime = runtime
         self.start = now
         self.t0 = time.monotonic()
         self.incident_id = incident_id
@@ -900,7 +907,10 @@ class _Tick:
                 args,
             )
         )
-        for row in rows:
+        for done, row in enumerate(rows):
+            if self.runtime is not None and self.runtime.expired:
+                self.runtime.leave(f"{len(rows) - done} verification(s)")
+                return
             params = _loads(row["params"])
             verify = params.get("verify") or {}
             url = verify.get("http")  # as stored: secrets masked, for messages
@@ -911,11 +921,16 @@ class _Tick:
             healthy, detail = (None, None)
             if url:
                 real_url = self._real_verify_url(row)
+                started = time.monotonic()
                 healthy, detail = (
-                    check_health(real_url)
+                    check_health(real_url, _within(self.runtime, HEALTH_TIMEOUT))
                     if real_url
                     else (False, "its rule no longer configures a health URL")
                 )
+                if self.runtime is not None:
+                    self.runtime.spend(
+                        f"health check of action {row['id']}", time.monotonic() - started
+                    )
             self._settle_verification(row, url, healthy, detail)
 
     def _real_verify_url(self, row: Mapping[str, Any]) -> str | None:
@@ -1500,11 +1515,15 @@ def recover_due(
     *,
     dry_run: bool = False,
     incident_id: int | None = None,
+    runtime: TickRuntime | None = None,
 ) -> RecoverResult:
-    """Run (or with dry_run, describe without changing anything) the actions that are due."""
+    """Run (or with dry_run, describe without changing anything) the actions that are due.
+
+    Past the tick's runtime no further action is claimed (they wait for the next tick);
+    commands already started run to their own timeout."""
     if incident_id is not None and get_incident(db, incident_id) is None:
         raise NotFound(f"no incident {incident_id}")
-    tick = _Tick(db, config, now, incident_id, dry_run)
+    tick = _Tick(db, config, now, incident_id, dry_run, runtime)
     tick.expire_leases()
     tick.check_verifications()
     due = tick.due_actions()
@@ -1514,7 +1533,7 @@ def recover_due(
         return tick.result
     queue = deque(due)
     limit = max(config.recovery.max_concurrent, 1)
-    running: dict[Future[_Outcome], _Job] = {}
+    running: dict[Future[_Outcome], tuple[_Job, float]] = {}
     # Workers report here: a command's process group as soon as it starts (recorded at once, so
     # a later tick can stop it if this one is killed), then the job's end. One queue keeps
     # each job's reports in order and wakes this thread for either.
@@ -1522,10 +1541,14 @@ def recover_due(
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="recover") as pool:
         while queue or running:
             while queue and len(running) < limit:
+                if runtime is not None and runtime.expired:
+                    runtime.leave(f"{len(queue)} action(s)")
+                    queue.clear()
+                    break
                 job = tick.claim(queue.popleft())
                 if job is not None:
-                    future = pool.submit(_execute, job, partial(_started, events, job))
-                    running[future] = job
+                    future = pool.submit(_execute, job, partial(_started, events, job), runtime)
+                    running[future] = (job, time.monotonic())
                     future.add_done_callback(events.put)
             if not running:
                 continue
@@ -1533,7 +1556,11 @@ def recover_due(
             if isinstance(event, tuple):
                 tick.record_process(*event)
             else:
-                job = running.pop(event)
+                job, started = running.pop(event)
+                if runtime is not None:
+                    runtime.spend(
+                        f"action {job.action_id} ({job.kind})", time.monotonic() - started
+                    )
                 tick.record(job, _safe_result(event, job))
     return tick.result
 

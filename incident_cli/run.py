@@ -15,6 +15,7 @@ from typing import Any
 from incident_cli.config import Config
 from incident_cli.db import Database
 from incident_cli.errors import ExitStatus, IncidentError
+from incident_cli.runtime import TickRuntime
 
 STAGES = ("poll", "detect-anomalies", "notify", "recover", "notify")
 
@@ -41,10 +42,16 @@ class StageResult:
         }
 
 
-def _poll(db: Database, config: Config, clock: Callable[[], float], dry_run: bool) -> StageResult:
+def _poll(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    dry_run: bool,
+    runtime: TickRuntime | None,
+) -> StageResult:
     from incident_cli.poll import describe_sources, poll_once
 
-    result = poll_once(db, config, clock(), dry_run=dry_run)
+    result = poll_once(db, config, clock(), dry_run=dry_run, runtime=runtime)
     stage = StageResult(
         "poll",
         summary=f"opened {len(result.opened)}, reopened {len(result.reopened)},"
@@ -65,7 +72,13 @@ def _poll(db: Database, config: Config, clock: Callable[[], float], dry_run: boo
     return stage
 
 
-def _detect(db: Database, config: Config, clock: Callable[[], float], dry_run: bool) -> StageResult:
+def _detect(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    dry_run: bool,
+    runtime: TickRuntime | None,
+) -> StageResult:
     from incident_cli.anomaly import detect_anomalies
 
     result = detect_anomalies(db, config, clock(), dry_run=dry_run)
@@ -87,11 +100,15 @@ def _detect(db: Database, config: Config, clock: Callable[[], float], dry_run: b
 
 
 def _recover(
-    db: Database, config: Config, clock: Callable[[], float], dry_run: bool
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    dry_run: bool,
+    runtime: TickRuntime | None,
 ) -> StageResult:
     from incident_cli.recovery import recover_due
 
-    result = recover_due(db, config, clock(), dry_run=dry_run)
+    result = recover_due(db, config, clock(), dry_run=dry_run, runtime=runtime)
     stage = StageResult(
         "recover",
         summary=f"{len(result.actions)} action(s), {len(result.escalated)} escalation(s),"
@@ -108,7 +125,13 @@ def _recover(
     return stage
 
 
-def _notify(db: Database, config: Config, clock: Callable[[], float], dry_run: bool) -> StageResult:
+def _notify(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    dry_run: bool,
+    runtime: TickRuntime | None,
+) -> StageResult:
     if dry_run:
         from incident_cli.notify import preview_pending
 
@@ -120,7 +143,7 @@ def _notify(db: Database, config: Config, clock: Callable[[], float], dry_run: b
         )
     from incident_cli.notify import deliver_due
 
-    report = deliver_due(db, config, clock=clock)
+    report = deliver_due(db, config, clock=clock, runtime=runtime)
     stage = StageResult(
         "notify",
         summary=f"sent {report.count('sent')}, retrying {report.count('retry')},"
@@ -136,7 +159,8 @@ def _notify(db: Database, config: Config, clock: Callable[[], float], dry_run: b
     return stage
 
 
-_RUNNERS: dict[str, Callable[[Database, Config, Callable[[], float], bool], StageResult]] = {
+_Runner = Callable[[Database, Config, Callable[[], float], bool, TickRuntime | None], StageResult]
+_RUNNERS: dict[str, _Runner] = {
     "poll": _poll,
     "detect-anomalies": _detect,
     "recover": _recover,
@@ -151,14 +175,24 @@ def run_tick(
     *,
     dry_run: bool = False,
     on_stage_done: Callable[[StageResult], None] | None = None,
+    runtime: TickRuntime | None = None,
 ) -> list[StageResult]:
     """Run every stage in order on one connection. A stage that fails is recorded with its exit
-    code and error, and the next stage still runs."""
+    code and error, and the next stage still runs. Once the tick's runtime is spent, the
+    stages left are not started (exit 75; they run next tick)."""
     results: list[StageResult] = []
-    for name in STAGES:
+    for index, name in enumerate(STAGES):
+        if runtime is not None and runtime.expired:
+            left = STAGES[index:]
+            runtime.leave("stage(s) " + ", ".join(dict.fromkeys(left)))
+            results.extend(
+                StageResult(n, code=int(ExitStatus.TEMPFAIL), summary="not run: out of time")
+                for n in left
+            )
+            break
         started = clock()
         try:
-            stage = _RUNNERS[name](db, config, clock, dry_run)
+            stage = _RUNNERS[name](db, config, clock, dry_run, runtime)
         except IncidentError as exc:
             stage = StageResult(name, code=int(exc.exit_status), errors=[exc.message])
         except (sqlite3.Error, OSError) as exc:

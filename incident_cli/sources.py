@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import json
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import requests
-import urllib3
 
 from incident_cli.config import SourceConfig
 from incident_cli.errors import SourceError
-from incident_cli.models import Alert
+from incident_cli.http_client import Credentials, HTTPFailure, exchange
+from incident_cli.models import MAX_NAME_CHARS, Alert, clip_value
 from incident_cli.times import parse_rfc3339
 
 MAX_BODY_BYTES = 128 * 1024 * 1024
-USER_AGENT = "incident-cli"
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
@@ -33,81 +30,115 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def describe_request_error(exc: BaseException) -> str:
-    """A short reason that never includes the URL (which may carry credentials)."""
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS error"
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        text = str(exc).lower()
-        if "refused" in text:
-            return "connection refused"
-        if "name or service not known" in text or "nodename nor servname" in text:
-            return "host not found"
-        return "connection failed"
-    return exc.__class__.__name__
-
-
-def http_get_json(
-    session: requests.Session,
-    url: str,
+def get_json(
+    source: SourceConfig,
+    path: str,
     *,
     timeout: float,
     what: str,
     params: Mapping[str, str] | None = None,
-    auth: tuple[str, str] | None = None,
-    headers: Mapping[str, str] | None = None,
-    verify: bool | str = True,
-) -> Any:
-    """GET a JSON document with a total deadline (a server that drips bytes cannot hang a tick)."""
-    deadline = time.monotonic() + timeout
+    session: requests.Session | None = None,
+) -> bytes:
+    """GET a JSON document from a source with its credentials and TLS settings, all of it
+    within `timeout` seconds. Returns the raw body; raises SourceError."""
     try:
-        with session.get(
-            url,
+        reply = exchange(
+            "GET",
+            f"{source.url}{path}",
+            timeout=timeout,
+            session=session,
             params=params,
-            auth=auth,
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})},
-            timeout=(min(timeout, 10.0), timeout),
-            verify=verify,
-            stream=True,
-            allow_redirects=False,
-        ) as response:
-            if not 200 <= response.status_code < 300:
-                raise SourceError(f"{what}: HTTP {response.status_code}")
-            chunks: list[bytes] = []
-            size = 0
-            # read1 returns whatever has arrived, so a server that drips bytes meets the
-            # deadline within one socket timeout instead of holding the tick hostage.
-            while True:
-                chunk = response.raw.read1(65536, decode_content=True)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise SourceError(f"{what}: response larger than {MAX_BODY_BYTES >> 20} MiB")
-                if time.monotonic() > deadline:
-                    raise SourceError(f"{what}: timed out after {timeout:g}s")
-    except requests.exceptions.RequestException as exc:
-        raise SourceError(f"{what}: {describe_request_error(exc)}") from None
-    except urllib3.exceptions.ReadTimeoutError:
-        raise SourceError(f"{what}: timed out after {timeout:g}s") from None
-    except urllib3.exceptions.DecodeError:
-        raise SourceError(f"{what}: answered with a body that cannot be decoded") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        # raw reads are not wrapped by requests: a connection cut mid-body lands here
-        raise SourceError(
-            f"{what}: connection broke while reading ({exc.__class__.__name__})"
-        ) from None
+            headers={"Accept": "application/json"},
+            credentials=Credentials(source.username, source.password, source.bearer_token),
+            ca_file=source.ca_file,
+            insecure_skip_verify=source.insecure_skip_verify,
+            body_limit=MAX_BODY_BYTES,
+            over_limit="fail",
+        )
+    except HTTPFailure as exc:
+        raise SourceError(f"{what}: {exc.reason}") from None
+    if not reply.ok:
+        raise SourceError(f"{what}: HTTP {reply.status}")
+    return reply.body
+
+
+def load_json(
+    body: bytes, what: str, *, list_at: tuple[str, ...] = (), cap: int | None = None
+) -> Any:
+    """The body as JSON. With `cap`, the list at `list_at` (keys down from the top) may hold at
+    most `cap` items: parsing stops at the first one past it, so memory stays in proportion to
+    the cap rather than to what the peer sent."""
     try:
-        return json.loads(b"".join(chunks))
+        text = body.decode("utf-8-sig")
+        if cap is None:
+            return json.loads(text)
+        value, end = _value_at(text, _skip(text, 0), list_at, cap, what)
+        if _skip(text, end) != len(text):
+            raise ValueError("extra data")
+        return value
     except (ValueError, UnicodeDecodeError):
         raise SourceError(f"{what}: answered with a body that is not JSON") from None
     except RecursionError:
         raise SourceError(f"{what}: answered with JSON nested too deeply") from None
+
+
+_decode = json.JSONDecoder().raw_decode
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, pos: int) -> int:
+    match = _WHITESPACE.match(text, pos)
+    return match.end() if match else pos
+
+
+def _value_at(text: str, pos: int, path: tuple[str, ...], cap: int, what: str) -> tuple[Any, int]:
+    """Decode the value at `pos`; walk objects down `path` key by key and count the list there."""
+    if not path:
+        if text.startswith("[", pos):
+            return _capped_list(text, pos, cap, what)
+        return _decode(text, pos)
+    if not text.startswith("{", pos):
+        return _decode(text, pos)  # another shape: the parser names it
+    out: dict[str, Any] = {}
+    pos = _skip(text, pos + 1)
+    if text.startswith("}", pos):
+        return out, pos + 1
+    while True:
+        key, pos = _decode(text, pos)
+        pos = _skip(text, pos)
+        if not isinstance(key, str) or not text.startswith(":", pos):
+            raise ValueError("not an object")
+        pos = _skip(text, pos + 1)
+        if key == path[0]:
+            out[key], pos = _value_at(text, pos, path[1:], cap, what)
+        else:
+            out[key], pos = _decode(text, pos)
+        pos = _skip(text, pos)
+        if text.startswith(",", pos):
+            pos = _skip(text, pos + 1)
+        elif text.startswith("}", pos):
+            return out, pos + 1
+        else:
+            raise ValueError("not an object")
+
+
+def _capped_list(text: str, pos: int, cap: int, what: str) -> tuple[list[Any], int]:
+    items: list[Any] = []
+    pos = _skip(text, pos + 1)
+    if text.startswith("]", pos):
+        return items, pos + 1
+    while True:
+        if len(items) >= cap:
+            raise SourceError(f"{what}: more than {cap} alerts (its max_alerts); none were read")
+        item, pos = _decode(text, pos)
+        items.append(item)
+        pos = _skip(text, pos)
+        if text.startswith(",", pos):
+            pos = _skip(text, pos + 1)
+        elif text.startswith("]", pos):
+            return items, pos + 1
+        else:
+            raise ValueError("not a list")
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -128,9 +159,13 @@ def _string_map(value: Any, what: str, field: str) -> dict[str, str]:
     for k, v in value.items():
         if not (isinstance(k, str) and isinstance(v, str)):
             raise SourceError(f"{what}: unexpected shape: {field} is not a map of strings")
-        # One pass, and no regex for ASCII text (nearly every label): an ASCII string holds no
-        # surrogate, and str.isascii() reads a flag rather than the text.
-        out[k if k.isascii() else _clean(k)] = v if v.isascii() else _clean(v)
+        # Clipped here, once, to what is stored: rules match what is stored, and a regex
+        # never meets a megabyte. One pass, and no regex for ASCII text (nearly every
+        # label): an ASCII string holds no surrogate, and str.isascii() reads a flag.
+        v = clip_value(v)
+        out[k[:MAX_NAME_CHARS] if k.isascii() else _clean(k[:MAX_NAME_CHARS])] = (
+            v if v.isascii() else _clean(v)
+        )
     return out
 
 
@@ -226,30 +261,24 @@ def parse_alertmanager(name: str, body: Any) -> list[Alert]:
     return alerts
 
 
-def fetch_alerts(source: SourceConfig, session: requests.Session | None = None) -> list[Alert]:
-    """All alerts a source reports now (every state). Raises SourceError; changes nothing."""
-    session = session or requests.Session()
+def fetch_alerts(
+    source: SourceConfig,
+    session: requests.Session | None = None,
+    *,
+    timeout: float | None = None,
+) -> list[Alert]:
+    """All alerts a source reports now (every state), read within `timeout` (default: the
+    source's own). Raises SourceError; changes nothing."""
+    what = f"source {source.name}"
+    list_at: tuple[str, ...]
     if source.type == "prometheus":
-        url, parse = f"{source.url}/api/v1/alerts", parse_prometheus
+        path, list_at, parse = "/api/v1/alerts", ("data", "alerts"), parse_prometheus
     else:
-        url, parse = f"{source.url}/api/v2/alerts", parse_alertmanager
-    headers = {"Authorization": f"Bearer {source.bearer_token}"} if source.bearer_token else None
-    if source.username:
-        # requests encodes basic auth as Latin-1; RFC 7617 says UTF-8.
-        token = base64.b64encode(f"{source.username}:{source.password or ''}".encode()).decode()
-        headers = {**(headers or {}), "Authorization": f"Basic {token}"}
-    verify: bool | str = source.ca_file or True
-    if source.insecure_skip_verify:
-        verify = False
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    body = http_get_json(
-        session,
-        url,
-        timeout=source.timeout,
-        what=f"source {source.name}",
-        headers=headers,
-        verify=verify,
-    )
+        path, list_at, parse = "/api/v2/alerts", (), parse_alertmanager
+    budget = source.timeout if timeout is None else timeout
+    raw = get_json(source, path, timeout=budget, what=what, session=session)
+    body = load_json(raw, what, list_at=list_at, cap=source.max_alerts)
+    del raw
     alerts = parse(source.name, body)
     if source.require_alert:
         sentinel = source.require_alert

@@ -331,8 +331,11 @@ def test_a_message_whose_incident_was_archived_meanwhile_is_just_marked(tmp_path
     messages = pending_rows(db)
 
     def archive_then_ok(request: object) -> tuple[int, dict[str, str], str]:
-        with db.conn:
-            db.conn.execute("DELETE FROM incidents")
+        # Another process archives while the send is on its way (sends run on their own thread).
+        other = setup.db()
+        with other.conn:
+            other.conn.execute("DELETE FROM incidents")
+        other.close()
         return 200, {}, "ok"
 
     responses.add_callback("POST", SLACK, callback=archive_then_ok)

@@ -14,6 +14,7 @@ from responses import matchers
 
 from incident_cli.config import Config
 from incident_cli.recovery import MAX_QUERY_RESULT_CHARS, recover_due
+from tests.harness import serve_get
 from tests.recover_support import T0, actions, alert, db_for, fire, load, script, timeline
 
 PROM = "http://prom.test:9090"
@@ -190,3 +191,42 @@ def test_an_unsafe_label_in_a_diagnostic_command_refuses_it(tmp_path: Path) -> N
     recover_due(db, config, T0 + 1)
     assert actions(db)[0]["status"] == "refused"
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_query_through_a_source_with_a_non_latin1_password_sends_it_as_utf8(
+    tmp_path: Path,
+) -> None:
+    import base64
+
+    seen: list[str] = []
+    expected = "Basic " + base64.b64encode("ops:pässwörd€".encode()).decode()
+
+    def answer(headers: dict[str, str]) -> tuple[int, bytes]:
+        seen.append(headers.get("Authorization", ""))
+        if seen[-1] != expected:
+            return 401, b'{"status": "error"}'
+        return 200, json.dumps(vector(1)).encode()
+
+    with serve_get(answer) as url:
+        path = tmp_path / "incident.yaml"
+        path.write_text(
+            f"""
+sources:
+  prom:
+    type: prometheus
+    url: "{url}"
+    basic_auth: {{username: ops, password: "pässwörd€"}}
+rules:
+  - {{name: latency, match: {{alertname: Slow}}, handler: performance_issue,
+      diagnostics: {{queries: ["up"]}}}}
+"""
+        )
+        config = load(path)
+        db = db_for(tmp_path)
+        fire(db, config, T0, alert(alertname="Slow"))
+        recover_due(db, config, T0 + 1)
+    [action] = actions(db)
+    assert (action["status"], action["error"]) == ("succeeded", None)
+    assert len(seen) == 1
+    [query] = diagnostics_event(tmp_path)["data"]["queries"]
+    assert query["result"]["total"] == 1

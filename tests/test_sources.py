@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -238,10 +239,10 @@ def test_one_source_failing_unexpectedly_does_not_lose_the_others(
     config = load_config(config_path, {})
     real = sources.fetch_alerts
 
-    def flaky(source: SourceConfig, session: object = None) -> object:
+    def flaky(source: SourceConfig, session: object = None, **options: Any) -> object:
         if source.name == "odd":
             raise ValueError("surprise with tok-1234567 inside")
-        return real(source)
+        return real(source, **options)
 
     monkeypatch.setattr(sources, "fetch_alerts", flaky)
     responses.get("http://prom.test/api/v1/alerts", json=prom_fixture())

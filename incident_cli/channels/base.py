@@ -1,12 +1,9 @@
-"""The base every channel builds on: Message, TransportError, HTTP with timeouts, shared facts."""
+"""The base every channel builds on: Message, TransportError, sending through http_client,
+shared facts."""
 
 from __future__ import annotations
 
-import email.utils
-import json
-import logging
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -14,14 +11,10 @@ from typing import Any, ClassVar
 import requests
 
 from incident_cli.config import ChannelConfig
+from incident_cli.http_client import HTTPFailure, Reply, exchange
 from incident_cli.redact import redact
 
-USER_AGENT = "incident-cli"
 MAX_RESPONSE_BYTES = 64 * 1024
-MAX_RETRY_AFTER = 86400.0
-# urllib3 logs every request line at DEBUG, path included, and a Slack webhook's path is its
-# secret. Nothing in `incident` turns DEBUG on, but a user handler or a test might.
-logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 
 class TransportError(Exception):
@@ -99,88 +92,50 @@ class Channel:
         """The request for this message, or None when this channel has nothing to say."""
         raise NotImplementedError
 
-    def send(self, message: Message) -> str | None:
+    def send(self, message: Message, *, within: float | None = None) -> str | None:
+        """Deliver within `within` seconds (at most the channel's timeout)."""
         outgoing = self.prepare(message)
         if outgoing is None:
             return message.remote_id
-        response = self.request(outgoing)
+        response = self.request(outgoing, within=within)
         return self.remote_id(message, response)
 
-    def remote_id(self, message: Message, response: HTTPResponse) -> str | None:
+    def time_limit(self, within: float | None) -> float:
+        return self.timeout if within is None else min(within, self.timeout)
+
+    def remote_id(self, message: Message, response: Reply) -> str | None:
         return None
 
     # ---------------------------------------------------------------- HTTP
 
-    def request(self, outgoing: Outgoing) -> HTTPResponse:
-        """Send with a total deadline; 2xx returns, anything else raises TransportError."""
-        if self.session is None:
-            with requests.Session() as session:
-                return self._request(session, outgoing)
-        return self._request(self.session, outgoing)
-
-    def _request(self, session: requests.Session, outgoing: Outgoing) -> HTTPResponse:
-        deadline = time.monotonic() + self.timeout
+    def request(self, outgoing: Outgoing, *, within: float | None = None) -> Reply:
+        """Send, all of it within the channel's timeout (or `within`, when shorter); 2xx
+        returns, anything else raises TransportError."""
         what = self.type
         try:
-            with session.request(
+            reply = exchange(
                 outgoing.method,
                 outgoing.url,
-                json=outgoing.body,
-                headers={"User-Agent": USER_AGENT, **outgoing.headers},
-                timeout=(min(self.timeout, 10.0), self.timeout),
-                stream=True,
-                allow_redirects=False,
-            ) as response:
-                body = _read_capped(response, deadline)
-                status = response.status_code
-                retry_after = response.headers.get("Retry-After")
-        except requests.exceptions.RequestException as exc:
-            from incident_cli.sources import describe_request_error
-
-            raise TransportError(f"{what}: {describe_request_error(exc)}") from None
-        except _Deadline:
-            raise TransportError(f"{what}: timed out after {self.timeout:g}s") from None
-        if 200 <= status < 300:
-            return HTTPResponse(status, body)
-        detail = _short_body(body, self.secrets())
+                timeout=self.time_limit(within),
+                session=self.session,
+                json_body=outgoing.body,
+                headers=outgoing.headers,
+                body_limit=MAX_RESPONSE_BYTES,
+            )
+        except HTTPFailure as exc:
+            raise TransportError(f"{what}: {exc.reason}") from None
+        status = reply.status
+        if reply.ok:
+            return reply
+        detail = _short_body(reply.body, self.secrets())
         text = f"{what} answered HTTP {status}" + (f": {detail}" if detail else "")
         if status == 429:
-            raise TransportError(text, retry_after=parse_retry_after(retry_after, time.time()))
+            raise TransportError(text, retry_after=reply.retry_after)
         if status >= 500 or status == 408:
             raise TransportError(text)
         if 300 <= status < 400:
             text += " (redirects are not followed)"
         raise TransportError(text, permanent=True)
-
-
-@dataclass(frozen=True)
-class HTTPResponse:
-    status: int
-    body: bytes
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
-            return None
-
-
-class _Deadline(Exception):
-    pass
-
-
-def _read_capped(response: requests.Response, deadline: float) -> bytes:
-    """The body, at most MAX_RESPONSE_BYTES; a server that drips bytes cannot hang a tick."""
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(chunk_size=8192):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_RESPONSE_BYTES:
-            break
-        if time.monotonic() > deadline:
-            raise _Deadline()
-    return b"".join(chunks)[:MAX_RESPONSE_BYTES]
 
 
 def _short_body(body: bytes, secrets: list[str]) -> str:
@@ -207,20 +162,6 @@ def url_parts(value: str) -> list[str]:
     if parts.password:
         found.append(parts.password)
     return [p for p in found if len(p) >= 10]
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    value = value.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return min(max(parsed.timestamp() - now, 0.0), MAX_RETRY_AFTER)
 
 
 # -------------------------------------------------------------------- facts every channel shows

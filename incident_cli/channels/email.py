@@ -18,6 +18,7 @@ from incident_cli.channels.base import (
     one_line,
     plain_text,
 )
+from incident_cli.http_client import adopt_socket, wall_clock
 from incident_cli.redact import redact
 
 
@@ -56,16 +57,35 @@ class EmailChannel(Channel):
             },
         )
 
-    def send(self, message: Message) -> str | None:
+    def send(self, message: Message, *, within: float | None = None) -> str | None:
         mail = self.build(message)
         host, port = str(self.options["host"]), int(self.options["port"])
         context = ssl.create_default_context()
+        limit = self.time_limit(within)
+        # Every SMTP step has the socket timeout; the watchdog bounds them all together.
+        with wall_clock(limit) as watchdog:
+            try:
+                self._send(mail, host, port, context, limit)
+            except TransportError as exc:
+                if watchdog.expired:
+                    raise TransportError(f"email: timed out after {round(limit, 1):g}s") from None
+                raise exc
+        return None
+
+    def _send(
+        self,
+        mail: EmailMessage,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        limit: float,
+    ) -> None:
         try:
             smtp: smtplib.SMTP
             if self.options.get("tls"):
-                smtp = smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=context)
+                smtp = _WatchedSMTPSSL(host, port, timeout=limit, context=context)
             else:
-                smtp = smtplib.SMTP(host, port, timeout=self.timeout)
+                smtp = _WatchedSMTP(host, port, timeout=limit)
             with smtp:
                 if self.options.get("starttls"):
                     smtp.starttls(context=context)
@@ -110,3 +130,21 @@ class EmailChannel(Channel):
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportError(f"email: {exc.__class__.__name__}") from None
         return None
+
+
+class _WatchedSMTP(smtplib.SMTP):
+    """SMTP whose connection the running watchdog can cut (the greeting is read in __init__)."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # _get_socket is smtplib's (since Python 2) but not in its type stubs.
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        adopt_socket(sock)
+        return sock
+
+
+class _WatchedSMTPSSL(smtplib.SMTP_SSL):
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # _get_socket is smtplib's (since Python 2) but not in its type stubs.
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        adopt_socket(sock)
+        return sock

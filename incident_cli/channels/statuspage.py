@@ -11,7 +11,6 @@ from urllib.parse import quote
 
 from incident_cli.channels.base import (
     Channel,
-    HTTPResponse,
     Message,
     Outgoing,
     TransportError,
@@ -19,6 +18,7 @@ from incident_cli.channels.base import (
     facts_of,
     one_line,
 )
+from incident_cli.http_client import Reply
 
 COMPONENT_STATUS = {
     "critical": "major_outage",
@@ -115,7 +115,7 @@ class StatuspageChannel(Channel):
         url = f"{self._base()}/{quote(message.remote_id, safe='')}"
         return Outgoing("PATCH", url, {"incident": incident}, self._headers())
 
-    def remote_id(self, message: Message, response: HTTPResponse) -> str | None:
+    def remote_id(self, message: Message, response: Reply) -> str | None:
         if message.remote_id is not None:
             return message.remote_id
         body = response.json()

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from incident_cli.config import Config
     from incident_cli.db import Database
     from incident_cli.eventlog import EventLog
+    from incident_cli.runtime import TickRuntime
+
+MAX_RUNTIME_HELP = (
+    "Wall-clock limit of the tick, from when it has the lock (default 50s): past it, the tick"
+    " stops between units of work, names what was slow and exits 75."
+)
 
 
 @dataclass
@@ -31,6 +37,8 @@ class Env:
     config_path: str | None = None
     db_path: str | None = None
     wait: float = 0.0
+    max_runtime: float | None = None  # None: DEFAULT_MAX_RUNTIME
+    runtime: TickRuntime | None = None  # set by tick() once it has the lock
     verbose: bool = False
     quiet: bool = False
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -233,6 +241,9 @@ def _global(
     wait: float = typer.Option(
         0.0, "--wait", min=0, help="Seconds to wait for another tick's lock before exit 75."
     ),
+    max_runtime: str | None = typer.Option(
+        None, "--max-runtime", metavar="D", help=MAX_RUNTIME_HELP, show_default=False
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Say what was done; tracebacks."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
     version: bool = typer.Option(
@@ -245,6 +256,7 @@ def _global(
     env.config_path = config
     env.db_path = db
     env.wait = wait
+    set_max_runtime(env, max_runtime)
     env.verbose = verbose and not quiet
     env.quiet = quiet
 
@@ -253,6 +265,28 @@ def get_env(ctx: typer.Context) -> Env:
     obj = ctx.find_object(Env)
     assert obj is not None
     return obj
+
+
+def max_runtime_option() -> Any:
+    """`--max-runtime` after a tick command's name; it wins over the one before it."""
+    return typer.Option(
+        None, "--max-runtime", metavar="D", help=MAX_RUNTIME_HELP, show_default=False
+    )
+
+
+def set_max_runtime(env: Env, text: str | None) -> None:
+    if text is None:
+        return
+    from incident_cli.errors import UsageError
+    from incident_cli.times import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--max-runtime: {exc}") from None
+    if seconds <= 0:
+        raise UsageError("--max-runtime must be more than 0s")
+    env.max_runtime = seconds
 
 
 @contextmanager
@@ -266,6 +300,7 @@ def tick(
     not hide a stale tick from `incident status`.
     """
     from incident_cli.db import TickLock
+    from incident_cli.runtime import DEFAULT_MAX_RUNTIME, TickRuntime
     from incident_cli.store import record_heartbeat
 
     env.config()
@@ -276,8 +311,14 @@ def tick(
     if lock_ctx is not None:
         lock_ctx.acquire()
     started = env.now()  # after the lock: the heartbeat's duration is the work's
+    runtime = env.runtime = TickRuntime(
+        DEFAULT_MAX_RUNTIME if env.max_runtime is None else env.max_runtime
+    )
     try:
         yield codes
+        if runtime.expired:
+            _print_error(f"{command}: {runtime.overrun()}", env)
+            codes.append(int(ExitStatus.TEMPFAIL))
     except IncidentError as exc:
         codes.append(int(exc.exit_status))
         error = exc.message

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from incident_cli.cli import app, console, emit_json, get_env, tick
+from incident_cli.cli import (
+    app,
+    console,
+    emit_json,
+    get_env,
+    max_runtime_option,
+    set_max_runtime,
+    tick,
+)
 from incident_cli.display import printable
 from incident_cli.errors import ExitStatus, NotFound, UsageError
 
@@ -39,13 +47,19 @@ def _default_actor() -> str:
 
 
 @app.command()
-def poll(ctx: typer.Context, dry_run: bool = DRY_RUN, as_json: bool = JSON) -> None:
+def poll(
+    ctx: typer.Context,
+    dry_run: bool = DRY_RUN,
+    as_json: bool = JSON,
+    max_runtime: str | None = max_runtime_option(),
+) -> None:
     """Fetch alerts from every source once; open, update, reopen and auto-resolve incidents."""
     from incident_cli.poll import describe_sources, poll_once
 
     env = get_env(ctx)
+    set_max_runtime(env, max_runtime)
     with tick(env, "poll", heartbeat=not dry_run) as codes:
-        result = poll_once(env.db(), env.config(), env.now(), dry_run=dry_run)
+        result = poll_once(env.db(), env.config(), env.now(), dry_run=dry_run, runtime=env.runtime)
         errors, repeated, recovered = describe_sources(result)
         for line in errors + recovered:
             if env.verbose or line not in repeated:

@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from incident_cli.cli import app, emit_json, get_env, tick
+from incident_cli.cli import app, emit_json, get_env, max_runtime_option, set_max_runtime, tick
 from incident_cli.display import printable
-from incident_cli.errors import ExitStatus, UsageError
+from incident_cli.errors import ExitStatus, UsageError, worst_exit
 
 
 @app.command()
@@ -22,9 +22,11 @@ def notify(
         None, "--channel", metavar="NAME", help="Only this channel.", show_default=False
     ),
     as_json: bool = typer.Option(False, "--json", help="Plain JSON on stdout."),
+    max_runtime: str | None = max_runtime_option(),
 ) -> None:
     """Deliver queued notifications with retry, backoff and per-channel rate limits."""
     env = get_env(ctx)
+    set_max_runtime(env, max_runtime)
     config = env.config()
     if channel is not None and channel not in config.channels:
         known = ", ".join(config.channels) or "none configured"
@@ -42,7 +44,9 @@ def notify(
     from incident_cli.notify import deliver_due
 
     with tick(env, "notify") as codes:
-        report = deliver_due(env.db(), config, clock=env.clock, only_channel=channel)
+        report = deliver_due(
+            env.db(), config, clock=env.clock, only_channel=channel, runtime=env.runtime
+        )
         if report.dead:
             codes.append(int(ExitStatus.PARTIAL_FAILURE))
     for dead in report.dead:
@@ -66,8 +70,9 @@ def notify(
             f" dead {report.count('dead')}, held {report.count('held')},"
             f" left for the next tick {report.deferred}\n"
         )
-    if report.dead:
-        raise typer.Exit(int(ExitStatus.PARTIAL_FAILURE))
+    worst = worst_exit(codes)
+    if worst:
+        raise typer.Exit(worst)
 
 
 def _print_previews(previews: list[dict[str, Any]]) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from incident_cli.cli import app, emit_json, get_env, tick
+from incident_cli.cli import app, emit_json, get_env, max_runtime_option, set_max_runtime, tick
 from incident_cli.errors import worst_exit
 
 
@@ -17,6 +17,7 @@ def run(
         False, "--dry-run", help="Pass --dry-run to every stage: change nothing, send nothing."
     ),
     as_json: bool = typer.Option(False, "--json", help="Each stage's result as plain JSON."),
+    max_runtime: str | None = max_runtime_option(),
 ) -> None:
     """One whole tick: poll, detect-anomalies, recover, notify (what cron runs every minute).
 
@@ -28,6 +29,7 @@ def run(
     from incident_cli.store import record_heartbeat
 
     env = get_env(ctx)
+    set_max_runtime(env, max_runtime)
     db = env.db()
 
     def stage_done(stage: StageResult) -> None:
@@ -48,7 +50,14 @@ def run(
             sys.stdout.write(f"{stage.name}: {prefix}{stage.summary}\n")
 
     with tick(env, "run", heartbeat=not dry_run) as codes:
-        results = run_tick(db, env.config(), env.clock, dry_run=dry_run, on_stage_done=stage_done)
+        results = run_tick(
+            db,
+            env.config(),
+            env.clock,
+            dry_run=dry_run,
+            on_stage_done=stage_done,
+            runtime=env.runtime,
+        )
         codes.extend(stage.code for stage in results)
     if as_json:
         emit_json({"dry_run": dry_run, "stages": [stage.to_json() for stage in results]})

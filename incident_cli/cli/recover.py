@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from incident_cli.cli import app, console, emit_json, get_env, tick
+from incident_cli.cli import (
+    app,
+    console,
+    emit_json,
+    get_env,
+    max_runtime_option,
+    set_max_runtime,
+    tick,
+)
 from incident_cli.display import printable
 from incident_cli.errors import ExitStatus
 
@@ -44,6 +52,7 @@ def recover(
         show_default=False,
     ),
     as_json: bool = typer.Option(False, "--json", help="Plain JSON on stdout."),
+    max_runtime: str | None = max_runtime_option(),
 ) -> None:
     """Run the actions that are due: fixes, diagnostics, IP blocks, escalations.
 
@@ -53,6 +62,7 @@ def recover(
     from incident_cli.recovery import recover_due
 
     env = get_env(ctx)
+    set_max_runtime(env, max_runtime)
     codes: list[int] = []
     if dry_run:
         # Changes nothing, not even the heartbeat: a manual dry run must not hide a stale
@@ -60,7 +70,9 @@ def recover(
         result = recover_due(env.db(), env.config(), env.now(), dry_run=True, incident_id=incident)
     else:
         with tick(env, "recover") as codes:
-            result = recover_due(env.db(), env.config(), env.now(), incident_id=incident)
+            result = recover_due(
+                env.db(), env.config(), env.now(), incident_id=incident, runtime=env.runtime
+            )
             if result.problems:
                 codes.append(int(ExitStatus.PARTIAL_FAILURE))
     if as_json:

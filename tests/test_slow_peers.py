@@ -1,0 +1,213 @@
+"""Slow and hostile peers: a source or a channel that sends its answer one byte a second costs
+its own timeout and no more, and a tick never runs past --max-runtime. Every tick here is
+`python -m incident_cli` in a subprocess, as cron runs it, against a slow-loris peer that is a
+process of its own (tests/slow_peer.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.harness import CliResult, run_cli, serve_get
+from tests.test_notify_support import alert as notify_alert
+from tests.test_notify_support import fire, make_setup, receiver
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SLOW_PEER = Path(__file__).parent / "slow_peer.py"
+# A tick that hangs would run for a day: the subprocess is killed (and the test fails) here.
+HANG = 60.0
+
+
+@contextmanager
+def slow_peer(mode: str = "http", *tls: Path) -> Iterator[int]:
+    """The port of a slow-loris process that drips one byte a second and never finishes."""
+    proc = subprocess.Popen(
+        [sys.executable, str(SLOW_PEER), mode, *map(str, tls)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def prometheus_alerts() -> AbstractContextManager[str]:
+    """A loopback source answering with what Prometheus 2.42 answered (3 alerts, 2 firing)."""
+    payload = (FIXTURES / "prometheus-2.42" / "prometheus_v1_alerts.json").read_bytes()
+    return serve_get(lambda headers: (200, payload))
+
+
+def tick(tmp_path: Path, *args: str) -> tuple[CliResult, float]:
+    started = time.monotonic()
+    result = run_cli(
+        ["--config", str(tmp_path / "incident.yaml"), "--db", str(tmp_path / "state.db"), *args],
+        cwd=tmp_path,
+        timeout=HANG,
+    )
+    return result, time.monotonic() - started
+
+
+def query(db: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def write_config(tmp_path: Path, sources: str, channels: str = "", notify: str = "") -> None:
+    text = f"sources:\n{sources}\n"
+    if channels:
+        text += f"defaults: {{notify: [{notify}]}}\nchannels:\n{channels}\n"
+    (tmp_path / "incident.yaml").write_text(text)
+
+
+def test_a_source_that_drips_its_headers_costs_its_timeout_and_the_others_are_applied(
+    tmp_path: Path,
+) -> None:
+    with slow_peer() as port, prometheus_alerts() as good:
+        write_config(
+            tmp_path,
+            f"  slow: {{type: prometheus, url: 'http://127.0.0.1:{port}', timeout: 3s}}\n"
+            f"  good: {{type: prometheus, url: '{good}', timeout: 5s}}",
+        )
+        first, took = tick(tmp_path, "poll")
+        second, _ = tick(tmp_path, "poll")
+
+    assert first.code == 75, first.stderr
+    assert took < 15, f"poll ran {took:.0f}s against a 3s timeout"
+    assert "source slow: timed out after 3s" in first.stderr
+    opened = query(tmp_path / "state.db", "SELECT source, title FROM incidents ORDER BY id")
+    assert [source for source, _ in opened] == ["good", "good"]
+    # The next tick is not locked out: it fails on the slow source, not on the lock.
+    assert second.code == 75 and "lock" not in second.stderr
+    assert "source slow: timed out after 3s" in second.stderr
+
+
+def test_a_source_that_drips_after_the_tls_handshake_is_cut_off_too(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    with slow_peer("https", cert, key) as port:
+        write_config(
+            tmp_path,
+            f"  slow: {{type: prometheus, url: 'https://127.0.0.1:{port}', timeout: 2s,"
+            f" ca_file: '{cert}'}}",
+        )
+        result, took = tick(tmp_path, "poll")
+
+    assert took < 12, f"poll ran {took:.0f}s against a 2s timeout"
+    assert (result.code, result.stderr) == (
+        75,
+        "incident: source slow: timed out after 2s (nothing changed for source slow)\n",
+    )
+
+
+def test_channels_that_drip_cost_their_own_messages_and_the_others_go_out(
+    tmp_path: Path,
+) -> None:
+    with slow_peer("http") as http_port, slow_peer("smtp") as smtp_port, receiver() as good:
+        setup = make_setup(
+            tmp_path,
+            {
+                "slowhook": f"{{type: webhook, url: 'http://127.0.0.1:{http_port}/', timeout: 3s}}",
+                "slowmail": f"{{type: email, host: 127.0.0.1, port: {smtp_port},"
+                " from: incidents@example.com, to: [oncall@example.com], timeout: 3s}",
+                "good": f"{{type: webhook, url: '{good.url}/hook', timeout: 5s}}",
+            },
+        )
+        fire(setup, [notify_alert(service="backend"), notify_alert(service="db")], time.time())
+        result, took = tick(tmp_path, "notify")
+        assert [r.body["event"] for r in good.received] == ["firing", "firing"]
+
+    assert result.code == 0, result.stderr
+    assert took < 15, f"notify ran {took:.0f}s against 3s timeouts"
+    errors = query(
+        setup.db_path,
+        "SELECT channel, status, error FROM notifications WHERE channel != 'good' ORDER BY id",
+    )
+    assert {(c, s, e) for c, s, e in errors if e} == {
+        ("slowhook", "pending", "webhook: timed out after 3s"),
+        ("slowmail", "pending", "email: timed out after 3s"),
+    }
+
+
+def test_notify_stops_at_max_runtime_but_a_slow_channel_does_not_hold_up_the_others(
+    tmp_path: Path,
+) -> None:
+    with slow_peer() as port, receiver() as good:
+        setup = make_setup(
+            tmp_path,
+            {
+                "slowhook": f"{{type: webhook, url: 'http://127.0.0.1:{port}/', timeout: 60s}}",
+                "good": f"{{type: webhook, url: '{good.url}/hook', timeout: 60s}}",
+            },
+        )
+        fire(setup, [notify_alert(service="backend")], time.time())
+        result, took = tick(tmp_path, "notify", "--max-runtime", "3s")
+        again, _ = tick(tmp_path, "notify")
+        assert [r.body["event"] for r in good.received] == ["firing"]
+
+    assert took < 15, f"notify ran {took:.0f}s against --max-runtime 3s"
+    assert result.code == 75
+    [line] = result.stderr.splitlines()
+    assert re.fullmatch(
+        r"incident: notify: stopped at its max runtime of 3s \(--max-runtime\);"
+        r" slowest: channel slowhook (2\.\d|3\.0)s",
+        line,
+    )
+    assert "lock" not in again.stderr and again.code == 0
+
+
+def test_run_stops_at_max_runtime_names_what_was_slow_and_frees_the_lock(
+    tmp_path: Path,
+) -> None:
+    with slow_peer() as port, prometheus_alerts() as good:
+        write_config(
+            tmp_path,
+            f"  slow: {{type: prometheus, url: 'http://127.0.0.1:{port}', timeout: 60s}}\n"
+            f"  good: {{type: prometheus, url: '{good}', timeout: 5s}}",
+        )
+        result, took = tick(tmp_path, "--max-runtime", "3s", "run", "--json")
+        again, _ = tick(tmp_path, "run", "--max-runtime", "2s")
+
+    assert took < 15, f"run ran {took:.0f}s against --max-runtime 3s"
+    assert result.code == 75
+    assert re.search(r"source slow: timed out after (2\.\d|3)s", result.stderr)
+    assert re.search(
+        r"^incident: run: stopped at its max runtime of 3s \(--max-runtime\);"
+        r" slowest: source slow (2\.\d|3\.0)s;",
+        result.stderr,
+        re.MULTILINE,
+    )
+    assert "left for the next tick: stage(s) detect-anomalies, notify, recover" in result.stderr
+    stages = {s["stage"]: s for s in json.loads(result.stdout)["stages"]}
+    assert stages["poll"]["result"]["opened"] == [1, 2]  # the good source was applied
+    assert stages["recover"]["summary"] == "not run: out of time"
+    assert [r[0] for r in query(tmp_path / "state.db", "SELECT source FROM incidents")] == [
+        "good",
+        "good",
+    ]
+    # The next tick gets the lock, and stops at its own limit.
+    assert again.code == 75 and "lock" not in again.stderr
+    assert "stopped at its max runtime of 2s" in again.stderr
+
+
+@pytest.mark.parametrize("command", ["poll", "notify", "recover", "run"])
+def test_a_bad_max_runtime_is_a_usage_error(tmp_path: Path, command: str) -> None:
+    write_config(tmp_path, "  p: {type: prometheus, url: 'http://127.0.0.1:9'}")
+    result, _ = tick(tmp_path, command, "--max-runtime", "soon")
+    assert result.code == 2
+    assert result.stderr == (
+        "incident: --max-runtime: 'soon' is not a duration (use e.g. 90s, 5m, 2h, 1d)\n"
+    )
