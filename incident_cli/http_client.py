@@ -53,7 +53,7 @@ class Reply:
     """A completed exchange: any status, the body (capped) and the Retry-After it asked for."""
 
     status: int
-    body: bytes
+    body: bytes | bytearray
     retry_after: float | None = None
 
     @property
@@ -333,21 +333,20 @@ def _exchange(
 
 def _read_body(
     response: requests.Response, limit: int, over_limit: str, watchdog: Watchdog
-) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit and not watchdog.expired:
+) -> bytearray:
+    # One growing buffer rather than a list of chunks and a join: a big answer is held once.
+    body = bytearray()
+    while len(body) <= limit and not watchdog.expired:
         # read1 returns whatever has arrived; the watchdog ends a read that waits too long.
         chunk = response.raw.read1(65536, decode_content=True)
         if not chunk:
             break
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > limit:
+        body += chunk
+    if len(body) > limit:
         if over_limit == "fail":
             raise HTTPFailure(f"response larger than {_size(limit)}")
-        return b"".join(chunks)[:limit]
-    return b"".join(chunks)
+        del body[limit:]
+    return body
 
 
 def _size(limit: int) -> str:

@@ -499,14 +499,14 @@ def run_query(source: SourceConfig, query: str, timeout: float) -> dict[str, Any
 
     what = f"query on {source.name}"
     try:
-        raw = get_json(
+        text = get_json(
             source,
             "/api/v1/query",
             timeout=min(source.timeout, timeout),
             what=what,
             params={"query": query},
         )
-        body = load_json(raw, what)
+        body = load_json(text, what)
     except SourceError as exc:
         return {"query": query, "error": exc.message}
     if not isinstance(body, dict) or body.get("status") != "success":

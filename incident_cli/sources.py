@@ -38,9 +38,10 @@ def get_json(
     what: str,
     params: Mapping[str, str] | None = None,
     session: requests.Session | None = None,
-) -> bytes:
+) -> str:
     """GET a JSON document from a source with its credentials and TLS settings, all of it
-    within `timeout` seconds. Returns the raw body; raises SourceError."""
+    within `timeout` seconds. Returns its text (the raw body is let go at once: an answer near
+    the size cap is not held twice); raises SourceError."""
     try:
         reply = exchange(
             "GET",
@@ -59,24 +60,26 @@ def get_json(
         raise SourceError(f"{what}: {exc.reason}") from None
     if not reply.ok:
         raise SourceError(f"{what}: HTTP {reply.status}")
-    return reply.body
+    try:
+        return reply.body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SourceError(f"{what}: answered with a body that is not JSON") from None
 
 
 def load_json(
-    body: bytes, what: str, *, list_at: tuple[str, ...] = (), cap: int | None = None
+    text: str, what: str, *, list_at: tuple[str, ...] = (), cap: int | None = None
 ) -> Any:
-    """The body as JSON. With `cap`, the list at `list_at` (keys down from the top) may hold at
+    """The text as JSON. With `cap`, the list at `list_at` (keys down from the top) may hold at
     most `cap` items: parsing stops at the first one past it, so memory stays in proportion to
     the cap rather than to what the peer sent."""
     try:
-        text = body.decode("utf-8-sig")
         if cap is None:
             return json.loads(text)
         value, end = _value_at(text, _skip(text, 0), list_at, cap, what)
         if _skip(text, end) != len(text):
             raise ValueError("extra data")
         return value
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise SourceError(f"{what}: answered with a body that is not JSON") from None
     except RecursionError:
         raise SourceError(f"{what}: answered with JSON nested too deeply") from None
@@ -276,9 +279,9 @@ def fetch_alerts(
     else:
         path, list_at, parse = "/api/v2/alerts", (), parse_alertmanager
     budget = source.timeout if timeout is None else timeout
-    raw = get_json(source, path, timeout=budget, what=what, session=session)
-    body = load_json(raw, what, list_at=list_at, cap=source.max_alerts)
-    del raw
+    text = get_json(source, path, timeout=budget, what=what, session=session)
+    body = load_json(text, what, list_at=list_at, cap=source.max_alerts)
+    del text
     alerts = parse(source.name, body)
     if source.require_alert:
         sentinel = source.require_alert

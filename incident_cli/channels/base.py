@@ -138,7 +138,7 @@ class Channel:
         raise TransportError(text, permanent=True)
 
 
-def _short_body(body: bytes, secrets: list[str]) -> str:
+def _short_body(body: bytes | bytearray, secrets: list[str]) -> str:
     """The start of an error body on one line, masked before it is cut (no half secrets)."""
     text = body[:4000].decode("utf-8", "replace")
     if text.lstrip().startswith("<"):
