@@ -79,26 +79,38 @@ class Timing:
     code: int
 
 
+# GNU time, when present, reports the peak RSS of the command alone. wait4's ru_maxrss also
+# counts the bench process's own high-water mark (Linux keeps it across the child's exec), so a
+# bench that built a big payload would make every child look as big.
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def run_timed(
     argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Timing:
-    """Wall time and this child's own peak RSS (wait4) of one whole process, as cron runs it."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        argv,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
+    """Wall time and this child's own peak RSS of one whole process, as cron runs it."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        wrapped = [GNU_TIME, "-q", "-f", "%M", "-o", rss.name, *argv] if GNU_TIME else argv
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            wrapped,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+        peak_kb = usage.ru_maxrss
+        if GNU_TIME:
+            text = rss.read().strip()
+            peak_kb = int(text.splitlines()[-1]) if text else peak_kb
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0, 75):
         sys.stderr.write(err.decode(errors="replace")[-2000:])
-    return Timing(elapsed, usage.ru_maxrss / 1024, proc.returncode)
+    return Timing(elapsed, peak_kb / 1024, proc.returncode)
 
 
 FLOOR = r"""

@@ -1,6 +1,6 @@
 """`make bench`: every case of issue 8 in one table, each next to a floor measured in the same run.
 
-Usage: python bench/run.py [--quick] [--runs N] [-n N] [--big N] [--keep DIR] [--only CASE,...]
+Usage: python bench/run.py [--quick] [--runs N] [-n N] [--cap N] [--big N] [--keep DIR] [--only CASE,...]
 
 Every figure is a whole `incident` process started as cron starts it (`python -m incident_cli`),
 timed from spawn to exit, with its own peak RSS (wait4). The median of --runs runs is shown; the
@@ -190,12 +190,13 @@ class Row:
         return {r.code for r in self.runs}
 
 
-def poll_config(workdir: Path, url: str, max_new: int = 20) -> Path:
+def poll_config(workdir: Path, url: str, max_new: int = 20, max_alerts: int | None = None) -> Path:
     config = workdir / "incident.yaml"
+    cap = f", max_alerts: {max_alerts}" if max_alerts is not None else ""
     config.write_text(
         f"""
 sources:
-  prometheus: {{type: prometheus, url: "{url}", timeout: 60s}}
+  prometheus: {{type: prometheus, url: "{url}", timeout: 60s{cap}}}
 state: {{db: incident.db}}
 incidents: {{storm: {{max_new_per_tick: {max_new}}}}}
 channels:
@@ -284,6 +285,36 @@ def poll_cases(n: int, runs: int, work: Path, want: set[str]) -> list[Row]:
         server.close()
         quiet.close()
     return rows
+
+
+def cap_cases(cap: int, runs: int, work: Path) -> list[Row]:
+    """A source at its max_alerts (every alert is new: a storm of `cap` incidents), and one
+    answering 4x that, which is refused: exit 75, nothing changes."""
+    server = AlertServer()
+    at = Row(f"storm poll at max_alerts ({cap:,})", cap, [], [], None, "opens every incident")
+    over = Row(
+        f"poll over max_alerts ({cap:,})", 4 * cap, [], [], None, "refused: exit 75, no change"
+    )
+    try:
+        for i in range(runs):
+            server.set_alerts(synthetic_alerts(cap))
+            workdir = work / f"cap-{i}"
+            workdir.mkdir()
+            config = poll_config(workdir, server.url, max_alerts=cap)
+            at.runs.append(run_timed(incident_argv(config, "poll")))
+            at.floors.append(floor(server.url, workdir))
+            db = workdir / "incident.db"
+            check(count(db, "SELECT count(*) FROM incidents") == cap, "the cap storm fell short")
+            shutil.rmtree(workdir)
+            workdir.mkdir()
+            server.set_alerts(synthetic_alerts(4 * cap))
+            config = poll_config(workdir, server.url, max_alerts=cap)
+            over.runs.append(run_timed(incident_argv(config, "poll")))
+            check(count(db, "SELECT count(*) FROM incidents") == 0, "over the cap opened some")
+            shutil.rmtree(workdir)
+        return [at, over]
+    finally:
+        server.close()
 
 
 def idle_case(runs: int, work: Path) -> Row:
@@ -415,7 +446,7 @@ def table(rows: list[Row], runs: int) -> str:
     return "\n".join(lines)
 
 
-CASES = ("storm", "steady", "report", "churn", "idle", "notify", "big")
+CASES = ("storm", "steady", "report", "churn", "cap", "idle", "notify", "big")
 
 
 def main() -> None:
@@ -424,6 +455,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, help="alerts per poll (default 10,000; quick 1,000)")
     parser.add_argument("--runs", type=int, help="runs per case (default 5; quick 2)")
     parser.add_argument("--messages", type=int, help="notifications to drain (default 1,000)")
+    parser.add_argument("--cap", type=int, help="max_alerts for the cap case (default 50,000)")
     parser.add_argument("--big", type=int, help="incidents for report 720 (default 1,000,000)")
     parser.add_argument("--keep", help="keep the big report DB here (reused when present)")
     parser.add_argument("--json", help="also write the figures to this file as JSON")
@@ -433,6 +465,7 @@ def main() -> None:
     runs = args.runs or (2 if args.quick else 5)
     messages = args.messages or (100 if args.quick else 1_000)
     big = args.big or (50_000 if args.quick else 1_000_000)
+    cap = args.cap or (5_000 if args.quick else 50_000)
     want = set(args.only.split(",")) if args.only else set(CASES)
     unknown = want - set(CASES)
     if unknown:
@@ -446,6 +479,8 @@ def main() -> None:
     steps: list[tuple[str, Callable[[], list[Row]]]] = []
     if want & {"storm", "steady", "report", "churn"}:
         steps.append(("poll cases", lambda: poll_cases(n, runs, work, want)))
+    if "cap" in want:
+        steps.append(("max_alerts", lambda: cap_cases(cap, runs, work)))
     if "idle" in want:
         steps.append(("idle tick", lambda: [idle_case(runs, work)]))
     if "notify" in want:
