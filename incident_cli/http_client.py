@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import email.utils
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -106,17 +107,15 @@ class Watchdog:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._outer: Watchdog | None = None
-        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
-        self._timer.daemon = True
+        self._seconds = max(seconds, 0.0)
 
     def __enter__(self) -> Watchdog:
         self._outer = getattr(_running, "watchdog", None)
         _running.watchdog = self
-        self._timer.start()
+        _ALARMS.add(time.monotonic() + self._seconds, self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
         _running.watchdog = self._outer
         with self._lock:
             self._done = True
@@ -138,13 +137,46 @@ class Watchdog:
             if self.expired:
                 _shut(duplicate)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
             if self._done:
                 return
             self.expired = True
             for duplicate in self._sockets:
                 _shut(duplicate)
+
+
+class _Alarms:
+    """One daemon thread that expires every watchdog at its deadline (a thread per exchange
+    would cost more than a small exchange). A finished watchdog is dropped when its time
+    comes; expiring it does nothing."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._due: list[tuple[float, int, Watchdog]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, when: float, watchdog: Watchdog) -> None:
+        with self._wake:
+            heapq.heappush(self._due, (when, next(self._order), watchdog))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="http-deadlines")
+                self._thread.daemon = True
+                self._thread.start()
+            elif self._due[0][2] is watchdog:
+                self._wake.notify()  # the earliest deadline now: wake up sooner
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                while self._due and self._due[0][0] <= now:
+                    heapq.heappop(self._due)[2].expire()
+                self._wake.wait(self._due[0][0] - now if self._due else None)
+
+
+_ALARMS = _Alarms()
 
 
 def wall_clock(seconds: float) -> Watchdog:
@@ -378,6 +410,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     value = value.strip()
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return min(float(value), MAX_RETRY_AFTER)
+    import email.utils  # only for an HTTP date; it costs start-up time
+
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

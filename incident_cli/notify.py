@@ -18,7 +18,7 @@ import secrets as token_source
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -343,7 +343,7 @@ def _deliver(
     out_of_time = 0
     busy: dict[Future[str | None], _Sending] = {}
 
-    def start_next(name: str, pool: ThreadPoolExecutor) -> bool:
+    def start_next(name: str, pool: Executor) -> bool:
         """Claim the channel's next row and start sending it; False when none could start."""
         nonlocal out_of_time
         while name in work:
@@ -444,8 +444,14 @@ def _deliver(
         _continue_chain(work, name, chain[1:])
 
     # Each channel sends on a thread of its own, one message at a time: a channel that hangs
-    # until its timeout holds up its own rows only. Claims and marks stay on this thread.
-    with ThreadPoolExecutor(max_workers=max(len(work), 1), thread_name_prefix="notify") as pool:
+    # until its timeout holds up its own rows only. Claims and marks stay on this thread. With
+    # one channel to serve there is no one to hold up: it sends on this thread.
+    pool: Executor = (
+        ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="notify")
+        if len(work) > 1
+        else _SameThread()
+    )
+    with pool:
         while work or busy:
             if work and monotonic() >= deadline:
                 out_of_time += sum(len(c) for q in work.values() for c in q)
@@ -476,6 +482,18 @@ def _deliver(
         if runtime is not None:
             runtime.leave(f"{out_of_time} notification(s)")
     return report
+
+
+class _SameThread(Executor):
+    """Runs each job at once, on the calling thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
 
 class _Sending(NamedTuple):

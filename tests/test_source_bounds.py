@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import responses
 
+from incident_cli import sources
 from incident_cli.config import DEFAULT_MAX_ALERTS, Matcher, SourceConfig, load_config
 from incident_cli.db import open_db
 from incident_cli.errors import ConfigError, SourceError
@@ -77,8 +78,14 @@ def test_an_alertmanager_over_the_cap_is_refused_too() -> None:
     assert len(fetch_alerts(source)) == 3
 
 
-def test_parsing_stops_at_the_first_alert_past_the_cap() -> None:
-    # What follows the cap is never parsed: the answer is "too many", not "not JSON".
+def test_parsing_stops_at_the_first_alert_past_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A small answer is parsed in one go, and counted.
+    with pytest.raises(SourceError, match="more than 5 alerts"):
+        load_json(json.dumps([{}] * 6), "source am", cap=5)
+    assert load_json(json.dumps([{}] * 5), "source am", cap=5) == [{}] * 5
+    # A big one item by item: what follows the cap is never parsed (the answer is "too many",
+    # not "not JSON").
+    monkeypatch.setattr(sources, "WHOLE_PARSE_BYTES", 0)
     text = json.dumps(prometheus_body(3))
     cut = text.rindex("]}}")
     broken = text[:cut] + ", {}, this is not JSON"
