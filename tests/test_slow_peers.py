@@ -89,9 +89,9 @@ def test_a_source_that_drips_its_headers_costs_its_timeout_and_the_others_are_ap
     assert "source slow: timed out after 3s" in first.stderr
     opened = query(tmp_path / "state.db", "SELECT source, title FROM incidents ORDER BY id")
     assert [source for source, _ in opened] == ["good", "good"]
-    # The next tick is not locked out: it fails on the slow source, not on the lock.
+    # The next tick is not locked out: it fails on the slow source (said once, on the first
+    # tick), not on the lock.
     assert second.code == 75 and "lock" not in second.stderr
-    assert "source slow: timed out after 3s" in second.stderr
 
 
 def test_a_source_that_drips_after_the_tls_handshake_is_cut_off_too(
@@ -107,9 +107,9 @@ def test_a_source_that_drips_after_the_tls_handshake_is_cut_off_too(
         result, took = tick(tmp_path, "poll")
 
     assert took < 12, f"poll ran {took:.0f}s against a 2s timeout"
-    assert (result.code, result.stderr) == (
-        75,
-        "incident: source slow: timed out after 2s (nothing changed for source slow)\n",
+    assert result.code == 75
+    assert result.stderr.startswith(
+        "incident: source slow: timed out after 2s (nothing changed for source slow"
     )
 
 
