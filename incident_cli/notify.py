@@ -27,6 +27,7 @@ import requests
 from incident_cli.channels import Channel, Message, TransportError, build
 from incident_cli.config import Config
 from incident_cli.db import Database, write_tx
+from incident_cli.http_client import new_session
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime
 from incident_cli.store import add_event
@@ -291,11 +292,6 @@ def deliver_due(
         budget = runtime.remaining() if budget is None else min(budget, runtime.remaining())
     elif budget is None:
         budget = DEFAULT_BUDGET
-    if session is None:
-        from incident_cli.http_client import new_session
-
-        with new_session() as own:
-            return _deliver(db, config, clock, sleep, monotonic, only_channel, budget, own, runtime)
     return _deliver(db, config, clock, sleep, monotonic, only_channel, budget, session, runtime)
 
 
@@ -307,7 +303,7 @@ def _deliver(
     monotonic: Callable[[], float],
     only_channel: str | None,
     budget: float,
-    session: requests.Session,
+    session: requests.Session | None,
     runtime: TickRuntime | None,
 ) -> DeliveryReport:
     report = DeliveryReport()
@@ -335,7 +331,9 @@ def _deliver(
         if head.next_attempt_at > now or (head.lease_until is not None and head.lease_until >= now):
             continue  # waiting for its retry, or another tick holds it: the chain waits too
         if head.channel not in built:
-            built[head.channel] = build(channel_config, session)
+            # Without a session given, each channel keeps its own: channels send side by side,
+            # and a requests session is not for several threads at once.
+            built[head.channel] = build(channel_config, session or new_session())
         work.setdefault(head.channel, deque()).append(chain)
 
     next_slot: dict[str, float] = {}
@@ -477,6 +475,10 @@ def _deliver(
                     settle(busy.pop(future), future)
             elif pause:
                 sleep(pause)
+    if session is None:
+        for channel in built.values():
+            if channel.session is not None:
+                channel.session.close()
     if out_of_time:
         report.deferred += out_of_time
         if runtime is not None:
