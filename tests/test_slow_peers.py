@@ -211,3 +211,36 @@ def test_a_bad_max_runtime_is_a_usage_error(tmp_path: Path, command: str) -> Non
     assert result.stderr == (
         "incident: --max-runtime: 'soon' is not a duration (use e.g. 90s, 5m, 2h, 1d)\n"
     )
+
+
+def test_recover_cuts_a_promql_diagnostic_to_a_slow_source_at_max_runtime(tmp_path: Path) -> None:
+    from incident_cli.config import load_config
+    from incident_cli.db import open_db
+    from incident_cli.lifecycle import apply_poll
+    from tests.recover_support import alert as recover_alert
+
+    with slow_peer() as port:
+        write_config(
+            tmp_path,
+            f"  slow: {{type: prometheus, url: 'http://127.0.0.1:{port}', timeout: 60s}}\n"
+            "rules:\n"
+            "  - {name: latency, match: {alertname: Slow}, handler: performance_issue,\n"
+            "     diagnostics: {queries: ['up'], timeout: 60s}}",
+        )
+        config = load_config(tmp_path / "incident.yaml", {})
+        db = open_db(tmp_path / "state.db")
+        apply_poll(db, config, {"slow": [recover_alert(alertname="Slow")]}, {}, time.time())
+        db.close()
+        result, took = tick(tmp_path, "recover", "--max-runtime", "2s")
+        again, _ = tick(tmp_path, "recover")
+
+    assert took < 12, f"recover ran {took:.0f}s against --max-runtime 2s"
+    assert result.code == 75
+    assert re.search(
+        r"incident: recover: stopped at its max runtime of 2s \(--max-runtime\);"
+        r" slowest: action 1 \(diagnostics\) (1\.\d|2\.\d)s",
+        result.stderr,
+    )
+    [(status, error)] = query(tmp_path / "state.db", "SELECT status, error FROM actions")
+    assert status == "failed" and "query on slow: timed out after" in str(error)
+    assert "lock" not in again.stderr
