@@ -244,7 +244,9 @@ class _Adapter(HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if hasattr(manager, "pool_classes_by_scheme"):
+        # An HTTP proxy: the same connection classes. A SOCKS proxy keeps its own (its
+        # connections are bounded by the per-read timeouts only).
+        if not proxy.lower().startswith("socks"):
             manager.pool_classes_by_scheme = dict(_POOLS)
         return manager
 
