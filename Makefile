@@ -19,6 +19,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict incident_cli
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -q

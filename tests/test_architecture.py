@@ -1,0 +1,158 @@
+"""The package's shape: import layers, module and function sizes, and SQL kept in the store.
+
+The allowlists name today's exceptions by path; each entry goes when its module is split or its
+SQL moves behind a store function, and a test fails when an entry is no longer needed, so the
+lists only shrink.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "incident_cli"
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 120
+# Modules allowed to hold SQL and to talk to sqlite3 / sqlite-utils directly.
+STORE = ("incident_cli/db.py", "incident_cli/store.py")
+
+LONG_MODULES = {
+    "incident_cli/config.py",
+    "incident_cli/db.py",
+    "incident_cli/lifecycle.py",
+    "incident_cli/notify.py",
+    "incident_cli/recovery.py",
+    "incident_cli/report_render.py",
+}
+LONG_FUNCTIONS = {
+    "incident_cli/config.py:_build",
+    "incident_cli/db.py:m001_initial",
+    "incident_cli/health.py:check_health",
+    "incident_cli/lifecycle.py:apply_poll",
+    "incident_cli/metrics.py:StateCollector.collect",
+    "incident_cli/notify.py:_deliver",
+    "incident_cli/report.py:build_report",
+    "incident_cli/report_render.py:render_table",
+    "incident_cli/review.py:review_markdown",
+}
+SQL_OUTSIDE_STORE = {
+    "incident_cli/anomaly.py",
+    "incident_cli/archive.py",
+    "incident_cli/cli/__init__.py",
+    "incident_cli/cli/incidents.py",
+    "incident_cli/eventlog.py",
+    "incident_cli/followups.py",
+    "incident_cli/handlers/__init__.py",
+    "incident_cli/health.py",
+    "incident_cli/journeys.py",
+    "incident_cli/lifecycle.py",
+    "incident_cli/metrics.py",
+    "incident_cli/notify.py",
+    "incident_cli/outbox.py",
+    "incident_cli/recovery.py",
+    "incident_cli/report.py",
+    "incident_cli/review.py",
+    "incident_cli/run.py",
+    "incident_cli/selftest.py",
+}
+
+_SQL = re.compile(
+    r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|SAVEPOINT|ROLLBACK|"
+    r"RELEASE|VACUUM|WITH)\b",
+    re.IGNORECASE,
+)
+_DB_CALLS = {"execute", "executemany", "executescript", "conn"}
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def _functions(tree: ast.AST, prefix: str = "") -> list[tuple[str, int]]:
+    """(qualified name, lines) of every function, methods and nested ones included."""
+    out = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            name = prefix + node.name
+            assert node.end_lineno is not None
+            if not isinstance(node, ast.ClassDef):
+                out.append((name, node.end_lineno - node.lineno + 1))
+            out.extend(_functions(node, name + "."))
+    return out
+
+
+def _long_functions() -> set[str]:
+    found = set()
+    for path in _modules():
+        for name, size in _functions(ast.parse(path.read_text())):
+            if size > MAX_FUNCTION_LINES:
+                found.add(f"{_rel(path)}:{name}")
+    return found
+
+
+def _talks_sql(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import) and any(
+            a.name in ("sqlite3", "sqlite_utils") for a in node.names
+        ):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module in ("sqlite3", "sqlite_utils"):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in _DB_CALLS:
+            return True
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and _SQL.match(node.value)
+            and re.search(r"\b(FROM|INTO|SET|TABLE|INDEX|TRANSACTION|IMMEDIATE)\b", node.value)
+        ):
+            return True
+    return False
+
+
+def test_no_module_is_longer_than_the_limit() -> None:
+    long = {_rel(p) for p in _modules() if len(p.read_text().splitlines()) > MAX_MODULE_LINES}
+    assert long <= LONG_MODULES, f"over {MAX_MODULE_LINES} lines: {sorted(long - LONG_MODULES)}"
+    assert long >= LONG_MODULES, f"short now, drop from LONG_MODULES: {sorted(LONG_MODULES - long)}"
+
+
+def test_no_function_is_longer_than_the_limit() -> None:
+    long = _long_functions()
+    assert long <= LONG_FUNCTIONS, (
+        f"over {MAX_FUNCTION_LINES} lines: {sorted(long - LONG_FUNCTIONS)}"
+    )
+    assert long >= LONG_FUNCTIONS, (
+        f"short now, drop from LONG_FUNCTIONS: {sorted(LONG_FUNCTIONS - long)}"
+    )
+
+
+def test_only_the_store_writes_sql() -> None:
+    found = {_rel(p) for p in _modules() if _rel(p) not in STORE and _talks_sql(p)}
+    assert found <= SQL_OUTSIDE_STORE, f"SQL outside the store: {sorted(found - SQL_OUTSIDE_STORE)}"
+    assert found >= SQL_OUTSIDE_STORE, (
+        f"no SQL left, drop from SQL_OUTSIDE_STORE: {sorted(SQL_OUTSIDE_STORE - found)}"
+    )
+
+
+def test_import_contracts_hold() -> None:
+    lint = Path(sys.executable).parent / "lint-imports"
+    if not lint.exists():
+        found = shutil.which("lint-imports")
+        if found is None:
+            pytest.fail("lint-imports is not installed (pip install -e '.[dev]')")
+        lint = Path(found)
+    run = subprocess.run(
+        [str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
