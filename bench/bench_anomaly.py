@@ -65,9 +65,9 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 def in_process(config: Path, db_path: Path, runs: int) -> list[float]:
     sys.path.insert(0, str(ROOT))
-    from incident_cli.anomaly import detect_anomalies
-    from incident_cli.config import load_config
-    from incident_cli.db import open_db
+    from incident_cli.config.load import load_config
+    from incident_cli.intake.anomaly import detect_anomalies
+    from incident_cli.store.connection import open_db
 
     cfg = load_config(str(config), {}, must_exist=True)
     db = open_db(db_path)

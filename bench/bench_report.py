@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from incident_cli.db import open_db
+from incident_cli.store.connection import open_db
 
 ALERTS = [
     ("BackendServiceDown", "critical"),

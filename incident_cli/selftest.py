@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from incident_cli.config import Config
+from incident_cli.config.load import Config
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
@@ -51,7 +51,7 @@ def run_checks(
 
 def check_environment(config: Config) -> Iterator[Check]:
     """The behaviour variables that win over the file: a surprise unless someone says so."""
-    from incident_cli.effective_config import override_text
+    from incident_cli.config.effective import override_text
 
     if not config.env_overrides:
         yield Check("environment", OK, "no environment variable overrides the config")
@@ -60,7 +60,7 @@ def check_environment(config: Config) -> Iterator[Check]:
 
 
 def check_handlers(config: Config) -> Iterator[Check]:
-    from incident_cli.handlers import get_handler
+    from incident_cli.handlers.planning import get_handler
 
     for rule in config.rules:
         try:
@@ -163,8 +163,8 @@ def check_state(db_path: str) -> Iterator[Check]:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         yield Check("state", FAILED, f"{existing} is not writable (state DB {path})")
         return
-    from incident_cli.db import check_state as refuse_unsafe_state
     from incident_cli.errors import UnsafeState
+    from incident_cli.store.connection import check_state as refuse_unsafe_state
 
     try:
         refuse_unsafe_state(path)
@@ -177,7 +177,7 @@ def check_state(db_path: str) -> Iterator[Check]:
         return
     import sqlite3
 
-    from incident_cli.db import migrations
+    from incident_cli.store.connection import migrations
 
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
@@ -206,8 +206,8 @@ def check_state(db_path: str) -> Iterator[Check]:
 
 def check_sources(config: Config) -> Iterator[Check]:
     from incident_cli.errors import SourceError
+    from incident_cli.intake.sources import fetch_alerts
     from incident_cli.redact import mask_userinfo, redact
-    from incident_cli.sources import fetch_alerts
 
     if not config.sources:
         yield Check("source", SKIPPED, "no sources configured")
@@ -245,16 +245,16 @@ def check_pipeline(config: Config, now: Callable[[], float]) -> Iterator[Check]:
 
 
 def _pipeline(config: Config, clock: Callable[[], float], scratch: Path) -> Iterator[Check]:
-    from incident_cli import outbox
-    from incident_cli.db import open_db
-    from incident_cli.handlers import get_handler
-    from incident_cli.lifecycle import apply_poll
+    from incident_cli.handlers.planning import get_handler
+    from incident_cli.intake.sources import fingerprint
+    from incident_cli.lifecycle.poll import apply_poll
     from incident_cli.models import ActionPlan, Alert, Incident
-    from incident_cli.notify import preview_pending
-    from incident_cli.recovery import recover_due
-    from incident_cli.report import build_report
-    from incident_cli.sources import fingerprint
-    from incident_cli.store import get_incident
+    from incident_cli.notify import outbox
+    from incident_cli.notify.delivery import preview_pending
+    from incident_cli.recovery.tick import recover_due
+    from incident_cli.reporting.report import build_report
+    from incident_cli.store.connection import open_db
+    from incident_cli.store.incidents import get_incident
 
     scratch_config = dataclasses.replace(config, db_path=str(scratch / "selftest.db"))
     db = open_db(scratch_config.db_path)
@@ -319,7 +319,7 @@ def _pipeline(config: Config, clock: Callable[[], float], scratch: Path) -> Iter
         apply_poll(db, scratch_config, {**others, source: []}, {}, later)
         how = "auto-resolved after 2 polls without it"
         if not config.incidents.auto_resolve:
-            from incident_cli.lifecycle import resolve_by_hand
+            from incident_cli.lifecycle.poll import resolve_by_hand
 
             resolve_by_hand(db, scratch_config, incident.id, "incident test", None, False, later)
             how = "resolved by hand (auto_resolve is off)"
@@ -330,7 +330,7 @@ def _pipeline(config: Config, clock: Callable[[], float], scratch: Path) -> Iter
         yield Check("pipeline", OK, f"resolve: {how}")
 
         report = build_report(db, later, 1)
-        from incident_cli.report import report_json
+        from incident_cli.reporting.report import report_json
 
         numbers = report_json(report)["incidents"]
         if numbers.get("opened") == 1 and numbers.get("resolved") == 1:

@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from incident_cli.config import Config, load_config
-from incident_cli.db import open_db
-from incident_cli.lifecycle import PollResult, apply_poll
+from incident_cli.config.load import Config, load_config
+from incident_cli.intake.sources import fingerprint
+from incident_cli.lifecycle.poll import PollResult, apply_poll
 from incident_cli.models import Alert
-from incident_cli.sources import fingerprint
-from incident_cli.store import get_incident, incident_detail
+from incident_cli.store.connection import open_db
+from incident_cli.store.incidents import get_incident, incident_detail
 
 T0 = 1_800_000_000.0  # an injected clock: every test starts here
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from incident_cli.cli import Env
-from incident_cli.db import open_db
+from incident_cli.cli.context import Env
+from incident_cli.store.connection import open_db
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 HOUR = 3600.0

@@ -7,9 +7,9 @@ import statistics
 
 import pytest
 
-from incident_cli.anomaly import evaluate, p95
-from incident_cli.config import AnomalyConfig
-from incident_cli.journeys import JourneyResult
+from incident_cli.config.load import AnomalyConfig
+from incident_cli.intake.anomaly import evaluate, p95
+from incident_cli.intake.journeys import JourneyResult
 
 SMALL = AnomalyConfig(window=4, fail_threshold=0.25, p95_factor=1.5, consecutive_failures=3)
 

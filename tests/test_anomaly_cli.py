@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from incident_cli.cli import Env, app
+from incident_cli.cli import app
+from incident_cli.cli.context import Env
 from incident_cli.times import parse_rfc3339
 
 NOW = parse_rfc3339("2026-11-28T21:00:00Z")

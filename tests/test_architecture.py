@@ -21,46 +21,47 @@ PACKAGE = ROOT / "incident_cli"
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 120
 # Modules allowed to hold SQL and to talk to sqlite3 / sqlite-utils directly.
-STORE = ("incident_cli/db.py", "incident_cli/store.py")
+STORE = "incident_cli/store/"
 
 LONG_MODULES = {
-    "incident_cli/config.py",
-    "incident_cli/db.py",
-    "incident_cli/lifecycle.py",
-    "incident_cli/notify.py",
-    "incident_cli/recovery.py",
-    "incident_cli/report_render.py",
+    "incident_cli/config/load.py",
+    "incident_cli/lifecycle/poll.py",
+    "incident_cli/notify/delivery.py",
+    "incident_cli/recovery/tick.py",
+    "incident_cli/reporting/render.py",
+    "incident_cli/store/connection.py",
 }
 LONG_FUNCTIONS = {
-    "incident_cli/config.py:_build",
-    "incident_cli/db.py:m001_initial",
-    "incident_cli/health.py:check_health",
-    "incident_cli/lifecycle.py:apply_poll",
-    "incident_cli/metrics.py:StateCollector.collect",
-    "incident_cli/notify.py:_deliver",
-    "incident_cli/report.py:build_report",
-    "incident_cli/report_render.py:render_table",
-    "incident_cli/review.py:review_markdown",
+    "incident_cli/config/load.py:_build",
+    "incident_cli/lifecycle/poll.py:apply_poll",
+    "incident_cli/notify/delivery.py:_deliver",
+    "incident_cli/reporting/health.py:check_health",
+    "incident_cli/reporting/metrics.py:StateCollector.collect",
+    "incident_cli/reporting/render.py:render_table",
+    "incident_cli/reporting/report.py:build_report",
+    "incident_cli/reporting/review.py:review_markdown",
+    "incident_cli/store/connection.py:m001_initial",
 }
 SQL_OUTSIDE_STORE = {
-    "incident_cli/anomaly.py",
-    "incident_cli/archive.py",
-    "incident_cli/cli/__init__.py",
+    "incident_cli/cli/app.py",
+    "incident_cli/cli/context.py",
     "incident_cli/cli/incidents.py",
-    "incident_cli/eventlog.py",
-    "incident_cli/followups.py",
-    "incident_cli/handlers/__init__.py",
-    "incident_cli/health.py",
-    "incident_cli/journeys.py",
-    "incident_cli/lifecycle.py",
-    "incident_cli/metrics.py",
-    "incident_cli/notify.py",
-    "incident_cli/outbox.py",
-    "incident_cli/recovery.py",
-    "incident_cli/report.py",
-    "incident_cli/review.py",
-    "incident_cli/run.py",
+    "incident_cli/handlers/planning.py",
+    "incident_cli/intake/anomaly.py",
+    "incident_cli/intake/journeys.py",
+    "incident_cli/lifecycle/followups.py",
+    "incident_cli/lifecycle/poll.py",
+    "incident_cli/notify/delivery.py",
+    "incident_cli/notify/outbox.py",
+    "incident_cli/recovery/tick.py",
+    "incident_cli/reporting/archive.py",
+    "incident_cli/reporting/eventlog.py",
+    "incident_cli/reporting/health.py",
+    "incident_cli/reporting/metrics.py",
+    "incident_cli/reporting/report.py",
+    "incident_cli/reporting/review.py",
     "incident_cli/selftest.py",
+    "incident_cli/stages.py",
 }
 
 _SQL = re.compile(
@@ -138,7 +139,7 @@ def test_no_function_is_longer_than_the_limit() -> None:
 
 
 def test_only_the_store_writes_sql() -> None:
-    found = {_rel(p) for p in _modules() if _rel(p) not in STORE and _talks_sql(p)}
+    found = {_rel(p) for p in _modules() if not _rel(p).startswith(STORE) and _talks_sql(p)}
     assert found <= SQL_OUTSIDE_STORE, f"SQL outside the store: {sorted(found - SQL_OUTSIDE_STORE)}"
     assert found >= SQL_OUTSIDE_STORE, (
         f"no SQL left, drop from SQL_OUTSIDE_STORE: {sorted(SQL_OUTSIDE_STORE - found)}"

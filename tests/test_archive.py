@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from incident_cli.archive import archive
-from incident_cli.db import open_db
-from incident_cli.report import build_report, report_json
+from incident_cli.reporting.archive import archive
+from incident_cli.reporting.report import build_report, report_json
+from incident_cli.store.connection import open_db
 from tests.report_history import DAY, HOUR, NOW, History, cli
 
 # What archiving keeps exactly (medians, p90s and p95 cannot survive it; see DEFINITIONS).
@@ -234,7 +234,7 @@ def test_the_migration_creates_the_rollup_table() -> None:
 
 
 def test_a_dry_run_leaves_no_heartbeat_and_takes_no_lock(history: History, tmp_path: Path) -> None:
-    from incident_cli.db import TickLock
+    from incident_cli.store.connection import TickLock
 
     with TickLock(tmp_path / "state.db"):  # a tick is running right now
         result = cli(tmp_path, "archive", "--older-than", "10", "--dry-run", "--json")
@@ -245,8 +245,8 @@ def test_a_dry_run_leaves_no_heartbeat_and_takes_no_lock(history: History, tmp_p
 
 
 def test_archive_prunes_old_journey_results_but_keeps_what_the_checks_need(tmp_path: Path) -> None:
-    from incident_cli.archive import archive as archive_incidents
-    from incident_cli.db import open_db, write_tx
+    from incident_cli.reporting.archive import archive as archive_incidents
+    from incident_cli.store.connection import open_db, write_tx
 
     db = open_db(tmp_path / "j.db")
     now = 1_800_000_000.0
@@ -276,12 +276,12 @@ def test_archive_prunes_old_journey_results_but_keeps_what_the_checks_need(tmp_p
 
 
 def test_ids_of_archived_incidents_are_never_given_again(tmp_path: Path) -> None:
-    from incident_cli.archive import archive as archive_incidents
-    from incident_cli.config import load_config
-    from incident_cli.db import open_db
-    from incident_cli.lifecycle import apply_poll
+    from incident_cli.config.load import load_config
+    from incident_cli.intake.sources import fingerprint
+    from incident_cli.lifecycle.poll import apply_poll
     from incident_cli.models import Alert
-    from incident_cli.sources import fingerprint
+    from incident_cli.reporting.archive import archive as archive_incidents
+    from incident_cli.store.connection import open_db
 
     path = tmp_path / "incident.yaml"
     path.write_text(
@@ -310,12 +310,12 @@ def test_ids_of_archived_incidents_are_never_given_again(tmp_path: Path) -> None
 
 
 def test_an_incident_whose_alerts_still_fire_is_not_archived(tmp_path: Path) -> None:
-    from incident_cli.archive import archive as archive_incidents
-    from incident_cli.config import load_config
-    from incident_cli.db import open_db
-    from incident_cli.lifecycle import apply_poll, resolve_by_hand
+    from incident_cli.config.load import load_config
+    from incident_cli.intake.sources import fingerprint
+    from incident_cli.lifecycle.poll import apply_poll, resolve_by_hand
     from incident_cli.models import Alert
-    from incident_cli.sources import fingerprint
+    from incident_cli.reporting.archive import archive as archive_incidents
+    from incident_cli.store.connection import open_db
 
     path = tmp_path / "incident.yaml"
     path.write_text("sources:\n  p: {type: prometheus, url: 'http://127.0.0.1:9'}\n")

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import responses
 
-from incident_cli.channels import Message, build
+from incident_cli.notify.channels.registry import Message, build
 from tests.test_notify_support import (
     T0,
     FakeClock,
@@ -211,8 +211,8 @@ def test_a_400_is_a_dead_letter_that_does_not_stop_other_incidents(tmp_path: Pat
 
 
 def test_a_storm_and_its_resolution_share_one_dedup_key() -> None:
-    from incident_cli.channels.base import Message
-    from incident_cli.channels.pagerduty import dedup_key
+    from incident_cli.notify.channels.base import Message
+    from incident_cli.notify.channels.pagerduty import dedup_key
 
     storm = Message(
         id=7, channel="pd", event="storm", facts={"storm_id": "1800000000-12", "count": 30}

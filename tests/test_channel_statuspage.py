@@ -90,7 +90,7 @@ def test_a_warning_degrades_and_an_unmapped_service_touches_no_component(tmp_pat
             "rules:\n  - {name: warn, match: {alertname: Slow}, severity: warning}\n",
         )
     )
-    from incident_cli.config import load_config
+    from incident_cli.config.load import load_config
 
     setup.config = load_config(setup.config_path, {}, must_exist=True)
     fire(setup, [alert("Slow", tier="db"), alert("Slow", tier="cache")])

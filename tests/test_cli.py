@@ -13,7 +13,7 @@ import responses
 from typer.testing import CliRunner
 
 from incident_cli.cli import app
-from incident_cli.db import TickLock, open_db
+from incident_cli.store.connection import TickLock, open_db
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROM = "http://prom.test"

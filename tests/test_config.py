@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from incident_cli.config import load_config
+from incident_cli.config.load import load_config
 from incident_cli.errors import ConfigError
 
 FULL = """

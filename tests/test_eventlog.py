@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from incident_cli.db import open_db, write_tx
-from incident_cli.eventlog import EventLog
-from incident_cli.store import add_event
+from incident_cli.reporting.eventlog import EventLog
+from incident_cli.store.connection import open_db, write_tx
+from incident_cli.store.incidents import add_event
 from tests.harness import run_cli
 
 SECRET_HOOK = "https://hooks.example.test/T000/B000/sEcReTtOkEn"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from incident_cli.archive import archive
-from incident_cli.db import open_db
+from incident_cli.reporting.archive import archive
+from incident_cli.store.connection import open_db
 from tests.report_history import DAY, HOUR, NOW, History, cli
 
 

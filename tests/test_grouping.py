@@ -14,11 +14,11 @@ from sqlite_utils import Database
 from typer.testing import CliRunner
 
 from incident_cli.cli import app
-from incident_cli.config import Config
-from incident_cli.lifecycle import acknowledge
+from incident_cli.config.load import Config
+from incident_cli.lifecycle.poll import acknowledge
 from incident_cli.models import Alert
-from incident_cli.report import build_report
-from incident_cli.store import get_incident, incident_detail, list_incidents
+from incident_cli.reporting.report import build_report
+from incident_cli.store.incidents import get_incident, incident_detail, list_incidents
 from tests.recover_support import T0, db_for, fire, load, write_config
 from tests.recover_support import alert as support_alert
 

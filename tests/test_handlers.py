@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from incident_cli.config import load_config
+from incident_cli.config.load import load_config
 from incident_cli.errors import ConfigError
-from incident_cli.handlers import builtin_handlers, gate_reason, get_handler
-from incident_cli.lifecycle import acknowledge
+from incident_cli.handlers.planning import builtin_handlers, gate_reason, get_handler
+from incident_cli.lifecycle.poll import acknowledge
 from tests.recover_support import T0, actions, alert, db_for, fire, kinds, load, write_config
 
 SERVICE_RULE = """
@@ -299,11 +299,11 @@ def test_a_handler_that_cannot_be_imported_is_a_config_error(tmp_path: Path) -> 
 def test_a_handler_returning_one_plan_or_failing_half_way_never_loses_the_poll(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from incident_cli.config import load_config
-    from incident_cli.db import open_db
-    from incident_cli.lifecycle import apply_poll
+    from incident_cli.config.load import load_config
+    from incident_cli.intake.sources import fingerprint
+    from incident_cli.lifecycle.poll import apply_poll
     from incident_cli.models import Alert
-    from incident_cli.sources import fingerprint
+    from incident_cli.store.connection import open_db
 
     (tmp_path / "odd_handlers.py").write_text(
         "from incident_cli.models import ActionPlan\n"

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import responses
 
-from incident_cli.config import DEFAULT_RULE, load_config
+from incident_cli.config.load import DEFAULT_RULE, load_config
 from incident_cli.errors import ConfigError
+from incident_cli.intake.sources import fingerprint
+from incident_cli.lifecycle.routing import incident_key
 from incident_cli.models import Alert
-from incident_cli.rules import incident_key
-from incident_cli.sources import fingerprint
 from tests.harness import run_cli
 from tests.test_notify_support import T0, deliver, fire, make_setup
 

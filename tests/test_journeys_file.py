@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from incident_cli import journeys
-from incident_cli.anomaly import DetectResult, detect_anomalies
-from incident_cli.config import Config, load_config
-from incident_cli.db import open_db
-from incident_cli.journeys import JourneyResult, parse_line
+from incident_cli.config.load import Config, load_config
+from incident_cli.intake import journeys
+from incident_cli.intake.anomaly import DetectResult, detect_anomalies
+from incident_cli.intake.journeys import JourneyResult, parse_line
+from incident_cli.store.connection import open_db
 from incident_cli.times import parse_rfc3339
 
 NOW = parse_rfc3339("2026-11-28T21:00:00Z")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from incident_cli.cli import Env, app
+from incident_cli.cli import app
+from incident_cli.cli.context import Env
 from incident_cli.times import parse_rfc3339
 
 NOW = parse_rfc3339("2026-11-28T21:00:00.25Z")

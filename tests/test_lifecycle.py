@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from incident_cli.config import Config, load_config
-from incident_cli.db import open_db
+from incident_cli.config.load import Config, load_config
 from incident_cli.errors import IncidentError
-from incident_cli.lifecycle import acknowledge, apply_poll, resolve_by_hand
+from incident_cli.intake.sources import fingerprint
+from incident_cli.lifecycle.poll import acknowledge, apply_poll, resolve_by_hand
 from incident_cli.models import Alert
-from incident_cli.sources import fingerprint
-from incident_cli.store import get_incident, list_incidents
+from incident_cli.store.connection import open_db
+from incident_cli.store.incidents import get_incident, list_incidents
 
 T0 = 1_800_000_000.0
 
@@ -413,7 +413,7 @@ def test_a_storm_is_resolved_on_its_channels_once_all_its_incidents_are(
 def test_a_channel_that_only_got_the_escalation_hears_the_resolve(
     db: Database, config: Config
 ) -> None:
-    from incident_cli import outbox
+    from incident_cli.notify import outbox
 
     incident_id = poll(db, config, T0, alert("Disk", severity="warning")).opened[0]  # slack only
     incident = get_incident(db, incident_id)

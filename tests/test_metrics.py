@@ -13,9 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlite_utils import Database
 
-from incident_cli.config import Config
-from incident_cli.db import open_db, write_tx
-from incident_cli.metrics import exposition, write_file_atomically
+from incident_cli.config.load import Config
+from incident_cli.reporting.metrics import exposition, write_file_atomically
+from incident_cli.store.connection import open_db, write_tx
 from tests.report_history import DAY, HOUR, NOW, History, cli, standard_history, write_config
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -172,13 +172,13 @@ def test_counters_keep_archived_incidents(tmp_path: Path) -> None:
 
 
 def _lifecycle_config(tmp_path: Path) -> Config:
-    from incident_cli.config import load_config
+    from incident_cli.config.load import load_config
 
     return load_config(write_config(tmp_path), {})
 
 
 def _raise(db: Database, config: Config, alertname: str, severity: str, at: float) -> int:
-    from incident_cli.lifecycle import raise_external
+    from incident_cli.lifecycle.poll import raise_external
 
     with write_tx(db):
         incident, _ = raise_external(
@@ -196,8 +196,8 @@ def _raise(db: Database, config: Config, alertname: str, severity: str, at: floa
 
 
 def _clear(db: Database, config: Config, incident_id: int, at: float) -> None:
-    from incident_cli.lifecycle import clear_external
-    from incident_cli.store import get_incident
+    from incident_cli.lifecycle.poll import clear_external
+    from incident_cli.store.incidents import get_incident
 
     with write_tx(db):
         incident = get_incident(db, incident_id)
@@ -239,8 +239,8 @@ def test_resolved_total_does_not_go_down_when_an_incident_reopens(tmp_path: Path
 
 
 def test_opened_total_keeps_the_severity_an_incident_opened_with(tmp_path: Path) -> None:
-    from incident_cli.lifecycle import raise_severity
-    from incident_cli.store import get_incident
+    from incident_cli.lifecycle.poll import raise_severity
+    from incident_cli.store.incidents import get_incident
 
     db = open_db(tmp_path / "state.db")
     config = _lifecycle_config(tmp_path)
@@ -258,7 +258,7 @@ def test_opened_total_keeps_the_severity_an_incident_opened_with(tmp_path: Path)
 
 
 def test_counters_survive_reopen_severity_change_and_archive_together(tmp_path: Path) -> None:
-    from incident_cli.archive import archive
+    from incident_cli.reporting.archive import archive
 
     db = open_db(tmp_path / "state.db")
     config = _lifecycle_config(tmp_path)
@@ -282,7 +282,7 @@ def test_counters_survive_reopen_severity_change_and_archive_together(tmp_path: 
 
 
 def test_upgrading_starts_the_counters_where_the_old_totals_were(tmp_path: Path) -> None:
-    from incident_cli.db import migrations
+    from incident_cli.store.connection import migrations
 
     path = tmp_path / "state.db"
     old = open_db(path, migrate=False)

@@ -8,9 +8,9 @@ from pathlib import Path
 import requests
 import responses
 
-from incident_cli.channels import build
-from incident_cli.config import load_config
-from incident_cli.notify import GIVE_UP_AFTER, _Delivery, pending_rows
+from incident_cli.config.load import load_config
+from incident_cli.notify.channels.registry import build
+from incident_cli.notify.delivery import GIVE_UP_AFTER, _Delivery, pending_rows
 from tests.test_notify_support import (
     T0,
     FakeClock,

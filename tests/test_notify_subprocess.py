@@ -12,7 +12,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from incident_cli.cli import Env, app
+from incident_cli.cli import app
+from incident_cli.cli.context import Env
 from tests.test_notify_support import (
     Received,
     Reply,

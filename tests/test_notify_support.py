@@ -15,11 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from incident_cli.config import Config, load_config
-from incident_cli.db import open_db
-from incident_cli.lifecycle import acknowledge, apply_poll, resolve_by_hand
+from incident_cli.config.load import Config, load_config
+from incident_cli.intake.sources import fingerprint
+from incident_cli.lifecycle.poll import acknowledge, apply_poll, resolve_by_hand
 from incident_cli.models import Alert
-from incident_cli.sources import fingerprint
+from incident_cli.store.connection import open_db
 
 T0 = 1_800_000_000.0
 
@@ -270,7 +270,7 @@ class FakeClock:
 
 def deliver(setup: Setup, clock: FakeClock | None = None, **kwargs: Any) -> Any:
     """One `notify` tick in-process with a fake clock; returns the DeliveryReport."""
-    from incident_cli.notify import deliver_due
+    from incident_cli.notify.delivery import deliver_due
 
     clock = clock or FakeClock(T0 + 1)
     db = setup.db()

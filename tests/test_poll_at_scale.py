@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from incident_cli.config import Config, load_config
-from incident_cli.db import Database, open_db
-from incident_cli.lifecycle import apply_poll
+from incident_cli.config.load import Config, load_config
+from incident_cli.intake.sources import fingerprint
+from incident_cli.lifecycle.poll import apply_poll
 from incident_cli.models import Alert
-from incident_cli.sources import fingerprint
+from incident_cli.store.connection import Database, open_db
 
 T0 = 1_800_000_000.0
 

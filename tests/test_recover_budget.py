@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from incident_cli.config import Config
-from incident_cli.db import open_db
-from incident_cli.lifecycle import acknowledge, resolve_by_hand
-from incident_cli.recovery import recover_due
-from incident_cli.store import get_incident
+from incident_cli.config.load import Config
+from incident_cli.lifecycle.poll import acknowledge, resolve_by_hand
+from incident_cli.recovery.tick import recover_due
+from incident_cli.store.connection import open_db
+from incident_cli.store.incidents import get_incident
 from tests.recover_support import (
     T0,
     actions,

@@ -12,7 +12,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from incident_cli.cli import app
-from incident_cli.db import TickLock
+from incident_cli.store.connection import TickLock
 from tests.harness import run_cli
 from tests.recover_support import alert, db_for, fire, load, script, write_config
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from incident_cli.db import open_db
-from incident_cli.recovery import recover_due
+from incident_cli.recovery.tick import recover_due
+from incident_cli.store.connection import open_db
 from tests.harness import cli_env, wait_until
 from tests.recover_support import actions, alert, db_for, fire, load, script, write_config
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from incident_cli.config import Config
-from incident_cli.lifecycle import acknowledge
-from incident_cli.recovery import recover_due
-from incident_cli.store import get_incident
+from incident_cli.config.load import Config
+from incident_cli.lifecycle.poll import acknowledge
+from incident_cli.recovery.tick import recover_due
+from incident_cli.store.incidents import get_incident
 from tests.recover_support import (
     T0,
     actions,

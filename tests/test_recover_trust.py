@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import pytest
 
-from incident_cli.config import Config
-from incident_cli.recovery import recover_due
+from incident_cli.config.load import Config
+from incident_cli.recovery.tick import recover_due
 from tests.harness import run_cli
 from tests.recover_support import (
     T0,

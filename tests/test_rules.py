@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from incident_cli.config import load_config
-from incident_cli.rules import incident_key, match_rule, route
+from incident_cli.config.load import load_config
+from incident_cli.lifecycle.routing import incident_key, match_rule, route
 
 
 def config(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import responses
 from typer.testing import CliRunner
 
 from incident_cli.cli import app
-from incident_cli.db import open_db
+from incident_cli.store.connection import open_db
 from tests.harness import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -105,7 +105,7 @@ def test_a_down_source_does_not_stop_notifications(config: Path, tmp_path: Path)
 def test_a_stage_that_crashes_is_isolated(
     config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import incident_cli.run as run_module
+    import incident_cli.stages as run_module
 
     def broken(*args: Any) -> Any:
         raise RuntimeError("bug in a stage")

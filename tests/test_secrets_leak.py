@@ -20,7 +20,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from typer.testing import CliRunner
 
-from incident_cli.cli import Env, app
+from incident_cli.cli import app
+from incident_cli.cli.context import Env
 from tests.test_notify_support import (
     T0,
     Received,

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from incident_cli.db import open_db
+from incident_cli.store.connection import open_db
 from tests.harness import REPO, run_cli
 
 

@@ -214,9 +214,9 @@ def test_a_bad_max_runtime_is_a_usage_error(tmp_path: Path, command: str) -> Non
 
 
 def test_recover_cuts_a_promql_diagnostic_to_a_slow_source_at_max_runtime(tmp_path: Path) -> None:
-    from incident_cli.config import load_config
-    from incident_cli.db import open_db
-    from incident_cli.lifecycle import apply_poll
+    from incident_cli.config.load import load_config
+    from incident_cli.lifecycle.poll import apply_poll
+    from incident_cli.store.connection import open_db
     from tests.recover_support import alert as recover_alert
 
     with slow_peer() as port:

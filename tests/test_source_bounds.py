@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import responses
 
-from incident_cli import sources
-from incident_cli.config import DEFAULT_MAX_ALERTS, Matcher, SourceConfig, load_config
-from incident_cli.db import open_db
+from incident_cli.config.load import DEFAULT_MAX_ALERTS, Matcher, SourceConfig, load_config
 from incident_cli.errors import ConfigError, SourceError
+from incident_cli.intake import sources
+from incident_cli.intake.poll import poll_once
+from incident_cli.intake.sources import fetch_alerts, load_json
 from incident_cli.models import CLIPPED, MAX_STORED_VALUE
-from incident_cli.poll import poll_once
-from incident_cli.sources import fetch_alerts, load_json
+from incident_cli.store.connection import open_db
 from tests.harness import run_cli, serve_get
 
 

@@ -15,9 +15,14 @@ import pytest
 import requests
 import responses
 
-from incident_cli.config import SourceConfig
+from incident_cli.config.load import SourceConfig
 from incident_cli.errors import SourceError
-from incident_cli.sources import fetch_alerts, fingerprint, parse_alertmanager, parse_prometheus
+from incident_cli.intake.sources import (
+    fetch_alerts,
+    fingerprint,
+    parse_alertmanager,
+    parse_prometheus,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -227,9 +232,9 @@ def test_basic_auth_is_utf8_encoded() -> None:
 def test_one_source_failing_unexpectedly_does_not_lose_the_others(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from incident_cli import sources
-    from incident_cli.config import load_config
-    from incident_cli.poll import fetch_all
+    from incident_cli.config.load import load_config
+    from incident_cli.intake import sources
+    from incident_cli.intake.poll import fetch_all
 
     config_path = tmp_path / "incident.yaml"
     config_path.write_text(

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from incident_cli.cli import app, console, emit_json, get_env, tick
+from incident_cli.cli.app import app
+from incident_cli.cli.context import console, emit_json, get_env, tick
 from incident_cli.display import printable
 from incident_cli.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
-    from incident_cli.anomaly import DetectResult, JourneyOutcome
+    from incident_cli.intake.anomaly import DetectResult, JourneyOutcome
 
 
 @app.command("detect-anomalies")
@@ -25,7 +26,7 @@ def detect_anomalies(
 ) -> None:
     """Read synthetic-journey results; open and resolve anomaly incidents (failure rate, p95
     latency jump, consecutive failures)."""
-    from incident_cli.anomaly import detect_anomalies as detect
+    from incident_cli.intake.anomaly import detect_anomalies as detect
 
     env = get_env(ctx)
     with tick(env, "detect-anomalies", heartbeat=not dry_run) as codes:
@@ -133,7 +134,7 @@ def record(
     ),
 ) -> None:
     """Store one synthetic-journey result; detect-anomalies analyses it with the file's."""
-    from incident_cli import journeys
+    from incident_cli.intake import journeys
 
     env = get_env(ctx)
     if ok == fail:

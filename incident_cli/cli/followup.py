@@ -6,7 +6,8 @@ import sys
 
 import typer
 
-from incident_cli.cli import app, emit_json, get_env
+from incident_cli.cli.app import app
+from incident_cli.cli.context import emit_json, get_env
 from incident_cli.cli.incidents import _default_actor, _text_arg
 from incident_cli.errors import UsageError
 
@@ -31,7 +32,7 @@ def add(
     by: str = typer.Option(None, "--by", help="Who adds it (default: the OS user)."),
 ) -> None:
     """Add a follow-up to an incident (a timeline event); prints its id."""
-    from incident_cli.followups import add_followup
+    from incident_cli.lifecycle.followups import add_followup
     from incident_cli.times import parse_duration
 
     env = get_env(ctx)
@@ -71,7 +72,7 @@ def list_(
 ) -> None:
     """Follow-ups, oldest first: id, incident, status, owner, due, text."""
     from incident_cli.display import printable
-    from incident_cli.followups import list_followups
+    from incident_cli.lifecycle.followups import list_followups
     from incident_cli.times import to_rfc3339
 
     env = get_env(ctx)
@@ -100,7 +101,7 @@ def done(
     note: str = typer.Option(None, "--note", help="A note for the timeline.", show_default=False),
 ) -> None:
     """Mark a follow-up done (a timeline event of its incident)."""
-    from incident_cli.followups import complete_followup
+    from incident_cli.lifecycle.followups import complete_followup
 
     env = get_env(ctx)
     who = (_text_arg(by, "--by") or _default_actor())[:200]

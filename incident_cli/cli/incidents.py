@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from incident_cli.cli import (
-    app,
+from incident_cli.cli.app import app
+from incident_cli.cli.context import (
     console,
     emit_json,
     get_env,
@@ -54,7 +54,7 @@ def poll(
     max_runtime: str | None = max_runtime_option(),
 ) -> None:
     """Fetch alerts from every source once; open, update, reopen and auto-resolve incidents."""
-    from incident_cli.poll import describe_sources, poll_once
+    from incident_cli.intake.poll import describe_sources, poll_once
 
     env = get_env(ctx)
     set_max_runtime(env, max_runtime)
@@ -109,7 +109,7 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """Incidents, newest first."""
-    from incident_cli.store import list_incidents
+    from incident_cli.store.incidents import list_incidents
 
     env = get_env(ctx)
     if status is not None and status not in STATUS_CHOICES:
@@ -212,7 +212,7 @@ def show(
     as_json: bool = JSON,
 ) -> None:
     """One incident with its alerts, timeline, actions and notifications."""
-    from incident_cli.store import action_commands, get_incident, incident_detail
+    from incident_cli.store.incidents import action_commands, get_incident, incident_detail
 
     env = get_env(ctx)
     db = env.db()
@@ -332,7 +332,7 @@ def ack(
     dry_run: bool = DRY_RUN,
 ) -> None:
     """Acknowledge an incident: stops escalation and tells the channels that got it."""
-    from incident_cli.lifecycle import acknowledge
+    from incident_cli.lifecycle.poll import acknowledge
 
     env = get_env(ctx)
     who = (_text_arg(by, "--by") or _default_actor())[:200]
@@ -357,7 +357,7 @@ def resolve(
     dry_run: bool = DRY_RUN,
 ) -> None:
     """Resolve an incident by hand."""
-    from incident_cli.lifecycle import resolve_by_hand
+    from incident_cli.lifecycle.poll import resolve_by_hand
 
     env = get_env(ctx)
     who = (_text_arg(by, "--by") or _default_actor())[:200]
@@ -375,7 +375,7 @@ def resolve(
 
 
 def _describe_would(env: Any, incident_id: int, what: str) -> None:
-    from incident_cli.store import get_incident
+    from incident_cli.store.incidents import get_incident
 
     incident = get_incident(env.db(), incident_id)
     if incident is None:

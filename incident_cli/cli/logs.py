@@ -6,7 +6,8 @@ import sys
 
 import typer
 
-from incident_cli.cli import app, get_env
+from incident_cli.cli.app import app
+from incident_cli.cli.context import get_env
 from incident_cli.errors import UsageError
 
 
@@ -56,7 +57,7 @@ def logs(
     With -f it then polls the state file about once a second for new events until Ctrl-C.
     """
     from incident_cli.display import json_text
-    from incident_cli.eventlog import Event, follow_events, newest_event_id, read_events
+    from incident_cli.reporting.eventlog import Event, follow_events, newest_event_id, read_events
 
     env = get_env(ctx)
     cutoff = None if since is None else env.now() - parse_since(since)

@@ -7,7 +7,8 @@ from typing import Any
 
 import typer
 
-from incident_cli.cli import app, emit_json, get_env, max_runtime_option, set_max_runtime, tick
+from incident_cli.cli.app import app
+from incident_cli.cli.context import emit_json, get_env, max_runtime_option, set_max_runtime, tick
 from incident_cli.display import printable
 from incident_cli.errors import ExitStatus, UsageError, worst_exit
 
@@ -32,7 +33,7 @@ def notify(
         known = ", ".join(config.channels) or "none configured"
         raise UsageError(f"no channel named {channel!r} (channels: {known})")
     if dry_run:
-        from incident_cli.notify import preview_pending
+        from incident_cli.notify.delivery import preview_pending
 
         previews = preview_pending(env.db(), config, env.now(), channel)
         if as_json:
@@ -41,7 +42,7 @@ def notify(
             _print_previews([p.to_json() for p in previews])
         return
 
-    from incident_cli.notify import deliver_due
+    from incident_cli.notify.delivery import deliver_due
 
     with tick(env, "notify") as codes:
         report = deliver_due(

@@ -6,7 +6,8 @@ import sys
 
 import typer
 
-from incident_cli.cli import app, emit_json, get_env, max_runtime_option, set_max_runtime, tick
+from incident_cli.cli.app import app
+from incident_cli.cli.context import emit_json, get_env, max_runtime_option, set_max_runtime, tick
 from incident_cli.errors import worst_exit
 
 
@@ -25,8 +26,8 @@ def run(
     """
     from incident_cli.display import printable
     from incident_cli.redact import redact
-    from incident_cli.run import StageResult, run_tick
-    from incident_cli.store import record_heartbeat
+    from incident_cli.stages import StageResult, run_tick
+    from incident_cli.store.incidents import record_heartbeat
 
     env = get_env(ctx)
     set_max_runtime(env, max_runtime)
@@ -129,7 +130,7 @@ def config_show(
     secrets masked, and `# from VAR` on each value that came from the environment — a
     `${VAR}` in the file, or a behaviour variable such as AUTO_RECOVERY_ENABLED that wins
     over the file."""
-    from incident_cli.effective_config import render_json, render_text
+    from incident_cli.config.effective import render_json, render_text
 
     env = get_env(ctx)
     config = env.config()
@@ -161,7 +162,7 @@ def cron_print(
     ),
 ) -> None:
     """The crontab lines (and systemd units) for this install, with absolute paths."""
-    from incident_cli.config import BUILTIN
+    from incident_cli.config.load import BUILTIN
     from incident_cli.deploy import crontab, service_unit, this_install, timer_unit
 
     env = get_env(ctx)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from incident_cli.cli import (
-    app,
+from incident_cli.cli.app import app
+from incident_cli.cli.context import (
     console,
     emit_json,
     get_env,
@@ -22,7 +22,7 @@ from incident_cli.display import printable
 from incident_cli.errors import ExitStatus
 
 if TYPE_CHECKING:
-    from incident_cli.recovery import ActionReport
+    from incident_cli.recovery.tick import ActionReport
 
 
 def _line(report: ActionReport) -> str:
@@ -59,7 +59,7 @@ def recover(
     Verifies fixes across ticks, backs off between attempts, and escalates once when a fix's
     attempt budget is spent. Exit 1 when an action was refused or could not start.
     """
-    from incident_cli.recovery import recover_due
+    from incident_cli.recovery.tick import recover_due
 
     env = get_env(ctx)
     set_max_runtime(env, max_runtime)

@@ -9,7 +9,8 @@ from typing import Any
 
 import typer
 
-from incident_cli.cli import UNFOLDED_WIDTH, Env, app, console, emit_json, get_env, tick
+from incident_cli.cli.app import app
+from incident_cli.cli.context import UNFOLDED_WIDTH, Env, console, emit_json, get_env, tick
 from incident_cli.display import json_text, printable
 from incident_cli.errors import ExitStatus, UsageError
 
@@ -24,7 +25,7 @@ def _deliver(env: Env, text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    from incident_cli.metrics import write_file_atomically
+    from incident_cli.reporting.metrics import write_file_atomically
 
     write_file_atomically(output, text.encode("utf-8"), None)
     if env.verbose:
@@ -85,12 +86,12 @@ def report(
             raise UsageError(
                 "--incident writes a markdown review draft (use `show --json` for JSON)"
             )
-        from incident_cli.review import review_markdown
+        from incident_cli.reporting.review import review_markdown
 
         _deliver(env, review_markdown(env.db(), incident_id, env.now()), output)
         return
 
-    from incident_cli.report import build_report
+    from incident_cli.reporting.report import build_report
 
     rep = build_report(env.db(), env.now(), hours, top=top)
     if quiet_if_empty and rep.opened == 0:
@@ -98,11 +99,11 @@ def report(
     if fmt == "json":
         text = json_text(_report_json(rep)) + "\n"
     elif fmt == "markdown":
-        from incident_cli.report_render import render_markdown
+        from incident_cli.reporting.render import render_markdown
 
         text = render_markdown(rep)
     elif fmt == "html":
-        from incident_cli.report_render import render_html
+        from incident_cli.reporting.render import render_html
 
         text = render_html(rep)
     else:
@@ -118,7 +119,7 @@ def _table_text(rep: Any, *, to_terminal: bool) -> str:
 
     from rich.console import Console
 
-    from incident_cli.report_render import render_table
+    from incident_cli.reporting.render import render_table
 
     buffer = StringIO()
     if to_terminal:
@@ -139,7 +140,7 @@ def _table_text(rep: Any, *, to_terminal: bool) -> str:
 
 
 def _report_json(rep: Any) -> dict[str, Any]:
-    from incident_cli.report import report_json
+    from incident_cli.reporting.report import report_json
 
     return report_json(rep)
 
@@ -157,7 +158,7 @@ def metrics(
     ),
 ) -> None:
     """Prometheus exposition of the incident metrics (for node_exporter's textfile collector)."""
-    from incident_cli.metrics import exposition, write_file_atomically
+    from incident_cli.reporting.metrics import exposition, write_file_atomically
 
     env = get_env(ctx)
     if textfile is not None and (str(textfile) in ("", ".") or textfile.is_dir()):
@@ -198,7 +199,7 @@ def status(
     Shows each command's last run and result, each source's reachability, open incidents,
     pending actions and notifications, and the DB size.
     """
-    from incident_cli.health import check_health, health_json
+    from incident_cli.reporting.health import check_health, health_json
     from incident_cli.times import parse_duration
 
     env = get_env(ctx)
@@ -314,7 +315,7 @@ def archive(
     counters give the same counts and means afterwards (medians and percentiles cover only
     the incidents still in the DB). Incidents with notifications or actions still queued wait.
     """
-    from incident_cli.archive import archive as archive_incidents
+    from incident_cli.reporting.archive import archive as archive_incidents
     from incident_cli.times import format_duration, to_rfc3339
 
     env = get_env(ctx)

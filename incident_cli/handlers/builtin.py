@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from incident_cli.config import DiagnosticsRule, Rule
+from incident_cli.config.load import DiagnosticsRule, Rule
 from incident_cli.models import ActionPlan, Alert, Incident
 
 # What `performance_issue` snapshots when its rule names no diagnostics of its own: the

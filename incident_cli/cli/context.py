@@ -1,0 +1,229 @@
+"""What every command shares: the Env (options, config, DB, clock), the tick lock and
+heartbeat, error lines and output helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from incident_cli.errors import ExitStatus, IncidentError, worst_exit
+
+if TYPE_CHECKING:
+    from incident_cli.config.load import Config
+    from incident_cli.reporting.eventlog import EventLog
+    from incident_cli.runtime import TickRuntime
+    from incident_cli.store.connection import Database
+
+MAX_RUNTIME_HELP = (
+    "Wall-clock limit of the tick, from when it has the lock (default 50s): past it, the tick"
+    " stops between units of work, names what was slow and exits 75."
+)
+
+
+@dataclass
+class Env:
+    """What every command needs: options, lazily loaded config and DB, streams and the clock."""
+
+    config_path: str | None = None
+    db_path: str | None = None
+    wait: float = 0.0
+    max_runtime: float | None = None  # None: DEFAULT_MAX_RUNTIME
+    runtime: TickRuntime | None = None  # set by tick() once it has the lock
+    verbose: bool = False
+    quiet: bool = False
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    clock: Callable[[], float] = time.time
+    _config: Config | None = None
+    _db: Database | None = None
+    event_log: EventLog | None = None
+    # What the tick's summary line in the event log says beyond its exit code (run: its stages).
+    tick_stages: list[dict[str, Any]] = field(default_factory=list)
+
+    def config(self) -> Config:
+        if self._config is None:
+            from incident_cli.config.load import load_config
+
+            path = self.config_path or self.environ.get("INCIDENT_CONFIG")
+            if path:
+                self._config = load_config(path, self.environ, must_exist=True)
+            else:
+                self._config = load_config("incident.yaml", self.environ, must_exist=False)
+        return self._config
+
+    def resolved_db_path(self) -> str:
+        return self.db_path or self.environ.get("INCIDENT_DB") or self.config().db_path
+
+    def db(self) -> Database:
+        if self._db is None:
+            from incident_cli.store.connection import open_db
+
+            path = self.resolved_db_path()
+            created = path != ":memory:" and not os.path.lexists(path)
+            self._db = open_db(path)
+            if created:
+                self._say_where_state_goes(path)
+            log = self.config().log
+            if log is not None:
+                from incident_cli.reporting.eventlog import EventLog
+
+                self.event_log = EventLog(log.file, self.config().secrets())
+                self.event_log.attach(self._db)
+        return self._db
+
+    def _say_where_state_goes(self, path: str) -> None:
+        """With no config file, state lands in whatever directory cron started in: say so
+        once, when that DB is created (even with --quiet: it is the only time it is said)."""
+        from incident_cli.config.load import BUILTIN, DEFAULT_CONFIG_NAME
+
+        if self.config().path == BUILTIN:
+            sys.stderr.write(
+                f"incident: no config file ./{DEFAULT_CONFIG_NAME}: using the built-in defaults;"
+                f" created the state DB {os.path.abspath(path)} (name a config file with -c or"
+                " INCIDENT_CONFIG, or the DB with --db or INCIDENT_DB)\n"
+            )
+
+    def now(self) -> float:
+        return self.clock()
+
+    def secrets(self) -> list[str]:
+        return self._config.secrets() if self._config is not None else []
+
+    def close(self) -> None:
+        if self._db is not None:
+            if self.event_log is not None:
+                # Events written outside write_tx (autocommit) are committed too.
+                with contextlib.suppress(sqlite3.Error):
+                    self.event_log.flush(self._db)
+                self.event_log.close()
+                self.event_log = None
+            self._db.close()
+            self._db = None
+
+
+def print_error(message: str, env: Env | None) -> None:
+    from incident_cli.display import printable
+    from incident_cli.redact import mask_userinfo, redact
+
+    text = mask_userinfo(redact(message, env.secrets() if env else []))
+    line = printable(" ".join(text.split()))  # one inert line, whatever the message held
+    sys.stderr.write(f"incident: {line}\n")
+
+
+def get_env(ctx: typer.Context) -> Env:
+    obj = ctx.find_object(Env)
+    assert obj is not None
+    return obj
+
+
+def max_runtime_option() -> Any:
+    """`--max-runtime` after a tick command's name; it wins over the one before it."""
+    return typer.Option(
+        None, "--max-runtime", metavar="D", help=MAX_RUNTIME_HELP, show_default=False
+    )
+
+
+def set_max_runtime(env: Env, text: str | None) -> None:
+    if text is None:
+        return
+    from incident_cli.errors import UsageError
+    from incident_cli.times import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--max-runtime: {exc}") from None
+    if seconds <= 0:
+        raise UsageError("--max-runtime must be more than 0s")
+    env.max_runtime = seconds
+
+
+@contextmanager
+def tick(
+    env: Env, command: str, *, lock: bool = True, heartbeat: bool = True
+) -> Iterator[list[int]]:
+    """Run a tick command under the tick lock and leave a heartbeat with its exit code.
+
+    The body appends exit codes to the yielded list; the worst one is recorded (an exception
+    records 1 or the error's status). A dry run passes heartbeat=False: a manual dry run must
+    not hide a stale tick from `incident status`.
+    """
+    from incident_cli.runtime import DEFAULT_MAX_RUNTIME, TickRuntime
+    from incident_cli.store.connection import TickLock
+    from incident_cli.store.incidents import record_heartbeat
+
+    env.config()
+    db = env.db()
+    codes: list[int] = []
+    error: str | None = None
+    lock_ctx = TickLock(env.resolved_db_path(), env.wait) if lock else None
+    if lock_ctx is not None:
+        lock_ctx.acquire()
+    started = env.now()  # after the lock: the heartbeat's duration is the work's
+    runtime = env.runtime = TickRuntime(
+        DEFAULT_MAX_RUNTIME if env.max_runtime is None else env.max_runtime
+    )
+    try:
+        yield codes
+        if runtime.expired:
+            print_error(f"{command}: {runtime.overrun()}", env)
+            codes.append(int(ExitStatus.TEMPFAIL))
+    except IncidentError as exc:
+        codes.append(int(exc.exit_status))
+        error = exc.message
+        raise
+    except Exception as exc:
+        codes.append(int(ExitStatus.PARTIAL_FAILURE))
+        error = f"{exc.__class__.__name__}: {exc}"
+        raise
+    except BaseException as exc:  # Ctrl-C or SIGTERM mid-tick is not a success
+        if not isinstance(exc, SystemExit) or exc.code:
+            codes.append(130 if isinstance(exc, KeyboardInterrupt) else 1)
+            error = f"interrupted ({exc.__class__.__name__})"
+        raise
+    finally:
+        try:
+            from incident_cli.redact import redact
+
+            finished = env.now()
+            shown_error = redact(error, env.secrets()) if error else None
+            if heartbeat:
+                record_heartbeat(db, command, started, finished, worst_exit(codes), shown_error)
+                if env.event_log is not None:
+                    env.event_log.tick(
+                        command, started, finished, worst_exit(codes), shown_error, env.tick_stages
+                    )
+        finally:
+            if lock_ctx is not None:
+                lock_ctx.release()
+
+
+def emit_json(data: Any) -> None:
+    from incident_cli.display import json_text
+
+    sys.stdout.write(json_text(data) + "\n")
+
+
+# Off a terminal nothing is folded: rich needs a width, and none of our lines comes near this.
+UNFOLDED_WIDTH = 1_000_000
+
+
+def console() -> Any:
+    """A rich Console on stdout (honours NO_COLOR); imported only by commands that print.
+
+    Not on a terminal (cron mail, the journal, a pipe, a file, a pager) and with no COLUMNS,
+    lines keep their whole length: a timeline line or a title split mid-word helps nobody, and
+    `grep` finds whole lines. `:name:` emoji codes in untrusted text are not expanded.
+    """
+    from rich.console import Console
+
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else UNFOLDED_WIDTH
+    return Console(highlight=False, soft_wrap=False, width=width, emoji=False)

@@ -1,0 +1,1 @@
+"""What comes in: alerts from sources, synthetic journeys, anomaly checks."""

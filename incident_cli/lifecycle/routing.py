@@ -1,0 +1,142 @@
+"""Matching alerts to rules, and the incident key, labels, title and severity a rule gives an
+alert or a group of alerts."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from incident_cli.config.load import DEFAULT_RULE, SEVERITIES, Config, Rule, severity_rank
+
+MAX_KEY_CHARS = 512
+MAX_TITLE_CHARS = 200
+MAX_TITLE_VALUE_CHARS = 80
+# Labels an ungrouped incident's title names first, when it has them.
+_TITLE_LABELS = ("service", "journey", "instance", "job", "source")
+# Severity label values other rule sets use, as the severity they mean.
+SEVERITY_ALIASES = {"page": "critical", "crit": "critical", "high": "error", "warn": "warning"}
+
+
+@dataclass(frozen=True)
+class Routed:
+    rule: Rule
+    key: str
+    severity: str
+    title: str
+    labels: Mapping[str, str]
+
+
+def match_rule(rules: tuple[Rule, ...], labels: Mapping[str, str]) -> Rule:
+    """The first rule whose every matcher matches; the `default` rule when none does."""
+    for rule in rules:
+        if rule.matches(labels):
+            return rule
+    return DEFAULT_RULE
+
+
+def incident_key(rule: Rule, labels: Mapping[str, str]) -> str:
+    """`<rule>:<label>=<value>,...` over group_by (default: every label), sorted by label name.
+
+    Very long keys (hostile or huge label values) are shortened with a hash so the key stays
+    unique but bounded.
+    """
+    names = sorted(rule.group_by) if rule.group_by is not None else sorted(labels)
+    key = rule.name + ":" + ",".join(f"{_escape(n)}={_escape(labels.get(n, ''))}" for n in names)
+    if len(key) > MAX_KEY_CHARS:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        key = key[: MAX_KEY_CHARS - 30] + "…#" + digest
+    return key
+
+
+def _escape(value: str) -> str:
+    # `,` and `=` separate the key's parts: escape them so that {instance: "db1,mount=/"}
+    # and {instance: db1, mount: /} cannot share an incident.
+    if "\\" in value or "," in value or "=" in value:
+        return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+    return value
+
+
+def alert_severity(labels: Mapping[str, str], default: str) -> str:
+    """An alert's own severity: its `severity` label (case-insensitive; `page`, `crit` mean
+    critical, `high` error, `warn` warning), else `default`."""
+    label = labels.get("severity", "").strip().lower()
+    label = SEVERITY_ALIASES.get(label, label)
+    return label if label in SEVERITIES else default
+
+
+def severity_for(rule: Rule, labels: Mapping[str, str], default: str) -> str:
+    """The rule's fixed severity, else the alert's own."""
+    return rule.severity or alert_severity(labels, default)
+
+
+def group_severity(rule: Rule, alerts: Iterable[Mapping[str, str]], default: str) -> str:
+    """The rule's fixed severity, else the highest among the alerts (info < warning < error <
+    critical)."""
+    if rule.severity:
+        return rule.severity
+    return max(
+        (alert_severity(labels, default) for labels in alerts), key=severity_rank, default=default
+    )
+
+
+def shared_labels(rule: Rule, labels: Mapping[str, str]) -> dict[str, str]:
+    """The labels every alert of an incident shares: its `group_by` labels (empty ones are
+    absent, as in Prometheus), or all of them for a rule that does not group."""
+    if rule.group_by is None:
+        return dict(labels)
+    return {n: labels[n] for n in rule.group_by if labels.get(n)}
+
+
+def incident_name(labels: Mapping[str, str], rule: str) -> str:
+    """What every view names and counts an incident by: the `alertname` its alerts share, else
+    (a rule grouping several alert names) the rule's name."""
+    return labels.get("alertname") or rule
+
+
+def title_for(rule: Rule, labels: Mapping[str, str]) -> str:
+    """`<name>: <what tells it apart>` from an incident's shared labels: the `group_by` values
+    other than alertname, in the rule's order; for a rule that does not group, every label but
+    alertname and severity (service, journey, instance, job, source first). One value is shown
+    bare, several as `label=value`."""
+    if rule.group_by is not None:
+        names = [n for n in rule.group_by if n != "alertname"]
+    else:
+        rest = sorted(n for n in labels if n not in ("alertname", "severity"))
+        names = [n for n in _TITLE_LABELS if n in labels]
+        names += [n for n in rest if n not in _TITLE_LABELS]
+    parts = [(n, _clip_value(labels[n])) for n in dict.fromkeys(names) if labels.get(n)]
+    name = incident_name(labels, rule.name)
+    if not parts:
+        title = name
+    elif len(parts) == 1:
+        title = f"{name}: {parts[0][1]}"
+    else:
+        title = f"{name}: " + ", ".join(f"{n}={v}" for n, v in parts)
+    if len(title) > MAX_TITLE_CHARS:
+        title = title[: MAX_TITLE_CHARS - 1] + "…"
+    return title
+
+
+def _clip_value(value: str) -> str:
+    if len(value) <= MAX_TITLE_VALUE_CHARS:
+        return value
+    return value[: MAX_TITLE_VALUE_CHARS - 1] + "…"
+
+
+def route(config: Config, labels: Mapping[str, str]) -> Routed:
+    rule = match_rule(config.rules, labels)
+    return routed_by(config, rule, incident_key(rule, labels), labels)
+
+
+def routed_by(config: Config, rule: Rule, key: str, labels: Mapping[str, str]) -> Routed:
+    """The route of one alert whose rule and key are already known (a poll groups by key
+    first). Its severity is that alert's; a group's is `group_severity`."""
+    shared = shared_labels(rule, labels)
+    return Routed(
+        rule=rule,
+        key=key,
+        severity=severity_for(rule, labels, config.defaults.severity),
+        title=title_for(rule, shared),
+        labels=shared,
+    )

@@ -1,0 +1,1 @@
+"""The channel kinds notifications are sent through, one module each."""

@@ -1,0 +1,677 @@
+"""Delivering the outbox: claim due rows with a lease, send with no transaction open, then mark.
+
+Delivery is at-least-once and ordered per (incident, channel): a row is not sent while an
+earlier row for the same incident and channel is still pending (waiting for its retry, say).
+A `dead` row does not block the rows after it: it will never be sent, and holding back the
+incident's later messages (its resolve above all) would leave the channel wrong forever.
+
+A row is claimed by compare-and-swap (status pending, due, lease free) which sets a lease and
+counts the attempt; the send runs with no transaction open; the result is written only by the
+lease holder. A tick killed between send and mark leaves the row pending with its lease: once
+the lease expires the next tick sends it again (PagerDuty's dedup_key makes that harmless).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as token_source
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import requests
+
+from incident_cli.config.load import Config
+from incident_cli.http_client import new_session
+from incident_cli.notify.channels.registry import Channel, Message, TransportError, build
+from incident_cli.redact import redact
+from incident_cli.runtime import TickRuntime
+from incident_cli.store.connection import Database, write_tx
+from incident_cli.store.incidents import add_event
+
+SHORT_RETRY_AFTER = 5.0  # a 429 asking for at most this long is waited for within the tick
+MAX_SHORT_WAITS = 3  # ... at most this many times per row and tick
+BACKOFF_BASE = 30.0  # first retry after 5xx / network error; doubles per attempt
+BACKOFF_MAX = 3600.0
+GIVE_UP_AFTER = 86400.0  # a row still failing this long after it was queued goes dead
+LEASE_MIN = 30.0
+DEFAULT_BUDGET = 40.0  # seconds one tick spends delivering; the rest waits for the next tick
+MAX_ERROR = 500
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    incident_id: int | None
+    channel: str
+    event: str
+    message: str
+    created_at: float
+    next_attempt_at: float
+    lease_until: float | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one row this tick. status: sent, retry, dead or held."""
+
+    id: int
+    channel: str
+    event: str
+    incident_id: int | None
+    status: str
+    attempts: int
+    error: str | None = None
+    next_attempt_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        from incident_cli.times import to_rfc3339
+
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "event": self.event,
+            "incident_id": self.incident_id,
+            "status": self.status,
+            "attempts": self.attempts,
+            "error": self.error,
+            "next_attempt_at": to_rfc3339(self.next_attempt_at),
+        }
+
+
+@dataclass
+class DeliveryReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    deferred: int = 0  # due rows left for the next tick (budget spent or channel backing off)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def dead(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "dead"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sent": self.count("sent"),
+            "retrying": self.count("retry"),
+            "dead": self.count("dead"),
+            "held": self.count("held"),
+            "deferred": self.deferred,
+            "notifications": [o.to_json() for o in self.outcomes],
+        }
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try after `attempts` failed ones: 30s, 1m, 2m, … at most 1h."""
+    return float(min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX))
+
+
+def lease_seconds(channel: Channel) -> float:
+    """Long enough to cover one send (SMTP: connect, TLS, login, data, each with a timeout)."""
+    return max(LEASE_MIN, 4 * channel.timeout + 10)
+
+
+def pending_rows(db: Database, only_channel: str | None = None) -> list[Row]:
+    sql = (
+        "SELECT id, incident_id, channel, event, message, created_at, next_attempt_at,"
+        " lease_until, attempts FROM notifications WHERE status = 'pending'"
+    )
+    args: list[Any] = []
+    if only_channel is not None:
+        sql += " AND channel = ?"
+        args.append(only_channel)
+    return [Row(*r) for r in db.conn.execute(sql + " ORDER BY id", args)]
+
+
+def chains(rows: Iterable[Row]) -> list[list[Row]]:
+    """Rows grouped per (incident, channel) in queue order; a storm row is a chain of its own."""
+    grouped: dict[tuple[Any, ...], list[Row]] = {}
+    for row in rows:
+        key = ("storm", row.id) if row.incident_id is None else (row.incident_id, row.channel)
+        grouped.setdefault(key, []).append(row)
+    return sorted(grouped.values(), key=lambda chain: chain[0].id)
+
+
+class _Delivery:
+    """One tick's delivery: the DB side (claim and mark) around a channel's send."""
+
+    def __init__(self, db: Database, config: Config, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.secrets = config.secrets()
+
+    def claim(
+        self, row: Row, channel: Channel, token: str, facts: Any
+    ) -> tuple[Message, int] | None:
+        """Take the row if it is still pending, due, unleased and first in its chain.
+
+        Returns the message to send and this attempt's number.
+        """
+        now = self.clock()
+        with write_tx(self.db):
+            if row.incident_id is not None:
+                earlier = self.db.conn.execute(
+                    "SELECT 1 FROM notifications WHERE incident_id = ? AND channel = ?"
+                    " AND status = 'pending' AND id < ? LIMIT 1",
+                    (row.incident_id, row.channel, row.id),
+                ).fetchone()
+                if earlier:
+                    return None
+            cursor = self.db.conn.execute(
+                "UPDATE notifications SET lease_until = ?, lease_token = ?, attempts = attempts + 1"
+                " WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?"
+                " AND (lease_until IS NULL OR lease_until < ?)",
+                (now + lease_seconds(channel), token, row.id, now, now),
+            )
+            if cursor.rowcount != 1:
+                return None
+            attempts = self.db.conn.execute(
+                "SELECT attempts FROM notifications WHERE id = ?", (row.id,)
+            ).fetchone()[0]
+            remote = None
+            if row.incident_id is not None:
+                found = self.db.conn.execute(
+                    "SELECT remote_id FROM channel_refs WHERE incident_id = ? AND channel = ?",
+                    (row.incident_id, row.channel),
+                ).fetchone()
+                remote = found[0] if found else None
+        message = Message(
+            id=row.id,
+            channel=row.channel,
+            event=row.event,
+            facts=facts,
+            incident_id=row.incident_id,
+            remote_id=remote,
+        )
+        return message, int(attempts)
+
+    def _incident_exists(self, incident_id: int | None) -> bool:
+        if incident_id is None:
+            return False
+        found = self.db.conn.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,))
+        return found.fetchone() is not None
+
+    def _settle(self, row: Row, token: str, assignments: str, args: tuple[Any, ...]) -> bool:
+        """Write the row's outcome if this tick still holds its lease; True when it did and the
+        row's incident (if any) still exists, so a timeline event should follow."""
+        cursor = self.db.conn.execute(
+            f"UPDATE notifications SET {assignments}, lease_until = NULL, lease_token = NULL"
+            " WHERE id = ? AND lease_token = ?",
+            (*args, row.id, token),
+        )
+        return cursor.rowcount == 1 and self._incident_exists(row.incident_id)
+
+    def _event(
+        self, row: Row, now: float, kind: str, message: str, attempts: int, **extra: Any
+    ) -> None:
+        assert row.incident_id is not None
+        data = {
+            "channel": row.channel,
+            "event": row.event,
+            "notification_id": row.id,
+            "attempts": attempts,
+            **extra,
+        }
+        add_event(self.db, row.incident_id, now, kind, message, data=data)
+
+    def mark_sent(self, row: Row, token: str, attempts: int, remote_id: str | None) -> None:
+        now = self.clock()
+        with write_tx(self.db):
+            if not self._settle(row, token, "status = 'sent', sent_at = ?, error = NULL", (now,)):
+                return
+            if remote_id is not None:
+                self.db.conn.execute(
+                    "INSERT INTO channel_refs (incident_id, channel, remote_id) VALUES (?, ?, ?)"
+                    " ON CONFLICT(incident_id, channel)"
+                    " DO UPDATE SET remote_id = excluded.remote_id",
+                    (row.incident_id, row.channel, remote_id),
+                )
+            self._event(
+                row,
+                now,
+                "notified",
+                f"{row.event} message delivered to {row.channel}"
+                + (f" (attempt {attempts})" if attempts > 1 else ""),
+                attempts,
+            )
+
+    def mark_retry(self, row: Row, token: str, error: str, next_attempt_at: float) -> None:
+        with write_tx(self.db):
+            # Only the row changes: a retry is not an event in the incident's story.
+            self._settle(row, token, "next_attempt_at = ?, error = ?", (next_attempt_at, error))
+
+    def mark_dead(self, row: Row, token: str, attempts: int, error: str) -> None:
+        now = self.clock()
+        with write_tx(self.db):
+            if not self._settle(row, token, "status = 'dead', error = ?", (error,)):
+                return
+            self._event(
+                row,
+                now,
+                "notification_failed",
+                f"{row.event} message to {row.channel} not delivered after"
+                f" {attempts} attempt(s): {error}",
+                attempts,
+                error=error,
+            )
+
+    def describe(self, exc: BaseException, channel: Channel) -> str:
+        """An error as it may be stored and printed: no secret, one line, bounded."""
+        if isinstance(exc, TransportError):
+            text = exc.message
+        else:
+            text = f"{channel.type}: internal error: {exc.__class__.__name__}: {exc}"
+        text = redact(" ".join(text.split()), [*self.secrets, *channel.secrets()])
+        return text[:MAX_ERROR]
+
+
+def deliver_due(
+    db: Database,
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+    only_channel: str | None = None,
+    budget: float | None = None,
+    session: requests.Session | None = None,
+    runtime: TickRuntime | None = None,
+) -> DeliveryReport:
+    """Send every due row once (in order per incident and channel, within rate limits).
+
+    Sending stops after `budget` seconds (default: what is left of the tick's runtime, else
+    DEFAULT_BUDGET); each send is cut off at that deadline too.
+    """
+    if runtime is not None:
+        budget = runtime.remaining() if budget is None else min(budget, runtime.remaining())
+    elif budget is None:
+        budget = DEFAULT_BUDGET
+    return _deliver(db, config, clock, sleep, monotonic, only_channel, budget, session, runtime)
+
+
+def _deliver(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    monotonic: Callable[[], float],
+    only_channel: str | None,
+    budget: float,
+    session: requests.Session | None,
+    runtime: TickRuntime | None,
+) -> DeliveryReport:
+    report = DeliveryReport()
+    delivery = _Delivery(db, config, clock)
+    deadline = monotonic() + budget
+    now = clock()
+    built: dict[str, Channel] = {}
+    work: dict[str, deque[list[Row]]] = {}
+    for chain in chains(pending_rows(db, only_channel)):
+        head = chain[0]
+        channel_config = config.channels.get(head.channel)
+        if channel_config is None or not channel_config.enabled:
+            # Kept, not killed: a channel missing from this config (or an unset variable)
+            # may be back next tick.
+            why = (
+                f"channel {head.channel} is not in the config"
+                if channel_config is None
+                else f"channel {head.channel} is disabled ({channel_config.disabled_reason})"
+            )
+            report.outcomes.extend(
+                Outcome(r.id, r.channel, r.event, r.incident_id, "held", r.attempts, why)
+                for r in chain
+            )
+            continue
+        if head.next_attempt_at > now or (head.lease_until is not None and head.lease_until >= now):
+            continue  # waiting for its retry, or another tick holds it: the chain waits too
+        if head.channel not in built:
+            # Without a session given, each channel keeps its own: channels send side by side,
+            # and a requests session is not for several threads at once.
+            built[head.channel] = build(channel_config, session or new_session())
+        work.setdefault(head.channel, deque()).append(chain)
+
+    next_slot: dict[str, float] = {}
+    short_waits: dict[int, int] = {}
+    out_of_time = 0
+    busy: dict[Future[str | None], _Sending] = {}
+
+    def start_next(name: str, pool: Executor) -> bool:
+        """Claim the channel's next row and start sending it; False when none could start."""
+        nonlocal out_of_time
+        while name in work:
+            queue = work[name]
+            chain = queue.popleft()
+            if not queue:
+                del work[name]
+            row = chain[0]
+            channel = built[name]
+            token = token_source.token_hex(8)
+            try:
+                facts = json.loads(row.message)
+                broken = None if isinstance(facts, dict) else "the queued message is not an object"
+            except ValueError:
+                facts, broken = {}, "the queued message is not valid JSON"
+            claimed = delivery.claim(row, channel, token, facts)
+            if claimed is None:
+                continue  # not due yet, or claimed by another tick: the rest of the chain waits
+            message, attempts = claimed
+            if broken is not None:
+                delivery.mark_dead(row, token, attempts, broken)
+                report.outcomes.append(
+                    Outcome(
+                        row.id, row.channel, row.event, row.incident_id, "dead", attempts, broken
+                    )
+                )
+                _continue_chain(work, name, chain[1:])
+                continue
+            started = monotonic()
+            rate = channel.rate_limit
+            next_slot[name] = started + (1.0 / rate if rate > 0 else 0.0)
+            future = pool.submit(
+                _timed_send, channel, message, deadline - started, runtime, monotonic
+            )
+            busy[future] = _Sending(name, chain, token, attempts)
+            return True
+        return False
+
+    def settle(sending: _Sending, future: Future[str | None]) -> None:
+        name, chain, token, attempts = sending
+        row, channel = chain[0], built[name]
+        try:
+            remote_id = future.result()
+        except Exception as exc:
+            error = delivery.describe(exc, channel)
+            permanent = isinstance(exc, TransportError) and exc.permanent
+            retry_after = exc.retry_after if isinstance(exc, TransportError) else None
+            now = clock()
+            if not permanent and now - row.created_at >= GIVE_UP_AFTER:
+                permanent = True
+                error = f"gave up after {attempts} attempts over {GIVE_UP_AFTER / 3600:g}h: {error}"
+            if permanent:
+                delivery.mark_dead(row, token, attempts, error)
+                report.outcomes.append(
+                    Outcome(
+                        row.id, row.channel, row.event, row.incident_id, "dead", attempts, error
+                    )
+                )
+                _continue_chain(work, name, chain[1:])
+                return
+            delay = retry_after if retry_after is not None else backoff(attempts)
+            delivery.mark_retry(row, token, error, now + delay)
+            short = (
+                retry_after is not None
+                and retry_after <= SHORT_RETRY_AFTER
+                and monotonic() + retry_after < deadline
+                and short_waits.get(row.id, 0) < MAX_SHORT_WAITS
+            )
+            if short and retry_after is not None:
+                # Wait for it within this tick: the whole channel pauses, then this row goes
+                # first. (The margin covers the two clocks' rounding.)
+                short_waits[row.id] = short_waits.get(row.id, 0) + 1
+                next_slot[name] = max(next_slot[name], monotonic() + retry_after + 0.05)
+                work.setdefault(name, deque()).appendleft(chain)
+                return
+            report.outcomes.append(
+                Outcome(
+                    row.id,
+                    row.channel,
+                    row.event,
+                    row.incident_id,
+                    "retry",
+                    attempts,
+                    error,
+                    now + delay,
+                )
+            )
+            # The endpoint is down or throttling: leave the channel's other rows for the next
+            # tick instead of spending a timeout on each.
+            if name in work:
+                report.deferred += sum(len(c) for c in work.pop(name))
+            report.deferred += len(chain) - 1
+            return
+        delivery.mark_sent(row, token, attempts, remote_id)
+        report.outcomes.append(
+            Outcome(row.id, row.channel, row.event, row.incident_id, "sent", attempts)
+        )
+        _continue_chain(work, name, chain[1:])
+
+    # Each channel sends on a thread of its own, one message at a time: a channel that hangs
+    # until its timeout holds up its own rows only. Claims and marks stay on this thread. With
+    # one channel to serve there is no one to hold up: it sends on this thread.
+    pool: Executor = (
+        ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="notify")
+        if len(work) > 1
+        else _SameThread()
+    )
+    with pool:
+        while work or busy:
+            if work and monotonic() >= deadline:
+                out_of_time += sum(len(c) for q in work.values() for c in q)
+                work.clear()
+            sending = {s.channel for s in busy.values()}
+            idle = sorted(
+                (n for n in work if n not in sending), key=lambda n: next_slot.get(n, 0.0)
+            )
+            started_one = False
+            for name in idle:
+                slot = next_slot.get(name, 0.0)
+                if slot > deadline:
+                    out_of_time += sum(len(c) for c in work.pop(name))
+                elif slot <= monotonic():
+                    started_one = start_next(name, pool) or started_one
+            if started_one:
+                continue
+            waiting = [next_slot.get(n, 0.0) for n in work if n not in sending]
+            pause = max(min(waiting) - monotonic(), 0.0) if waiting else None
+            if busy:
+                done, _ = wait(busy, timeout=pause, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: busy[f].chain[0].id):
+                    settle(busy.pop(future), future)
+            elif pause:
+                sleep(pause)
+    if session is None:
+        for channel in built.values():
+            if channel.session is not None:
+                channel.session.close()
+    if out_of_time:
+        report.deferred += out_of_time
+        if runtime is not None:
+            runtime.leave(f"{out_of_time} notification(s)")
+    return report
+
+
+class _SameThread(Executor):
+    """Runs each job at once, on the calling thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+class _Sending(NamedTuple):
+    """A send in flight: its channel, its chain (the row sent is the first), the claim."""
+
+    channel: str
+    chain: list[Row]
+    token: str
+    attempts: int
+
+
+def _timed_send(
+    channel: Channel,
+    message: Message,
+    within: float,
+    runtime: TickRuntime | None,
+    monotonic: Callable[[], float],
+) -> str | None:
+    """Send within `within` seconds, and charge the time to the channel."""
+    started = monotonic()
+    try:
+        return channel.send(message, within=within)
+    finally:
+        if runtime is not None:
+            runtime.spend(f"channel {channel.name}", monotonic() - started)
+
+
+def _continue_chain(work: dict[str, deque[list[Row]]], name: str, rest: list[Row]) -> None:
+    """The chain's next row goes next (a resolve follows its trigger without waiting a tick)."""
+    if rest:
+        work.setdefault(name, deque()).appendleft(rest)
+
+
+# ------------------------------------------------------------------------------------ dry run
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `notify --dry-run` shows for one pending row, secrets masked."""
+
+    id: int
+    channel: str
+    event: str
+    incident_id: int | None
+    due: bool
+    method: str | None
+    url: str | None
+    headers: dict[str, str]
+    body: Any
+    note: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "event": self.event,
+            "incident_id": self.incident_id,
+            "due": self.due,
+            "method": self.method,
+            "url": self.url,
+            "headers": self.headers,
+            "body": self.body,
+            "note": self.note,
+        }
+
+
+def _mask_url(url: str, secrets: list[str]) -> str:
+    """A URL that is itself a secret (a Slack webhook) shows its host, not its path."""
+    masked = redact(url, secrets)
+    if masked == url or "://" not in url:
+        return masked
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return masked
+    if not host or redact(host, secrets) != host:
+        return masked
+    return f"{parts.scheme}://{host}{port}/***"
+
+
+def _mask(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): _mask(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v, secrets) for v in value]
+    return value
+
+
+def preview_pending(
+    db: Database, config: Config, now: float, only_channel: str | None = None
+) -> list[Preview]:
+    """Every pending row rendered as its channel would send it. Reads only; sends nothing."""
+    out: list[Preview] = []
+    built: dict[str, Channel] = {}
+    refs = {
+        (incident_id, channel): remote
+        for incident_id, channel, remote in db.conn.execute(
+            "SELECT incident_id, channel, remote_id FROM channel_refs"
+        )
+    }
+    all_secrets = config.secrets()
+    queued_before: set[tuple[int | None, str]] = set()
+    for row in pending_rows(db, only_channel):
+        due = row.next_attempt_at <= now and (row.lease_until is None or row.lease_until < now)
+
+        def preview(
+            note: str | None,
+            method: str | None = None,
+            url: str | None = None,
+            headers: dict[str, str] | None = None,
+            body: Any = None,
+            row: Row = row,
+            due: bool = due,
+        ) -> Preview:
+            return Preview(
+                row.id,
+                row.channel,
+                row.event,
+                row.incident_id,
+                due,
+                method,
+                url,
+                headers or {},
+                body,
+                note,
+            )
+
+        channel_config = config.channels.get(row.channel)
+        if channel_config is None:
+            out.append(preview("not in the config"))
+            continue
+        if not channel_config.enabled:
+            out.append(preview(f"disabled ({channel_config.disabled_reason})"))
+            continue
+        if row.channel not in built:
+            built[row.channel] = build(channel_config)
+        channel = built[row.channel]
+        secrets = [*all_secrets, *channel.secrets()]
+        chain_key = (row.incident_id, row.channel)
+        remote = refs.get(chain_key)
+        if remote is None and row.incident_id is not None and chain_key in queued_before:
+            remote = "ID-FROM-AN-EARLIER-MESSAGE"  # e.g. the Statuspage incident it creates
+        queued_before.add(chain_key)
+        try:
+            facts = json.loads(row.message)
+            message = Message(
+                id=row.id,
+                channel=row.channel,
+                event=row.event,
+                facts=facts,
+                incident_id=row.incident_id,
+                remote_id=remote,
+            )
+            outgoing = channel.prepare(message)
+        except (ValueError, AttributeError):
+            out.append(preview("the queued message cannot be read"))
+            continue
+        except TransportError as exc:
+            out.append(preview(redact(exc.message, secrets)))
+            continue
+        if outgoing is None:
+            out.append(preview(f"{channel.type} sends nothing for {row.event} messages"))
+            continue
+        out.append(
+            preview(
+                None if due else "not due yet",
+                outgoing.method,
+                _mask_url(outgoing.url, secrets),
+                {k: redact(v, secrets) for k, v in outgoing.headers.items()},
+                _mask(outgoing.body, secrets),
+            )
+        )
+    return out

@@ -1,0 +1,188 @@
+"""Queueing notifications: which channels hear about which change, written with the change."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from incident_cli.config.load import Config, severity_rank
+from incident_cli.lifecycle.routing import incident_name
+from incident_cli.models import Incident
+from incident_cli.store.connection import Database
+
+EVENTS = ("firing", "acknowledged", "resolved", "escalation", "storm")
+# json.dumps(message, ensure_ascii=False, default=str), with one encoder instead of one per row.
+_encode_message = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+def routed_channels(config: Config, incident: Incident) -> list[str]:
+    """The rule's `notify` (else `defaults.notify`), enabled channels that take this severity."""
+    rule = config.rule_by_name(incident.rule)
+    names = rule.notify if rule.notify is not None else config.defaults.notify
+    out = []
+    for channel in config.enabled_channels(names):
+        if channel.min_severity and severity_rank(incident.severity) < severity_rank(
+            channel.min_severity
+        ):
+            continue
+        out.append(channel.name)
+    return out
+
+
+def channels_that_got_firing(db: Database, incident_id: int) -> list[str]:
+    """Channels with a firing (or escalation) message for this incident that is sent or still
+    on its way: they are the ones to hear that it was acknowledged or resolved."""
+    rows = db.conn.execute(
+        "SELECT DISTINCT channel FROM notifications WHERE incident_id = ?"
+        " AND event IN ('firing', 'escalation') AND status != 'dead' ORDER BY channel",
+        (incident_id,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def message_for(
+    config: Config, incident: Incident, event: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The facts a channel renders. A snapshot at queue time; it never holds credentials."""
+    rule = config.rule_by_name(incident.rule)
+    runbook = rule.runbook or incident.annotations.get("runbook_url") or None
+    return {
+        "event": event,
+        "incident": incident.to_json(),
+        "runbook": runbook,
+        "grafana": config.grafana_url,
+        "ack_command": f"incident ack {incident.id}",
+        **(extra or {}),
+    }
+
+
+def queue(
+    db: Database,
+    channels: Iterable[str],
+    incident_id: int | None,
+    event: str,
+    message: Mapping[str, Any],
+    now: float,
+) -> int:
+    """Insert one pending row per channel. Callers hold the state change's write transaction."""
+    assert event in EVENTS, event
+    payload = _encode_message(message)
+    rows = [(incident_id, ch, event, payload, now, now) for ch in channels]
+    db.conn.executemany(
+        "INSERT INTO notifications (incident_id, channel, event, status, attempts, message,"
+        " created_at, next_attempt_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)",
+        rows,
+    )
+    return len(rows)
+
+
+def queue_firing(
+    db: Database,
+    config: Config,
+    incident: Incident,
+    now: float,
+    extra: Mapping[str, Any] | None = None,
+) -> int:
+    return queue(
+        db,
+        routed_channels(config, incident),
+        incident.id,
+        "firing",
+        message_for(config, incident, "firing", extra),
+        now,
+    )
+
+
+def queue_followup(
+    db: Database,
+    config: Config,
+    incident: Incident,
+    event: str,
+    now: float,
+    extra: Mapping[str, Any] | None = None,
+) -> int:
+    """acknowledged / resolved go where the firing message went (and only there)."""
+    channels = [c for c in channels_that_got_firing(db, incident.id) if c in config.channels]
+    return queue(db, channels, incident.id, event, message_for(config, incident, event, extra), now)
+
+
+def queue_escalation(
+    db: Database, config: Config, incident: Incident, now: float, reason: str
+) -> int:
+    channels = [c.name for c in config.enabled_channels(config.escalation_channels)]
+    message = message_for(config, incident, "escalation", {"reason": reason})
+    return queue(db, channels, incident.id, "escalation", message, now)
+
+
+def queue_storm(db: Database, config: Config, incidents: list[Incident], now: float) -> int:
+    """One summary per channel instead of one message per incident.
+
+    The storm has an id and remembers its incidents: when they have all resolved, the channels
+    that got the summary get one `resolved` for it (settle_storms), so a page it raised clears.
+    """
+    storm_id = f"{int(now)}-{incidents[0].id}" if incidents else f"{int(now)}"
+    by_channel: dict[str, list[Incident]] = {}
+    for incident in incidents:
+        for channel in routed_channels(config, incident):
+            by_channel.setdefault(channel, []).append(incident)
+    total = 0
+    for channel, members in by_channel.items():
+        names = Counter(incident_name(i.labels, i.rule) for i in members)
+        severities = Counter(i.severity for i in members)
+        message = {
+            "event": "storm",
+            "count": len(members),
+            "top_alerts": [{"alertname": n, "incidents": c} for n, c in names.most_common(10)],
+            "by_severity": dict(severities),
+            "incident_ids": [i.id for i in members[:50]],
+            "member_ids": [i.id for i in members],
+            "storm_id": storm_id,
+            "grafana": config.grafana_url,
+            "hint": "incident list --status open",
+        }
+        total += queue(db, [channel], None, "storm", message, now)
+    return total
+
+
+def settle_storms(db: Database, config: Config, now: float) -> int:
+    """Queue one `resolved` per channel for every storm whose incidents have all resolved (or
+    been archived). Callers hold the write transaction that resolved the last of them."""
+    pending: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for channel, message_json in db.conn.execute(
+        "SELECT channel, message FROM notifications WHERE incident_id IS NULL"
+        " AND event = 'storm' AND status != 'dead' AND json_extract(message, '$.storm_id')"
+        " NOT IN (SELECT json_extract(message, '$.storm_id') FROM notifications"
+        "  WHERE incident_id IS NULL AND event = 'resolved'"
+        "  AND json_extract(message, '$.storm_id') IS NOT NULL)"
+    ):
+        message = json.loads(message_json)
+        if message.get("storm_id"):
+            pending.setdefault(message["storm_id"], []).append((channel, message))
+    queued = 0
+    for storm_id, rows in pending.items():
+        members = sorted({i for _, m in rows for i in m.get("member_ids", [])})
+        unresolved = 0
+        for start in range(0, len(members), 500):
+            chunk = members[start : start + 500]
+            unresolved += db.conn.execute(
+                f"SELECT count(*) FROM incidents WHERE status != 'resolved'"
+                f" AND id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchone()[0]
+        if unresolved:
+            continue
+        for channel, storm in rows:
+            if channel not in config.channels or config.channels[channel].type == "statuspage":
+                continue  # Statuspage never posted the storm
+            resolved = {
+                "event": "resolved",
+                "storm_id": storm_id,
+                "count": storm.get("count", 0),
+                "top_alerts": storm.get("top_alerts", []),
+                "by_severity": storm.get("by_severity", {}),
+                "grafana": config.grafana_url,
+            }
+            queued += queue(db, [channel], None, "resolved", resolved, now)
+    return queued

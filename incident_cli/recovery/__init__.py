@@ -1,0 +1,1 @@
+"""Recovery: running the planned actions of open incidents, one tick at a time."""

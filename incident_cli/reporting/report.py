@@ -1,0 +1,469 @@
+"""The numbers of `incident report`: counts, MTTD/MTTA/MTTR, rates, series, computed in SQL."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from incident_cli.config.load import SEVERITIES
+from incident_cli.store.connection import Database
+from incident_cli.times import to_rfc3339
+
+# One expression per timing, shared by the report (means and percentiles) and by `archive`
+# (which folds sums and counts into rollup_hourly), so both count exactly the same thing.
+# Each is NULL when it does not apply; clock skew between Prometheus and this host must not
+# produce a negative detection time, hence max(..., 0).
+MTTD_SQL = "max(opened_at - started_at, 0)"
+MTTA_SQL = "max(acknowledged_at - opened_at, 0)"
+# Incidents without a started_at (none reported by the source) count from opened_at.
+MTTR_SQL = (
+    "CASE WHEN status = 'resolved' THEN max(resolved_at - COALESCE(started_at, opened_at), 0) END"
+)
+LATENCY_SQL = "CASE WHEN n.status = 'sent' THEN max(n.sent_at - n.created_at, 0) END"
+ALERTNAME_SQL = "COALESCE(json_extract(labels, '$.alertname'), rule)"
+# `escalated_at` and `flapping` are cleared when an incident reopens or settles; the timeline
+# remembers that it happened.
+ESCALATED_SQL = (
+    "(escalated_at IS NOT NULL"
+    " OR id IN (SELECT incident_id FROM timeline WHERE kind = 'escalated'))"
+)
+FLAPPED_SQL = (
+    "(flapping = 1 OR id IN (SELECT incident_id FROM timeline WHERE kind = 'flapping_started'))"
+)
+WINDOW_SQL = "opened_at >= :since AND opened_at <= :until"
+RECOVERY_RESULTS = ("succeeded", "failed", "refused", "skipped")
+
+DEFINITIONS = {
+    "mttd": "opened_at - started_at",
+    "mtta": "acknowledged_at - opened_at",
+    "mttr": "resolved_at - started_at (opened_at when the source gave no start time)",
+    "window": "incidents opened in [since, until]; an incident opened before the window is"
+    " not counted even if it was resolved inside it",
+    "means": "over the incidents the timing applies to (MTTA over acknowledged, MTTR over"
+    " resolved incidents); null when there are none",
+    "median_p90": "linear interpolation between closest ranks, over incidents still in the DB"
+    " (archived incidents keep only sums and counts)",
+    "recovery_success_rate": "command actions that succeeded / those that ran (succeeded + failed)",
+    "escalation_rate": "escalated incidents / opened incidents",
+    "false_positive_rate": "incidents resolved as false positives / resolved incidents",
+    "notifications": "notifications for the window's incidents plus storm summaries created in"
+    " it; failed = dead-lettered; p95 latency = sent_at - created_at of sent ones",
+    "archived": "archived incidents count as opened at the start of their UTC hour",
+    "followups": "follow-ups opened and done in [since, until], and those overdue (past their"
+    " due time and not done) at any moment of it",
+}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A duration over a set of incidents: mean (exact), median and p90 (live rows only)."""
+
+    mean: float | None
+    median: float | None
+    p90: float | None
+    count: int
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One slice of the window for the charts: incidents opened by severity, and their MTTR."""
+
+    start: float
+    by_severity: Mapping[str, int]
+    mttr: float | None
+
+
+@dataclass(frozen=True)
+class FlappingIncident:
+    id: int
+    title: str
+    severity: str
+    reopen_count: int
+    flapping: bool
+
+
+@dataclass(frozen=True)
+class Report:
+    hours: float
+    since: float
+    until: float
+    opened: int
+    resolved: int
+    open: int
+    reopened: int
+    false_positive: int
+    escalated: int
+    flapped: int
+    archived: int
+    mttd: Timing
+    mtta: Timing
+    mttr: Timing
+    recovery: Mapping[str, int]
+    notifications_sent: int
+    notifications_failed: int
+    notifications_pending: int
+    notification_p95: float | None
+    by_severity: Mapping[str, int]
+    top_alerts: Sequence[tuple[str, int]]
+    flapping: Sequence[FlappingIncident]
+    bucket_seconds: float
+    buckets: Sequence[Bucket]
+    # follow-ups opened, done and overdue in the window (followups.followup_counts)
+    followups: Mapping[str, int] = field(
+        default_factory=lambda: {"opened": 0, "done": 0, "overdue": 0}
+    )
+
+    @property
+    def recovery_attempted(self) -> int:
+        return self.recovery["succeeded"] + self.recovery["failed"]
+
+    @property
+    def recovery_success_rate(self) -> float | None:
+        return _ratio(self.recovery["succeeded"], self.recovery_attempted)
+
+    @property
+    def escalation_rate(self) -> float | None:
+        return _ratio(self.escalated, self.opened)
+
+    @property
+    def false_positive_rate(self) -> float | None:
+        return _ratio(self.false_positive, self.resolved)
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def bucket_seconds_for(hours: float) -> float:
+    """Hourly bars up to three days, daily up to 200 days, then wider so charts stay legible."""
+    if hours <= 72:
+        return 3600.0
+    if hours <= 24 * 200:
+        return 86400.0
+    return 86400.0 * math.ceil(hours / 24 / 200)
+
+
+_SUMS = (
+    "opened",
+    "resolved",
+    "open",
+    "reopened",
+    "false_positive",
+    "escalated",
+    "flapped",
+    "mttd_sum",
+    "mttd_count",
+    "mtta_sum",
+    "mtta_count",
+    "mttr_sum",
+    "mttr_count",
+)
+
+
+def build_report(db: Database, now: float, hours: float, *, top: int = 10) -> Report:
+    """The report over incidents opened in the last `hours` before `now` (live + archived)."""
+    from incident_cli.lifecycle.followups import followup_counts
+
+    since = now - hours * 3600.0
+    until = now
+    bucket = bucket_seconds_for(hours)
+    window = {"since": since, "until": until, "bucket": bucket}
+    conn = db.conn
+
+    totals: Counter[str] = Counter()
+    by_severity: Counter[str] = Counter()
+    by_alert: Counter[str] = Counter()
+    per_bucket: dict[int, Counter[str]] = {}
+    recovery: Counter[str] = Counter()
+    notes: Counter[str] = Counter()
+
+    def add(b: int, severity: str, alertname: str, row: Mapping[str, Any]) -> None:
+        slot = per_bucket.setdefault(b, Counter())
+        for name in _SUMS:
+            value = row[name] or 0
+            totals[name] += value
+        slot["mttr_sum"] += row["mttr_sum"] or 0
+        slot["mttr_count"] += row["mttr_count"] or 0
+        if row["opened"]:
+            slot["sev:" + severity] += row["opened"]
+            by_severity[severity] += row["opened"]
+            by_alert[alertname] += row["opened"]
+
+    # One pass over the window's incidents (the opened_at index bounds it), grouped finely
+    # enough for every total, the severity/alert breakdowns and the chart series.
+    cursor = conn.execute(
+        f"""
+        SELECT CAST(opened_at / :bucket AS INTEGER) AS b, severity, {ALERTNAME_SQL} AS alertname,
+               count(*) AS opened,
+               sum(status = 'resolved') AS resolved,
+               sum(status != 'resolved') AS open,
+               sum(reopen_count > 0) AS reopened,
+               sum(resolution = 'false_positive') AS false_positive,
+               sum({ESCALATED_SQL}) AS escalated,
+               sum({FLAPPED_SQL}) AS flapped,
+               sum({MTTD_SQL}) AS mttd_sum, count({MTTD_SQL}) AS mttd_count,
+               sum({MTTA_SQL}) AS mtta_sum, count({MTTA_SQL}) AS mtta_count,
+               sum({MTTR_SQL}) AS mttr_sum, count({MTTR_SQL}) AS mttr_count
+        FROM incidents WHERE {WINDOW_SQL}
+        GROUP BY b, severity, alertname
+        """,
+        window,
+    )
+    names = [d[0] for d in cursor.description]
+    live: Counter[str] = Counter()
+    for values in cursor:
+        row = dict(zip(names, values, strict=True))
+        for name in ("opened", "mttd_count", "mtta_count", "mttr_count"):
+            live[name] += row[name]
+        add(row["b"], row["severity"], row["alertname"], row)
+
+    cursor = conn.execute(
+        "SELECT CAST(hour / :bucket AS INTEGER) AS b, *, 0 AS open FROM rollup_hourly"
+        " WHERE hour >= :since AND hour <= :until",
+        window,
+    )
+    names = [d[0] for d in cursor.description]
+    for values in cursor:
+        row = dict(zip(names, values, strict=True))
+        add(row["b"], row["severity"], row["alertname"], row)
+        for result in RECOVERY_RESULTS:
+            recovery[result] += row[f"recovery_{result}"]
+        notes["sent"] += row["notifications_sent"]
+        notes["dead"] += row["notifications_dead"]
+    archived = totals["opened"] - live["opened"]
+
+    for status, count in conn.execute(
+        f"""
+        SELECT a.status, count(*) FROM actions a JOIN incidents ON incidents.id = a.incident_id
+        WHERE a.kind = 'command' AND {WINDOW_SQL} GROUP BY a.status
+        """,
+        window,
+    ):
+        recovery[status] += count
+
+    for status, count in conn.execute(
+        f"""
+        SELECT n.status, count(*) FROM notifications n
+        JOIN incidents ON incidents.id = n.incident_id WHERE {WINDOW_SQL} GROUP BY n.status
+        UNION ALL
+        SELECT n.status, count(*) FROM notifications n
+        WHERE n.incident_id IS NULL AND n.created_at >= :since AND n.created_at <= :until
+        GROUP BY n.status
+        """,
+        window,
+    ):
+        notes[status] += count
+        live["sent"] += count if status == "sent" else 0
+
+    def timing(name: str, expr: str) -> Timing:
+        median, p90 = _percentiles(
+            conn,
+            expr,
+            f"FROM incidents WHERE {WINDOW_SQL}",
+            window,
+            live[f"{name}_count"],
+            (0.5, 0.9),
+        )
+        count = totals[f"{name}_count"]
+        return Timing(_mean(totals[f"{name}_sum"], count), median, p90, count)
+
+    mttd, mtta, mttr = timing("mttd", MTTD_SQL), timing("mtta", MTTA_SQL), timing("mttr", MTTR_SQL)
+    (p95,) = _percentiles(
+        conn,
+        LATENCY_SQL,
+        f"""FROM notifications n LEFT JOIN incidents ON incidents.id = n.incident_id
+            WHERE n.status = 'sent' AND CASE WHEN n.incident_id IS NULL
+                THEN n.created_at >= :since AND n.created_at <= :until ELSE {WINDOW_SQL} END""",
+        window,
+        live["sent"],
+        (0.95,),
+    )
+
+    flapping: list[FlappingIncident] = []
+    if totals["flapped"]:
+        for row in conn.execute(
+            f"SELECT id, title, severity, reopen_count, flapping FROM incidents"
+            f" WHERE {WINDOW_SQL} AND {FLAPPED_SQL} ORDER BY reopen_count DESC, id LIMIT :top",
+            {**window, "top": top},
+        ):
+            flapping.append(FlappingIncident(row[0], row[1], row[2], row[3], bool(row[4])))
+
+    first, last = int(since // bucket), int(until // bucket)
+    buckets = []
+    for b in range(first, last + 1):
+        slot = per_bucket.get(b, Counter())
+        buckets.append(
+            Bucket(
+                start=b * bucket,
+                by_severity={
+                    s: slot["sev:" + s] for s in _severity_order(by_severity) if slot["sev:" + s]
+                },
+                mttr=_mean(slot["mttr_sum"], slot["mttr_count"]),
+            )
+        )
+
+    return Report(
+        hours=hours,
+        since=since,
+        until=until,
+        opened=totals["opened"],
+        resolved=totals["resolved"],
+        open=totals["open"],
+        reopened=totals["reopened"],
+        false_positive=totals["false_positive"],
+        escalated=totals["escalated"],
+        flapped=totals["flapped"],
+        archived=archived,
+        mttd=mttd,
+        mtta=mtta,
+        mttr=mttr,
+        recovery={r: recovery[r] for r in RECOVERY_RESULTS},
+        notifications_sent=notes["sent"],
+        notifications_failed=notes["dead"],
+        notifications_pending=notes["pending"],
+        notification_p95=p95,
+        by_severity={s: by_severity[s] for s in _severity_order(by_severity)},
+        top_alerts=sorted(by_alert.items(), key=lambda kv: (-kv[1], kv[0]))[:top],
+        flapping=flapping,
+        bucket_seconds=bucket,
+        buckets=buckets,
+        followups=followup_counts(db, since, until),
+    )
+
+
+def _severity_order(counts: Mapping[str, int]) -> list[str]:
+    """Most severe first; unknown severities (from hand-edited rows) after, by name."""
+    known = [s for s in reversed(SEVERITIES) if counts.get(s)]
+    return known + sorted(s for s in counts if s not in SEVERITIES and counts[s])
+
+
+def _mean(total: float, count: int) -> float | None:
+    return total / count if count else None
+
+
+def _percentiles(
+    conn: Any, expr: str, from_sql: str, args: Mapping[str, Any], n: int, ps: Sequence[float]
+) -> list[float | None]:
+    """Percentiles of the `n` non-NULL values of `expr`, by linear interpolation between ranks.
+
+    SQLite sorts; Python only reads the two ranks around each percentile, so a million
+    incidents cost one sort and no million-row transfer. A lone high percentile (p95) reads
+    from the top with ORDER BY ... DESC LIMIT, whose bounded sorter keeps only the top few
+    percent instead of sorting everything.
+    """
+    if not n:
+        return [None for _ in ps]
+    values_sql = f"SELECT v FROM (SELECT {expr} AS v {from_sql}) WHERE v IS NOT NULL"
+    wanted: set[int] = set()
+    for p in ps:
+        lo = math.floor(p * (n - 1))
+        wanted.update({lo, min(lo + 1, n - 1)})
+    values: dict[int, float]
+    if all(p >= 0.75 for p in ps):
+        first, last = min(wanted), max(wanted)
+        rows = conn.execute(
+            f"{values_sql} ORDER BY v DESC LIMIT {last - first + 1} OFFSET {n - 1 - last}",
+            args,
+        ).fetchall()
+        values = {last - i: row[0] for i, row in enumerate(rows)}
+    else:
+        marks = ",".join(str(r) for r in sorted(wanted))
+        values = dict(
+            conn.execute(
+                f"""SELECT rn, v FROM (SELECT v, row_number() OVER (ORDER BY v) - 1 AS rn
+                    FROM ({values_sql})) WHERE rn IN ({marks})""",
+                args,
+            ).fetchall()
+        )
+    out: list[float | None] = []
+    for p in ps:
+        pos = p * (n - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, n - 1)
+        out.append(values[lo] + (values[hi] - values[lo]) * (pos - lo))
+    return out
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _r(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _hours(hours: float) -> float | int:
+    return int(hours) if float(hours).is_integer() else hours
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """SPEC's "Report JSON", plus medians, p90s, flapping and the chart series."""
+    out: dict[str, Any] = {
+        "window_hours": _hours(report.hours),
+        "since": to_rfc3339(report.since),
+        "until": to_rfc3339(report.until),
+        "incidents": {
+            "opened": report.opened,
+            "resolved": report.resolved,
+            "open": report.open,
+            "reopened": report.reopened,
+            "false_positive": report.false_positive,
+            "escalated": report.escalated,
+            "flapping": report.flapped,
+            "archived": report.archived,
+        },
+        "mttd_seconds": _r(report.mttd.mean),
+        "mtta_seconds": _r(report.mtta.mean),
+        "mttr_seconds": _r(report.mttr.mean),
+    }
+    for name, timing in (("mttd", report.mttd), ("mtta", report.mtta), ("mttr", report.mttr)):
+        out[f"{name}_median_seconds"] = _r(timing.median)
+        out[f"{name}_p90_seconds"] = _r(timing.p90)
+    out.update(
+        {
+            "recovery": {
+                "attempted": report.recovery_attempted,
+                "succeeded": report.recovery["succeeded"],
+                "success_rate": _r(report.recovery_success_rate, 4),
+                "failed": report.recovery["failed"],
+                "refused": report.recovery["refused"],
+                "skipped": report.recovery["skipped"],
+            },
+            "escalation_rate": _r(report.escalation_rate, 4),
+            "false_positive_rate": _r(report.false_positive_rate, 4),
+            "notifications": {
+                "sent": report.notifications_sent,
+                "failed": report.notifications_failed,
+                "pending": report.notifications_pending,
+                "p95_latency_seconds": _r(report.notification_p95),
+            },
+            "followups": dict(report.followups),
+            "by_severity": dict(report.by_severity),
+            "top_alerts": [{"alertname": a, "incidents": n} for a, n in report.top_alerts],
+            "flapping": [
+                {
+                    "id": f.id,
+                    "title": f.title,
+                    "severity": f.severity,
+                    "reopen_count": f.reopen_count,
+                    "flapping_now": f.flapping,
+                }
+                for f in report.flapping
+            ],
+            "series": {
+                "bucket_seconds": int(report.bucket_seconds),
+                "buckets": [
+                    {
+                        "start": to_rfc3339(b.start),
+                        "by_severity": dict(b.by_severity),
+                        "mttr_seconds": _r(b.mttr),
+                    }
+                    for b in report.buckets
+                ],
+            },
+            "definitions": dict(DEFINITIONS),
+        }
+    )
+    return out

@@ -1,0 +1,212 @@
+"""One whole tick: poll, detect-anomalies, recover, notify — in order, each isolated from the
+others' failures (a down source must not stop notifications from going out).
+
+Notifications already due are also delivered before `recover`: a recovery command may run for
+up to its timeout (10 minutes by default), and a new page must not wait behind it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from incident_cli.config.load import Config
+from incident_cli.errors import ExitStatus, IncidentError
+from incident_cli.runtime import TickRuntime
+from incident_cli.store.connection import Database
+
+STAGES = ("poll", "detect-anomalies", "notify", "recover", "notify")
+
+
+@dataclass
+class StageResult:
+    name: str
+    code: int = 0
+    summary: str = ""
+    errors: list[str] = field(default_factory=list)
+    repeated: list[str] = field(default_factory=list)  # errors printed only with -v
+    notes: list[str] = field(default_factory=list)  # printed like errors, but not failures
+    data: dict[str, Any] = field(default_factory=dict)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.name,
+            "exit_code": self.code,
+            "summary": self.summary,
+            "errors": self.errors,
+            "result": self.data,
+        }
+
+
+def _poll(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    dry_run: bool,
+    runtime: TickRuntime | None,
+) -> StageResult:
+    from incident_cli.intake.poll import describe_sources, poll_once
+
+    result = poll_once(db, config, clock(), dry_run=dry_run, runtime=runtime)
+    stage = StageResult(
+        "poll",
+        summary=f"opened {len(result.opened)}, reopened {len(result.reopened)},"
+        f" resolved {len(result.resolved)}, updated {result.updated}"
+        f" ({result.alerts_seen} alerts)" + (", storm" if result.storm else ""),
+        data={
+            "opened": result.opened,
+            "reopened": result.reopened,
+            "resolved": result.resolved,
+            "updated": result.updated,
+            "storm": result.storm,
+            "failed_sources": result.failed_sources,
+        },
+    )
+    stage.errors, stage.repeated, stage.notes = describe_sources(result)
+    if result.failed_sources:
+        stage.code = int(ExitStatus.TEMPFAIL)
+    return stage
+
+
+def _detect(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    dry_run: bool,
+    runtime: TickRuntime | None,
+) -> StageResult:
+    from incident_cli.intake.anomaly import detect_anomalies
+
+    result = detect_anomalies(db, config, clock(), dry_run=dry_run)
+    stage = StageResult(
+        "detect-anomalies",
+        summary=f"{len(result.journeys)} journeys: opened {len(result.opened)},"
+        f" reopened {len(result.reopened)}, resolved {len(result.resolved)}",
+        data=result.to_json(),
+    )
+    if result.file_error:
+        stage.errors.append(result.file_error)
+        stage.code = int(ExitStatus.PARTIAL_FAILURE)
+    if result.file is not None and result.file.skipped:
+        stage.errors.append(
+            f"skipped {result.file.skipped} malformed line(s) in {result.file.path}"
+            f" (first at {result.file.first_problem})"
+        )
+    return stage
+
+
+def _recover(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    dry_run: bool,
+    runtime: TickRuntime | None,
+) -> StageResult:
+    from incident_cli.recovery.tick import recover_due
+
+    result = recover_due(db, config, clock(), dry_run=dry_run, runtime=runtime)
+    stage = StageResult(
+        "recover",
+        summary=f"{len(result.actions)} action(s), {len(result.escalated)} escalation(s),"
+        f" {result.problems} could not start",
+        data=result.to_json(),
+    )
+    if result.problems:
+        stage.code = int(ExitStatus.PARTIAL_FAILURE)
+        stage.errors.extend(
+            f"action {a.action_id} ({a.kind}) of incident {a.incident_id} {a.outcome}: {a.detail}"
+            for a in result.actions
+            if a.outcome == "refused" or (a.outcome == "failed" and a.exit_code is None)
+        )
+    return stage
+
+
+def _notify(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    dry_run: bool,
+    runtime: TickRuntime | None,
+) -> StageResult:
+    if dry_run:
+        from incident_cli.notify.delivery import preview_pending
+
+        previews = preview_pending(db, config, clock(), None)
+        return StageResult(
+            "notify",
+            summary=f"would send {sum(1 for p in previews if p.method)} notification(s)",
+            data={"dry_run": True, "notifications": [p.to_json() for p in previews]},
+        )
+    from incident_cli.notify.delivery import deliver_due
+
+    report = deliver_due(db, config, clock=clock, runtime=runtime)
+    stage = StageResult(
+        "notify",
+        summary=f"sent {report.count('sent')}, retrying {report.count('retry')},"
+        f" dead {report.count('dead')}, held {report.count('held')}",
+        data=report.to_json(),
+    )
+    for dead in report.dead:
+        stage.code = int(ExitStatus.PARTIAL_FAILURE)
+        about = f", incident {dead.incident_id}" if dead.incident_id is not None else ""
+        stage.errors.append(
+            f"notification {dead.id} to {dead.channel} ({dead.event}{about}) is dead: {dead.error}"
+        )
+    return stage
+
+
+_Runner = Callable[[Database, Config, Callable[[], float], bool, TickRuntime | None], StageResult]
+_RUNNERS: dict[str, _Runner] = {
+    "poll": _poll,
+    "detect-anomalies": _detect,
+    "recover": _recover,
+    "notify": _notify,
+}
+
+
+def run_tick(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    *,
+    dry_run: bool = False,
+    on_stage_done: Callable[[StageResult], None] | None = None,
+    runtime: TickRuntime | None = None,
+) -> list[StageResult]:
+    """Run every stage in order on one connection. A stage that fails is recorded with its exit
+    code and error, and the next stage still runs. Once the tick's runtime is spent, the
+    stages left are not started (exit 75; they run next tick)."""
+    results: list[StageResult] = []
+    for index, name in enumerate(STAGES):
+        if runtime is not None and runtime.expired:
+            left = STAGES[index:]
+            runtime.leave("stage(s) " + ", ".join(dict.fromkeys(left)))
+            results.extend(
+                StageResult(n, code=int(ExitStatus.TEMPFAIL), summary="not run: out of time")
+                for n in left
+            )
+            break
+        started = clock()
+        try:
+            stage = _RUNNERS[name](db, config, clock, dry_run, runtime)
+        except IncidentError as exc:
+            stage = StageResult(name, code=int(exc.exit_status), errors=[exc.message])
+        except (sqlite3.Error, OSError) as exc:
+            stage = StageResult(name, code=int(ExitStatus.PARTIAL_FAILURE), errors=[str(exc)])
+        except Exception as exc:  # one stage's bug must not keep notifications from going out
+            stage = StageResult(
+                name,
+                code=int(ExitStatus.PARTIAL_FAILURE),
+                errors=[f"internal error: {exc.__class__.__name__}: {exc}"],
+            )
+        if db.conn.in_transaction:  # a stage that died mid-transaction must not leak it
+            db.conn.execute("ROLLBACK")
+        stage.started_at, stage.finished_at = started, clock()
+        results.append(stage)
+        if on_stage_done is not None:
+            on_stage_done(stage)
+    return results

@@ -1,0 +1,1 @@
+"""The state DB: connection, migrations, and the SQL the rest calls by name."""
