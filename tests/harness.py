@@ -3,6 +3,7 @@ cron runs it — for the integration tests and the demo."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -147,6 +148,7 @@ class Process:
     workdir: Path
     port: int
     ready_path: str
+    ready_headers: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
 
@@ -177,7 +179,8 @@ class Process:
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
-        with urllib.request.urlopen(self.url + self.ready_path, timeout=2) as response:
+        request = urllib.request.Request(self.url + self.ready_path, headers=self.ready_headers)
+        with urllib.request.urlopen(request, timeout=2) as response:
             return bool(response.status == 200)
 
     def stop(self) -> None:
@@ -240,9 +243,13 @@ def start_prometheus(
     targets: list[str],
     alertmanager: Process | None = None,
     job: str = "toy",
+    *,
+    web_config: Path | None = None,
+    ready_auth: tuple[str, str] | None = None,
 ) -> Process:
     """Prometheus scraping `targets` (as `job`) every second and evaluating `rules_yaml` every
-    second."""
+    second. `web_config` is its --web.config.file (TLS, basic_auth_users); `ready_auth` the
+    user and password its readiness probe then needs."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "rules.yml").write_text(rules_yaml)
     config: dict[str, Any] = {
@@ -265,13 +272,21 @@ def start_prometheus(
             f"--web.listen-address=127.0.0.1:{port}",
             "--storage.tsdb.retention.time=1h",
             "--log.level=warn",
+            *([f"--web.config.file={web_config}"] if web_config else []),
         ],
         workdir=workdir,
         port=port,
         ready_path="/-/ready",
+        ready_headers=basic_auth_header(*ready_auth) if ready_auth else {},
     )
     prom.start()
     return prom
+
+
+def basic_auth_header(user: str, password: str) -> dict[str, str]:
+    """Basic auth as RFC 7617 says, UTF-8 (urllib's own handler would send Latin-1)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 def prometheus_alert_states(prom: Process) -> dict[str, str]:

@@ -14,7 +14,7 @@ import requests
 
 from incident_cli.config.load import SourceConfig
 from incident_cli.errors import SourceError
-from incident_cli.http_client import Credentials, HTTPFailure, exchange
+from incident_cli.http import Credentials, HTTPFailure, exchange
 from incident_cli.models import MAX_NAME_CHARS, MAX_STORED_VALUE, Alert, clip_value
 from incident_cli.times import parse_rfc3339
 
@@ -54,7 +54,7 @@ def get_json(
             session=session,
             params=params,
             headers={"Accept": "application/json"},
-            credentials=Credentials(source.username, source.password, source.bearer_token),
+            credentials=credentials(source),
             ca_file=source.ca_file,
             insecure_skip_verify=source.insecure_skip_verify,
             body_limit=MAX_BODY_BYTES,
@@ -68,6 +68,29 @@ def get_json(
         return reply.body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise SourceError(f"{what}: answered with a body that is not JSON") from None
+
+
+def credentials(source: SourceConfig) -> Credentials:
+    """The source's basic auth or bearer token, as every request to it sends them."""
+    return Credentials(source.username, source.password, source.bearer_token)
+
+
+def prometheus_query(source: SourceConfig, query: str, timeout: float) -> Any:
+    """One PromQL instant query on a Prometheus source, within `timeout` (and the source's own):
+    the `data` of its answer. Raises SourceError."""
+    what = f"query on {source.name}"
+    text = get_json(
+        source,
+        "/api/v1/query",
+        timeout=min(source.timeout, timeout),
+        what=what,
+        params={"query": query},
+    )
+    body = load_json(text, what)
+    if not isinstance(body, dict) or body.get("status") != "success":
+        error = body.get("error") if isinstance(body, dict) else None
+        raise SourceError(f"query failed: {str(error or 'bad answer')[:300]}")
+    return body.get("data")
 
 
 def load_json(

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import requests
 
 from incident_cli.config.load import Config
-from incident_cli.http_client import new_session
+from incident_cli.http import new_session
 from incident_cli.notify.channels.registry import Channel, Message, TransportError, build
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime

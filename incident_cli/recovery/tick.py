@@ -445,17 +445,6 @@ def run_command(
 # --------------------------------------------------------------------------- HTTP
 
 
-def check_health(url: str, timeout: float = HEALTH_TIMEOUT) -> tuple[bool, str]:
-    """GET the health URL once: (healthy, what it answered). Never raises."""
-    from incident_cli.http_client import HTTPFailure, exchange
-
-    try:
-        reply = exchange("GET", url, timeout=timeout, body_limit=0)
-    except HTTPFailure as exc:
-        return False, exc.reason
-    return reply.ok, f"HTTP {reply.status}"
-
-
 def display_url(url: str) -> str:
     """The URL without any user:password@ part, for messages."""
     return re.sub(r"^(https?://)[^/@]*@", r"\1", url)
@@ -495,24 +484,13 @@ def _bounded_result(data: Any) -> Any:
 def run_query(source: SourceConfig, query: str, timeout: float) -> dict[str, Any]:
     """One PromQL instant query: {"query", "result"} or {"query", "error"}. Never raises."""
     from incident_cli.errors import SourceError
-    from incident_cli.intake.sources import get_json, load_json
+    from incident_cli.intake.sources import prometheus_query
 
-    what = f"query on {source.name}"
     try:
-        text = get_json(
-            source,
-            "/api/v1/query",
-            timeout=min(source.timeout, timeout),
-            what=what,
-            params={"query": query},
-        )
-        body = load_json(text, what)
+        data = prometheus_query(source, query, timeout)
     except SourceError as exc:
         return {"query": query, "error": exc.message}
-    if not isinstance(body, dict) or body.get("status") != "success":
-        error = body.get("error") if isinstance(body, dict) else None
-        return {"query": query, "error": f"query failed: {str(error or 'bad answer')[:300]}"}
-    return {"query": query, "result": _bounded_result(body.get("data"))}
+    return {"query": query, "result": _bounded_result(data)}
 
 
 # --------------------------------------------------------------------------- escalation
@@ -684,7 +662,9 @@ def _execute(
             ]
     healthy = detail = None
     if job.verify_url and results and all(r.ok for r in results):
-        healthy, detail = check_health(job.verify_url, _within(runtime, HEALTH_TIMEOUT))
+        from incident_cli.http import probe
+
+        healthy, detail = probe(job.verify_url, _within(runtime, HEALTH_TIMEOUT))
     return _Outcome(tuple(results), tuple(queries), healthy, detail)
 
 
@@ -920,10 +900,12 @@ class _Tick:
                 continue
             healthy, detail = (None, None)
             if url:
+                from incident_cli.http import probe
+
                 real_url = self._real_verify_url(row)
                 started = time.monotonic()
                 healthy, detail = (
-                    check_health(real_url, _within(self.runtime, HEALTH_TIMEOUT))
+                    probe(real_url, _within(self.runtime, HEALTH_TIMEOUT))
                     if real_url
                     else (False, "its rule no longer configures a health URL")
                 )

@@ -1,4 +1,4 @@
-"""The base every channel builds on: Message, TransportError, sending through http_client,
+"""The base every channel builds on: Message, TransportError, sending through http,
 shared facts."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import requests
 
 from incident_cli.config.load import ChannelConfig
-from incident_cli.http_client import HTTPFailure, Reply, exchange
+from incident_cli.http import HTTPFailure, Reply, exchange
 from incident_cli.redact import redact
 
 MAX_RESPONSE_BYTES = 64 * 1024

@@ -8,7 +8,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from incident_cli.http_client import adopt_socket, wall_clock
+from incident_cli.http import adopt_socket, wall_clock
 from incident_cli.notify.channels.base import (
     Channel,
     Message,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from incident_cli.http_client import Reply
+from incident_cli.http import Reply
 from incident_cli.notify.channels.base import (
     Channel,
     Message,

@@ -383,6 +383,15 @@ def _read_body(
     return body
 
 
+def probe(url: str, timeout: float) -> tuple[bool, str]:
+    """GET a health URL once: (healthy, what it answered). Never raises."""
+    try:
+        reply = exchange("GET", url, timeout=timeout, body_limit=0)
+    except HTTPFailure as exc:
+        return False, exc.reason
+    return reply.ok, f"HTTP {reply.status}"
+
+
 def _size(limit: int) -> str:
     return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
 
