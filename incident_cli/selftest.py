@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from incident_cli.config.load import Config
+from incident_cli.config.model import Config
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
@@ -60,11 +60,11 @@ def check_environment(config: Config) -> Iterator[Check]:
 
 
 def check_handlers(config: Config) -> Iterator[Check]:
-    from incident_cli.handlers.planning import get_handler
+    from incident_cli.handlers.registry import load as load_handler
 
     for rule in config.rules:
         try:
-            handler = get_handler(rule.handler)
+            handler = load_handler(rule.handler)
         except Exception as exc:
             yield Check("handler", FAILED, f"rule {rule.name}: {rule.handler}: {exc}")
             continue
@@ -245,7 +245,7 @@ def check_pipeline(config: Config, now: Callable[[], float]) -> Iterator[Check]:
 
 
 def _pipeline(config: Config, clock: Callable[[], float], scratch: Path) -> Iterator[Check]:
-    from incident_cli.handlers.planning import get_handler
+    from incident_cli.handlers.registry import load as load_handler
     from incident_cli.intake.sources import fingerprint
     from incident_cli.lifecycle.poll import apply_poll
     from incident_cli.models import ActionPlan, Alert, Incident
@@ -289,7 +289,7 @@ def _pipeline(config: Config, clock: Callable[[], float], scratch: Path) -> Iter
                     "handler": rule.handler,
                 }
             )
-            plans = get_handler(rule.handler)(probe, alert, rule)
+            plans: Any = load_handler(rule.handler)(probe, alert, rule)
             bad = [p for p in plans or [] if not isinstance(p, ActionPlan)]
             if bad:
                 yield Check("pipeline", FAILED, f"rule {rule.name}: handler returned {bad[0]!r}")

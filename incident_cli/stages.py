@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from incident_cli.config.load import Config
+from incident_cli.config.model import Config
 from incident_cli.errors import ExitStatus, IncidentError
 from incident_cli.runtime import TickRuntime
 from incident_cli.store.connection import Database

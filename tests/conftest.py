@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from incident_cli.config.load import ENV_VARIABLES
+from incident_cli.config.env import ENV_VARIABLES
 from tests.support import postgres
 
 # Variables of the user's environment that would change what `incident` does: the behaviour

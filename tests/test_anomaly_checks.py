@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from incident_cli.config.load import AnomalyConfig
+from incident_cli.config.model import AnomalyConfig
 from incident_cli.intake.anomaly import evaluate, p95
 from incident_cli.intake.journeys import JourneyResult
 

@@ -24,7 +24,6 @@ MAX_FUNCTION_LINES = 120
 STORE = "incident_cli/store/"
 
 LONG_MODULES = {
-    "incident_cli/config/load.py",
     "incident_cli/lifecycle/poll.py",
     "incident_cli/notify/delivery.py",
     "incident_cli/recovery/tick.py",
@@ -32,7 +31,6 @@ LONG_MODULES = {
     "incident_cli/store/connection.py",
 }
 LONG_FUNCTIONS = {
-    "incident_cli/config/load.py:_build",
     "incident_cli/lifecycle/poll.py:apply_poll",
     "incident_cli/notify/delivery.py:_deliver",
     "incident_cli/reporting/health.py:check_health",

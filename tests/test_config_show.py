@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from incident_cli.config.load import ENV_OVERRIDES, ENV_VARIABLES, load_config
+from incident_cli.config.env import ENV_OVERRIDES, ENV_VARIABLES
+from incident_cli.config.load import load_config
 from tests.harness import REPO, run_cli
 
 # The field case: the rule file turns recovery off and widens the anomaly window.

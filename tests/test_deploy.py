@@ -66,7 +66,7 @@ def test_the_shipped_files_are_the_generated_ones() -> None:
 
 
 def test_the_env_file_names_every_variable_incident_reads() -> None:
-    from incident_cli.config.load import ENV_VARIABLES
+    from incident_cli.config.env import ENV_VARIABLES
 
     text = (REPO / "cron" / "incident.env.example").read_text()
     for name in (

@@ -14,7 +14,7 @@ from sqlite_utils import Database
 from typer.testing import CliRunner
 
 from incident_cli.cli import app
-from incident_cli.config.load import Config
+from incident_cli.config.model import Config
 from incident_cli.lifecycle.poll import acknowledge
 from incident_cli.models import Alert
 from incident_cli.reporting.report import build_report

@@ -12,7 +12,8 @@ from sqlite_utils import Database
 
 from incident_cli.config.load import load_config
 from incident_cli.errors import ConfigError
-from incident_cli.handlers.planning import builtin_handlers, gate_reason, get_handler
+from incident_cli.handlers import registry
+from incident_cli.handlers.planning import gate_reason
 from incident_cli.lifecycle.poll import acknowledge
 from tests.recover_support import T0, actions, alert, db_for, fire, kinds, load, write_config
 
@@ -37,16 +38,18 @@ def params_of(db: Database, action_id: int) -> dict[str, object]:
     return result
 
 
-def test_every_builtin_handler_is_registered_by_its_rule_name() -> None:
-    assert set(builtin_handlers()) == {
+def test_every_builtin_handler_is_registered_by_its_rule_name_and_loads() -> None:
+    assert set(registry.BUILTIN) == {
         "default",
         "service_down",
         "slo_breach",
         "performance_issue",
         "security_incident",
     }
+    for name in registry.BUILTIN:
+        assert callable(registry.load(name)), name
     with pytest.raises(KeyError):
-        get_handler("no_such_handler")
+        registry.load("no_such_handler")
 
 
 def test_service_down_plans_one_command_action_and_runs_nothing(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import responses
 
-from incident_cli.config.load import DEFAULT_RULE, load_config
+from incident_cli.config.load import load_config
+from incident_cli.config.model import DEFAULT_RULE
 from incident_cli.errors import ConfigError
 from incident_cli.intake.sources import fingerprint
 from incident_cli.lifecycle.routing import incident_key

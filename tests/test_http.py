@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from incident_cli.config.load import SourceConfig
+from incident_cli.config.model import SourceConfig
 from incident_cli.errors import SourceError
 from incident_cli.http import parse_retry_after, probe
 from incident_cli.intake.sources import get_json, prometheus_query

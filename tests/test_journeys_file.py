@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from incident_cli.config.load import Config, load_config
+from incident_cli.config.load import load_config
+from incident_cli.config.model import Config
 from incident_cli.intake import journeys
 from incident_cli.intake.anomaly import DetectResult, detect_anomalies
 from incident_cli.intake.journeys import JourneyResult, parse_line

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from incident_cli.config.load import Config, load_config
+from incident_cli.config.load import load_config
+from incident_cli.config.model import Config
 from incident_cli.errors import IncidentError
 from incident_cli.intake.sources import fingerprint
 from incident_cli.lifecycle.poll import acknowledge, apply_poll, resolve_by_hand

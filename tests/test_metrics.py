@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlite_utils import Database
 
-from incident_cli.config.load import Config
+from incident_cli.config.model import Config
 from incident_cli.reporting.metrics import exposition, write_file_atomically
 from incident_cli.store.connection import open_db, write_tx
 from tests.report_history import DAY, HOUR, NOW, History, cli, standard_history, write_config

@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from incident_cli.config.load import Config, load_config
+from incident_cli.config.load import load_config
+from incident_cli.config.model import Config
 from incident_cli.intake.sources import fingerprint
 from incident_cli.lifecycle.poll import acknowledge, apply_poll, resolve_by_hand
 from incident_cli.models import Alert

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from incident_cli.config.load import Config, load_config
+from incident_cli.config.load import load_config
+from incident_cli.config.model import Config
 from incident_cli.intake.sources import fingerprint
 from incident_cli.lifecycle.poll import apply_poll
 from incident_cli.models import Alert

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pytest
 
-from incident_cli.config.load import Config
+from incident_cli.config.model import Config
 from incident_cli.recovery.tick import recover_due
 from tests.harness import run_cli
 from tests.recover_support import (

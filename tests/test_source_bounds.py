@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import responses
 
-from incident_cli.config.load import DEFAULT_MAX_ALERTS, Matcher, SourceConfig, load_config
+from incident_cli.config.defaults import MAX_ALERTS
+from incident_cli.config.load import load_config
+from incident_cli.config.model import Matcher, SourceConfig
 from incident_cli.errors import ConfigError, SourceError
 from incident_cli.intake import sources
 from incident_cli.intake.poll import poll_once
@@ -49,7 +51,7 @@ def alertmanager_body(count: int) -> list[dict[str, Any]]:
 def test_max_alerts_defaults_to_50000_and_must_be_a_positive_whole_number(tmp_path: Path) -> None:
     path = tmp_path / "incident.yaml"
     path.write_text("sources:\n  p: {type: prometheus, url: 'http://p.test'}\n")
-    assert load_config(path, {}).sources["p"].max_alerts == DEFAULT_MAX_ALERTS == 50000
+    assert load_config(path, {}).sources["p"].max_alerts == MAX_ALERTS == 50000
     path.write_text("sources:\n  p: {type: prometheus, url: 'http://p.test', max_alerts: 10}\n")
     assert load_config(path, {}).sources["p"].max_alerts == 10
     path.write_text("sources:\n  p: {type: prometheus, url: 'http://p.test', max_alerts: 0}\n")

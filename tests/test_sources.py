@@ -15,7 +15,7 @@ import pytest
 import requests
 import responses
 
-from incident_cli.config.load import SourceConfig
+from incident_cli.config.model import SourceConfig
 from incident_cli.errors import SourceError
 from incident_cli.intake.sources import (
     fetch_alerts,

@@ -18,7 +18,7 @@ import typer
 from incident_cli.errors import ExitStatus, IncidentError, worst_exit
 
 if TYPE_CHECKING:
-    from incident_cli.config.load import Config
+    from incident_cli.config.model import Config
     from incident_cli.reporting.eventlog import EventLog
     from incident_cli.runtime import TickRuntime
     from incident_cli.store.connection import Database
@@ -82,7 +82,7 @@ class Env:
     def _say_where_state_goes(self, path: str) -> None:
         """With no config file, state lands in whatever directory cron started in: say so
         once, when that DB is created (even with --quiet: it is the only time it is said)."""
-        from incident_cli.config.load import BUILTIN, DEFAULT_CONFIG_NAME
+        from incident_cli.config.defaults import BUILTIN, DEFAULT_CONFIG_NAME
 
         if self.config().path == BUILTIN:
             sys.stderr.write(

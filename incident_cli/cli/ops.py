@@ -162,7 +162,7 @@ def cron_print(
     ),
 ) -> None:
     """The crontab lines (and systemd units) for this install, with absolute paths."""
-    from incident_cli.config.load import BUILTIN
+    from incident_cli.config.defaults import BUILTIN
     from incident_cli.deploy import crontab, service_unit, this_install, timer_unit
 
     env = get_env(ctx)

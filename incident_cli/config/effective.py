@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from incident_cli.config.load import AppliedOverride, ChannelConfig, Config, Rule, SourceConfig
+from incident_cli.config.model import AppliedOverride, ChannelConfig, Config, Rule, SourceConfig
 from incident_cli.redact import MASK, mask_userinfo, redact
 
 
@@ -257,7 +257,7 @@ def render_text(
     db_from: str | None = None,
 ) -> str:
     """The effective configuration as YAML, each value from the environment marked."""
-    from incident_cli.config.load import BUILTIN, DEFAULT_CONFIG_NAME
+    from incident_cli.config.defaults import BUILTIN, DEFAULT_CONFIG_NAME
 
     sources = from_environment(config, db_from)
     if config.path == BUILTIN:
@@ -278,7 +278,7 @@ def render_text(
 def render_json(
     config: Config, db_path: str, *, config_from: str | None = None, db_from: str | None = None
 ) -> dict[str, Any]:
-    from incident_cli.config.load import BUILTIN
+    from incident_cli.config.defaults import BUILTIN
 
     data = {
         "file": None if config.path == BUILTIN else config.path,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from incident_cli.config.load import DiagnosticsRule, Rule
+from incident_cli.config.model import DiagnosticsRule, Rule
 from incident_cli.models import ActionPlan, Alert, Incident
 
 # What `performance_issue` snapshots when its rule names no diagnostics of its own: the
@@ -19,6 +19,11 @@ DEFAULT_PERFORMANCE_QUERIES = (
     "topk(5, rate(process_cpu_seconds_total[5m]))",
     "topk(5, process_resident_memory_bytes)",
 )
+
+
+def default(incident: Incident, alert: Alert | None, rule: Rule) -> list[ActionPlan]:
+    """Notify only: the outbox does that for every incident, so no actions."""
+    return []
 
 
 def service_down(incident: Incident, alert: Alert | None, rule: Rule) -> list[ActionPlan]:

@@ -17,19 +17,17 @@ Who decides what:
 
 from __future__ import annotations
 
-import importlib
 import json
 import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from incident_cli.config.load import Config, Rule
+from incident_cli.config.model import Config, Rule
+from incident_cli.handlers.registry import load
 from incident_cli.models import ActionPlan, Alert, Incident
 from incident_cli.redact import redact
 from incident_cli.store.connection import Database
 from incident_cli.store.incidents import action_argvs, add_event
-
-Handler = Callable[[Incident, Alert | None, Rule], list[ActionPlan]]
 
 ACTION_KINDS = ("command", "diagnostics", "block_ip", "escalate")
 
@@ -49,45 +47,6 @@ GATES: dict[str, tuple[Callable[[Config], bool], str]] = {
     ),
 }
 _KIND_GATES = {"command": "recovery.enabled", "block_ip": "security.auto_block"}
-
-
-def default(incident: Incident, alert: Alert | None, rule: Rule) -> list[ActionPlan]:
-    """Notify only: the outbox does that for every incident, so no actions."""
-    return []
-
-
-def load_user_handler(name: str) -> Handler:
-    """Import `module:function`; raises ImportError/AttributeError/TypeError when unusable."""
-    module_name, _, func_name = name.partition(":")
-    if not module_name or not func_name:
-        raise ValueError("expected module:function")
-    module = importlib.import_module(module_name)
-    func = getattr(module, func_name)
-    if not callable(func):
-        raise TypeError(f"{name} is not callable")
-    return func  # type: ignore[no-any-return]
-
-
-def builtin_handlers() -> dict[str, Handler]:
-    """Every built-in handler by the name a rule uses."""
-    from incident_cli.handlers import builtin
-
-    return {
-        "default": default,
-        "service_down": builtin.service_down,
-        "slo_breach": builtin.slo_breach,
-        "performance_issue": builtin.performance_issue,
-        "security_incident": builtin.security_incident,
-    }
-
-
-def get_handler(name: str) -> Handler:
-    if ":" in name:
-        return load_user_handler(name)
-    handlers = builtin_handlers()
-    if name not in handlers:
-        raise KeyError(f"unknown handler {name!r}")
-    return handlers[name]
 
 
 def gate_reason(config: Config, kind: str, params: Mapping[str, Any]) -> str | None:
@@ -246,7 +205,7 @@ def plan_blocks_now_over_threshold(
 
 def _call_handler(rule: Rule, incident: Incident, alert: Alert | None) -> list[Any]:
     # The rule's handler, from the config: the incident row's `handler` column is for display.
-    result = get_handler(rule.handler)(incident, alert, rule)
+    result = load(rule.handler)(incident, alert, rule)
     # A single plan, None, or a generator that fails half-way are a handler's bugs too.
     return [result] if isinstance(result, ActionPlan) else list(result or [])
 

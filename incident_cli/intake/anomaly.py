@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from incident_cli.config.load import AnomalyConfig, Config
+from incident_cli.config.model import AnomalyConfig, Config
 from incident_cli.intake import journeys
 from incident_cli.intake.journeys import JourneyResult
 from incident_cli.models import Incident

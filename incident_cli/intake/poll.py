@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from incident_cli.config.load import Config
+from incident_cli.config.model import Config
 from incident_cli.errors import SourceError
 from incident_cli.lifecycle.poll import PollResult, apply_poll
 from incident_cli.models import Alert

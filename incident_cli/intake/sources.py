@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from incident_cli.config.load import SourceConfig
+from incident_cli.config.model import SourceConfig
 from incident_cli.errors import SourceError
 from incident_cli.http import Credentials, HTTPFailure, exchange
 from incident_cli.models import MAX_NAME_CHARS, MAX_STORED_VALUE, Alert, clip_value

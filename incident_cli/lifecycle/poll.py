@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
-from incident_cli.config.load import Config, Rule, severity_rank
+from incident_cli.config.model import Config, Rule, severity_rank
 from incident_cli.errors import IncidentError, NotFound
 from incident_cli.handlers.planning import plan_actions
 from incident_cli.lifecycle.routing import (
@@ -814,7 +814,7 @@ def _open_source_unreachable(
     now: float,
     result: PollResult,
 ) -> None:
-    from incident_cli.config.load import DEFAULT_RULE
+    from incident_cli.config.model import DEFAULT_RULE
 
     labels = {"alertname": "IncidentSourceUnreachable", "source": name}
     # A rule may match it (to page, or to run a handler); otherwise it is critical and goes

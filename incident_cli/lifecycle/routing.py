@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from incident_cli.config.load import DEFAULT_RULE, SEVERITIES, Config, Rule, severity_rank
+from incident_cli.config.model import DEFAULT_RULE, SEVERITIES, Config, Rule, severity_rank
 
 MAX_KEY_CHARS = 512
 MAX_TITLE_CHARS = 200

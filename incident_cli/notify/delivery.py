@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import requests
 
-from incident_cli.config.load import Config
+from incident_cli.config.model import Config
 from incident_cli.http import new_session
 from incident_cli.notify.channels.registry import Channel, Message, TransportError, build
 from incident_cli.redact import redact

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from incident_cli.config.load import Config, severity_rank
+from incident_cli.config.model import Config, severity_rank
 from incident_cli.lifecycle.routing import incident_name
 from incident_cli.models import Incident
 from incident_cli.store.connection import Database

@@ -40,7 +40,7 @@ from functools import partial
 from queue import SimpleQueue
 from typing import Any
 
-from incident_cli.config.load import Config, SourceConfig
+from incident_cli.config.model import Config, SourceConfig
 from incident_cli.errors import NotFound
 from incident_cli.handlers.planning import (
     ACTION_KINDS,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from incident_cli.config.load import SEVERITIES
+from incident_cli.config.model import SEVERITIES
 from incident_cli.reporting.health import db_size
 from incident_cli.reporting.report import MTTA_SQL, MTTD_SQL, MTTR_SQL, RECOVERY_RESULTS
 from incident_cli.store.connection import Database

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from incident_cli.config.load import SEVERITIES
+from incident_cli.config.model import SEVERITIES
 from incident_cli.store.connection import Database
 from incident_cli.times import to_rfc3339
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import requests
 
-from incident_cli.config.load import ChannelConfig
+from incident_cli.config.model import ChannelConfig
 from incident_cli.http import HTTPFailure, Reply, exchange
 from incident_cli.redact import redact
 

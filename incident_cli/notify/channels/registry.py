@@ -6,7 +6,7 @@ import importlib
 
 import requests
 
-from incident_cli.config.load import ChannelConfig
+from incident_cli.config.model import ChannelConfig
 from incident_cli.notify.channels.base import Channel, Message, Outgoing, TransportError
 
 __all__ = ["REGISTRY", "Channel", "Message", "Outgoing", "TransportError", "build", "channel_class"]

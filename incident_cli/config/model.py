@@ -1,0 +1,223 @@
+"""The loaded configuration as frozen records: sources, rules, channels and the sections."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from incident_cli.config import defaults as d
+
+SEVERITIES = ("info", "warning", "error", "critical")
+
+SOURCE_TYPES = ("prometheus", "alertmanager")
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 1
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    type: str
+    url: str
+    timeout: float = d.SOURCE_TIMEOUT
+    username: str | None = None
+    password: str | None = None
+    bearer_token: str | None = None
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+    require_alert: str | None = None
+    max_alerts: int = d.MAX_ALERTS
+
+
+@dataclass(frozen=True)
+class Matcher:
+    label: str
+    value: str
+    regex: re.Pattern[str] | None = None
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        actual = labels.get(self.label)
+        if actual is None:
+            return False
+        if self.regex is not None:
+            return self.regex.fullmatch(actual) is not None
+        return actual == self.value
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    within: float
+    http: str | None = None
+
+
+@dataclass(frozen=True)
+class RecoveryRule:
+    commands: tuple[tuple[str, ...], ...]
+    timeout: float | None = None  # None: recovery default (SERVICE_RECOVERY_TIMEOUT_MINUTES)
+    verify: VerifyConfig | None = None
+    max_attempts: int = d.MAX_ATTEMPTS
+    backoff: float = d.BACKOFF
+    cooldown: float = d.COOLDOWN
+
+
+@dataclass(frozen=True)
+class DiagnosticsRule:
+    commands: tuple[tuple[str, ...], ...] = ()
+    queries: tuple[str, ...] = ()
+    source: str | None = None  # a prometheus source name; default: the first prometheus source
+    timeout: float = d.DIAGNOSTICS_TIMEOUT
+
+
+@dataclass(frozen=True)
+class SecurityRule:
+    ip_label: str = "source_ip"
+    block_command: tuple[str, ...] | None = None
+    # Block only when the alert's value is at least this; None: whatever the value.
+    min_value: float | None = None
+    # The annotation that carries the value for alerts without one (Alertmanager's API).
+    value_annotation: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    match: tuple[Matcher, ...]
+    handler: str = "default"
+    severity: str | None = None
+    group_by: tuple[str, ...] | None = None  # None: every label
+    notify: tuple[str, ...] | None = None  # None: defaults.notify
+    runbook: str | None = None
+    recovery: RecoveryRule | None = None
+    diagnostics: DiagnosticsRule | None = None
+    security: SecurityRule | None = None
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.match)
+
+
+DEFAULT_RULE = Rule(name="default", match=(), handler="default")
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    type: str
+    enabled: bool
+    options: Mapping[str, Any]
+    min_severity: str | None = None
+    timeout: float = d.CHANNEL_TIMEOUT
+    # messages per second; None: the channel type's default; 0: unlimited
+    rate_limit: float | None = None
+    disabled_reason: str | None = None
+    secret_keys: tuple[str, ...] = ()
+
+    def secrets(self) -> list[str]:
+        """The secret values of this channel, for masking."""
+        values = [str(self.options[k]) for k in self.secret_keys if self.options.get(k)]
+        # Webhook headers usually carry tokens (Authorization, X-Api-Key): treat them as secret.
+        values.extend(str(v) for v in (self.options.get("headers") or {}).values() if v)
+        return values
+
+
+@dataclass(frozen=True)
+class IncidentsConfig:
+    resolve_after: float = d.RESOLVE_AFTER
+    reopen_within: float = d.REOPEN_WITHIN
+    flapping_changes: int = d.FLAPPING_CHANGES
+    flapping_window: float = d.FLAPPING_WINDOW
+    storm_max_new_per_tick: int = d.STORM_MAX_NEW_PER_TICK
+    auto_resolve: bool = d.AUTO_RESOLVE
+
+
+@dataclass(frozen=True)
+class DefaultsConfig:
+    severity: str = d.SEVERITY
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    journeys: str | None = None  # absolute path
+    window: int = d.ANOMALY_WINDOW
+    fail_threshold: float = d.FAIL_THRESHOLD
+    p95_factor: float = d.P95_FACTOR
+    consecutive_failures: int = d.CONSECUTIVE_FAILURES
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    enabled: bool = d.RECOVERY_ENABLED
+    max_concurrent: int = d.MAX_CONCURRENT
+    default_timeout: float = d.RECOVERY_TIMEOUT
+    env_passthrough: tuple[str, ...] = ()  # variables a command gets besides the minimal set
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    auto_block: bool = d.AUTO_BLOCK
+    auto_escalate: bool = d.AUTO_ESCALATE
+    never_block: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = d.NEVER_BLOCK
+    max_blocks_per_tick: int = d.MAX_BLOCKS_PER_TICK
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    file: str  # absolute path
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str  # the file, or BUILTIN
+    base_dir: str
+    sources: Mapping[str, SourceConfig]
+    db_path: str
+    incidents: IncidentsConfig
+    defaults: DefaultsConfig
+    rules: tuple[Rule, ...]
+    channels: Mapping[str, ChannelConfig]
+    escalation_channels: tuple[str, ...]
+    anomaly: AnomalyConfig
+    recovery: RecoveryConfig
+    security: SecurityConfig
+    grafana_url: str | None = None
+    log: LogConfig | None = None
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Where values came from the environment: the behaviour variables that won over the file,
+    # and the key paths whose text expanded a ${VAR} (path -> the variables it used).
+    env_overrides: tuple[AppliedOverride, ...] = ()
+    env_expanded: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    def rule_by_name(self, name: str) -> Rule:
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        return DEFAULT_RULE
+
+    def enabled_channels(self, names: tuple[str, ...]) -> list[ChannelConfig]:
+        return [self.channels[n] for n in names if n in self.channels and self.channels[n].enabled]
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, for masking anything printed or stored."""
+        values: list[str] = []
+        for channel in self.channels.values():
+            values.extend(channel.secrets())
+        for source in self.sources.values():
+            values.extend(v for v in (source.password, source.bearer_token) if v)
+        return [v for v in values if len(v) >= 4]
+
+
+@dataclass(frozen=True)
+class AppliedOverride:
+    """An environment variable that replaced a value of the file (or of the built-ins)."""
+
+    variable: str
+    key: str
+    text: str  # the variable's value as set
+    value: Any
+    replaced: Any  # what the file (or its default) said
