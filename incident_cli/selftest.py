@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from incident_cli.config.model import Config
 
@@ -111,13 +110,6 @@ def check_programs(config: Config) -> Iterator[Check]:
             yield Check("program", FAILED, f"{label}: not found on PATH")
 
 
-def _endpoint(url: str | None) -> str:
-    if not url:
-        return ""
-    parts = urlsplit(str(url))
-    return parts.hostname or "?"
-
-
 def check_channels(config: Config) -> Iterator[Check]:
     if not config.channels:
         yield Check("channel", SKIPPED, "no channels configured")
@@ -125,13 +117,7 @@ def check_channels(config: Config) -> Iterator[Check]:
         if not channel.enabled:
             yield Check("channel", SKIPPED, f"{channel.name}: disabled ({channel.disabled_reason})")
             continue
-        options = channel.options
-        if channel.type == "email":
-            where = f"{options.get('host')}:{options.get('port')} → {', '.join(options['to'])}"
-        elif channel.type == "statuspage":
-            where = f"{_endpoint(options.get('api_url'))} page {options.get('page_id')}"
-        else:
-            where = _endpoint(options.get("webhook_url") or options.get("url"))
+        where = channel.options.endpoint()
         yield Check("channel", OK, f"{channel.name}: {channel.type} → {where}")
 
 

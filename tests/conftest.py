@@ -10,24 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from incident_cli.config.env import ENV_VARIABLES
+from incident_cli.config.env import all_names
 from tests.support import postgres
 
 # Variables of the user's environment that would change what `incident` does: the behaviour
-# overrides (config.ENV_VARIABLES) and the locations and secrets the built-in defaults read.
-_INCIDENT_VARS = (
-    *ENV_VARIABLES,
-    "INCIDENT_CONFIG",
-    "INCIDENT_DB",
-    "PROMETHEUS_URL",
-    "SLACK_WEBHOOK_URL",
-    "PAGERDUTY_API_KEY",
-    "STATUSPAGE_API_KEY",
-    "STATUSPAGE_PAGE_ID",
-    "SMTP_HOST",
-    "ALERT_EMAIL_TO",
-    "INCIDENT_WEBHOOK_URL",
-)
+# overrides, the locations and the built-in channels' variables: config.env.all_names().
+_INCIDENT_VARS = all_names()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 import responses
 
-from incident_cli.notify.channels.registry import Message, build
+from incident_cli.notify.channels.base import Message
+from incident_cli.notify.channels.registry import build
 from tests.test_notify_support import (
     T0,
     FakeClock,

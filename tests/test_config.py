@@ -121,9 +121,9 @@ def test_the_spec_example_loads_with_every_section(tmp_path: Path) -> None:
         "banip",
         "{ip}",
     )
-    assert config.channels["email"].options["password"] == "s3cret-smtp"
-    assert config.channels["email"].options["to"] == ("oncall@example.com",)
-    assert config.channels["pagerduty"].options["url"].startswith("https://events.pagerduty.com/")
+    assert config.channels["email"].options.password == "s3cret-smtp"
+    assert config.channels["email"].options.to == ("oncall@example.com",)
+    assert config.channels["pagerduty"].options.url.startswith("https://events.pagerduty.com/")
     assert config.escalation_channels == ("pagerduty",)
     assert config.anomaly.journeys == str(tmp_path / "journeys.jsonl")
     assert config.grafana_url is None

@@ -18,6 +18,7 @@ from incident_cli.cli.context import (
     print_error,
     set_max_runtime,
 )
+from incident_cli.config.defaults import CONFIG_VAR, DB_VAR
 from incident_cli.errors import ExitStatus, IncidentError
 
 # `incident --help` lists the stages in the order a tick runs them, then the rest by use.
@@ -128,14 +129,14 @@ def _global(
         None,
         "--config",
         "-c",
-        envvar="INCIDENT_CONFIG",
+        envvar=CONFIG_VAR,
         help="Rule file (default ./incident.yaml; built-in defaults when that does not exist).",
         show_default=False,
     ),
     db: str | None = typer.Option(
         None,
         "--db",
-        envvar="INCIDENT_DB",
+        envvar=DB_VAR,
         help="State DB (default: the config's state.db, relative to the config file).",
         show_default=False,
     ),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from incident_cli.config.defaults import CONFIG_VAR, DB_VAR
 from incident_cli.errors import ExitStatus, IncidentError, worst_exit
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class Env:
         if self._config is None:
             from incident_cli.config.load import load_config
 
-            path = self.config_path or self.environ.get("INCIDENT_CONFIG")
+            path = self.config_path or self.environ.get(CONFIG_VAR)
             if path:
                 self._config = load_config(path, self.environ, must_exist=True)
             else:
@@ -60,7 +61,7 @@ class Env:
         return self._config
 
     def resolved_db_path(self) -> str:
-        return self.db_path or self.environ.get("INCIDENT_DB") or self.config().db_path
+        return self.db_path or self.environ.get(DB_VAR) or self.config().db_path
 
     def db(self) -> Database:
         if self._db is None:
@@ -88,7 +89,7 @@ class Env:
             sys.stderr.write(
                 f"incident: no config file ./{DEFAULT_CONFIG_NAME}: using the built-in defaults;"
                 f" created the state DB {os.path.abspath(path)} (name a config file with -c or"
-                " INCIDENT_CONFIG, or the DB with --db or INCIDENT_DB)\n"
+                f" {CONFIG_VAR}, or the DB with --db or {DB_VAR})\n"
             )
 
     def now(self) -> float:

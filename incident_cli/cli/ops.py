@@ -8,6 +8,7 @@ import typer
 
 from incident_cli.cli.app import app
 from incident_cli.cli.context import emit_json, get_env, max_runtime_option, set_max_runtime, tick
+from incident_cli.config.defaults import CONFIG_VAR, DB_VAR
 from incident_cli.errors import worst_exit
 
 
@@ -141,8 +142,8 @@ def config_show(
         source = getattr(root.get_parameter_source(param), "name", None)
         return variable if source == "ENVIRONMENT" else None
 
-    config_from = from_env("config", "INCIDENT_CONFIG")
-    db_from = from_env("db", "INCIDENT_DB") or ("--db" if env.db_path else None)
+    config_from = from_env("config", CONFIG_VAR)
+    db_from = from_env("db", DB_VAR) or ("--db" if env.db_path else None)
     db_path = env.resolved_db_path()
     if as_json:
         emit_json(render_json(config, db_path, config_from=config_from, db_from=db_from))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incident_cli.config import defaults as d
 from incident_cli.config.model import ChannelConfig
@@ -11,43 +11,8 @@ from incident_cli.config.reader import Reader, describe
 from incident_cli.config.sections import read_severity
 from incident_cli.config.yamlraw import Raw, Scalar
 
-CHANNEL_TYPES = ("slack", "pagerduty", "statuspage", "email", "webhook")
-
-PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
-
-STATUSPAGE_API_URL = "https://api.statuspage.io/v1"
-
-_CHANNEL_KEYS: dict[str, tuple[str, ...]] = {
-    "slack": ("webhook_url", "channel", "username"),
-    "pagerduty": ("routing_key", "url", "source"),
-    "statuspage": (
-        "page_id",
-        "api_key",
-        "api_url",
-        "components",
-        "component_label",
-        "name_template",
-    ),
-    "email": ("host", "port", "starttls", "tls", "username", "password", "from", "to"),
-    "webhook": ("url", "headers"),
-}
-
-# The key whose empty value disables the channel, and the keys that are secrets.
-_CHANNEL_REQUIRED: dict[str, tuple[str, ...]] = {
-    "slack": ("webhook_url",),
-    "pagerduty": ("routing_key",),
-    "statuspage": ("page_id", "api_key"),
-    "email": ("host", "from", "to"),
-    "webhook": ("url",),
-}
-
-_CHANNEL_SECRETS: dict[str, tuple[str, ...]] = {
-    "slack": ("webhook_url",),
-    "pagerduty": ("routing_key",),
-    "statuspage": ("api_key",),
-    "email": ("password",),
-    "webhook": ("url",),
-}
+if TYPE_CHECKING:
+    from incident_cli.notify.channels.options import FieldSpec
 
 _COMMON_CHANNEL_KEYS = ("type", "min_severity", "timeout", "rate_limit")
 
@@ -66,54 +31,36 @@ def read_rate_limit(r: Reader, path: str, raw: Raw | None) -> float | None:
 
 
 def read_channels(r: Reader, raw: Raw | None) -> dict[str, ChannelConfig]:
+    from incident_cli.notify.channels.registry import KINDS, options_class
+
     out: dict[str, ChannelConfig] = {}
     for name, item in r.free_mapping("channels", raw).items():
         path = f"channels.{name}"
         if not isinstance(item, dict):
             raise r.fail(path, f"expected a mapping, got {describe(item)}")
         kind = r.text(f"{path}.type", item.get("type"))
-        if kind not in CHANNEL_TYPES:
+        if kind not in KINDS:
             raise r.fail(
-                f"{path}.type",
-                f"unknown channel type {kind!r} (known: {', '.join(CHANNEL_TYPES)})",
+                f"{path}.type", f"unknown channel type {kind!r} (known: {', '.join(KINDS)})"
             )
-        secrets = _CHANNEL_SECRETS[kind]
-        allowed = _COMMON_CHANNEL_KEYS + _CHANNEL_KEYS[kind] + tuple(f"{k}_file" for k in secrets)
+        cls = options_class(kind)
+        specs = cls.specs()
+        allowed = (
+            _COMMON_CHANNEL_KEYS
+            + tuple(spec.key for spec in specs)
+            + tuple(f"{k}_file" for k in cls.secret_keys())
+        )
         s = r.mapping(path, item, allowed)
-        options: dict[str, Any] = {}
-        for key in _CHANNEL_KEYS[kind]:
-            sub = f"{path}.{key}"
-            if key in secrets:
-                options[key] = r.secret(path, s, key)
-            elif key in ("starttls", "tls"):
-                options[key] = r.boolean(sub, s.get(key), False)
-            elif key == "port":
-                options[key] = r.integer(sub, s.get(key), 0, minimum=0)
-            elif key == "to":
-                to = s.get(key)
-                options[key] = (r.text(sub, to),) if isinstance(to, Scalar) else r.texts(sub, to)
-                options[key] = tuple(a for a in options[key] if a)
-            elif key in ("components", "headers"):
-                mapping = r.free_mapping(sub, s.get(key))
-                options[key] = {k: r.text(f"{sub}.{k}", v) for k, v in mapping.items()}
-            else:
-                options[key] = r.opt_text(sub, s.get(key))
-        if kind == "pagerduty":
-            options["url"] = options.get("url") or PAGERDUTY_EVENTS_URL
-        if kind == "statuspage":
-            options["api_url"] = (options.get("api_url") or STATUSPAGE_API_URL).rstrip("/")
-            options["component_label"] = options.get("component_label") or "service"
-            _check_name_template(r, f"{path}.name_template", options.get("name_template"))
-        if kind == "email":
-            if options["tls"] and options["starttls"]:
-                raise r.fail(path, "choose one of tls (implicit TLS) and starttls")
-            if not options["port"]:
-                options["port"] = 465 if options["tls"] else (587 if options["starttls"] else 25)
-        missing = [k for k in _CHANNEL_REQUIRED[kind] if not options.get(k)]
-        for key in ("url", "webhook_url", "api_url"):
-            value = options.get(key)
-            if value and not re.match(r"^https?://[^\s/]+", str(value)):
-                raise r.fail(f"{path}.{key}", "expected an http:// or https:// URL")
+        options = cls(**{spec.name: _read_option(r, path, s, spec) for spec in specs}).completed()
+        problem = options.problem()
+        if problem is not None:
+            key, text = problem
+            raise r.fail(f"{path}.{key}" if key else path, text)
+        missing = [k for k in cls.required_keys() if not options.value(k)]
+        for spec in specs:
+            value = getattr(options, spec.name)
+            if spec.kind == "url" and value and not re.match(r"^https?://[^\s/]+", str(value)):
+                raise r.fail(f"{path}.{spec.key}", "expected an http:// or https:// URL")
         out[name] = ChannelConfig(
             name=name,
             type=kind,
@@ -123,22 +70,24 @@ def read_channels(r: Reader, raw: Raw | None) -> dict[str, ChannelConfig]:
             timeout=r.duration(f"{path}.timeout", s.get("timeout"), d.CHANNEL_TIMEOUT),
             rate_limit=read_rate_limit(r, f"{path}.rate_limit", s.get("rate_limit")),
             disabled_reason=f"{', '.join(missing)} is empty" if missing else None,
-            secret_keys=secrets,
         )
     return out
 
 
-def _check_name_template(r: Reader, path: str, template: str | None) -> None:
-    from string import Formatter
-
-    from incident_cli.notify.channels.statuspage import NAME_FIELDS
-
-    if template is None:
-        return
-    try:
-        fields = [f for _, f, spec, conv in Formatter().parse(template) if f is not None]
-    except ValueError as exc:
-        raise r.fail(path, f"bad template: {exc}") from None
-    for name in fields:
-        if name not in NAME_FIELDS:
-            raise r.fail(path, f"unknown field {{{name}}} (known: {', '.join(NAME_FIELDS)})")
+def _read_option(r: Reader, path: str, section: dict[str, Raw], spec: FieldSpec) -> Any:
+    """One option as its kind declares it."""
+    sub = f"{path}.{spec.key}"
+    raw = section.get(spec.key)
+    match spec.kind:
+        case "flag":
+            return r.boolean(sub, raw, False)
+        case "port":
+            return r.integer(sub, raw, 0, minimum=0)
+        case "addresses":
+            to = (r.text(sub, raw),) if isinstance(raw, Scalar) else r.texts(sub, raw)
+            return tuple(a for a in to if a)
+        case "mapping":
+            mapping = r.free_mapping(sub, raw)
+            return {k: r.text(f"{sub}.{k}", v) for k, v in mapping.items()}
+    value = r.secret(path, section, spec.key) if spec.secret else r.opt_text(sub, raw)
+    return value or spec.fallback if spec.fallback is not None else value

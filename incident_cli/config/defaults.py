@@ -6,6 +6,11 @@ import ipaddress
 
 DEFAULT_CONFIG_NAME = "incident.yaml"
 DEFAULT_DB_NAME = "incident.db"
+# The environment variables that say where things are (-c/--config and --db win over them).
+CONFIG_VAR = "INCIDENT_CONFIG"
+DB_VAR = "INCIDENT_DB"
+# The built-in defaults' source reads this one (BUILTIN_YAML below).
+PROMETHEUS_URL_VAR = "PROMETHEUS_URL"
 
 BUILTIN = "<built-in defaults>"
 

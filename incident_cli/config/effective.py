@@ -93,15 +93,7 @@ def _rule(rule: Rule) -> dict[str, Any]:
 
 def _channel(channel: ChannelConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"type": channel.type, "enabled": channel.enabled}
-    for key, value in channel.options.items():
-        if key in channel.secret_keys:
-            out[key] = MASK if value else ""
-        elif key == "headers":
-            out[key] = {name: MASK for name in value or {}}
-        elif isinstance(value, tuple):
-            out[key] = list(value)
-        else:
-            out[key] = value
+    out.update(channel.options.shown())
     out["min_severity"] = channel.min_severity
     out["timeout"] = duration_text(channel.timeout)
     if channel.rate_limit is not None:

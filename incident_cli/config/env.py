@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from incident_cli.config import defaults as d
 from incident_cli.config.model import AppliedOverride, Config
 from incident_cli.config.yamlraw import Raw, Scalar
 from incident_cli.errors import ConfigError
@@ -102,6 +103,37 @@ ENV_OVERRIDES = (
 ENV_VARIABLES = tuple(o.variable for o in ENV_OVERRIDES)
 
 
+@dataclass(frozen=True)
+class EnvVariable:
+    """One environment variable `incident` reads, and what for."""
+
+    name: str
+    kind: str  # location | source | channel | behaviour
+    key: str  # what it stands for: an option, a config key, or a channel kind
+
+
+def variables() -> tuple[EnvVariable, ...]:
+    """The one list of every environment variable `incident` reads: where things are, the
+    built-in defaults' source, each channel kind's built-in channel, the behaviour overrides."""
+    from incident_cli.notify.channels.registry import KINDS, options_class
+
+    found = [
+        EnvVariable(d.CONFIG_VAR, "location", "-c/--config"),
+        EnvVariable(d.DB_VAR, "location", "--db"),
+        EnvVariable(d.PROMETHEUS_URL_VAR, "source", "sources.prometheus.url"),
+    ]
+    for kind in KINDS:
+        defaults = options_class(kind).ENV
+        for name in defaults.variables() if defaults is not None else ():
+            found.append(EnvVariable(name, "channel", kind))
+    found.extend(EnvVariable(o.variable, "behaviour", o.key) for o in ENV_OVERRIDES)
+    return tuple(found)
+
+
+def all_names() -> tuple[str, ...]:
+    return tuple(v.name for v in variables())
+
+
 def _env_value(env: Mapping[str, str], name: str, parse: Callable[[str], Any]) -> Any:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -134,35 +166,15 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
 
 
 def builtin_channels(env: Mapping[str, str]) -> dict[str, Any]:
-    """Channels for the environment variables that are set, as YAML-shaped data."""
+    """Channels for the environment variables that are set, as YAML-shaped data: each kind's
+    `Options.ENV`, when every variable it needs is set."""
+    from incident_cli.notify.channels.registry import KINDS, options_class
+
     channels: dict[str, Any] = {}
-    if env.get("SLACK_WEBHOOK_URL"):
-        channels["slack"] = {"type": "slack", "webhook_url": "${SLACK_WEBHOOK_URL}"}
-    if env.get("PAGERDUTY_API_KEY"):
-        channels["pagerduty"] = {
-            "type": "pagerduty",
-            "routing_key": "${PAGERDUTY_API_KEY}",
-            "min_severity": "critical",
-        }
-    if env.get("STATUSPAGE_API_KEY") and env.get("STATUSPAGE_PAGE_ID"):
-        channels["statuspage"] = {
-            "type": "statuspage",
-            "api_key": "${STATUSPAGE_API_KEY}",
-            "page_id": "${STATUSPAGE_PAGE_ID}",
-        }
-    if env.get("SMTP_HOST") and env.get("ALERT_EMAIL_TO"):
-        channels["email"] = {
-            "type": "email",
-            "host": "${SMTP_HOST}",
-            "port": "${SMTP_PORT:-25}",
-            "starttls": "${SMTP_STARTTLS:-false}",
-            "username": "${SMTP_USERNAME:-}",
-            "password": "${SMTP_PASSWORD:-}",
-            "from": "${SMTP_FROM:-incident@localhost}",
-            "to": "${ALERT_EMAIL_TO}",
-        }
-    if env.get("INCIDENT_WEBHOOK_URL"):
-        channels["webhook"] = {"type": "webhook", "url": "${INCIDENT_WEBHOOK_URL}"}
+    for kind in KINDS:
+        defaults = options_class(kind).ENV
+        if defaults is not None and all(env.get(name) for name in defaults.when):
+            channels[kind] = {"type": kind, **defaults.yaml}
     return channels
 
 

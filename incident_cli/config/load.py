@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from incident_cli.config.channels import read_channels
-from incident_cli.config.defaults import BUILTIN, BUILTIN_YAML, DEFAULT_CONFIG_NAME
+from incident_cli.config.defaults import BUILTIN, BUILTIN_YAML, CONFIG_VAR, DEFAULT_CONFIG_NAME
 from incident_cli.config.env import apply_env_overrides, builtin_channels, to_raw
 from incident_cli.config.model import (
     Config,
@@ -50,8 +50,8 @@ def resolve_config_path(explicit: str | None, env: Mapping[str, str]) -> tuple[P
     """The config path and whether the user named it (a named file must exist)."""
     if explicit:
         return Path(explicit), True
-    if env.get("INCIDENT_CONFIG"):
-        return Path(env["INCIDENT_CONFIG"]), True
+    if env.get(CONFIG_VAR):
+        return Path(env[CONFIG_VAR]), True
     return Path(DEFAULT_CONFIG_NAME), False
 
 

@@ -6,9 +6,12 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incident_cli.config import defaults as d
+
+if TYPE_CHECKING:
+    from incident_cli.notify.channels.options import Options
 
 SEVERITIES = ("info", "warning", "error", "critical")
 
@@ -108,20 +111,16 @@ class ChannelConfig:
     name: str
     type: str
     enabled: bool
-    options: Mapping[str, Any]
+    options: Options  # the kind's own record (notify/channels/<kind>.py)
     min_severity: str | None = None
     timeout: float = d.CHANNEL_TIMEOUT
     # messages per second; None: the channel type's default; 0: unlimited
     rate_limit: float | None = None
     disabled_reason: str | None = None
-    secret_keys: tuple[str, ...] = ()
 
     def secrets(self) -> list[str]:
         """The secret values of this channel, for masking."""
-        values = [str(self.options[k]) for k in self.secret_keys if self.options.get(k)]
-        # Webhook headers usually carry tokens (Authorization, X-Api-Key): treat them as secret.
-        values.extend(str(v) for v in (self.options.get("headers") or {}).values() if v)
-        return values
+        return self.options.secrets()
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ import requests
 
 from incident_cli.config.model import Config
 from incident_cli.http import new_session
-from incident_cli.notify.channels.registry import Channel, Message, TransportError, build
+from incident_cli.notify.channels.base import Channel, Message, TransportError
+from incident_cli.notify.channels.options import Options
+from incident_cli.notify.channels.registry import build
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime
 from incident_cli.store.connection import Database, write_tx
@@ -111,7 +113,7 @@ def backoff(attempts: int) -> float:
     return float(min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX))
 
 
-def lease_seconds(channel: Channel) -> float:
+def lease_seconds(channel: Channel[Options]) -> float:
     """Long enough to cover one send (SMTP: connect, TLS, login, data, each with a timeout)."""
     return max(LEASE_MIN, 4 * channel.timeout + 10)
 
@@ -147,7 +149,7 @@ class _Delivery:
         self.secrets = config.secrets()
 
     def claim(
-        self, row: Row, channel: Channel, token: str, facts: Any
+        self, row: Row, channel: Channel[Options], token: str, facts: Any
     ) -> tuple[Message, int] | None:
         """Take the row if it is still pending, due, unleased and first in its chain.
 
@@ -261,7 +263,7 @@ class _Delivery:
                 error=error,
             )
 
-    def describe(self, exc: BaseException, channel: Channel) -> str:
+    def describe(self, exc: BaseException, channel: Channel[Options]) -> str:
         """An error as it may be stored and printed: no secret, one line, bounded."""
         if isinstance(exc, TransportError):
             text = exc.message
@@ -310,7 +312,7 @@ def _deliver(
     delivery = _Delivery(db, config, clock)
     deadline = monotonic() + budget
     now = clock()
-    built: dict[str, Channel] = {}
+    built: dict[str, Channel[Options]] = {}
     work: dict[str, deque[list[Row]]] = {}
     for chain in chains(pending_rows(db, only_channel)):
         head = chain[0]
@@ -508,7 +510,7 @@ class _Sending(NamedTuple):
 
 
 def _timed_send(
-    channel: Channel,
+    channel: Channel[Options],
     message: Message,
     within: float,
     runtime: TickRuntime | None,
@@ -595,7 +597,7 @@ def preview_pending(
 ) -> list[Preview]:
     """Every pending row rendered as its channel would send it. Reads only; sends nothing."""
     out: list[Preview] = []
-    built: dict[str, Channel] = {}
+    built: dict[str, Channel[Options]] = {}
     refs = {
         (incident_id, channel): remote
         for incident_id, channel, remote in db.conn.execute(

@@ -174,7 +174,7 @@ def settle_storms(db: Database, config: Config, now: float) -> int:
         if unresolved:
             continue
         for channel, storm in rows:
-            if channel not in config.channels or config.channels[channel].type == "statuspage":
+            if channel not in config.channels or not config.channels[channel].options.posts_storms:
                 continue  # Statuspage never posted the storm
             resolved = {
                 "event": "resolved",

@@ -6,13 +6,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-import requests
-
-from incident_cli.config.model import ChannelConfig
-from incident_cli.http import HTTPFailure, Reply, exchange
+from incident_cli.notify.channels.options import Options
 from incident_cli.redact import redact
+
+if TYPE_CHECKING:
+    import requests
+
+    from incident_cli.http import Reply
+
+OptionsT = TypeVar("OptionsT", bound=Options)
+OptionsClass = type[Options]
 
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -55,7 +60,7 @@ class Outgoing:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-class Channel:
+class Channel(Generic[OptionsT]):
     """A notification channel: `prepare` builds the request (no I/O), `send` delivers it.
 
     `send` returns a remote id to keep for this incident and channel (or None), and raises
@@ -63,19 +68,28 @@ class Channel:
     """
 
     type: ClassVar[str] = ""
+    options_type: ClassVar[OptionsClass] = Options
     # Messages per second when the config says nothing; 0 is unlimited.
     default_rate_limit: ClassVar[float] = 0.0
 
-    def __init__(self, config: ChannelConfig, session: requests.Session | None = None) -> None:
-        self.config = config
-        self.name = config.name
-        self.options = config.options
-        self.timeout = config.timeout
+    def __init__(
+        self,
+        name: str,
+        options: OptionsT,
+        *,
+        timeout: float,
+        rate_limit: float | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self.timeout = timeout
+        self._rate_limit = rate_limit
         self.session = session
 
     @property
     def rate_limit(self) -> float:
-        return self.default_rate_limit if self.config.rate_limit is None else self.config.rate_limit
+        return self.default_rate_limit if self._rate_limit is None else self._rate_limit
 
     def secrets(self) -> list[str]:
         """Every value that must never be printed or stored.
@@ -83,7 +97,7 @@ class Channel:
         A secret URL (a Slack webhook) also hides its path and query, and their long parts:
         an endpoint's error page may echo the path without the host.
         """
-        values = list(self.config.secrets())
+        values = self.options.secrets()
         for value in list(values):
             values.extend(url_parts(value))
         return values
@@ -111,6 +125,8 @@ class Channel:
     def request(self, outgoing: Outgoing, *, within: float | None = None) -> Reply:
         """Send, all of it within the channel's timeout (or `within`, when shorter); 2xx
         returns, anything else raises TransportError."""
+        from incident_cli.http import HTTPFailure, exchange
+
         what = self.type
         try:
             reply = exchange(

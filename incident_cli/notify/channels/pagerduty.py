@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from incident_cli.notify.channels.base import Channel, Message, Outgoing, clip, facts_of, one_line
+from incident_cli.notify.channels.options import EnvDefaults, Options, host_of, text, url
 
 SEVERITIES = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
 ACTIONS = {
@@ -33,20 +35,39 @@ def dedup_key(message: Message) -> str:
     return f"incident-cli/{incident.get('id')}/{digest[:16]}"
 
 
-class PagerDutyChannel(Channel):
+EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+@dataclass(frozen=True)
+class PagerDutyOptions(Options):
+    ENV = EnvDefaults(
+        when=("PAGERDUTY_API_KEY",),
+        yaml={"routing_key": "${PAGERDUTY_API_KEY}", "min_severity": "critical"},
+    )
+
+    routing_key: str | None = text(secret=True, required=True)
+    url: str | None = url(fallback=EVENTS_URL)
+    source: str | None = text()
+
+    def endpoint(self) -> str:
+        return host_of(self.url)
+
+
+class PagerDutyChannel(Channel[PagerDutyOptions]):
     type = "pagerduty"
+    options_type = PagerDutyOptions
     default_rate_limit = 2.0  # PagerDuty: 120 events a minute per routing key
 
     def prepare(self, message: Message) -> Outgoing:
         action = ACTIONS[message.event]
         event: dict[str, Any] = {
-            "routing_key": str(self.options["routing_key"]),
+            "routing_key": str(self.options.routing_key),
             "event_action": action,
             "dedup_key": dedup_key(message),
         }
         if action == "trigger":
             event.update(self._trigger(message))
-        return Outgoing("POST", str(self.options["url"]), event)
+        return Outgoing("POST", str(self.options.url), event)
 
     def _trigger(self, message: Message) -> dict[str, Any]:
         facts = facts_of(message)
@@ -56,10 +77,7 @@ class PagerDutyChannel(Channel):
         if facts.summary:
             summary += f": {one_line(facts.summary)}"
         source = (
-            self.options.get("source")
-            or labels.get("instance")
-            or incident.get("source")
-            or "incident"
+            self.options.source or labels.get("instance") or incident.get("source") or "incident"
         )
         details: dict[str, Any] = {
             k: clip(v, MAX_DETAIL_VALUE) for k, v in sorted(labels.items())[:MAX_DETAILS]

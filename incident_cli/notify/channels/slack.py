@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from incident_cli.notify.channels.base import (
@@ -15,6 +16,7 @@ from incident_cli.notify.channels.base import (
     facts_of,
     one_line,
 )
+from incident_cli.notify.channels.options import EnvDefaults, Options, host_of, text, url
 
 MAX_LABELS = 20
 
@@ -28,8 +30,21 @@ def link(url: str, text: str) -> str:
     return f"<{escape(url).replace('|', '%7C')}|{escape(text)}>"
 
 
-class SlackChannel(Channel):
+@dataclass(frozen=True)
+class SlackOptions(Options):
+    ENV = EnvDefaults(when=("SLACK_WEBHOOK_URL",), yaml={"webhook_url": "${SLACK_WEBHOOK_URL}"})
+
+    webhook_url: str | None = url(secret=True, required=True)
+    channel: str | None = text()
+    username: str | None = text()
+
+    def endpoint(self) -> str:
+        return host_of(self.webhook_url)
+
+
+class SlackChannel(Channel[SlackOptions]):
     type = "slack"
+    options_type = SlackOptions
     default_rate_limit = 1.0  # Slack allows about one message a second per webhook
 
     def prepare(self, message: Message) -> Outgoing:
@@ -80,8 +95,8 @@ class SlackChannel(Channel):
             "mrkdwn_in": ["text", "fields"],
         }
         body: dict[str, Any] = {"text": escape(clip(headline, 300)), "attachments": [attachment]}
-        if self.options.get("channel"):
-            body["channel"] = self.options["channel"]
-        if self.options.get("username"):
-            body["username"] = self.options["username"]
-        return Outgoing("POST", str(self.options["webhook_url"]), body)
+        if self.options.channel:
+            body["channel"] = self.options.channel
+        if self.options.username:
+            body["username"] = self.options.username
+        return Outgoing("POST", str(self.options.webhook_url), body)

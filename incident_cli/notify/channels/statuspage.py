@@ -6,10 +6,12 @@ customer uses and nothing would ever resolve it.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from incident_cli.http import Reply
 from incident_cli.notify.channels.base import (
     Channel,
     Message,
@@ -19,6 +21,10 @@ from incident_cli.notify.channels.base import (
     facts_of,
     one_line,
 )
+from incident_cli.notify.channels.options import EnvDefaults, Options, host_of, mapping, text, url
+
+if TYPE_CHECKING:
+    from incident_cli.http import Reply
 
 COMPONENT_STATUS = {
     "critical": "major_outage",
@@ -39,29 +45,70 @@ BODIES = {
 }
 
 
-class StatuspageChannel(Channel):
+API_URL = "https://api.statuspage.io/v1"
+
+
+@dataclass(frozen=True)
+class StatuspageOptions(Options):
+    ENV = EnvDefaults(
+        when=("STATUSPAGE_API_KEY", "STATUSPAGE_PAGE_ID"),
+        yaml={"api_key": "${STATUSPAGE_API_KEY}", "page_id": "${STATUSPAGE_PAGE_ID}"},
+    )
+    posts_storms = False  # a public incident about "N incidents" names nothing a customer uses
+
+    page_id: str | None = text(required=True)
+    api_key: str | None = text(secret=True, required=True)
+    api_url: str | None = url(fallback=API_URL)
+    components: Mapping[str, str] = mapping()
+    component_label: str | None = text(fallback="service")
+    name_template: str | None = text()
+
+    def completed(self) -> StatuspageOptions:
+        return dataclasses.replace(self, api_url=(self.api_url or API_URL).rstrip("/"))
+
+    def problem(self) -> tuple[str | None, str] | None:
+        from string import Formatter
+
+        if self.name_template is None:
+            return None
+        try:
+            fields = [f for _, f, _, _ in Formatter().parse(self.name_template) if f is not None]
+        except ValueError as exc:
+            return "name_template", f"bad template: {exc}"
+        for name in fields:
+            if name not in NAME_FIELDS:
+                known = ", ".join(NAME_FIELDS)
+                return "name_template", f"unknown field {{{name}}} (known: {known})"
+        return None
+
+    def endpoint(self) -> str:
+        return f"{host_of(self.api_url)} page {self.page_id}"
+
+
+class StatuspageChannel(Channel[StatuspageOptions]):
     type = "statuspage"
+    options_type = StatuspageOptions
     default_rate_limit = 1.0  # Statuspage allows one request a second per API key
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"OAuth {self.options['api_key']}"}
+        return {"Authorization": f"OAuth {self.options.api_key}"}
 
     def _base(self) -> str:
-        page = quote(str(self.options["page_id"]), safe="")
-        return f"{self.options['api_url']}/pages/{page}/incidents"
+        page = quote(str(self.options.page_id), safe="")
+        return f"{self.options.api_url}/pages/{page}/incidents"
 
     def _component(self, message: Message) -> str | None:
         """The `components` key the incident's `component_label` value matches: a name the
         config lists, so it may go on the public page."""
         labels = (message.facts.get("incident") or {}).get("labels") or {}
-        value = labels.get(self.options.get("component_label") or "service")
-        mapping = self.options.get("components") or {}
+        value = labels.get(self.options.component_label or "service")
+        mapping = self.options.components or {}
         return str(value) if value is not None and value in mapping else None
 
     def components(self, message: Message) -> list[str]:
         """Component ids mapped from the incident's `component_label` value."""
         component = self._component(message)
-        return [str(self.options["components"][component])] if component is not None else []
+        return [str(self.options.components[component])] if component is not None else []
 
     def incident_name(self, message: Message) -> str:
         """The public incident's name, from `name_template`: the rule's name, the component's
@@ -75,7 +122,7 @@ class StatuspageChannel(Channel):
             "name": component or rule,
             "severity": str(incident.get("severity") or "warning"),
         }
-        template = str(self.options.get("name_template") or DEFAULT_NAME_TEMPLATE)
+        template = str(self.options.name_template or DEFAULT_NAME_TEMPLATE)
         return clip(one_line(template.format_map(values)), 255) or rule
 
     def prepare(self, message: Message) -> Outgoing | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from incident_cli.notify.channels.base import (
@@ -13,18 +15,27 @@ from incident_cli.notify.channels.base import (
     link_url,
     plain_text,
 )
+from incident_cli.notify.channels.options import EnvDefaults, Options, host_of, mapping, url
 
 SCHEMA_VERSION = "1"
 
 
-class WebhookChannel(Channel):
-    type = "webhook"
-    default_rate_limit = 0.0
+@dataclass(frozen=True)
+class WebhookOptions(Options):
+    ENV = EnvDefaults(when=("INCIDENT_WEBHOOK_URL",), yaml={"url": "${INCIDENT_WEBHOOK_URL}"})
 
-    def secrets(self) -> list[str]:
-        # Custom headers are nearly always credentials (Authorization, X-Api-Key).
-        headers = self.options.get("headers") or {}
-        return [*super().secrets(), *(str(v) for v in headers.values() if len(str(v)) >= 4)]
+    url: str | None = url(secret=True, required=True)
+    # Custom headers are nearly always credentials (Authorization, X-Api-Key): secret values.
+    headers: Mapping[str, str] = mapping(secret_values=True)
+
+    def endpoint(self) -> str:
+        return host_of(self.url)
+
+
+class WebhookChannel(Channel[WebhookOptions]):
+    type = "webhook"
+    options_type = WebhookOptions
+    default_rate_limit = 0.0
 
     def prepare(self, message: Message) -> Outgoing:
         facts = facts_of(message)
@@ -41,5 +52,5 @@ class WebhookChannel(Channel):
                 if k not in ("incident", "event")
             },
         }
-        headers = {str(k): str(v) for k, v in dict(self.options.get("headers") or {}).items()}
-        return Outgoing("POST", str(self.options["url"]), body, headers)
+        headers = {str(k): str(v) for k, v in dict(self.options.headers or {}).items()}
+        return Outgoing("POST", str(self.options.url), body, headers)

@@ -1,0 +1,46 @@
+"""The channel kinds are listed once (notify/channels/registry.KINDS): every entry imports,
+declares its options, and is covered by the secret-leak matrix."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from incident_cli.notify.channels.options import Options
+from incident_cli.notify.channels.registry import KINDS, channel_class, options_class
+from tests.test_secrets_leak import MARK, _channel_spec
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_imports_and_declares_its_options(kind: str) -> None:
+    cls = channel_class(kind)
+    assert cls.type == kind
+    options = options_class(kind)
+    assert issubclass(options, Options) and options is not Options
+    assert dataclasses.is_dataclass(options)
+    assert options.required_keys(), f"{kind}: an empty required key is what disables it"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_leak_matrix_sets_every_secret_of_every_kind(kind: str) -> None:
+    spec = _channel_spec(kind, "http://127.0.0.1:9")
+    for key in options_class(kind).secret_keys():
+        assert f"{key}: " in spec and MARK in spec, f"{kind}.{key} is not in the leak matrix"
+    for field in options_class(kind).specs():
+        if field.kind == "mapping" and field.secret:
+            assert f"{field.key}: " in spec, f"{kind}.{field.key} is not in the leak matrix"
+
+
+def test_a_channel_kind_outside_the_registry_is_refused_with_the_known_ones(
+    tmp_path: Path,
+) -> None:
+    from incident_cli.config.load import load_config
+    from incident_cli.errors import ConfigError
+
+    path = tmp_path / "incident.yaml"
+    path.write_text("channels:\n  x: {type: carrier-pigeon}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, {})
+    assert f"(known: {', '.join(KINDS)})" in str(raised.value)
