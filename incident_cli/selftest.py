@@ -161,26 +161,14 @@ def check_state(db_path: str) -> Iterator[Check]:
     if not path.exists():
         yield Check("db", OK, f"{path} will be created on the first tick")
         return
-    import sqlite3
-
-    from incident_cli.store.connection import migrations
+    from incident_cli.store.database import STORE_ERRORS
+    from incident_cli.store.migrations import inspect
 
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            applied = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT name FROM _sqlite_migrations WHERE migration_set = ?",
-                    (migrations.name,),
-                )
-            }
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
+        applied, known = inspect(path)
+    except STORE_ERRORS as exc:
         yield Check("db", FAILED, f"{path}: {exc}")
         return
-    known = {m.name for m in migrations._migrations}
     if applied - known:
         newer = ", ".join(sorted(applied - known))
         yield Check("db", FAILED, f"{path} was written by a newer incident ({newer})")

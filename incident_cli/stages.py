@@ -7,7 +7,6 @@ up to its timeout (10 minutes by default), and a new page must not wait behind i
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from incident_cli.config.model import Config
 from incident_cli.errors import ExitStatus, IncidentError
 from incident_cli.runtime import TickRuntime
-from incident_cli.store.connection import Database
+from incident_cli.store.database import STORE_ERRORS, Database, rollback_open
 
 STAGES = ("poll", "detect-anomalies", "notify", "recover", "notify")
 
@@ -195,7 +194,7 @@ def run_tick(
             stage = _RUNNERS[name](db, config, clock, dry_run, runtime)
         except IncidentError as exc:
             stage = StageResult(name, code=int(exc.exit_status), errors=[exc.message])
-        except (sqlite3.Error, OSError) as exc:
+        except STORE_ERRORS + (OSError,) as exc:
             stage = StageResult(name, code=int(ExitStatus.PARTIAL_FAILURE), errors=[str(exc)])
         except Exception as exc:  # one stage's bug must not keep notifications from going out
             stage = StageResult(
@@ -203,8 +202,7 @@ def run_tick(
                 code=int(ExitStatus.PARTIAL_FAILURE),
                 errors=[f"internal error: {exc.__class__.__name__}: {exc}"],
             )
-        if db.conn.in_transaction:  # a stage that died mid-transaction must not leak it
-            db.conn.execute("ROLLBACK")
+        rollback_open(db)  # a stage that died mid-transaction must not leak it
         stage.started_at, stage.finished_at = started, clock()
         results.append(stage)
         if on_stage_done is not None:

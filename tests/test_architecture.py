@@ -28,7 +28,6 @@ LONG_MODULES = {
     "incident_cli/notify/delivery.py",
     "incident_cli/recovery/tick.py",
     "incident_cli/reporting/render.py",
-    "incident_cli/store/connection.py",
 }
 LONG_FUNCTIONS = {
     "incident_cli/lifecycle/poll.py:apply_poll",
@@ -38,19 +37,14 @@ LONG_FUNCTIONS = {
     "incident_cli/reporting/render.py:render_table",
     "incident_cli/reporting/report.py:build_report",
     "incident_cli/reporting/review.py:review_markdown",
-    "incident_cli/store/connection.py:m001_initial",
 }
 SQL_OUTSIDE_STORE = {
-    "incident_cli/cli/app.py",
-    "incident_cli/cli/context.py",
-    "incident_cli/cli/incidents.py",
     "incident_cli/handlers/planning.py",
     "incident_cli/intake/anomaly.py",
     "incident_cli/intake/journeys.py",
     "incident_cli/lifecycle/followups.py",
     "incident_cli/lifecycle/poll.py",
     "incident_cli/notify/delivery.py",
-    "incident_cli/notify/outbox.py",
     "incident_cli/recovery/tick.py",
     "incident_cli/reporting/archive.py",
     "incident_cli/reporting/eventlog.py",
@@ -58,8 +52,6 @@ SQL_OUTSIDE_STORE = {
     "incident_cli/reporting/metrics.py",
     "incident_cli/reporting/report.py",
     "incident_cli/reporting/review.py",
-    "incident_cli/selftest.py",
-    "incident_cli/stages.py",
 }
 
 _SQL = re.compile(

@@ -246,7 +246,8 @@ def test_a_dry_run_leaves_no_heartbeat_and_takes_no_lock(history: History, tmp_p
 
 def test_archive_prunes_old_journey_results_but_keeps_what_the_checks_need(tmp_path: Path) -> None:
     from incident_cli.reporting.archive import archive as archive_incidents
-    from incident_cli.store.connection import open_db, write_tx
+    from incident_cli.store.connection import open_db
+    from incident_cli.store.database import write_tx
 
     db = open_db(tmp_path / "j.db")
     now = 1_800_000_000.0

@@ -15,7 +15,8 @@ from sqlite_utils import Database
 
 from incident_cli.config.model import Config
 from incident_cli.reporting.metrics import exposition, write_file_atomically
-from incident_cli.store.connection import open_db, write_tx
+from incident_cli.store.connection import open_db
+from incident_cli.store.database import write_tx
 from tests.report_history import DAY, HOUR, NOW, History, cli, standard_history, write_config
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -282,7 +283,7 @@ def test_counters_survive_reopen_severity_change_and_archive_together(tmp_path: 
 
 
 def test_upgrading_starts_the_counters_where_the_old_totals_were(tmp_path: Path) -> None:
-    from incident_cli.store.connection import migrations
+    from incident_cli.store.migrations import migrations
 
     path = tmp_path / "state.db"
     old = open_db(path, migrate=False)

@@ -14,7 +14,8 @@ from incident_cli.config.model import Config
 from incident_cli.intake.sources import fingerprint
 from incident_cli.lifecycle.poll import apply_poll
 from incident_cli.models import Alert
-from incident_cli.store.connection import Database, open_db
+from incident_cli.store.connection import open_db
+from incident_cli.store.database import Database
 
 T0 = 1_800_000_000.0
 

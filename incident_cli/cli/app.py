@@ -4,7 +4,6 @@ become exit codes."""
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import sys
 from typing import Any
 
@@ -20,6 +19,7 @@ from incident_cli.cli.context import (
 )
 from incident_cli.config.defaults import CONFIG_VAR, DB_VAR
 from incident_cli.errors import ExitStatus, IncidentError
+from incident_cli.store.database import STORE_ERRORS, is_busy
 
 # `incident --help` lists the stages in the order a tick runs them, then the rest by use.
 # A command missing here follows them, in the order it was registered.
@@ -71,9 +71,9 @@ class IncidentGroup(typer.core.TyperGroup):
             env = ctx.obj if isinstance(ctx.obj, Env) else None
             print_error(exc.message, env)
             raise typer.Exit(int(exc.exit_status)) from None
-        except sqlite3.Error as exc:
+        except STORE_ERRORS as exc:
             env = ctx.obj if isinstance(ctx.obj, Env) else None
-            locked = "locked" in str(exc) or "busy" in str(exc)
+            locked = is_busy(exc)
             print_error(f"state DB error: {exc}", env)
             if env is not None and env.verbose:
                 import traceback

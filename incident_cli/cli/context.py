@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
     from incident_cli.config.model import Config
     from incident_cli.reporting.eventlog import EventLog
     from incident_cli.runtime import TickRuntime
-    from incident_cli.store.connection import Database
+    from incident_cli.store.database import Database
 
 MAX_RUNTIME_HELP = (
     "Wall-clock limit of the tick, from when it has the lock (default 50s): past it, the tick"
@@ -102,7 +101,9 @@ class Env:
         if self._db is not None:
             if self.event_log is not None:
                 # Events written outside write_tx (autocommit) are committed too.
-                with contextlib.suppress(sqlite3.Error):
+                from incident_cli.store.database import STORE_ERRORS
+
+                with contextlib.suppress(*STORE_ERRORS):
                     self.event_log.flush(self._db)
                 self.event_log.close()
                 self.event_log = None
@@ -159,7 +160,7 @@ def tick(
     """
     from incident_cli.runtime import DEFAULT_MAX_RUNTIME, TickRuntime
     from incident_cli.store.connection import TickLock
-    from incident_cli.store.incidents import record_heartbeat
+    from incident_cli.store.status import record_heartbeat
 
     env.config()
     db = env.db()

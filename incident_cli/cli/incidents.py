@@ -131,23 +131,9 @@ def list_(
         return
     if env.quiet:
         return
-    _print_list(env, incidents, _notification_counts(db, [i.id for i in incidents]))
+    from incident_cli.store.outbox import unsent_counts
 
-
-def _notification_counts(db: Any, ids: list[int]) -> dict[int, dict[str, int]]:
-    counts: dict[int, dict[str, int]] = {}
-    if not ids:
-        return counts
-    for chunk_start in range(0, len(ids), 500):
-        chunk = ids[chunk_start : chunk_start + 500]
-        rows = db.conn.execute(
-            "SELECT incident_id, status, count(*) FROM notifications WHERE status != 'sent'"
-            f" AND incident_id IN ({','.join('?' * len(chunk))}) GROUP BY incident_id, status",
-            chunk,
-        )
-        for incident_id, state, count in rows:
-            counts.setdefault(incident_id, {})[state] = count
-    return counts
+    _print_list(env, incidents, unsent_counts(db, [i.id for i in incidents]))
 
 
 def _age(env: Any, at: float | None) -> str:

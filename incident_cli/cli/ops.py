@@ -28,7 +28,7 @@ def run(
     from incident_cli.display import printable
     from incident_cli.redact import redact
     from incident_cli.stages import StageResult, run_tick
-    from incident_cli.store.incidents import record_heartbeat
+    from incident_cli.store.status import record_heartbeat
 
     env = get_env(ctx)
     set_max_runtime(env, max_runtime)

@@ -26,8 +26,9 @@ from incident_cli.config.model import Config, Rule
 from incident_cli.handlers.registry import load
 from incident_cli.models import ActionPlan, Alert, Incident
 from incident_cli.redact import redact
-from incident_cli.store.connection import Database
-from incident_cli.store.incidents import action_argvs, add_event
+from incident_cli.store.database import Database
+from incident_cli.store.incidents import action_argvs
+from incident_cli.store.timeline import add_event
 
 ACTION_KINDS = ("command", "diagnostics", "block_ip", "escalate")
 

@@ -40,7 +40,7 @@ from incident_cli.config.model import AnomalyConfig, Config
 from incident_cli.intake import journeys
 from incident_cli.intake.journeys import JourneyResult
 from incident_cli.models import Incident
-from incident_cli.store.connection import Database, write_tx
+from incident_cli.store.database import Database, write_tx
 from incident_cli.times import parse_rfc3339
 
 ALERTNAME = "JourneyAnomaly"
@@ -487,7 +487,7 @@ def _apply_group(
                 db, config, incident, severity, now, f"{note} (severity raised to critical)", data
             )
         else:
-            from incident_cli.store.incidents import add_event
+            from incident_cli.store.timeline import add_event
 
             add_event(db, incident.id, now, "note", note, data=data)
         result.changed.append(incident.id)
@@ -526,7 +526,7 @@ def _apply_group(
             return "resolved", latest.id
         auto = False  # the lifecycle declined: it stays open, and the outcome says so
     if recorded.tripped:
-        from incident_cli.store.incidents import add_event
+        from incident_cli.store.timeline import add_event
 
         if auto:
             note = (

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from incident_cli.store.connection import Database
+from incident_cli.store.database import Database
 from incident_cli.times import parse_rfc3339
 
 MAX_NAME_CHARS = 200
@@ -412,7 +412,7 @@ def recent_results(db: Database, limit: int, now: float) -> list[Recent]:
 
 def record_result(db: Database, result: JourneyResult) -> bool:
     """Store one result from `incident journey record`; False when it was already stored."""
-    from incident_cli.store.connection import write_tx
+    from incident_cli.store.database import write_tx
 
     with write_tx(db):
         return store_results(db, [result], "cli") == 1

@@ -11,7 +11,7 @@ from incident_cli.lifecycle.poll import PollResult, apply_poll
 from incident_cli.models import Alert
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime
-from incident_cli.store.connection import Database
+from incident_cli.store.database import Database
 
 
 class _DryRun(Exception):
@@ -94,7 +94,7 @@ def poll_once(
 ) -> PollResult:
     """Fetch, then apply. With dry_run the transaction is rolled back: the DB is unchanged."""
     from incident_cli.handlers.planning import plan_blocks_now_over_threshold
-    from incident_cli.store.connection import write_tx
+    from incident_cli.store.database import write_tx
 
     fetched, failed = fetch_all(config, runtime)
     try:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from incident_cli.errors import IncidentError, NotFound
-from incident_cli.store.connection import Database, write_tx
-from incident_cli.store.incidents import add_event, get_incident
+from incident_cli.store.database import Database, write_tx
+from incident_cli.store.incidents import get_incident
+from incident_cli.store.timeline import add_event
 from incident_cli.times import to_rfc3339
 
 MAX_TEXT = 2000

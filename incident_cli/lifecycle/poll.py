@@ -26,8 +26,9 @@ from incident_cli.lifecycle.routing import (
 )
 from incident_cli.models import Alert, Incident, clip_values
 from incident_cli.notify import outbox
-from incident_cli.store.connection import Database, write_tx
-from incident_cli.store.incidents import INSERT_EVENT, EventRow, add_event, event_row, get_incident
+from incident_cli.store.database import Database, write_tx
+from incident_cli.store.incidents import get_incident
+from incident_cli.store.timeline import INSERT_EVENT, EventRow, add_event, event_row
 
 SOURCE_FAILURES_BEFORE_INCIDENT = 3
 # What json.dumps(value, ensure_ascii=False, separators=(",", ":")) gives, without building an

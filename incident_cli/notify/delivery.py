@@ -31,8 +31,8 @@ from incident_cli.notify.channels.options import Options
 from incident_cli.notify.channels.registry import build
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime
-from incident_cli.store.connection import Database, write_tx
-from incident_cli.store.incidents import add_event
+from incident_cli.store.database import Database, write_tx
+from incident_cli.store.timeline import add_event
 
 SHORT_RETRY_AFTER = 5.0  # a 429 asking for at most this long is waited for within the tick
 MAX_SHORT_WAITS = 3  # ... at most this many times per row and tick

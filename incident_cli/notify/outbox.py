@@ -10,11 +10,11 @@ from typing import Any
 from incident_cli.config.model import Config, severity_rank
 from incident_cli.lifecycle.routing import incident_name
 from incident_cli.models import Incident
-from incident_cli.store.connection import Database
+from incident_cli.store import outbox as store
+from incident_cli.store.database import Database
+from incident_cli.store.incidents import count_unresolved
 
 EVENTS = ("firing", "acknowledged", "resolved", "escalation", "storm")
-# json.dumps(message, ensure_ascii=False, default=str), with one encoder instead of one per row.
-_encode_message = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def routed_channels(config: Config, incident: Incident) -> list[str]:
@@ -34,12 +34,7 @@ def routed_channels(config: Config, incident: Incident) -> list[str]:
 def channels_that_got_firing(db: Database, incident_id: int) -> list[str]:
     """Channels with a firing (or escalation) message for this incident that is sent or still
     on its way: they are the ones to hear that it was acknowledged or resolved."""
-    rows = db.conn.execute(
-        "SELECT DISTINCT channel FROM notifications WHERE incident_id = ?"
-        " AND event IN ('firing', 'escalation') AND status != 'dead' ORDER BY channel",
-        (incident_id,),
-    ).fetchall()
-    return [row[0] for row in rows]
+    return store.channels_with_firing(db, incident_id)
 
 
 def message_for(
@@ -68,14 +63,7 @@ def queue(
 ) -> int:
     """Insert one pending row per channel. Callers hold the state change's write transaction."""
     assert event in EVENTS, event
-    payload = _encode_message(message)
-    rows = [(incident_id, ch, event, payload, now, now) for ch in channels]
-    db.conn.executemany(
-        "INSERT INTO notifications (incident_id, channel, event, status, attempts, message,"
-        " created_at, next_attempt_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)",
-        rows,
-    )
-    return len(rows)
+    return store.enqueue(db, channels, incident_id, event, message, now)
 
 
 def queue_firing(
@@ -150,27 +138,14 @@ def settle_storms(db: Database, config: Config, now: float) -> int:
     """Queue one `resolved` per channel for every storm whose incidents have all resolved (or
     been archived). Callers hold the write transaction that resolved the last of them."""
     pending: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for channel, message_json in db.conn.execute(
-        "SELECT channel, message FROM notifications WHERE incident_id IS NULL"
-        " AND event = 'storm' AND status != 'dead' AND json_extract(message, '$.storm_id')"
-        " NOT IN (SELECT json_extract(message, '$.storm_id') FROM notifications"
-        "  WHERE incident_id IS NULL AND event = 'resolved'"
-        "  AND json_extract(message, '$.storm_id') IS NOT NULL)"
-    ):
+    for channel, message_json in store.unsettled_storms(db):
         message = json.loads(message_json)
         if message.get("storm_id"):
             pending.setdefault(message["storm_id"], []).append((channel, message))
     queued = 0
     for storm_id, rows in pending.items():
         members = sorted({i for _, m in rows for i in m.get("member_ids", [])})
-        unresolved = 0
-        for start in range(0, len(members), 500):
-            chunk = members[start : start + 500]
-            unresolved += db.conn.execute(
-                f"SELECT count(*) FROM incidents WHERE status != 'resolved'"
-                f" AND id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchone()[0]
+        unresolved = count_unresolved(db, members)
         if unresolved:
             continue
         for channel, storm in rows:

@@ -54,8 +54,9 @@ from incident_cli.models import Incident
 from incident_cli.notify import outbox
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime
-from incident_cli.store.connection import Database, write_tx
-from incident_cli.store.incidents import add_event, get_incident
+from incident_cli.store.database import Database, write_tx
+from incident_cli.store.incidents import get_incident
+from incident_cli.store.timeline import add_event
 from incident_cli.times import format_duration, to_rfc3339
 
 SAFE_VALUE = re.compile(r"[A-Za-z0-9_.:@/+=-]+")

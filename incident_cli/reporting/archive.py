@@ -14,7 +14,7 @@ from incident_cli.reporting.report import (
     MTTD_SQL,
     MTTR_SQL,
 )
-from incident_cli.store.connection import Database, write_tx
+from incident_cli.store.database import Database, write_tx
 
 BATCH = 5000  # incidents per write transaction: a long archive never blocks a tick for long
 

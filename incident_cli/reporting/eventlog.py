@@ -21,7 +21,7 @@ from typing import Any
 
 from incident_cli.display import printable
 from incident_cli.redact import redact
-from incident_cli.store.connection import Database
+from incident_cli.store.database import Database
 from incident_cli.times import to_rfc3339
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from incident_cli.store.connection import Database
+from incident_cli.store.database import Database
 from incident_cli.times import format_duration, to_rfc3339
 
 # The commands cron runs every tick: `run`, or the four stages scheduled separately. `run`

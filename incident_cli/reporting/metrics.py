@@ -13,7 +13,7 @@ from typing import Any
 from incident_cli.config.model import SEVERITIES
 from incident_cli.reporting.health import db_size
 from incident_cli.reporting.report import MTTA_SQL, MTTD_SQL, MTTR_SQL, RECOVERY_RESULTS
-from incident_cli.store.connection import Database
+from incident_cli.store.database import Database
 
 MTTR_WINDOW = 24 * 3600.0
 

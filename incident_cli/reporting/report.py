@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from incident_cli.config.model import SEVERITIES
-from incident_cli.store.connection import Database
+from incident_cli.store.database import Database
 from incident_cli.times import to_rfc3339
 
 # One expression per timing, shared by the report (means and percentiles) and by `archive`

@@ -10,7 +10,7 @@ from typing import Any
 from incident_cli.display import printable
 from incident_cli.errors import NotFound
 from incident_cli.reporting.render import human_duration, md_escape, md_table
-from incident_cli.store.connection import Database
+from incident_cli.store.database import Database
 from incident_cli.store.incidents import action_commands, get_incident
 from incident_cli.times import format_duration, to_rfc3339
 

@@ -1,4 +1,4 @@
-"""Reading and writing incident rows, the timeline (the audit log) and command heartbeats."""
+"""Reading incident rows: one, a list, and the whole of one for `show`."""
 
 from __future__ import annotations
 
@@ -7,47 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from incident_cli.models import Incident
-from incident_cli.store.connection import Database
+from incident_cli.store.database import Database
 from incident_cli.times import to_rfc3339
-
-MAX_EVENT_MESSAGE = 4096
-# json.dumps(data, ensure_ascii=False, default=str), with one encoder instead of one per event.
-_encode_data = json.JSONEncoder(ensure_ascii=False, default=str).encode
-
-
-INSERT_EVENT = (
-    "INSERT INTO timeline (incident_id, at, kind, actor, message, data) VALUES (?,?,?,?,?,?)"
-)
-EventRow = tuple[int, float, str, str, str, str | None]
-
-
-def event_row(
-    incident_id: int,
-    at: float,
-    kind: str,
-    message: str,
-    *,
-    actor: str = "incident",
-    data: Mapping[str, Any] | None = None,
-) -> EventRow:
-    """The timeline row of one event, for INSERT_EVENT (add_event, or many at once)."""
-    if len(message) > MAX_EVENT_MESSAGE:
-        message = message[: MAX_EVENT_MESSAGE - 1] + "…"
-    return (incident_id, at, kind, actor, message, None if data is None else _encode_data(data))
-
-
-def add_event(
-    db: Database,
-    incident_id: int,
-    at: float,
-    kind: str,
-    message: str,
-    *,
-    actor: str = "incident",
-    data: Mapping[str, Any] | None = None,
-) -> None:
-    """Append one timeline event. Callers hold the write transaction of the change it records."""
-    db.conn.execute(INSERT_EVENT, event_row(incident_id, at, kind, message, actor=actor, data=data))
 
 
 def get_incident(db: Database, incident_id: int) -> Incident | None:
@@ -76,7 +37,7 @@ def list_incidents(
     return [Incident.from_row(row) for row in db.query(sql, args)]
 
 
-def _loads(text: str | None) -> Any:
+def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
@@ -115,7 +76,7 @@ def incident_detail(
             "kind": row["kind"],
             "actor": row["actor"],
             "message": row["message"],
-            "data": _loads(row["data"]),
+            "data": loads(row["data"]),
         }
         for row in db.query(
             "SELECT * FROM timeline WHERE incident_id = ? ORDER BY id", [incident.id]
@@ -127,7 +88,7 @@ def incident_detail(
             "kind": row["kind"],
             "status": row["status"],
             "attempts": row["attempts"],
-            "command": _loads(row["command"]),
+            "command": loads(row["command"]),
             "exit_code": row["exit_code"],
             "output": row["output"],
             "error": row["error"],
@@ -181,7 +142,7 @@ def action_commands(db: Database, incident_id: int) -> dict[int, list[list[str]]
         "SELECT id, kind, command, params FROM actions WHERE incident_id = ?", [incident_id]
     ):
         try:
-            command, params = _loads(row["command"]), _loads(row["params"])
+            command, params = loads(row["command"]), loads(row["params"])
         except ValueError:
             continue
         out[row["id"]] = action_argvs(
@@ -192,7 +153,7 @@ def action_commands(db: Database, incident_id: int) -> dict[int, list[list[str]]
         [incident_id],
     ):
         try:
-            data = _loads(row["data"])
+            data = loads(row["data"])
         except ValueError:
             continue
         if isinstance(data, dict) and data.get("action_id") in out:
@@ -202,31 +163,14 @@ def action_commands(db: Database, incident_id: int) -> dict[int, list[list[str]]
     return out
 
 
-def record_heartbeat(
-    db: Database, command: str, started: float, finished: float, exit_code: int, error: str | None
-) -> None:
-    """Every command run leaves its last run (and last success) for `status` and `metrics`."""
-    from incident_cli.store.connection import write_tx
-
-    with write_tx(db):
-        db.conn.execute(
-            """
-            INSERT INTO heartbeats (command, last_run_at, last_ok_at, last_exit, last_duration,
-                                    last_error)
-            VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT(command) DO UPDATE SET
-                last_run_at = excluded.last_run_at,
-                last_ok_at = COALESCE(excluded.last_ok_at, heartbeats.last_ok_at),
-                last_exit = excluded.last_exit,
-                last_duration = excluded.last_duration,
-                last_error = excluded.last_error
-            """,
-            (
-                command,
-                finished,
-                finished if exit_code == 0 else None,
-                exit_code,
-                finished - started,
-                error[:1000] if error else None,
-            ),
-        )
+def count_unresolved(db: Database, ids: list[int]) -> int:
+    """How many of these incidents are not resolved (an archived one no longer counts)."""
+    unresolved = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        unresolved += db.conn.execute(
+            f"SELECT count(*) FROM incidents WHERE status != 'resolved'"
+            f" AND id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ).fetchone()[0]
+    return unresolved

@@ -1,0 +1,120 @@
+"""The state DB handle and its transactions: the boundaries every write uses."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+
+class Database:
+    """The state DB: one sqlite3 connection and the few helpers the code uses on it.
+
+    The same surface as sqlite-utils' Database for what `incident` calls (`conn`, `query`,
+    `execute`, `executescript`, `close`). sqlite-utils itself (its table API, its Migrations) is
+    imported and wrapped around the same connection only when something asks for it: importing
+    it costs ~30 ms, more than everything else an idle tick does, and a tick whose migrations are
+    current never needs it. Anything else (`db.table_names()`, `db["incidents"]`) is passed on
+    to that sqlite-utils Database.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._utils: sqlite_utils.Database | None = None
+        # Called after every COMMIT of write_tx (the event log writes what the commit kept).
+        self.after_commit: list[Callable[[], None]] = []
+
+    @property
+    def utils(self) -> sqlite_utils.Database:
+        """sqlite-utils' Database on this connection (imported on first use)."""
+        if self._utils is None:
+            import sqlite_utils
+
+            self._utils = sqlite_utils.Database(self.conn, execute_plugins=False)
+        return self._utils
+
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of a SELECT as dicts (what sqlite-utils' `query` gives for one)."""
+        cursor = self.conn.execute(sql, params if params is not None else ())
+        keys = [d[0] for d in cursor.description]
+        if len(set(keys)) != len(keys):
+            from sqlite_utils.utils import dedupe_keys
+
+            keys = dedupe_keys(keys)
+        return (dict(zip(keys, row, strict=True)) for row in cursor)
+
+    def execute(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params if params is not None else ())
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        return self.utils.executescript(sql)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    if not TYPE_CHECKING:  # for tests and scripts; the package itself uses the methods above
+
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return getattr(self.utils, name)
+
+        def __getitem__(self, name: str) -> Any:
+            return self.utils[name]
+
+
+@contextlib.contextmanager
+def write_tx(db: Database) -> Iterator[Database]:
+    """One read-modify-write: BEGIN IMMEDIATE takes the write lock before the first read."""
+    conn = db.conn
+    if conn.in_transaction:
+        yield db
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+        for hook in db.after_commit:
+            hook()
+
+
+# What a failing state DB raises: the CLI and the stages map these to an exit code.
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+# The name callers use for their transaction boundaries.
+transaction = write_tx
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Another process holds the DB: worth retrying on the next tick (exit 75)."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def rollback_open(db: Database) -> None:
+    """Roll back a transaction a failed step left open (it must not leak into the next)."""
+    if db.conn.in_transaction:
+        db.conn.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def savepoint(db: Database, name: str) -> Iterator[None]:
+    """Run the block inside a savepoint that is always rolled back: a dry run's writes go."""
+    db.conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    finally:
+        db.conn.execute(f"ROLLBACK TO {name}")
+        db.conn.execute(f"RELEASE {name}")

@@ -1,0 +1,448 @@
+"""The schema: numbered migrations applied once each, in the order they were registered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite_utils
+from incident_cli.store.database import Database
+
+MigrationFn = Callable[["sqlite_utils.Database"], None]
+
+
+@dataclass(frozen=True)
+class _Migration:
+    name: str
+    fn: MigrationFn
+    transactional: bool
+
+
+class _Migrations:
+    """The numbered migrations, registered with `@migrations()` as with sqlite-utils' Migrations.
+
+    Which ones are pending is read with one query on the connection; sqlite-utils' Migrations
+    (which records them in `_sqlite_migrations`) is built only to apply them.
+    """
+
+    table = "_sqlite_migrations"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._migrations: list[_Migration] = []
+
+    def __call__(
+        self, *, name: str | None = None, transactional: bool = True
+    ) -> Callable[[MigrationFn], MigrationFn]:
+        def register(fn: MigrationFn) -> MigrationFn:
+            self._migrations.append(_Migration(name or fn.__name__, fn, transactional))
+            return fn
+
+        return register
+
+    def applied(self, db: Database) -> set[str]:
+        conn = db.conn
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.table,)
+        ).fetchone()
+        if not exists:
+            return set()
+        rows = conn.execute(f"SELECT name FROM {self.table} WHERE migration_set = ?", (self.name,))
+        return {row[0] for row in rows}
+
+    def pending(self, db: Database) -> list[_Migration]:
+        done = self.applied(db)
+        return [m for m in self._migrations if m.name not in done]
+
+    def apply(self, db: Database, *, stop_before: str | Iterable[str] | None = None) -> None:
+        """Apply the pending ones in order (all, or those before `stop_before`)."""
+        from sqlite_utils import Migrations
+
+        real = Migrations(self.name)
+        for m in self._migrations:
+            real(name=m.name, transactional=m.transactional)(m.fn)
+        real.apply(db.utils, stop_before=stop_before)
+
+
+migrations = _Migrations("incident")
+
+
+# The first schema, as m001 has always created it (an applied migration is never edited).
+M001_SQL = """
+        CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,
+            title TEXT NOT NULL,
+            status TEXT NOT NULL,            -- open | acknowledged | resolved
+            severity TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            handler TEXT NOT NULL,
+            source TEXT NOT NULL,
+            labels TEXT NOT NULL,            -- JSON object
+            annotations TEXT NOT NULL,       -- JSON object
+            started_at REAL,                 -- epoch seconds, as are all *_at columns
+            opened_at REAL NOT NULL,
+            acknowledged_at REAL,
+            acknowledged_by TEXT,
+            resolved_at REAL,
+            resolution TEXT,                 -- auto | recovered | manual | false_positive
+            flapping INTEGER NOT NULL DEFAULT 0,
+            reopen_count INTEGER NOT NULL DEFAULT 0,
+            last_seen_at REAL,
+            absent_polls INTEGER NOT NULL DEFAULT 0,
+            fixed_at REAL,                   -- a recovery action succeeded
+            escalated_at REAL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX incidents_key ON incidents(key, id);
+        CREATE INDEX incidents_status ON incidents(status);
+        CREATE INDEX incidents_opened ON incidents(opened_at);
+
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            annotations TEXT NOT NULL,
+            state TEXT NOT NULL,             -- firing | suppressed | cleared
+            starts_at REAL,
+            first_seen_at REAL NOT NULL,
+            last_seen_at REAL NOT NULL,
+            cleared_at REAL,
+            generator_url TEXT,
+            UNIQUE (incident_id, source, fingerprint)
+        );
+
+        CREATE TABLE timeline (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            message TEXT NOT NULL,
+            data TEXT                        -- JSON or NULL
+        );
+        CREATE INDEX timeline_incident ON timeline(incident_id, id);
+        CREATE INDEX timeline_kind_at ON timeline(kind, at);
+
+        CREATE TABLE actions (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,              -- command | diagnostics | block_ip | escalate
+            -- status: pending | running | succeeded | failed | refused | skipped
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            command TEXT,                    -- JSON argv (before substitution)
+            params TEXT,                     -- JSON: verify, queries, target, ...
+            target TEXT,
+            budget_key TEXT,
+            exit_code INTEGER,
+            output TEXT,
+            error TEXT,
+            planned_at REAL NOT NULL,
+            due_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            lease_until REAL,
+            verify_until REAL
+        );
+        CREATE INDEX actions_due ON actions(status, due_at);
+        CREATE INDEX actions_incident ON actions(incident_id);
+        CREATE INDEX actions_budget ON actions(budget_key, started_at);
+
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER REFERENCES incidents(id) ON DELETE CASCADE,  -- NULL for storm
+            channel TEXT NOT NULL,
+            -- event: firing | acknowledged | resolved | escalation | storm
+            event TEXT NOT NULL,
+            status TEXT NOT NULL,            -- pending | sent | dead
+            attempts INTEGER NOT NULL DEFAULT 0,
+            message TEXT NOT NULL,           -- JSON facts to render; never credentials
+            created_at REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            lease_until REAL,
+            lease_token TEXT,
+            sent_at REAL,
+            error TEXT
+        );
+        CREATE INDEX notifications_due ON notifications(status, next_attempt_at);
+        CREATE INDEX notifications_incident ON notifications(incident_id, channel, id);
+
+        CREATE TABLE channel_refs (
+            incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            remote_id TEXT NOT NULL,
+            PRIMARY KEY (incident_id, channel)
+        );
+
+        CREATE TABLE journeys (
+            id INTEGER PRIMARY KEY,
+            journey TEXT NOT NULL,
+            at REAL NOT NULL,
+            ok INTEGER NOT NULL,
+            latency_ms REAL,
+            origin TEXT NOT NULL             -- file | cli
+        );
+        CREATE INDEX journeys_by_name ON journeys(journey, at, id);
+
+        CREATE TABLE journey_files (
+            path TEXT PRIMARY KEY,
+            inode INTEGER,
+            size INTEGER,
+            offset INTEGER NOT NULL DEFAULT 0,
+            head TEXT                        -- first bytes, to notice a replaced file
+        );
+
+        CREATE TABLE heartbeats (
+            command TEXT PRIMARY KEY,
+            last_run_at REAL NOT NULL,
+            last_ok_at REAL,
+            last_exit INTEGER,
+            last_duration REAL,
+            last_error TEXT
+        );
+
+        CREATE TABLE source_status (
+            name TEXT PRIMARY KEY,
+            last_checked_at REAL,
+            last_ok_at REAL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            alerts INTEGER
+        );
+        """
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(M001_SQL)
+
+
+@migrations()
+def m004_journeys_unique(db: sqlite_utils.Database) -> None:
+    # One row per distinct result, so a journeys file that is re-read from the start (truncated
+    # or replaced) and a probe that retries `journey record` never count a result twice.
+    # A failed result may have no latency; NULLs are distinct in an index, hence the IFNULL.
+    db.executescript(
+        """
+        DELETE FROM journeys WHERE id NOT IN (
+            SELECT min(id) FROM journeys GROUP BY journey, at, ok, IFNULL(latency_ms, -1)
+        );
+        CREATE UNIQUE INDEX journeys_unique ON journeys(journey, at, ok, IFNULL(latency_ms, -1));
+        """
+    )
+
+
+@migrations()
+def m005_report_rollup(db: sqlite_utils.Database) -> None:
+    # `archive` folds deleted incidents into hourly rows (by the UTC hour they opened in) so
+    # `report` and the `metrics` counters keep their counts and means. Hourly, not daily:
+    # report windows are in hours, so the window edge is off by at most one hour of archived
+    # incidents. Sums + counts keep means exact; medians/percentiles cannot be kept.
+    db.executescript(
+        """
+        CREATE TABLE rollup_hourly (
+            hour REAL NOT NULL,              -- epoch seconds of the UTC hour's start
+            severity TEXT NOT NULL,
+            alertname TEXT NOT NULL,         -- '' for storm notifications (no incident)
+            opened INTEGER NOT NULL DEFAULT 0,
+            resolved INTEGER NOT NULL DEFAULT 0,
+            reopened INTEGER NOT NULL DEFAULT 0,
+            false_positive INTEGER NOT NULL DEFAULT 0,
+            escalated INTEGER NOT NULL DEFAULT 0,
+            flapped INTEGER NOT NULL DEFAULT 0,
+            mttd_sum REAL NOT NULL DEFAULT 0,
+            mttd_count INTEGER NOT NULL DEFAULT 0,
+            mtta_sum REAL NOT NULL DEFAULT 0,
+            mtta_count INTEGER NOT NULL DEFAULT 0,
+            mttr_sum REAL NOT NULL DEFAULT 0,
+            mttr_count INTEGER NOT NULL DEFAULT 0,
+            recovery_succeeded INTEGER NOT NULL DEFAULT 0,
+            recovery_failed INTEGER NOT NULL DEFAULT 0,
+            recovery_refused INTEGER NOT NULL DEFAULT 0,
+            recovery_skipped INTEGER NOT NULL DEFAULT 0,
+            notifications_sent INTEGER NOT NULL DEFAULT 0,
+            notifications_dead INTEGER NOT NULL DEFAULT 0,
+            notification_latency_sum REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (hour, severity, alertname)
+        );
+        -- archive: old resolved incidents
+        CREATE INDEX incidents_resolved ON incidents(status, resolved_at);
+        -- metrics: totals by severity and the outbox by channel, read from the index alone
+        CREATE INDEX incidents_severity ON incidents(severity, status);
+        CREATE INDEX notifications_channel ON notifications(channel, status);
+        """
+    )
+
+
+def inspect(path: Path) -> tuple[set[str], set[str]]:
+    """(applied, known) migration names of a state file, read without changing it; raises
+    sqlite3.Error (one of STORE_ERRORS) when it cannot be read."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        applied = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM _sqlite_migrations WHERE migration_set = ?",
+                (migrations.name,),
+            )
+        }
+    finally:
+        conn.close()
+    return applied, {m.name for m in migrations._migrations}
+
+
+def pending_migrations(db: Database) -> list[str]:
+    return [m.name for m in migrations.pending(db)]
+
+
+@migrations()
+def m006_alerts_uncleared(db: sqlite_utils.Database) -> None:
+    # Poll reads the alerts that have not cleared on every tick; keep that read off the history.
+    db.execute("CREATE INDEX alerts_uncleared ON alerts(incident_id) WHERE state != 'cleared'")
+
+
+@migrations()
+def m002_action_process(db: sqlite_utils.Database) -> None:
+    # The process group a running command leads, so that a later tick can stop it when the
+    # tick that started it was killed: the child runs in its own session, so nothing else
+    # would. proc_start (Linux /proc start time, in clock ticks) tells that pid from a reuse.
+    db.executescript(
+        """
+        ALTER TABLE actions ADD COLUMN pid INTEGER;
+        ALTER TABLE actions ADD COLUMN pgid INTEGER;
+        ALTER TABLE actions ADD COLUMN proc_start INTEGER;
+        """
+    )
+
+
+@migrations()
+def m007_counters(db: sqlite_utils.Database) -> None:
+    # `metrics` exposes opened/reopened/resolved as Prometheus counters, which must never go
+    # down: not when an incident reopens (status leaves 'resolved'), not when a detector raises
+    # its severity, not when `archive` deletes it. Counting the incident rows cannot give that,
+    # so every change of status is counted as it happens, under the severity the incident has
+    # at that moment. Triggers do the counting in the same transaction as the change, whoever
+    # writes it (lifecycle, detectors, imports), and deleting rows never touches the counts.
+    # The table starts where the old row-derived totals were, so no counter jumps on upgrade
+    # (the rollup keeps "incidents reopened at least once", the best count there is of those).
+    #
+    # heartbeats.first_run_at: `status` must not call a first run that failed a moment ago
+    # "never succeeded"; NULL (rows from before this migration) means not known.
+    db.executescript(
+        """
+        CREATE TABLE counters (
+            name TEXT NOT NULL,              -- opened | reopened | resolved
+            severity TEXT NOT NULL,
+            value INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (name, severity)
+        ) WITHOUT ROWID;
+        INSERT INTO counters (name, severity, value)
+        SELECT name, severity, sum(n) FROM (
+            SELECT 'opened' AS name, severity, count(*) AS n FROM incidents GROUP BY severity
+            UNION ALL
+            SELECT 'resolved', severity, sum(status = 'resolved') FROM incidents GROUP BY severity
+            UNION ALL
+            SELECT 'reopened', severity, sum(reopen_count) FROM incidents GROUP BY severity
+            UNION ALL
+            SELECT 'opened', severity, sum(opened) FROM rollup_hourly
+            WHERE severity != '' GROUP BY severity
+            UNION ALL
+            SELECT 'resolved', severity, sum(resolved) FROM rollup_hourly
+            WHERE severity != '' GROUP BY severity
+            UNION ALL
+            SELECT 'reopened', severity, sum(reopened) FROM rollup_hourly
+            WHERE severity != '' GROUP BY severity
+        ) GROUP BY name, severity;
+
+        -- A row written already resolved or reopened (imports, test histories) counts as such.
+        CREATE TRIGGER counters_incident_inserted AFTER INSERT ON incidents BEGIN
+            INSERT INTO counters (name, severity, value) VALUES ('opened', NEW.severity, 1)
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + 1;
+            INSERT INTO counters (name, severity, value)
+            SELECT 'resolved', NEW.severity, 1 WHERE NEW.status = 'resolved'
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + 1;
+            INSERT INTO counters (name, severity, value)
+            SELECT 'reopened', NEW.severity, NEW.reopen_count WHERE NEW.reopen_count > 0
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + excluded.value;
+        END;
+        CREATE TRIGGER counters_incident_status AFTER UPDATE OF status ON incidents
+        WHEN (OLD.status = 'resolved') != (NEW.status = 'resolved') BEGIN
+            INSERT INTO counters (name, severity, value)
+            VALUES (IIF(NEW.status = 'resolved', 'resolved', 'reopened'), NEW.severity, 1)
+            ON CONFLICT (name, severity) DO UPDATE SET value = value + 1;
+        END;
+
+        ALTER TABLE heartbeats ADD COLUMN first_run_at REAL;
+        -- Only a new row: record_heartbeat's upsert takes the UPDATE path on every later run.
+        CREATE TRIGGER heartbeats_first_run AFTER INSERT ON heartbeats
+        WHEN NEW.first_run_at IS NULL BEGIN
+            UPDATE heartbeats SET first_run_at = NEW.last_run_at WHERE command = NEW.command;
+        END;
+        """
+    )
+
+
+@migrations()
+def m008_open_and_flapping_indexes(db: sqlite_utils.Database) -> None:
+    # Every poll reads the open incidents (and the cleared alerts of open incidents) and the
+    # flapping ones; metrics and status count the open ones by severity. Over a long history
+    # those were full scans of every incident ever opened. Partial indexes hold only the few
+    # rows they are about, so they cost next to nothing to keep up.
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS incidents_unresolved ON incidents(status, severity)
+            WHERE status != 'resolved';
+        CREATE INDEX IF NOT EXISTS incidents_flapping ON incidents(id) WHERE flapping = 1;
+        """
+    )
+
+
+@migrations()
+def m009_id_floor(db: sqlite_utils.Database) -> None:
+    # The highest incident id `archive` ever removed: new incidents never reuse an id.
+    db.executescript(
+        """
+        CREATE TABLE id_floor (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO id_floor (name, value)
+            SELECT 'incidents', COALESCE(max(id), 0) FROM incidents;
+        """
+    )
+
+
+@migrations()
+def m010_followups(db: sqlite_utils.Database) -> None:
+    # Post-incident follow-up actions, tracked until done. `archive` keeps an incident while a
+    # follow-up of it is open or was done within the retention period, and folds the ones it
+    # deletes into rollup_followups (by the UTC hour each was opened and done in) so `report`
+    # keeps its opened/done counts.
+    db.executescript(
+        """
+        CREATE TABLE followups (
+            id INTEGER PRIMARY KEY,
+            incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+            text TEXT NOT NULL,
+            owner TEXT,
+            created_at REAL NOT NULL,
+            created_by TEXT NOT NULL,
+            due_at REAL,
+            done_at REAL,
+            done_by TEXT,
+            done_note TEXT
+        );
+        CREATE INDEX followups_incident ON followups(incident_id, id);
+        CREATE INDEX followups_open ON followups(due_at) WHERE done_at IS NULL;
+        CREATE TABLE rollup_followups (
+            hour REAL PRIMARY KEY,           -- epoch seconds of the UTC hour's start
+            opened INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0
+        );
+        """
+    )
