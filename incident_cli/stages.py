@@ -194,7 +194,9 @@ def run_tick(
             stage = _RUNNERS[name](db, config, clock, dry_run, runtime)
         except IncidentError as exc:
             stage = StageResult(name, code=int(exc.exit_status), errors=[exc.message])
-        except STORE_ERRORS + (OSError,) as exc:
+        except STORE_ERRORS as exc:
+            stage = StageResult(name, code=int(ExitStatus.PARTIAL_FAILURE), errors=[str(exc)])
+        except OSError as exc:
             stage = StageResult(name, code=int(ExitStatus.PARTIAL_FAILURE), errors=[str(exc)])
         except Exception as exc:  # one stage's bug must not keep notifications from going out
             stage = StageResult(

@@ -32,7 +32,6 @@ LONG_MODULES = {
 LONG_FUNCTIONS = {
     "incident_cli/lifecycle/poll.py:apply_poll",
     "incident_cli/notify/delivery.py:_deliver",
-    "incident_cli/reporting/health.py:check_health",
     "incident_cli/reporting/metrics.py:StateCollector.collect",
     "incident_cli/reporting/render.py:render_table",
     "incident_cli/reporting/report.py:build_report",
@@ -40,7 +39,6 @@ LONG_FUNCTIONS = {
 }
 SQL_OUTSIDE_STORE = {
     "incident_cli/handlers/planning.py",
-    "incident_cli/intake/anomaly.py",
     "incident_cli/intake/journeys.py",
     "incident_cli/lifecycle/followups.py",
     "incident_cli/lifecycle/poll.py",
@@ -48,10 +46,7 @@ SQL_OUTSIDE_STORE = {
     "incident_cli/recovery/tick.py",
     "incident_cli/reporting/archive.py",
     "incident_cli/reporting/eventlog.py",
-    "incident_cli/reporting/health.py",
-    "incident_cli/reporting/metrics.py",
     "incident_cli/reporting/report.py",
-    "incident_cli/reporting/review.py",
 }
 
 _SQL = re.compile(

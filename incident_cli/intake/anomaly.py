@@ -31,6 +31,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,9 @@ from incident_cli.config.model import AnomalyConfig, Config
 from incident_cli.intake import journeys
 from incident_cli.intake.journeys import JourneyResult
 from incident_cli.models import Incident
-from incident_cli.store.database import Database, write_tx
+from incident_cli.store.database import Database, savepoint, write_tx
+from incident_cli.store.incidents import latest_by_key
+from incident_cli.store.timeline import kinds_and_data
 from incident_cli.times import parse_rfc3339
 
 ALERTNAME = "JourneyAnomaly"
@@ -296,36 +299,30 @@ def detect_anomalies(
         except OSError as exc:
             result.file_error = f"cannot read the journeys file {path}: {exc.strerror or exc}"
 
-    with write_tx(db):
-        if dry_run:  # a savepoint, so a dry run inside a caller's transaction undoes only itself
-            db.conn.execute("SAVEPOINT detect_anomalies")
-        try:
-            if path and read is not None:
-                stored = 0
-                # The tick lock makes this always true; if another reader got here first,
-                # its offset stands and these lines wait for the next tick.
-                if journeys.load_file_state(db, path) == prior:
-                    stored = journeys.store_results(db, read.results, "file")
-                    journeys.save_file_state(db, path, read.state)
-                result.file = FileReport(
-                    path=path,
-                    lines=read.lines,
-                    stored=stored,
-                    skipped=read.skipped,
-                    first_problem=read.first_problem,
-                    reset=read.reset,
-                    more=read.more,
-                )
-            need = max(2 * settings.window, settings.consecutive_failures)
-            evaluations = [
-                evaluate(r.journey, r.results, settings)
-                for r in journeys.recent_results(db, need, now)
-            ]
-            _apply(db, config, evaluations, now, result)
-        finally:
-            if dry_run:
-                db.conn.execute("ROLLBACK TO detect_anomalies")
-                db.conn.execute("RELEASE detect_anomalies")
+    # a savepoint, so a dry run inside a caller's transaction undoes only itself
+    undo = savepoint(db, "detect_anomalies") if dry_run else contextlib.nullcontext()
+    with write_tx(db), undo:
+        if path and read is not None:
+            stored = 0
+            # The tick lock makes this always true; if another reader got here first,
+            # its offset stands and these lines wait for the next tick.
+            if journeys.load_file_state(db, path) == prior:
+                stored = journeys.store_results(db, read.results, "file")
+                journeys.save_file_state(db, path, read.state)
+            result.file = FileReport(
+                path=path,
+                lines=read.lines,
+                stored=stored,
+                skipped=read.skipped,
+                first_problem=read.first_problem,
+                reset=read.reset,
+                more=read.more,
+            )
+        need = max(2 * settings.window, settings.consecutive_failures)
+        evaluations = [
+            evaluate(r.journey, r.results, settings) for r in journeys.recent_results(db, need, now)
+        ]
+        _apply(db, config, evaluations, now, result)
     return result
 
 
@@ -348,13 +345,11 @@ class _Recorded:
 
 def _recorded(db: Database, incident: Incident) -> _Recorded:
     events: list[tuple[str, Mapping[str, Any] | None]] = []
-    for kind, data in db.conn.execute(
-        "SELECT kind, data FROM timeline WHERE incident_id = ? ORDER BY id", (incident.id,)
-    ):
+    for kind, text in kinds_and_data(db, incident.id):
         parsed = None
-        if data and '"checks"' in data:
+        if text and '"checks"' in text:
             try:
-                loaded = json.loads(data)
+                loaded = json.loads(text)
             except ValueError:
                 loaded = None
             if isinstance(loaded, dict) and isinstance(loaded.get("checks"), list):
@@ -402,11 +397,6 @@ def _describe(evaluations: Sequence[Evaluation]) -> str:
     )
 
 
-def _latest_incident(db: Database, key: str) -> Incident | None:
-    rows = list(db.query("SELECT * FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1", [key]))
-    return Incident.from_row(rows[0]) if rows else None
-
-
 def _apply(
     db: Database,
     config: Config,
@@ -440,7 +430,7 @@ def _apply_group(
     from incident_cli.lifecycle.poll import clear_external, raise_external, raise_severity
 
     settings = config.anomaly
-    latest = _latest_incident(db, key)
+    latest = latest_by_key(db, key)
     is_open = latest is not None and latest.status != "resolved"
     tripping = [e for e in members if e.tripped]
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from incident_cli.lifecycle.followups import ARCHIVE_HOLD_SQL, fold_archived_followups
-from incident_cli.reporting.report import (
+from incident_cli.store.connection import page_bytes
+from incident_cli.store.database import Database, write_tx
+from incident_cli.store.reports import (
     ALERTNAME_SQL,
     ESCALATED_SQL,
     FLAPPED_SQL,
@@ -14,7 +16,6 @@ from incident_cli.reporting.report import (
     MTTD_SQL,
     MTTR_SQL,
 )
-from incident_cli.store.database import Database, write_tx
 
 BATCH = 5000  # incidents per write transaction: a long archive never blocks a tick for long
 
@@ -174,11 +175,11 @@ def archive(
 
     size_before = size_after = None
     if vacuum:
-        size_before = _size(db)
+        size_before = page_bytes(db)
         # VACUUM rewrites the whole file; it cannot run inside a transaction.
         conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        size_after = _size(db)
+        size_after = page_bytes(db)
     return ArchiveResult(
         cutoff=cutoff,
         journeys=journeys,
@@ -190,12 +191,6 @@ def archive(
         size_after=size_after,
         **totals,
     )
-
-
-def _size(db: Database) -> int:
-    page_count = db.conn.execute("PRAGMA page_count").fetchone()[0]
-    page_size = db.conn.execute("PRAGMA page_size").fetchone()[0]
-    return int(page_count * page_size)
 
 
 def _fold_incidents(db: Database) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from incident_cli.store import status
+from incident_cli.store.actions import count_by_status
+from incident_cli.store.connection import db_size
 from incident_cli.store.database import Database
+from incident_cli.store.incidents import unresolved_counts
+from incident_cli.store.outbox import backlog, status_counts
 from incident_cli.times import format_duration, to_rfc3339
 
 # The commands cron runs every tick: `run`, or the four stages scheduled separately. `run`
@@ -75,19 +78,6 @@ class Health:
         return not self.problems
 
 
-def db_size(db: Database, path: str | None) -> int:
-    """Bytes on disk: the DB file plus its WAL (which can be most of it between checkpoints)."""
-    if path and path != ":memory:":
-        total = 0
-        for suffix in ("", "-wal"):
-            with contextlib.suppress(OSError):  # no WAL file right after a checkpoint
-                total += os.path.getsize(f"{path}{suffix}")
-        return total
-    page_count = db.conn.execute("PRAGMA page_count").fetchone()[0]
-    page_size = db.conn.execute("PRAGMA page_size").fetchone()[0]
-    return int(page_count * page_size)
-
-
 def expected_commands(
     last_runs: Mapping[str, float | None], expect: Sequence[str] | None
 ) -> set[str]:
@@ -114,7 +104,7 @@ def check_health(
 ) -> Health:
     """Read everything `status` shows and list the problems that make it exit 1."""
     problems: list[str] = []
-    rows = {r["command"]: r for r in db.query("SELECT * FROM heartbeats ORDER BY command")}
+    rows = {r["command"]: r for r in status.heartbeats(db)}
     expected = expected_commands({c: r["last_run_at"] for c, r in rows.items()}, expect)
     names = sorted(set(rows) | expected, key=lambda c: (c not in TICK_COMMANDS, c))
     commands = []
@@ -164,7 +154,7 @@ def check_health(
         problems.append("no tick command has run yet (is cron set up? see `incident cron print`)")
 
     sources = []
-    source_rows = {r["name"]: r for r in db.query("SELECT * FROM source_status")}
+    source_rows = {r["name"]: r for r in status.source_statuses(db)}
     for name in sorted(set(source_rows) | set(configured_sources)):
         srow: Mapping[str, Any] = source_rows.get(name, {})
         configured = name in configured_sources
@@ -189,30 +179,14 @@ def check_health(
             )
         )
 
-    conn = db.conn
     incidents = {"open": 0, "acknowledged": 0}
     by_severity: dict[str, int] = {}
-    for status, severity, count in conn.execute(
-        "SELECT status, severity, count(*) FROM incidents WHERE status != 'resolved'"
-        " GROUP BY status, severity"
-    ):
-        incidents[status] = incidents.get(status, 0) + count
+    for state, severity, count in unresolved_counts(db):
+        incidents[state] = incidents.get(state, 0) + count
         by_severity[severity] = by_severity.get(severity, 0) + count
-    actions = dict(
-        conn.execute(
-            "SELECT status, count(*) FROM actions WHERE status IN ('pending', 'running')"
-            " GROUP BY status"
-        ).fetchall()
-    )
-    notes = dict(
-        conn.execute(
-            "SELECT status, count(*) FROM notifications WHERE status IN ('pending', 'dead')"
-            " GROUP BY status"
-        ).fetchall()
-    )
-    (oldest,) = conn.execute(
-        "SELECT min(created_at) FROM notifications WHERE status = 'pending'"
-    ).fetchone()
+    actions = count_by_status(db, ("pending", "running"))
+    notes = status_counts(db, ("pending", "dead"))
+    _, oldest = backlog(db)
     return Health(
         checked_at=now,
         max_age=max_age,

@@ -11,9 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from incident_cli.config.model import SEVERITIES
-from incident_cli.reporting.health import db_size
-from incident_cli.reporting.report import MTTA_SQL, MTTD_SQL, MTTR_SQL, RECOVERY_RESULTS
+from incident_cli.reporting.report import RECOVERY_RESULTS
+from incident_cli.store import rollups
+from incident_cli.store import status as store_status
+from incident_cli.store.actions import command_results, count_by_status
+from incident_cli.store.connection import db_size
 from incident_cli.store.database import Database
+from incident_cli.store.incidents import unresolved_counts
+from incident_cli.store.outbox import backlog, counts_by_channel
+from incident_cli.store.reports import timing_sums
 
 MTTR_WINDOW = 24 * 3600.0
 
@@ -32,18 +38,13 @@ class StateCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        conn = self.db.conn
-
         open_now = GaugeMetricFamily(
             "incident_open_incidents",
             "Incidents not yet resolved, by severity and status (open or acknowledged).",
             labels=["severity", "status"],
         )
         counts = {(s, st): 0 for s in SEVERITIES for st in ("open", "acknowledged")}
-        for severity, status, n in conn.execute(
-            "SELECT severity, status, count(*) FROM incidents WHERE status != 'resolved'"
-            " GROUP BY severity, status"
-        ):
+        for status, severity, n in unresolved_counts(self.db):
             counts[(severity, status)] = n
         for (severity, status), n in sorted(counts.items()):
             open_now.add_metric([severity, status], n)
@@ -58,7 +59,7 @@ class StateCollector:
             " then.",
         }
         totals = {(name, s): 0 for name in helps for s in SEVERITIES}
-        for name, severity, n in conn.execute("SELECT name, severity, value FROM counters"):
+        for name, severity, n in rollups.counters(self.db):
             totals[(name, severity)] = n
         for name, help_text in helps.items():
             counter = CounterMetricFamily(
@@ -72,20 +73,7 @@ class StateCollector:
             yield counter
 
         since = self.now - MTTR_WINDOW
-        row = conn.execute(
-            f"""
-            SELECT sum(ds), sum(dc), sum(as_), sum(ac), sum(rs), sum(rc) FROM (
-                SELECT sum({MTTD_SQL}) ds, count({MTTD_SQL}) dc, sum({MTTA_SQL}) as_,
-                       count({MTTA_SQL}) ac, sum({MTTR_SQL}) rs, count({MTTR_SQL}) rc
-                FROM incidents WHERE opened_at >= :since AND opened_at <= :now
-                UNION ALL
-                SELECT sum(mttd_sum), sum(mttd_count), sum(mtta_sum), sum(mtta_count),
-                       sum(mttr_sum), sum(mttr_count)
-                FROM rollup_hourly WHERE hour >= :since AND hour <= :now
-            )
-            """,
-            {"since": since, "now": self.now},
-        ).fetchone()
+        row = timing_sums(self.db, since, self.now)
         for i, (name, what) in enumerate(
             (
                 ("mttd", "opened - started"),
@@ -110,16 +98,10 @@ class StateCollector:
             labels=["result"],
         )
         results = dict.fromkeys(RECOVERY_RESULTS, 0)
-        for status, n in conn.execute(
-            "SELECT status, count(*) FROM actions WHERE kind = 'command' GROUP BY status"
-        ):
+        for status, n in command_results(self.db):
             if status in results:
                 results[status] += n
-        rolled = conn.execute(
-            "SELECT "
-            + ", ".join(f"COALESCE(sum(recovery_{r}), 0)" for r in RECOVERY_RESULTS)
-            + " FROM rollup_hourly"
-        ).fetchone()
+        rolled = rollups.recovery_totals(self.db, RECOVERY_RESULTS)
         for result, n in zip(RECOVERY_RESULTS, rolled, strict=True):
             results[result] += n
         for result, n in results.items():
@@ -131,16 +113,11 @@ class StateCollector:
             "Notifications in the outbox table, by channel and status (pending, sent, dead).",
             labels=["channel", "status"],
         )
-        for channel, status, n in conn.execute(
-            "SELECT channel, status, count(*) FROM notifications GROUP BY channel, status"
-            " ORDER BY channel, status"
-        ):
+        for channel, status, n in counts_by_channel(self.db):
             notes.add_metric([channel, status], n)
         yield notes
 
-        depth, oldest = conn.execute(
-            "SELECT count(*), min(created_at) FROM notifications WHERE status = 'pending'"
-        ).fetchone()
+        depth, oldest = backlog(self.db)
         yield GaugeMetricFamily(
             "incident_outbox_depth", "Notifications waiting to be delivered.", value=depth
         )
@@ -149,9 +126,7 @@ class StateCollector:
             "Age of the oldest undelivered notification (0 when the outbox is empty).",
             value=max(self.now - oldest, 0.0) if oldest is not None else 0.0,
         )
-        (pending_actions,) = conn.execute(
-            "SELECT count(*) FROM actions WHERE status IN ('pending', 'running')"
-        ).fetchone()
+        pending_actions = sum(count_by_status(self.db, ("pending", "running")).values())
         yield GaugeMetricFamily(
             "incident_pending_actions",
             "Recovery/diagnostic/escalation actions pending or running.",
@@ -176,10 +151,9 @@ class StateCollector:
             "How long each command's last run took.",
             labels=["command"],
         )
-        for command, run_at, ok_at, code, duration in conn.execute(
-            "SELECT command, last_run_at, last_ok_at, last_exit, last_duration FROM heartbeats"
-            " ORDER BY command"
-        ):
+        for beat in store_status.heartbeats(self.db):
+            command, run_at, ok_at = beat["command"], beat["last_run_at"], beat["last_ok_at"]
+            code, duration = beat["last_exit"], beat["last_duration"]
             last_run.add_metric([command], run_at)
             if ok_at is not None:
                 last_ok.add_metric([command], ok_at)
@@ -199,9 +173,8 @@ class StateCollector:
             "Polls of the source that failed in a row.",
             labels=["source"],
         )
-        for name, n in conn.execute(
-            "SELECT name, consecutive_failures FROM source_status ORDER BY name"
-        ):
+        for source in store_status.source_statuses(self.db):
+            name, n = source["name"], source["consecutive_failures"]
             up.add_metric([name], 1 if n == 0 else 0)
             failures.add_metric([name], n)
         yield up

@@ -10,30 +10,18 @@ from typing import Any
 
 from incident_cli.config.model import SEVERITIES
 from incident_cli.store.database import Database
+from incident_cli.store.reports import (
+    ALERTNAME_SQL,
+    ESCALATED_SQL,
+    FLAPPED_SQL,
+    LATENCY_SQL,
+    MTTA_SQL,
+    MTTD_SQL,
+    MTTR_SQL,
+    WINDOW_SQL,
+)
 from incident_cli.times import to_rfc3339
 
-# One expression per timing, shared by the report (means and percentiles) and by `archive`
-# (which folds sums and counts into rollup_hourly), so both count exactly the same thing.
-# Each is NULL when it does not apply; clock skew between Prometheus and this host must not
-# produce a negative detection time, hence max(..., 0).
-MTTD_SQL = "max(opened_at - started_at, 0)"
-MTTA_SQL = "max(acknowledged_at - opened_at, 0)"
-# Incidents without a started_at (none reported by the source) count from opened_at.
-MTTR_SQL = (
-    "CASE WHEN status = 'resolved' THEN max(resolved_at - COALESCE(started_at, opened_at), 0) END"
-)
-LATENCY_SQL = "CASE WHEN n.status = 'sent' THEN max(n.sent_at - n.created_at, 0) END"
-ALERTNAME_SQL = "COALESCE(json_extract(labels, '$.alertname'), rule)"
-# `escalated_at` and `flapping` are cleared when an incident reopens or settles; the timeline
-# remembers that it happened.
-ESCALATED_SQL = (
-    "(escalated_at IS NOT NULL"
-    " OR id IN (SELECT incident_id FROM timeline WHERE kind = 'escalated'))"
-)
-FLAPPED_SQL = (
-    "(flapping = 1 OR id IN (SELECT incident_id FROM timeline WHERE kind = 'flapping_started'))"
-)
-WINDOW_SQL = "opened_at >= :since AND opened_at <= :until"
 RECOVERY_RESULTS = ("succeeded", "failed", "refused", "skipped")
 
 DEFINITIONS = {

@@ -10,6 +10,10 @@ from typing import Any
 from incident_cli.display import printable
 from incident_cli.errors import NotFound
 from incident_cli.reporting.render import human_duration, md_escape, md_table
+from incident_cli.store import actions as store_actions
+from incident_cli.store import outbox as store_outbox
+from incident_cli.store import timeline as store_timeline
+from incident_cli.store.alerts import alertnames
 from incident_cli.store.database import Database
 from incident_cli.store.incidents import action_commands, get_incident
 from incident_cli.times import format_duration, to_rfc3339
@@ -45,11 +49,9 @@ def review_markdown(db: Database, incident_id: int, now: float) -> str:
     if incident is None:
         raise NotFound(f"no incident {incident_id}")
     i = incident
-    timeline = list(
-        db.query("SELECT * FROM timeline WHERE incident_id = ? ORDER BY at, id", [i.id])
-    )
-    actions = list(db.query("SELECT * FROM actions WHERE incident_id = ? ORDER BY id", [i.id]))
-    notes = list(db.query("SELECT * FROM notifications WHERE incident_id = ? ORDER BY id", [i.id]))
+    timeline = store_timeline.of_incident(db, i.id, by_time=True)
+    actions = store_actions.of_incident(db, i.id)
+    notes = store_outbox.of_incident(db, i.id)
 
     status = i.status + (f" ({i.resolution})" if i.resolution else "")
     labels = ", ".join(f"{k}={v}" for k, v in i.labels.items())
@@ -63,10 +65,7 @@ def review_markdown(db: Database, incident_id: int, now: float) -> str:
     ]
     # A grouped incident's alerts by name: its title and the reports count it by its own name.
     names: dict[str, int] = {}
-    for (name,) in db.conn.execute(
-        "SELECT json_extract(labels, '$.alertname') FROM alerts WHERE incident_id = ? ORDER BY id",
-        (i.id,),
-    ):
+    for name in alertnames(db, i.id):
         names[name or "?"] = names.get(name or "?", 0) + 1
     if names:
         counted = ", ".join(f"{name} x{count}" for name, count in names.items())

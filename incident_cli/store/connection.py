@@ -175,3 +175,21 @@ class TickLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def db_size(db: Database, path: str | None) -> int:
+    """Bytes on disk: the DB file plus its WAL (which can be most of it between checkpoints)."""
+    if path and path != ":memory:":
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):  # no WAL file right after a checkpoint
+                total += os.path.getsize(f"{path}{suffix}")
+        return total
+    return page_bytes(db)
+
+
+def page_bytes(db: Database) -> int:
+    """The DB's size as SQLite counts it (pages in use and free)."""
+    page_count = db.conn.execute("PRAGMA page_count").fetchone()[0]
+    page_size = db.conn.execute("PRAGMA page_size").fetchone()[0]
+    return int(page_count * page_size)

@@ -174,3 +174,17 @@ def count_unresolved(db: Database, ids: list[int]) -> int:
             chunk,
         ).fetchone()[0]
     return unresolved
+
+
+def latest_by_key(db: Database, key: str) -> Incident | None:
+    """The newest incident with this key, whatever its status."""
+    rows = list(db.query("SELECT * FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1", [key]))
+    return Incident.from_row(rows[0]) if rows else None
+
+
+def unresolved_counts(db: Database) -> list[tuple[str, str, int]]:
+    """(status, severity, count) of the incidents not resolved."""
+    return db.conn.execute(
+        "SELECT status, severity, count(*) FROM incidents WHERE status != 'resolved'"
+        " GROUP BY status, severity"
+    ).fetchall()

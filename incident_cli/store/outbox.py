@@ -66,3 +66,35 @@ def unsent_counts(db: Database, ids: list[int]) -> dict[int, dict[str, int]]:
         for incident_id, state, count in rows:
             counts.setdefault(incident_id, {})[state] = count
     return counts
+
+
+def of_incident(db: Database, incident_id: int) -> list[dict[str, Any]]:
+    return list(
+        db.query("SELECT * FROM notifications WHERE incident_id = ? ORDER BY id", [incident_id])
+    )
+
+
+def status_counts(db: Database, statuses: tuple[str, ...]) -> dict[str, int]:
+    marks = ", ".join("?" * len(statuses))
+    return dict(
+        db.conn.execute(
+            f"SELECT status, count(*) FROM notifications WHERE status IN ({marks}) GROUP BY status",
+            statuses,
+        ).fetchall()
+    )
+
+
+def counts_by_channel(db: Database) -> list[tuple[str, str, int]]:
+    """(channel, status, count) of every notification."""
+    return db.conn.execute(
+        "SELECT channel, status, count(*) FROM notifications GROUP BY channel, status"
+        " ORDER BY channel, status"
+    ).fetchall()
+
+
+def backlog(db: Database) -> tuple[int, float | None]:
+    """(pending rows, when the oldest was queued)."""
+    depth, oldest = db.conn.execute(
+        "SELECT count(*), min(created_at) FROM notifications WHERE status = 'pending'"
+    ).fetchone()
+    return depth, oldest

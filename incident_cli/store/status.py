@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from incident_cli.store.database import Database
 
 
@@ -33,3 +35,13 @@ def record_heartbeat(
                 error[:1000] if error else None,
             ),
         )
+
+
+def heartbeats(db: Database) -> list[dict[str, Any]]:
+    """Each command's last run, by command name."""
+    return list(db.query("SELECT * FROM heartbeats ORDER BY command"))
+
+
+def source_statuses(db: Database) -> list[dict[str, Any]]:
+    """Each source's last poll, failures in a row and last error."""
+    return list(db.query("SELECT * FROM source_status ORDER BY name"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from incident_cli.store.database import Database
@@ -45,3 +45,18 @@ def add_event(
 ) -> None:
     """Append one timeline event. Callers hold the write transaction of the change it records."""
     db.conn.execute(INSERT_EVENT, event_row(incident_id, at, kind, message, actor=actor, data=data))
+
+
+def of_incident(db: Database, incident_id: int, *, by_time: bool = False) -> list[dict[str, Any]]:
+    """An incident's events as rows, in the order they were written (or by time)."""
+    order = "at, id" if by_time else "id"
+    return list(
+        db.query(f"SELECT * FROM timeline WHERE incident_id = ? ORDER BY {order}", [incident_id])
+    )
+
+
+def kinds_and_data(db: Database, incident_id: int) -> Iterator[tuple[str, str | None]]:
+    """(kind, data JSON) of an incident's events, in order."""
+    yield from db.conn.execute(
+        "SELECT kind, data FROM timeline WHERE incident_id = ? ORDER BY id", (incident_id,)
+    )
