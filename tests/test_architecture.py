@@ -34,19 +34,15 @@ LONG_FUNCTIONS = {
     "incident_cli/notify/delivery.py:_deliver",
     "incident_cli/reporting/metrics.py:StateCollector.collect",
     "incident_cli/reporting/render.py:render_table",
-    "incident_cli/reporting/report.py:build_report",
     "incident_cli/reporting/review.py:review_markdown",
 }
 SQL_OUTSIDE_STORE = {
     "incident_cli/handlers/planning.py",
-    "incident_cli/intake/journeys.py",
     "incident_cli/lifecycle/followups.py",
     "incident_cli/lifecycle/poll.py",
     "incident_cli/notify/delivery.py",
     "incident_cli/recovery/tick.py",
     "incident_cli/reporting/archive.py",
-    "incident_cli/reporting/eventlog.py",
-    "incident_cli/reporting/report.py",
 }
 
 _SQL = re.compile(

@@ -23,11 +23,12 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+from incident_cli.store import journeys as store
 from incident_cli.store.database import Database
 from incident_cli.times import parse_rfc3339
 
@@ -41,7 +42,6 @@ FUTURE_TOLERANCE = 300.0
 HEAD_BYTES = 256
 READ_CHUNK = 1 << 20
 MAX_READ_BYTES = 64 << 20  # per tick: a huge backlog is caught up over several ticks
-INSERT_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -322,21 +322,12 @@ def read_new_lines(path: str, prior: FileState | None, now: float) -> FileRead |
 
 
 def load_file_state(db: Database, path: str) -> FileState | None:
-    row = db.conn.execute(
-        "SELECT inode, size, offset, head FROM journey_files WHERE path = ?", (path,)
-    ).fetchone()
-    if row is None:
-        return None
-    return FileState(inode=row[0] or 0, size=row[1] or 0, offset=row[2], head=row[3] or "")
+    row = store.file_state(db, path)
+    return None if row is None else FileState(inode=row[0], size=row[1], offset=row[2], head=row[3])
 
 
 def save_file_state(db: Database, path: str, state: FileState) -> None:
-    db.conn.execute(
-        "INSERT INTO journey_files (path, inode, size, offset, head) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT(path) DO UPDATE SET inode = excluded.inode, size = excluded.size,"
-        " offset = excluded.offset, head = excluded.head",
-        (path, state.inode, state.size, state.offset, state.head),
-    )
+    store.save_file_state(db, path, state.inode, state.size, state.offset, state.head)
 
 
 # --------------------------------------------------------------------------- the table
@@ -344,37 +335,9 @@ def save_file_state(db: Database, path: str, state: FileState) -> None:
 
 def store_results(db: Database, results: Iterable[JourneyResult], origin: str) -> int:
     """Insert results not stored yet; returns how many were new. Caller holds the write tx."""
-    before = db.conn.total_changes
-    batch: list[tuple[str, float, int, float | None, str]] = []
-    for r in results:
-        batch.append((r.journey, r.at, int(r.ok), r.latency_ms, origin))
-        if len(batch) >= INSERT_BATCH:
-            _insert(db, batch)
-            batch = []
-    if batch:
-        _insert(db, batch)
-    return int(db.conn.total_changes - before)
-
-
-def _insert(db: Database, batch: Sequence[tuple[str, float, int, float | None, str]]) -> None:
-    db.conn.executemany(
-        "INSERT OR IGNORE INTO journeys (journey, at, ok, latency_ms, origin)"
-        " VALUES (?, ?, ?, ?, ?)",
-        batch,
+    return store.insert_results(
+        db, ((r.journey, r.at, int(r.ok), r.latency_ms, origin) for r in results)
     )
-
-
-def journey_names(db: Database) -> list[str]:
-    """Every journey with results, by walking the index one name at a time (not every row)."""
-    rows = db.conn.execute(
-        "WITH RECURSIVE names(name) AS ("
-        " SELECT min(journey) FROM journeys"
-        " UNION ALL"
-        " SELECT (SELECT min(journey) FROM journeys WHERE journey > name) FROM names"
-        " WHERE name IS NOT NULL)"
-        " SELECT name FROM names WHERE name IS NOT NULL"
-    ).fetchall()
-    return [row[0] for row in rows]
 
 
 @dataclass(frozen=True)
@@ -394,12 +357,8 @@ def recent_results(db: Database, limit: int, now: float) -> list[Recent]:
     or before the clock was set right) wait until their time: counted now, they would be the
     newest result of every run until then."""
     out = []
-    query = (
-        "SELECT at, ok, latency_ms FROM journeys WHERE journey = ? AND at <= ?"
-        " ORDER BY at DESC, id DESC LIMIT ?"
-    )
-    for name in journey_names(db):
-        rows = db.conn.execute(query, (name, now + FUTURE_TOLERANCE, limit)).fetchall()
+    for name in store.names(db):
+        rows = store.recent(db, name, now + FUTURE_TOLERANCE, limit)
         rows.reverse()
         out.append(
             Recent(

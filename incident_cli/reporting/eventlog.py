@@ -21,6 +21,7 @@ from typing import Any
 
 from incident_cli.display import printable
 from incident_cli.redact import redact
+from incident_cli.store import timeline
 from incident_cli.store.database import Database
 from incident_cli.times import to_rfc3339
 
@@ -63,9 +64,6 @@ class Event:
         )
 
 
-_COLUMNS = "id, incident_id, at, kind, actor, message, data"
-
-
 def read_events(
     db: Database,
     *,
@@ -80,25 +78,14 @@ def read_events(
     One SELECT in autocommit mode: no transaction outlives the call, so a follower never keeps
     a read snapshot (or the WAL) pinned while it waits.
     """
-    where, args = ["id > ?"], [after_id]  # type: list[str], list[Any]
-    if since is not None:
-        where.append("at >= ?")
-        args.append(since)
-    if incident_id is not None:
-        where.append("incident_id = ?")
-        args.append(incident_id)
-    if kinds:
-        where.append(f"kind IN ({','.join('?' * len(kinds))})")
-        args.extend(kinds)
-    sql = f"SELECT {_COLUMNS} FROM timeline WHERE {' AND '.join(where)} ORDER BY at, id"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return [Event.from_row(row) for row in db.conn.execute(sql, args)]
+    rows = timeline.events_after(
+        db, after_id, since=since, incident_id=incident_id, kinds=kinds, limit=limit
+    )
+    return [Event.from_row(row) for row in rows]
 
 
 def newest_event_id(db: Database) -> int:
-    row = db.conn.execute("SELECT max(id) FROM timeline").fetchone()
-    return int(row[0] or 0)
+    return timeline.newest_id(db)
 
 
 def follow_events(
@@ -118,9 +105,7 @@ def follow_events(
     pause = sleep or time.sleep
     last = after_id
     while True:
-        rows = db.conn.execute(
-            f"SELECT {_COLUMNS} FROM timeline WHERE id > ? ORDER BY id", (last,)
-        ).fetchall()
+        rows = timeline.newer_than(db, last)
         for row in rows:
             event = Event.from_row(row)
             last = event.id
@@ -149,27 +134,14 @@ class EventLog:
 
     def attach(self, db: Database) -> None:
         """Capture the timeline rows this connection writes and log them after each commit."""
-        db.conn.executescript(
-            """
-            CREATE TEMP TABLE IF NOT EXISTS eventlog_pending (id INTEGER PRIMARY KEY);
-            CREATE TEMP TRIGGER IF NOT EXISTS eventlog_capture AFTER INSERT ON main.timeline
-            BEGIN
-                INSERT OR IGNORE INTO eventlog_pending (id) VALUES (NEW.id);
-            END;
-            """
-        )
+        timeline.capture_inserts(db)
         db.after_commit.append(lambda: self.flush(db))
 
     def flush(self, db: Database) -> None:
         """Log the committed events this connection wrote since the last flush."""
-        conn = db.conn
-        if conn.in_transaction:  # only what is committed (write_tx calls us after COMMIT)
+        rows = timeline.take_captured(db)
+        if rows is None:  # only what is committed (write_tx calls us after COMMIT)
             return
-        rows = conn.execute(
-            f"SELECT {', '.join('t.' + c.strip() for c in _COLUMNS.split(','))}"
-            " FROM temp.eventlog_pending p JOIN main.timeline t ON t.id = p.id ORDER BY t.id"
-        ).fetchall()
-        conn.execute("DELETE FROM temp.eventlog_pending")
         lines = []
         for row in rows:
             event = Event.from_row(row)

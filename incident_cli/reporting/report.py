@@ -9,16 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from incident_cli.config.model import SEVERITIES
+from incident_cli.store import reports
 from incident_cli.store.database import Database
 from incident_cli.store.reports import (
-    ALERTNAME_SQL,
-    ESCALATED_SQL,
-    FLAPPED_SQL,
-    LATENCY_SQL,
     MTTA_SQL,
     MTTD_SQL,
     MTTR_SQL,
-    WINDOW_SQL,
 )
 from incident_cli.times import to_rfc3339
 
@@ -159,7 +155,6 @@ def build_report(db: Database, now: float, hours: float, *, top: int = 10) -> Re
     until = now
     bucket = bucket_seconds_for(hours)
     window = {"since": since, "until": until, "bucket": bucket}
-    conn = db.conn
 
     totals: Counter[str] = Counter()
     by_severity: Counter[str] = Counter()
@@ -182,40 +177,13 @@ def build_report(db: Database, now: float, hours: float, *, top: int = 10) -> Re
 
     # One pass over the window's incidents (the opened_at index bounds it), grouped finely
     # enough for every total, the severity/alert breakdowns and the chart series.
-    cursor = conn.execute(
-        f"""
-        SELECT CAST(opened_at / :bucket AS INTEGER) AS b, severity, {ALERTNAME_SQL} AS alertname,
-               count(*) AS opened,
-               sum(status = 'resolved') AS resolved,
-               sum(status != 'resolved') AS open,
-               sum(reopen_count > 0) AS reopened,
-               sum(resolution = 'false_positive') AS false_positive,
-               sum({ESCALATED_SQL}) AS escalated,
-               sum({FLAPPED_SQL}) AS flapped,
-               sum({MTTD_SQL}) AS mttd_sum, count({MTTD_SQL}) AS mttd_count,
-               sum({MTTA_SQL}) AS mtta_sum, count({MTTA_SQL}) AS mtta_count,
-               sum({MTTR_SQL}) AS mttr_sum, count({MTTR_SQL}) AS mttr_count
-        FROM incidents WHERE {WINDOW_SQL}
-        GROUP BY b, severity, alertname
-        """,
-        window,
-    )
-    names = [d[0] for d in cursor.description]
     live: Counter[str] = Counter()
-    for values in cursor:
-        row = dict(zip(names, values, strict=True))
+    for row in reports.window_groups(db, window):
         for name in ("opened", "mttd_count", "mtta_count", "mttr_count"):
             live[name] += row[name]
         add(row["b"], row["severity"], row["alertname"], row)
 
-    cursor = conn.execute(
-        "SELECT CAST(hour / :bucket AS INTEGER) AS b, *, 0 AS open FROM rollup_hourly"
-        " WHERE hour >= :since AND hour <= :until",
-        window,
-    )
-    names = [d[0] for d in cursor.description]
-    for values in cursor:
-        row = dict(zip(names, values, strict=True))
+    for row in reports.rollup_groups(db, window):
         add(row["b"], row["severity"], row["alertname"], row)
         for result in RECOVERY_RESULTS:
             recovery[result] += row[f"recovery_{result}"]
@@ -223,61 +191,29 @@ def build_report(db: Database, now: float, hours: float, *, top: int = 10) -> Re
         notes["dead"] += row["notifications_dead"]
     archived = totals["opened"] - live["opened"]
 
-    for status, count in conn.execute(
-        f"""
-        SELECT a.status, count(*) FROM actions a JOIN incidents ON incidents.id = a.incident_id
-        WHERE a.kind = 'command' AND {WINDOW_SQL} GROUP BY a.status
-        """,
-        window,
-    ):
+    for status, count in reports.command_action_counts(db, window):
         recovery[status] += count
 
-    for status, count in conn.execute(
-        f"""
-        SELECT n.status, count(*) FROM notifications n
-        JOIN incidents ON incidents.id = n.incident_id WHERE {WINDOW_SQL} GROUP BY n.status
-        UNION ALL
-        SELECT n.status, count(*) FROM notifications n
-        WHERE n.incident_id IS NULL AND n.created_at >= :since AND n.created_at <= :until
-        GROUP BY n.status
-        """,
-        window,
-    ):
+    for status, count in reports.notification_counts(db, window):
         notes[status] += count
         live["sent"] += count if status == "sent" else 0
 
     def timing(name: str, expr: str) -> Timing:
-        median, p90 = _percentiles(
-            conn,
-            expr,
-            f"FROM incidents WHERE {WINDOW_SQL}",
-            window,
-            live[f"{name}_count"],
-            (0.5, 0.9),
+        median, p90 = reports.incident_percentiles(
+            db, expr, window, live[f"{name}_count"], (0.5, 0.9)
         )
         count = totals[f"{name}_count"]
         return Timing(_mean(totals[f"{name}_sum"], count), median, p90, count)
 
     mttd, mtta, mttr = timing("mttd", MTTD_SQL), timing("mtta", MTTA_SQL), timing("mttr", MTTR_SQL)
-    (p95,) = _percentiles(
-        conn,
-        LATENCY_SQL,
-        f"""FROM notifications n LEFT JOIN incidents ON incidents.id = n.incident_id
-            WHERE n.status = 'sent' AND CASE WHEN n.incident_id IS NULL
-                THEN n.created_at >= :since AND n.created_at <= :until ELSE {WINDOW_SQL} END""",
-        window,
-        live["sent"],
-        (0.95,),
-    )
+    (p95,) = reports.latency_percentiles(db, window, live["sent"], (0.95,))
 
     flapping: list[FlappingIncident] = []
     if totals["flapped"]:
-        for row in conn.execute(
-            f"SELECT id, title, severity, reopen_count, flapping FROM incidents"
-            f" WHERE {WINDOW_SQL} AND {FLAPPED_SQL} ORDER BY reopen_count DESC, id LIMIT :top",
-            {**window, "top": top},
-        ):
-            flapping.append(FlappingIncident(row[0], row[1], row[2], row[3], bool(row[4])))
+        for found in reports.flapping_in_window(db, window, top):
+            flapping.append(
+                FlappingIncident(found[0], found[1], found[2], found[3], bool(found[4]))
+            )
 
     first, last = int(since // bucket), int(until // bucket)
     buckets = []
@@ -330,49 +266,6 @@ def _severity_order(counts: Mapping[str, int]) -> list[str]:
 
 def _mean(total: float, count: int) -> float | None:
     return total / count if count else None
-
-
-def _percentiles(
-    conn: Any, expr: str, from_sql: str, args: Mapping[str, Any], n: int, ps: Sequence[float]
-) -> list[float | None]:
-    """Percentiles of the `n` non-NULL values of `expr`, by linear interpolation between ranks.
-
-    SQLite sorts; Python only reads the two ranks around each percentile, so a million
-    incidents cost one sort and no million-row transfer. A lone high percentile (p95) reads
-    from the top with ORDER BY ... DESC LIMIT, whose bounded sorter keeps only the top few
-    percent instead of sorting everything.
-    """
-    if not n:
-        return [None for _ in ps]
-    values_sql = f"SELECT v FROM (SELECT {expr} AS v {from_sql}) WHERE v IS NOT NULL"
-    wanted: set[int] = set()
-    for p in ps:
-        lo = math.floor(p * (n - 1))
-        wanted.update({lo, min(lo + 1, n - 1)})
-    values: dict[int, float]
-    if all(p >= 0.75 for p in ps):
-        first, last = min(wanted), max(wanted)
-        rows = conn.execute(
-            f"{values_sql} ORDER BY v DESC LIMIT {last - first + 1} OFFSET {n - 1 - last}",
-            args,
-        ).fetchall()
-        values = {last - i: row[0] for i, row in enumerate(rows)}
-    else:
-        marks = ",".join(str(r) for r in sorted(wanted))
-        values = dict(
-            conn.execute(
-                f"""SELECT rn, v FROM (SELECT v, row_number() OVER (ORDER BY v) - 1 AS rn
-                    FROM ({values_sql})) WHERE rn IN ({marks})""",
-                args,
-            ).fetchall()
-        )
-    out: list[float | None] = []
-    for p in ps:
-        pos = p * (n - 1)
-        lo = math.floor(pos)
-        hi = min(lo + 1, n - 1)
-        out.append(values[lo] + (values[hi] - values[lo]) * (pos - lo))
-    return out
 
 
 # --------------------------------------------------------------------------- JSON

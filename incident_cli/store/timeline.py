@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from incident_cli.store.database import Database
@@ -60,3 +60,75 @@ def kinds_and_data(db: Database, incident_id: int) -> Iterator[tuple[str, str | 
     yield from db.conn.execute(
         "SELECT kind, data FROM timeline WHERE incident_id = ? ORDER BY id", (incident_id,)
     )
+
+
+# --------------------------------------------------------------------------- across incidents
+
+COLUMNS = "id, incident_id, at, kind, actor, message, data"
+EventTuple = tuple[int, int, float, str, str, str, str | None]
+
+
+def events_after(
+    db: Database,
+    after_id: int,
+    *,
+    since: float | None = None,
+    incident_id: int | None = None,
+    kinds: Sequence[str] = (),
+    limit: int | None = None,
+) -> list[EventTuple]:
+    """Rows (COLUMNS) with an id above `after_id`, by time then id; one autocommit SELECT."""
+    where, args = ["id > ?"], [after_id]  # type: list[str], list[Any]
+    if since is not None:
+        where.append("at >= ?")
+        args.append(since)
+    if incident_id is not None:
+        where.append("incident_id = ?")
+        args.append(incident_id)
+    if kinds:
+        where.append(f"kind IN ({','.join('?' * len(kinds))})")
+        args.extend(kinds)
+    sql = f"SELECT {COLUMNS} FROM timeline WHERE {' AND '.join(where)} ORDER BY at, id"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return db.conn.execute(sql, args).fetchall()
+
+
+def newer_than(db: Database, after_id: int) -> list[EventTuple]:
+    """Rows (COLUMNS) with an id above `after_id`, in id order."""
+    return db.conn.execute(
+        f"SELECT {COLUMNS} FROM timeline WHERE id > ? ORDER BY id", (after_id,)
+    ).fetchall()
+
+
+def newest_id(db: Database) -> int:
+    row = db.conn.execute("SELECT max(id) FROM timeline").fetchone()
+    return int(row[0] or 0)
+
+
+def capture_inserts(db: Database) -> None:
+    """Remember the id of every timeline row this connection inserts (a TEMP trigger: other
+    processes' rows are not seen; a rollback forgets the ids with the rows)."""
+    db.conn.executescript(
+        """
+        CREATE TEMP TABLE IF NOT EXISTS eventlog_pending (id INTEGER PRIMARY KEY);
+        CREATE TEMP TRIGGER IF NOT EXISTS eventlog_capture AFTER INSERT ON main.timeline
+        BEGIN
+            INSERT OR IGNORE INTO eventlog_pending (id) VALUES (NEW.id);
+        END;
+        """
+    )
+
+
+def take_captured(db: Database) -> list[EventTuple] | None:
+    """The committed rows captured since the last call (and forget them); None inside a
+    transaction (only what is committed counts)."""
+    conn = db.conn
+    if conn.in_transaction:
+        return None
+    rows: list[EventTuple] = conn.execute(
+        f"SELECT {', '.join('t.' + c.strip() for c in COLUMNS.split(','))}"
+        " FROM temp.eventlog_pending p JOIN main.timeline t ON t.id = p.id ORDER BY t.id"
+    ).fetchall()
+    conn.execute("DELETE FROM temp.eventlog_pending")
+    return rows
