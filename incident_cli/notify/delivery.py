@@ -31,7 +31,9 @@ from incident_cli.notify.channels.options import Options
 from incident_cli.notify.channels.registry import build
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime
+from incident_cli.store import outbox as store
 from incident_cli.store.database import Database, write_tx
+from incident_cli.store.incidents import exists
 from incident_cli.store.timeline import add_event
 
 SHORT_RETRY_AFTER = 5.0  # a 429 asking for at most this long is waited for within the tick
@@ -119,15 +121,7 @@ def lease_seconds(channel: Channel[Options]) -> float:
 
 
 def pending_rows(db: Database, only_channel: str | None = None) -> list[Row]:
-    sql = (
-        "SELECT id, incident_id, channel, event, message, created_at, next_attempt_at,"
-        " lease_until, attempts FROM notifications WHERE status = 'pending'"
-    )
-    args: list[Any] = []
-    if only_channel is not None:
-        sql += " AND channel = ?"
-        args.append(only_channel)
-    return [Row(*r) for r in db.conn.execute(sql + " ORDER BY id", args)]
+    return [Row(*r) for r in store.pending(db, only_channel)]
 
 
 def chains(rows: Iterable[Row]) -> list[list[Row]]:
@@ -157,32 +151,18 @@ class _Delivery:
         """
         now = self.clock()
         with write_tx(self.db):
-            if row.incident_id is not None:
-                earlier = self.db.conn.execute(
-                    "SELECT 1 FROM notifications WHERE incident_id = ? AND channel = ?"
-                    " AND status = 'pending' AND id < ? LIMIT 1",
-                    (row.incident_id, row.channel, row.id),
-                ).fetchone()
-                if earlier:
-                    return None
-            cursor = self.db.conn.execute(
-                "UPDATE notifications SET lease_until = ?, lease_token = ?, attempts = attempts + 1"
-                " WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?"
-                " AND (lease_until IS NULL OR lease_until < ?)",
-                (now + lease_seconds(channel), token, row.id, now, now),
+            claimed = store.claim(
+                self.db,
+                row.id,
+                row.incident_id,
+                row.channel,
+                now,
+                now + lease_seconds(channel),
+                token,
             )
-            if cursor.rowcount != 1:
-                return None
-            attempts = self.db.conn.execute(
-                "SELECT attempts FROM notifications WHERE id = ?", (row.id,)
-            ).fetchone()[0]
-            remote = None
-            if row.incident_id is not None:
-                found = self.db.conn.execute(
-                    "SELECT remote_id FROM channel_refs WHERE incident_id = ? AND channel = ?",
-                    (row.incident_id, row.channel),
-                ).fetchone()
-                remote = found[0] if found else None
+        if claimed is None:
+            return None
+        attempts, remote = claimed
         message = Message(
             id=row.id,
             channel=row.channel,
@@ -193,21 +173,10 @@ class _Delivery:
         )
         return message, int(attempts)
 
-    def _incident_exists(self, incident_id: int | None) -> bool:
-        if incident_id is None:
-            return False
-        found = self.db.conn.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,))
-        return found.fetchone() is not None
-
-    def _settle(self, row: Row, token: str, assignments: str, args: tuple[Any, ...]) -> bool:
-        """Write the row's outcome if this tick still holds its lease; True when it did and the
-        row's incident (if any) still exists, so a timeline event should follow."""
-        cursor = self.db.conn.execute(
-            f"UPDATE notifications SET {assignments}, lease_until = NULL, lease_token = NULL"
-            " WHERE id = ? AND lease_token = ?",
-            (*args, row.id, token),
-        )
-        return cursor.rowcount == 1 and self._incident_exists(row.incident_id)
+    def _settled(self, row: Row, written: bool) -> bool:
+        """True when the outcome was written (the lease still held) and the row's incident
+        still exists, so a timeline event should follow."""
+        return written and exists(self.db, row.incident_id)
 
     def _event(
         self, row: Row, now: float, kind: str, message: str, attempts: int, **extra: Any
@@ -225,15 +194,10 @@ class _Delivery:
     def mark_sent(self, row: Row, token: str, attempts: int, remote_id: str | None) -> None:
         now = self.clock()
         with write_tx(self.db):
-            if not self._settle(row, token, "status = 'sent', sent_at = ?, error = NULL", (now,)):
+            if not self._settled(row, store.mark_sent(self.db, row.id, token, now)):
                 return
             if remote_id is not None:
-                self.db.conn.execute(
-                    "INSERT INTO channel_refs (incident_id, channel, remote_id) VALUES (?, ?, ?)"
-                    " ON CONFLICT(incident_id, channel)"
-                    " DO UPDATE SET remote_id = excluded.remote_id",
-                    (row.incident_id, row.channel, remote_id),
-                )
+                store.save_ref(self.db, row.incident_id, row.channel, remote_id)
             self._event(
                 row,
                 now,
@@ -246,12 +210,12 @@ class _Delivery:
     def mark_retry(self, row: Row, token: str, error: str, next_attempt_at: float) -> None:
         with write_tx(self.db):
             # Only the row changes: a retry is not an event in the incident's story.
-            self._settle(row, token, "next_attempt_at = ?, error = ?", (next_attempt_at, error))
+            store.mark_retry(self.db, row.id, token, error, next_attempt_at)
 
     def mark_dead(self, row: Row, token: str, attempts: int, error: str) -> None:
         now = self.clock()
         with write_tx(self.db):
-            if not self._settle(row, token, "status = 'dead', error = ?", (error,)):
+            if not self._settled(row, store.mark_dead(self.db, row.id, token, error)):
                 return
             self._event(
                 row,
@@ -598,12 +562,7 @@ def preview_pending(
     """Every pending row rendered as its channel would send it. Reads only; sends nothing."""
     out: list[Preview] = []
     built: dict[str, Channel[Options]] = {}
-    refs = {
-        (incident_id, channel): remote
-        for incident_id, channel, remote in db.conn.execute(
-            "SELECT incident_id, channel, remote_id FROM channel_refs"
-        )
-    }
+    refs = store.refs(db)
     all_secrets = config.secrets()
     queued_before: set[tuple[int | None, str]] = set()
     for row in pending_rows(db, only_channel):

@@ -188,3 +188,10 @@ def unresolved_counts(db: Database) -> list[tuple[str, str, int]]:
         "SELECT status, severity, count(*) FROM incidents WHERE status != 'resolved'"
         " GROUP BY status, severity"
     ).fetchall()
+
+
+def exists(db: Database, incident_id: int | None) -> bool:
+    if incident_id is None:
+        return False
+    found = db.conn.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,))
+    return found.fetchone() is not None

@@ -98,3 +98,106 @@ def backlog(db: Database) -> tuple[int, float | None]:
         "SELECT count(*), min(created_at) FROM notifications WHERE status = 'pending'"
     ).fetchone()
     return depth, oldest
+
+
+# --------------------------------------------------------------------------- delivery
+
+PENDING_COLUMNS = (
+    "id, incident_id, channel, event, message, created_at, next_attempt_at, lease_until, attempts"
+)
+
+
+def pending(db: Database, only_channel: str | None = None) -> list[tuple[Any, ...]]:
+    """Every pending row (PENDING_COLUMNS), oldest first."""
+    sql = f"SELECT {PENDING_COLUMNS} FROM notifications WHERE status = 'pending'"
+    args: list[Any] = []
+    if only_channel is not None:
+        sql += " AND channel = ?"
+        args.append(only_channel)
+    return db.conn.execute(sql + " ORDER BY id", args).fetchall()
+
+
+def claim(
+    db: Database,
+    row_id: int,
+    incident_id: int | None,
+    channel: str,
+    now: float,
+    lease_until: float,
+    token: str,
+) -> tuple[int, str | None] | None:
+    """Lease the row if it is still pending, due, unleased and first in its chain (compare
+    and swap): (this attempt's number, the remote id kept for its incident and channel).
+    Callers hold the write transaction."""
+    if incident_id is not None:
+        earlier = db.conn.execute(
+            "SELECT 1 FROM notifications WHERE incident_id = ? AND channel = ?"
+            " AND status = 'pending' AND id < ? LIMIT 1",
+            (incident_id, channel, row_id),
+        ).fetchone()
+        if earlier:
+            return None
+    cursor = db.conn.execute(
+        "UPDATE notifications SET lease_until = ?, lease_token = ?, attempts = attempts + 1"
+        " WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?"
+        " AND (lease_until IS NULL OR lease_until < ?)",
+        (lease_until, token, row_id, now, now),
+    )
+    if cursor.rowcount != 1:
+        return None
+    attempts = db.conn.execute(
+        "SELECT attempts FROM notifications WHERE id = ?", (row_id,)
+    ).fetchone()[0]
+    return int(attempts), remote_ref(db, incident_id, channel)
+
+
+def remote_ref(db: Database, incident_id: int | None, channel: str) -> str | None:
+    """What the channel keeps for this incident (e.g. the Statuspage incident it created)."""
+    if incident_id is None:
+        return None
+    found = db.conn.execute(
+        "SELECT remote_id FROM channel_refs WHERE incident_id = ? AND channel = ?",
+        (incident_id, channel),
+    ).fetchone()
+    return found[0] if found else None
+
+
+def refs(db: Database) -> dict[tuple[int | None, str], str]:
+    """Every kept remote id by (incident, channel)."""
+    return {
+        (incident_id, channel): remote
+        for incident_id, channel, remote in db.conn.execute(
+            "SELECT incident_id, channel, remote_id FROM channel_refs"
+        )
+    }
+
+
+def save_ref(db: Database, incident_id: int | None, channel: str, remote_id: str) -> None:
+    db.conn.execute(
+        "INSERT INTO channel_refs (incident_id, channel, remote_id) VALUES (?, ?, ?)"
+        " ON CONFLICT(incident_id, channel)"
+        " DO UPDATE SET remote_id = excluded.remote_id",
+        (incident_id, channel, remote_id),
+    )
+
+
+def _settle(db: Database, row_id: int, token: str, assignments: str, args: tuple[Any, ...]) -> bool:
+    """Write a leased row's outcome if the lease is still this token's."""
+    cursor = db.conn.execute(
+        f"UPDATE notifications SET {assignments}, lease_until = NULL, lease_token = NULL"
+        " WHERE id = ? AND lease_token = ?",
+        (*args, row_id, token),
+    )
+    return cursor.rowcount == 1
+
+
+def mark_sent(db: Database, row_id: int, token: str, now: float) -> bool:
+    return _settle(db, row_id, token, "status = 'sent', sent_at = ?, error = NULL", (now,))
+
+
+def mark_retry(db: Database, row_id: int, token: str, error: str, next_attempt_at: float) -> bool:
+    return _settle(db, row_id, token, "next_attempt_at = ?, error = ?", (next_attempt_at, error))
+
+
+def mark_dead(db: Database, row_id: int, token: str, error: str) -> bool:
+    return _settle(db, row_id, token, "status = 'dead', error = ?", (error,))
