@@ -38,10 +38,8 @@ LONG_FUNCTIONS = {
 }
 SQL_OUTSIDE_STORE = {
     "incident_cli/handlers/planning.py",
-    "incident_cli/lifecycle/followups.py",
     "incident_cli/lifecycle/poll.py",
     "incident_cli/recovery/tick.py",
-    "incident_cli/reporting/archive.py",
 }
 
 _SQL = re.compile(

@@ -330,3 +330,14 @@ def test_an_incident_whose_alerts_still_fire_is_not_archived(tmp_path: Path) -> 
     apply_poll(db, config, {"p": [still]}, {}, later)  # still firing, held
     assert archive_incidents(db, later, 30).incidents == 0
     assert apply_poll(db, config, {"p": [still]}, {}, later + 60).opened == []
+
+
+def test_the_rollup_columns_are_the_rollup_tables_columns() -> None:
+    from incident_cli.store.connection import open_db
+    from incident_cli.store.rollups import ROLLUP_COLUMNS
+
+    db = open_db(":memory:")
+    columns = [row[1] for row in db.conn.execute("PRAGMA table_info(rollup_hourly)")]
+    assert list(ROLLUP_COLUMNS) == [
+        c for c in columns if c not in ("hour", "severity", "alertname")
+    ]

@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from incident_cli.errors import IncidentError, NotFound
+from incident_cli.store import followups as store
 from incident_cli.store.database import Database, write_tx
 from incident_cli.store.incidents import get_incident
 from incident_cli.store.timeline import add_event
 from incident_cli.times import to_rfc3339
 
 MAX_TEXT = 2000
-
-# A follow-up is overdue from its due time until it is done.
-OVERDUE_SQL = "(due_at IS NOT NULL AND due_at < :now AND done_at IS NULL)"
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,8 @@ class Followup:
 def _get(db: Database, followup_id: int) -> Followup | None:
     if not 0 < followup_id < 2**63:
         return None
-    rows = list(db.query("SELECT * FROM followups WHERE id = ?", [followup_id]))
-    return Followup.from_row(rows[0]) if rows else None
+    found = store.row(db, followup_id)
+    return Followup.from_row(found) if found else None
 
 
 def add_followup(
@@ -80,12 +78,7 @@ def add_followup(
     with write_tx(db):
         if get_incident(db, incident_id) is None:
             raise NotFound(f"no incident {incident_id}")
-        cursor = db.conn.execute(
-            "INSERT INTO followups (incident_id, text, owner, created_at, created_by, due_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (incident_id, text, owner, now, by, due_at),
-        )
-        followup_id = int(cursor.lastrowid or 0)
+        followup_id = store.insert(db, incident_id, text, owner, now, by, due_at)
         who = f" (owner {owner})" if owner else ""
         due = f", due {to_rfc3339(due_at)}" if due_at is not None else ""
         add_event(
@@ -115,10 +108,7 @@ def complete_followup(
                 f"follow-up {followup_id} is already done"
                 f" (by {found.done_by} at {to_rfc3339(found.done_at)})"
             )
-        db.conn.execute(
-            "UPDATE followups SET done_at = ?, done_by = ?, done_note = ? WHERE id = ?",
-            (now, by, note, followup_id),
-        )
+        store.mark_done(db, followup_id, now, by, note)
         late = found.overdue(now)
         add_event(
             db,
@@ -145,25 +135,15 @@ def list_followups(
     incident_id: int | None = None,
 ) -> list[Followup]:
     """Follow-ups, oldest first."""
-    where, args = ["1"], {"now": now}  # type: list[str], dict[str, Any]
-    if open_only:
-        where.append("done_at IS NULL")
-    if overdue_only:
-        where.append(OVERDUE_SQL)
-    if incident_id is not None:
-        where.append("incident_id = :incident")
-        args["incident"] = incident_id
-    sql = f"SELECT * FROM followups WHERE {' AND '.join(where)} ORDER BY id"
-    return [Followup.from_row(row) for row in db.query(sql, args)]
+    found = store.rows(
+        db, now, open_only=open_only, overdue_only=overdue_only, incident_id=incident_id
+    )
+    return [Followup.from_row(row) for row in found]
 
 
 def followup_gauges(db: Database, now: float) -> tuple[int, int]:
     """(open, overdue) now, for `metrics`."""
-    row = db.conn.execute(
-        f"SELECT count(*), COALESCE(sum({OVERDUE_SQL}), 0) FROM followups WHERE done_at IS NULL",
-        {"now": now},
-    ).fetchone()
-    return int(row[0]), int(row[1])
+    return store.gauges(db, now)
 
 
 def followup_counts(db: Database, since: float, until: float) -> dict[str, int]:
@@ -174,51 +154,4 @@ def followup_counts(db: Database, since: float, until: float) -> dict[str, int]:
     were all done before the archive cutoff, so none is missing from a window's overdue count
     unless the window reaches back past that cutoff.
     """
-    args = {"since": since, "until": until}
-    opened, done, overdue = db.conn.execute(
-        """
-        SELECT COALESCE(sum(created_at >= :since AND created_at <= :until), 0),
-               COALESCE(sum(done_at >= :since AND done_at <= :until), 0),
-               COALESCE(sum(due_at IS NOT NULL AND due_at <= :until
-                            AND (done_at IS NULL OR (done_at > due_at AND done_at >= :since))),
-                        0)
-        FROM followups
-        """,
-        args,
-    ).fetchone()
-    rolled = db.conn.execute(
-        "SELECT COALESCE(sum(opened), 0), COALESCE(sum(done), 0) FROM rollup_followups"
-        " WHERE hour >= :since AND hour <= :until",
-        args,
-    ).fetchone()
-    return {
-        "opened": int(opened) + int(rolled[0]),
-        "done": int(done) + int(rolled[1]),
-        "overdue": int(overdue),
-    }
-
-
-# `archive`: an incident with a follow-up that is open, or was done after the cutoff, stays;
-# the follow-ups of the incidents it deletes are folded into rollup_followups first (then
-# deleted with them by the foreign key's cascade).
-ARCHIVE_HOLD_SQL = """
-    AND NOT EXISTS (SELECT 1 FROM followups f WHERE f.incident_id = incidents.id
-                    AND (f.done_at IS NULL OR f.done_at >= :cutoff))
-"""
-
-
-def fold_archived_followups(db: Database, batch_ids_sql: str) -> None:
-    db.conn.execute(
-        f"""
-        INSERT INTO rollup_followups (hour, opened, done)
-        SELECT hr, sum(o), sum(d) FROM (
-            SELECT CAST(created_at / 3600 AS INTEGER) * 3600.0 AS hr, 1 AS o, 0 AS d
-            FROM followups WHERE incident_id IN ({batch_ids_sql})
-            UNION ALL
-            SELECT CAST(done_at / 3600 AS INTEGER) * 3600.0, 0, 1
-            FROM followups WHERE incident_id IN ({batch_ids_sql}) AND done_at IS NOT NULL
-        ) GROUP BY hr
-        ON CONFLICT (hour) DO UPDATE SET
-            opened = opened + excluded.opened, done = done + excluded.done
-        """
-    )
+    return store.counts(db, since, until)

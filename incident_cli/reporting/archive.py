@@ -4,64 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from incident_cli.lifecycle.followups import ARCHIVE_HOLD_SQL, fold_archived_followups
-from incident_cli.store.connection import page_bytes
+from incident_cli.store import rollups
+from incident_cli.store.connection import page_bytes, vacuum_db
 from incident_cli.store.database import Database, write_tx
-from incident_cli.store.reports import (
-    ALERTNAME_SQL,
-    ESCALATED_SQL,
-    FLAPPED_SQL,
-    LATENCY_SQL,
-    MTTA_SQL,
-    MTTD_SQL,
-    MTTR_SQL,
-)
 
 BATCH = 5000  # incidents per write transaction: a long archive never blocks a tick for long
-
-# An incident still has work queued when a notification is pending or an action is pending or
-# running; archiving it would drop that work, so it waits for a later archive.
-# An incident resolved by hand whose alerts still fire holds them (no reopen, no page) until
-# they clear: archiving it would let the same alert open and page again.
-_ARCHIVABLE = (
-    """
-    status = 'resolved' AND resolved_at < :cutoff
-    AND NOT EXISTS (SELECT 1 FROM alerts al INDEXED BY alerts_uncleared
-                    WHERE al.incident_id = incidents.id AND al.state != 'cleared')
-    AND NOT EXISTS (SELECT 1 FROM notifications n
-                    WHERE n.incident_id = incidents.id AND n.status = 'pending')
-    AND NOT EXISTS (SELECT 1 FROM actions a
-                    WHERE a.incident_id = incidents.id AND a.status IN ('pending', 'running'))
-"""
-    + ARCHIVE_HOLD_SQL
-)
-_STORM = "incident_id IS NULL AND status IN ('sent', 'dead') AND created_at < :cutoff"
-_OLD_JOURNEYS = """at < :cutoff AND id NOT IN (
-    SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY journey ORDER BY at DESC, id DESC)
-                    AS newest FROM journeys) WHERE newest <= :keep)"""
-
-_ROLLUP_COLUMNS = (
-    "opened",
-    "resolved",
-    "reopened",
-    "false_positive",
-    "escalated",
-    "flapped",
-    "mttd_sum",
-    "mttd_count",
-    "mtta_sum",
-    "mtta_count",
-    "mttr_sum",
-    "mttr_count",
-    "recovery_succeeded",
-    "recovery_failed",
-    "recovery_refused",
-    "recovery_skipped",
-    "notifications_sent",
-    "notifications_dead",
-    "notification_latency_sum",
-)
-_UPSERT = ", ".join(f"{c} = {c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -79,11 +26,6 @@ class ArchiveResult:
     size_before: int | None = None
     size_after: int | None = None
     journeys: int = 0  # synthetic-journey results older than the cutoff and not still needed
-
-
-def _count(db: Database, table: str, ids_sql: str, args: dict[str, float]) -> int:
-    sql = f"SELECT count(*) FROM {table} WHERE incident_id IN ({ids_sql})"
-    return int(db.conn.execute(sql, args).fetchone()[0])
 
 
 def archive(
@@ -106,79 +48,27 @@ def archive(
     `keep_journeys` (the anomaly checks compare a window with the one before it).
     """
     cutoff = now - older_than_days * 86400.0
-    args = {"cutoff": cutoff}
-    conn = db.conn
-    candidates = f"SELECT id FROM incidents WHERE {_ARCHIVABLE}"
-    (old_resolved,) = conn.execute(
-        "SELECT count(*) FROM incidents WHERE status = 'resolved' AND resolved_at < :cutoff", args
-    ).fetchone()
     if dry_run:
-        (n,) = conn.execute(f"SELECT count(*) FROM ({candidates})", args).fetchone()
-        (storm,) = conn.execute(
-            f"SELECT count(*) FROM notifications WHERE {_STORM}", args
-        ).fetchone()
-        (journeys,) = conn.execute(
-            f"SELECT count(*) FROM journeys WHERE {_OLD_JOURNEYS}",
-            {**args, "keep": keep_journeys},
-        ).fetchone()
-        return ArchiveResult(
-            journeys=journeys,
-            cutoff=cutoff,
-            incidents=n,
-            alerts=_count(db, "alerts", candidates, args),
-            timeline=_count(db, "timeline", candidates, args),
-            actions=_count(db, "actions", candidates, args),
-            notifications=_count(db, "notifications", candidates, args),
-            storm_notifications=storm,
-            waiting=old_resolved - n,
-            dry_run=True,
-            vacuumed=False,
-        )
+        counts = rollups.archivable_counts(db, cutoff, keep_journeys)
+        return ArchiveResult(cutoff=cutoff, dry_run=True, vacuumed=False, **counts)
 
+    old_resolved = rollups.count_old_resolved(db, cutoff)
     totals = dict.fromkeys(("incidents", "alerts", "timeline", "actions", "notifications"), 0)
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS archive_batch (id INTEGER PRIMARY KEY)")
-    try:
+    with rollups.batch_table(db):
         while True:
             with write_tx(db):
-                conn.execute("DELETE FROM temp.archive_batch")
-                conn.execute(
-                    f"INSERT INTO temp.archive_batch (id) {candidates} ORDER BY id LIMIT :batch",
-                    {**args, "batch": batch},
-                )
-                (n,) = conn.execute("SELECT count(*) FROM temp.archive_batch").fetchone()
-                if not n:
+                counted = rollups.archive_batch(db, cutoff, batch)
+                if counted is None:
                     break
-                ids = "SELECT id FROM temp.archive_batch"
-                for table in ("alerts", "timeline", "actions", "notifications"):
-                    totals[table] += _count(db, table, ids, {})
-                _fold_incidents(db)
-                fold_archived_followups(db, ids)
-                conn.execute(
-                    "INSERT INTO id_floor (name, value) SELECT 'incidents', max(id) FROM incidents"
-                    " WHERE true ON CONFLICT(name) DO UPDATE SET"
-                    " value = max(id_floor.value, excluded.value)"
-                )
-                conn.execute(f"DELETE FROM incidents WHERE id IN ({ids})")
-                totals["incidents"] += n
+                for name, n in counted.items():
+                    totals[name] += n
         with write_tx(db):
-            (storm,) = conn.execute(
-                f"SELECT count(*) FROM notifications WHERE {_STORM}", args
-            ).fetchone()
-            if storm:
-                _fold_storm(db, args)
-                conn.execute(f"DELETE FROM notifications WHERE {_STORM}", args)
-            journeys = conn.execute(
-                f"DELETE FROM journeys WHERE {_OLD_JOURNEYS}", {**args, "keep": keep_journeys}
-            ).rowcount
-    finally:
-        conn.execute("DROP TABLE IF EXISTS temp.archive_batch")
+            storm, journeys = rollups.archive_storms_and_journeys(db, cutoff, keep_journeys)
 
     size_before = size_after = None
     if vacuum:
         size_before = page_bytes(db)
-        # VACUUM rewrites the whole file; it cannot run inside a transaction.
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        vacuum_db(db)
         size_after = page_bytes(db)
     return ArchiveResult(
         cutoff=cutoff,
@@ -190,61 +80,4 @@ def archive(
         size_before=size_before,
         size_after=size_after,
         **totals,
-    )
-
-
-def _fold_incidents(db: Database) -> None:
-    """Add the batch's incidents to rollup_hourly with the report's own expressions."""
-    db.conn.execute(
-        f"""
-        INSERT INTO rollup_hourly (hour, severity, alertname, {", ".join(_ROLLUP_COLUMNS)})
-        SELECT CAST(opened_at / 3600 AS INTEGER) * 3600.0 AS hr, severity,
-               {ALERTNAME_SQL} AS an,
-               count(*), sum(status = 'resolved'), sum(reopen_count > 0),
-               sum(resolution = 'false_positive'), sum({ESCALATED_SQL}), sum({FLAPPED_SQL}),
-               COALESCE(sum({MTTD_SQL}), 0), count({MTTD_SQL}),
-               COALESCE(sum({MTTA_SQL}), 0), count({MTTA_SQL}),
-               COALESCE(sum({MTTR_SQL}), 0), count({MTTR_SQL}),
-               COALESCE(sum(act.succeeded), 0), COALESCE(sum(act.failed), 0),
-               COALESCE(sum(act.refused), 0), COALESCE(sum(act.skipped), 0),
-               COALESCE(sum(note.sent), 0), COALESCE(sum(note.dead), 0),
-               COALESCE(sum(note.latency), 0)
-        FROM incidents
-        LEFT JOIN (
-            SELECT incident_id, sum(status = 'succeeded') AS succeeded,
-                   sum(status = 'failed') AS failed, sum(status = 'refused') AS refused,
-                   sum(status = 'skipped') AS skipped
-            FROM actions WHERE kind = 'command'
-              AND incident_id IN (SELECT id FROM temp.archive_batch)
-            GROUP BY incident_id
-        ) AS act ON act.incident_id = incidents.id
-        LEFT JOIN (
-            SELECT n.incident_id, sum(n.status = 'sent') AS sent, sum(n.status = 'dead') AS dead,
-                   sum({LATENCY_SQL}) AS latency
-            FROM notifications n WHERE n.incident_id IN (SELECT id FROM temp.archive_batch)
-            GROUP BY n.incident_id
-        ) AS note ON note.incident_id = incidents.id
-        WHERE incidents.id IN (SELECT id FROM temp.archive_batch)
-        GROUP BY hr, severity, an
-        ON CONFLICT (hour, severity, alertname) DO UPDATE SET {_UPSERT}
-        """
-    )
-
-
-def _fold_storm(db: Database, args: dict[str, float]) -> None:
-    """Storm summaries belong to no incident: they keep the report's notification counts."""
-    db.conn.execute(
-        f"""
-        INSERT INTO rollup_hourly (hour, severity, alertname, notifications_sent,
-                                   notifications_dead, notification_latency_sum)
-        SELECT CAST(n.created_at / 3600 AS INTEGER) * 3600.0 AS hr, '', '',
-               sum(n.status = 'sent'), sum(n.status = 'dead'), COALESCE(sum({LATENCY_SQL}), 0)
-        FROM notifications n WHERE {_STORM}
-        GROUP BY hr
-        ON CONFLICT (hour, severity, alertname) DO UPDATE SET
-            notifications_sent = notifications_sent + excluded.notifications_sent,
-            notifications_dead = notifications_dead + excluded.notifications_dead,
-            notification_latency_sum = notification_latency_sum + excluded.notification_latency_sum
-        """,
-        args,
     )

@@ -16,6 +16,7 @@ from incident_cli.store.reports import (
     MTTD_SQL,
     MTTR_SQL,
 )
+from incident_cli.store.rollups import ROLLUP_COLUMNS
 from incident_cli.times import to_rfc3339
 
 RECOVERY_RESULTS = ("succeeded", "failed", "refused", "skipped")
@@ -130,21 +131,9 @@ def bucket_seconds_for(hours: float) -> float:
     return 86400.0 * math.ceil(hours / 24 / 200)
 
 
-_SUMS = (
-    "opened",
-    "resolved",
-    "open",
-    "reopened",
-    "false_positive",
-    "escalated",
-    "flapped",
-    "mttd_sum",
-    "mttd_count",
-    "mtta_sum",
-    "mtta_count",
-    "mttr_sum",
-    "mttr_count",
-)
+# What the report adds up per group: the rollup's incident columns (the recovery and
+# notification columns are counted apart), and `open`, which only live rows have.
+_SUMS = ("open", *ROLLUP_COLUMNS[: ROLLUP_COLUMNS.index("mttr_count") + 1])
 
 
 def build_report(db: Database, now: float, hours: float, *, top: int = 10) -> Report:

@@ -193,3 +193,9 @@ def page_bytes(db: Database) -> int:
     page_count = db.conn.execute("PRAGMA page_count").fetchone()[0]
     page_size = db.conn.execute("PRAGMA page_size").fetchone()[0]
     return int(page_count * page_size)
+
+
+def vacuum_db(db: Database) -> None:
+    """Rewrite the file without free pages, then empty the WAL. Not inside a transaction."""
+    db.conn.execute("VACUUM")
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
