@@ -37,9 +37,7 @@ LONG_FUNCTIONS = {
     "incident_cli/reporting/review.py:review_markdown",
 }
 SQL_OUTSIDE_STORE = {
-    "incident_cli/handlers/planning.py",
     "incident_cli/lifecycle/poll.py",
-    "incident_cli/recovery/tick.py",
 }
 
 _SQL = re.compile(

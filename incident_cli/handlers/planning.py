@@ -26,6 +26,8 @@ from incident_cli.config.model import Config, Rule
 from incident_cli.handlers.registry import load
 from incident_cli.models import ActionPlan, Alert, Incident
 from incident_cli.redact import redact
+from incident_cli.store.actions import incidents_with_only_skipped_blocks, insert_planned
+from incident_cli.store.alerts import firing_keys, first_of
 from incident_cli.store.database import Database
 from incident_cli.store.incidents import action_argvs
 from incident_cli.store.timeline import add_event
@@ -143,21 +145,10 @@ def plan_blocks_now_over_threshold(
         return []
     from incident_cli.store.incidents import get_incident
 
-    held = db.conn.execute(
-        """
-        SELECT i.id FROM incidents i
-        WHERE i.id IN (SELECT id FROM incidents WHERE status != 'resolved')
-          AND EXISTS (SELECT 1 FROM actions a WHERE a.incident_id = i.id
-                      AND a.kind = 'block_ip' AND a.status = 'skipped' AND a.error LIKE ?)
-          AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.incident_id = i.id
-                          AND a.kind = 'block_ip' AND a.status != 'skipped')
-        ORDER BY i.id
-        """,
-        (_BELOW_THRESHOLD,),
-    ).fetchall()
+    held = incidents_with_only_skipped_blocks(db, _BELOW_THRESHOLD)
     by_key = {(a.source, a.fingerprint): a for alerts in fetched.values() for a in alerts}
     planned = []
-    for (incident_id,) in held:
+    for incident_id in held:
         incident = get_incident(db, incident_id)
         if incident is None:
             continue
@@ -166,10 +157,7 @@ def plan_blocks_now_over_threshold(
             continue
         candidates = [
             by_key[(source, fingerprint)]
-            for source, fingerprint in db.conn.execute(
-                "SELECT source, fingerprint FROM alerts WHERE incident_id = ? AND state = 'firing'",
-                (incident_id,),
-            )
+            for source, fingerprint in firing_keys(db, incident_id)
             if (source, fingerprint) in by_key
         ]
         over = [
@@ -219,22 +207,10 @@ class PlanGone(Exception):
 
 
 def _first_alert(db: Database, incident: Incident) -> Alert:
-    row = db.conn.execute(
-        "SELECT source, fingerprint, labels, annotations, state, starts_at, generator_url"
-        " FROM alerts WHERE incident_id = ? ORDER BY id LIMIT 1",
-        (incident.id,),
-    ).fetchone()
-    if row is None:
+    found = first_of(db, incident.id)
+    if found is None:
         return Alert(incident.source, "", incident.labels, incident.annotations, "firing")
-    return Alert(
-        source=row[0],
-        fingerprint=row[1],
-        labels=json.loads(row[2]),
-        annotations=json.loads(row[3]),
-        state=row[4],
-        starts_at=row[5],
-        generator_url=row[6],
-    )
+    return found
 
 
 def replan(
@@ -347,25 +323,20 @@ def _insert_action(
     # runs what the rule says, and a row changed behind our back runs nothing of its own.
     params = mask_params(json.loads(json.dumps(params, default=str)), secrets)
     params[PLAN_REF] = index
-    cursor = db.conn.execute(
-        "INSERT INTO actions (incident_id, kind, status, attempts, command, params, target,"
-        " budget_key, error, planned_at, due_at, finished_at)"
-        " VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            incident.id,
-            plan.kind,
-            "skipped" if skipped else "pending",
-            None if shown is None else json.dumps(shown, ensure_ascii=False),
-            json.dumps(params, default=str),
-            None if plan.target is None else redact(plan.target, secrets),
-            redact(budget_key(incident, plan), secrets) if plan.kind == "command" else None,
-            skipped,
-            now,
-            now + max(plan.delay, 0.0),
-            now if skipped else None,
-        ),
+    action_id = insert_planned(
+        db,
+        incident.id,
+        plan.kind,
+        "skipped" if skipped else "pending",
+        None if shown is None else json.dumps(shown, ensure_ascii=False),
+        json.dumps(params, default=str),
+        None if plan.target is None else redact(plan.target, secrets),
+        redact(budget_key(incident, plan), secrets) if plan.kind == "command" else None,
+        skipped,
+        now,
+        now + max(plan.delay, 0.0),
+        now if skipped else None,
     )
-    action_id = int(cursor.lastrowid or 0)
     steps = action_argvs(plan.kind, shown, params)
     what = "; ".join(shlex.join(argv) for argv in steps) or plan.kind
     message = f"planned {plan.kind}: {what}"

@@ -54,6 +54,7 @@ from incident_cli.models import Incident
 from incident_cli.notify import outbox
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime
+from incident_cli.store import actions, alerts, incidents, timeline
 from incident_cli.store.database import Database, write_tx
 from incident_cli.store.incidents import get_incident
 from incident_cli.store.timeline import add_event
@@ -520,12 +521,7 @@ def escalate(
                 f"not escalating ({reason}): acknowledged by {incident.acknowledged_by}",
             )
         return False
-    cursor = db.conn.execute(
-        "UPDATE incidents SET escalated_at = ?, updated_at = ?"
-        " WHERE id = ? AND escalated_at IS NULL AND status = 'open'",
-        (now, now, incident.id),
-    )
-    if cursor.rowcount != 1:
+    if not incidents.mark_escalated(db, incident.id, now):
         return False
     channels = [c.name for c in config.enabled_channels(config.escalation_channels)]
     outbox.queue_escalation(db, config, incident, now, reason)
@@ -548,12 +544,7 @@ def budget_escalated_at(
     """When the incident last escalated for this spent budget, if that was at or after
     `since` (the start of the budget's cooldown window). A reopen clears `escalated_at`, but
     while the same budget stays spent the incident has already been escalated for it."""
-    row = db.conn.execute(
-        "SELECT max(at) FROM timeline WHERE incident_id = ? AND kind = 'escalated'"
-        " AND at >= ? AND json_extract(data, '$.budget_key') = ?",
-        (incident_id, since, budget_key),
-    ).fetchone()
-    return None if row is None or row[0] is None else float(row[0])
+    return timeline.last_budget_escalation(db, incident_id, budget_key, since)
 
 
 # --------------------------------------------------------------------------- the tick
@@ -714,11 +705,6 @@ class _Tick:
             ActionReport(row["id"], row["incident_id"], row["kind"], outcome, detail, **kw)
         )
 
-    def _scope(self) -> tuple[str, list[Any]]:
-        if self.incident_id is None:
-            return "", []
-        return " AND a.incident_id = ?", [self.incident_id]
-
     # ------------------------------------------------------------------- finishing an action
 
     def _finish(
@@ -732,28 +718,19 @@ class _Tick:
         output: str | None = None,
         only_if: str = "pending",
     ) -> bool:
-        cursor = self.db.conn.execute(
-            "UPDATE actions SET status = ?, error = ?, exit_code = COALESCE(?, exit_code),"
-            " output = COALESCE(?, output), finished_at = ?, lease_until = NULL,"
-            " verify_until = NULL WHERE id = ? AND status = ?",
-            (
-                status,
-                None if error is None else self.mask(error)[:2000],
-                exit_code,
-                None if output is None else self.mask(output)[-MAX_STORED_OUTPUT:],
-                at,
-                row["id"],
-                only_if,
-            ),
+        return actions.finish(
+            self.db,
+            row["id"],
+            status,
+            at,
+            error=None if error is None else self.mask(error)[:2000],
+            exit_code=exit_code,
+            output=None if output is None else self.mask(output)[-MAX_STORED_OUTPUT:],
+            only_if=only_if,
         )
-        return cursor.rowcount == 1
 
     def _mark_fixed(self, incident_id: int, at: float) -> None:
-        self.db.conn.execute(
-            "UPDATE incidents SET fixed_at = ?, updated_at = ?"
-            " WHERE id = ? AND status != 'resolved'",
-            (at, at, incident_id),
-        )
+        incidents.mark_fixed(self.db, incident_id, at)
 
     def _after_failure(self, row: Mapping[str, Any], incident: Incident, at: float) -> None:
         """A fix attempt failed: plan the next attempt after a doubling backoff, or escalate
@@ -785,22 +762,19 @@ class _Tick:
         # The retry refers to the same plan; what it runs is planned again when it is due.
         stored = mask_params({**params, PLAN_REF: self._plan_ref(row)}, self.secrets)
         template = stored.get("template")
-        cursor = self.db.conn.execute(
-            "INSERT INTO actions (incident_id, kind, status, attempts, command, params, target,"
-            " budget_key, planned_at, due_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
-            (
-                row["incident_id"],
-                row["kind"],
-                attempt,
-                json.dumps(template, ensure_ascii=False)
-                if template
-                else self.mask(row["command"] or "") or None,
-                json.dumps(stored, default=str),
-                row["target"],
-                row["budget_key"],
-                at,
-                at + delay,
-            ),
+        retry_id = actions.insert_retry(
+            self.db,
+            row["incident_id"],
+            row["kind"],
+            attempt,
+            json.dumps(template, ensure_ascii=False)
+            if template
+            else self.mask(row["command"] or "") or None,
+            json.dumps(stored, default=str),
+            row["target"],
+            row["budget_key"],
+            at,
+            at + delay,
         )
         add_event(
             self.db,
@@ -808,31 +782,19 @@ class _Tick:
             at,
             "action_planned",
             f"planned retry {attempt + 1} of {max_attempts} in {format_duration(delay)}",
-            data={"action_id": cursor.lastrowid, "kind": row["kind"], "attempt": attempt + 1},
+            data={"action_id": retry_id, "kind": row["kind"], "attempt": attempt + 1},
         )
 
     def _attempts_used(self, key: str | None, since: float) -> int:
         if not key:
             return 0
-        row = self.db.conn.execute(
-            "SELECT count(*) FROM actions WHERE budget_key = ? AND kind = 'command'"
-            " AND started_at IS NOT NULL AND started_at >= ?",
-            (key, since),
-        ).fetchone()
-        return int(row[0])
+        return actions.attempts_used(self.db, key, since)
 
     # ------------------------------------------------------------------- 1. expired leases
 
     def expire_leases(self) -> None:
-        scope, args = self._scope()
         now = self.now()
-        rows = list(
-            self.db.query(
-                "SELECT a.* FROM actions a WHERE a.status = 'running' AND a.lease_until IS NOT NULL"
-                f" AND a.lease_until < ?{scope} ORDER BY a.id",
-                [now, *args],
-            )
-        )
+        rows = actions.expired_leases(self.db, now, self.incident_id)
         for row in rows:
             error = "interrupted: the tick running it stopped before it finished (lease expired)"
             who = (
@@ -880,14 +842,7 @@ class _Tick:
     # ------------------------------------------------------------------- 2. verification
 
     def check_verifications(self) -> None:
-        scope, args = self._scope()
-        rows = list(
-            self.db.query(
-                "SELECT a.* FROM actions a WHERE a.status = 'running'"
-                f" AND a.verify_until IS NOT NULL AND a.lease_until IS NULL{scope} ORDER BY a.id",
-                args,
-            )
-        )
+        rows = actions.awaiting_verification(self.db, self.incident_id)
         for done, row in enumerate(rows):
             if self.runtime is not None and self.runtime.expired:
                 self.runtime.leave(f"{len(rows) - done} verification(s)")
@@ -936,12 +891,7 @@ class _Tick:
     def _alerts_cleared(self, incident: Incident) -> bool:
         if incident.status == "resolved":
             return True
-        states = [
-            r[0]
-            for r in self.db.conn.execute(
-                "SELECT state FROM alerts WHERE incident_id = ?", (incident.id,)
-            )
-        ]
+        states = alerts.states(self.db, incident.id)
         return bool(states) and all(state == "cleared" for state in states)
 
     def _settle_verification(
@@ -951,9 +901,7 @@ class _Tick:
         detail = None if detail is None else self.mask(detail)
         with write_tx(self.db):
             incident = get_incident(self.db, row["incident_id"])
-            current = self.db.conn.execute(
-                "SELECT status, verify_until FROM actions WHERE id = ?", (row["id"],)
-            ).fetchone()
+            current = actions.verification_state(self.db, row["id"])
             if incident is None or current is None or current[0] != "running" or not current[1]:
                 return  # another tick settled it
             verify_until = float(current[1])
@@ -972,11 +920,7 @@ class _Tick:
                 self._mark_fixed(incident.id, now)
                 if incident.status == "resolved" and incident.resolution == "auto":
                     # The poll saw the alerts go before this tick could verify the fix.
-                    self.db.conn.execute(
-                        "UPDATE incidents SET resolution = 'recovered', fixed_at = ?,"
-                        " updated_at = ? WHERE id = ?",
-                        (now, now, incident.id),
-                    )
+                    incidents.mark_recovered(self.db, incident.id, now)
                     how += "; resolution auto → recovered"
                 add_event(
                     self.db,
@@ -1009,15 +953,7 @@ class _Tick:
     # ------------------------------------------------------------------- 3. due actions
 
     def due_actions(self) -> list[int]:
-        scope, args = self._scope()
-        return [
-            r[0]
-            for r in self.db.conn.execute(
-                "SELECT a.id FROM actions a WHERE a.status = 'pending' AND a.due_at <= ?"
-                f"{scope} ORDER BY a.due_at, a.id",
-                [self.start, *args],
-            )
-        ]
+        return actions.due(self.db, self.start, self.incident_id)
 
     def _refuse(self, row: Mapping[str, Any], incident: Incident, why: str, at: float) -> None:
         why = self.mask(why)
@@ -1180,21 +1116,15 @@ class _Tick:
         return ip
 
     def _recently_blocked(self, ip: str, at: float) -> bool:
-        row = self.db.conn.execute(
-            "SELECT 1 FROM actions WHERE kind = 'block_ip' AND target = ? AND status = 'succeeded'"
-            " AND finished_at >= ? LIMIT 1",
-            (ip, at - BLOCK_DEDUPE_SECONDS),
-        ).fetchone()
-        return row is not None
+        return actions.recently_blocked(self.db, ip, at - BLOCK_DEDUPE_SECONDS)
 
     def claim(self, action_id: int) -> _Job | None:
         """Decide and, when it is to run, claim the action (compare-and-swap with a lease)."""
         at = self.now()
         with write_tx(self.db):
-            rows = list(self.db.query("SELECT * FROM actions WHERE id = ?", [action_id]))
-            if not rows or rows[0]["status"] != "pending":
+            row = actions.load(self.db, action_id)
+            if row is None or row["status"] != "pending":
                 return None  # another tick has it
-            row = rows[0]
             incident = get_incident(self.db, row["incident_id"])
             if incident is None:
                 return None
@@ -1227,21 +1157,12 @@ class _Tick:
             if job.verify_url:
                 lease += HEALTH_TIMEOUT
             shown = [[self.mask(a) for a in argv] for argv in job.steps]
-            cursor = self.db.conn.execute(
-                "UPDATE actions SET status = 'running', attempts = attempts + 1, started_at = ?,"
-                " lease_until = ?, command = COALESCE(?, command), target = COALESCE(?, target),"
-                " finished_at = NULL, error = NULL WHERE id = ? AND status = 'pending'",
-                (
-                    at,
-                    at + lease,
-                    json.dumps(shown[0], ensure_ascii=False)
-                    if shown and row["kind"] != "diagnostics"
-                    else None,
-                    job.target,
-                    action_id,
-                ),
+            command_json = (
+                json.dumps(shown[0], ensure_ascii=False)
+                if shown and row["kind"] != "diagnostics"
+                else None
             )
-            if cursor.rowcount != 1:
+            if not actions.claim(self.db, action_id, at, at + lease, command_json, job.target):
                 return None
             if row["kind"] == "block_ip":
                 self.blocks_left -= 1
@@ -1277,10 +1198,8 @@ class _Tick:
     def record_process(self, job: _Job, who: ProcessIdentity) -> None:
         """Note the process group a job's command leads, while this tick owns the action."""
         with write_tx(self.db):
-            self.db.conn.execute(
-                "UPDATE actions SET pid = ?, pgid = ?, proc_start = ?"
-                " WHERE id = ? AND status = 'running' AND started_at = ?",
-                (who.pid, who.pgid, who.start, job.action_id, job.started_at),
+            actions.record_process(
+                self.db, job.action_id, job.started_at, who.pid, who.pgid, who.start
             )
 
     def record(self, job: _Job, outcome: _Outcome) -> None:
@@ -1293,16 +1212,10 @@ class _Tick:
         )
         last = outcome.commands[-1] if outcome.commands else None
         with write_tx(self.db):
-            rows = list(
-                self.db.query(
-                    "SELECT * FROM actions WHERE id = ? AND status = 'running' AND started_at = ?",
-                    [job.action_id, job.started_at],
-                )
-            )
+            row = actions.load_running(self.db, job.action_id, job.started_at)
             incident = get_incident(self.db, job.incident_id)
-            if not rows or incident is None:
+            if row is None or incident is None:
                 return  # the lease ran out and another tick settled it
-            row = rows[0]
             if job.kind == "diagnostics":
                 self._record_diagnostics(row, incident, outcome, output, at)
                 return
@@ -1349,10 +1262,12 @@ class _Tick:
             verify = job.verify if job.kind == "command" else None
             if verify and not outcome.healthy:
                 within = _number(verify, "within", 600.0)
-                self.db.conn.execute(
-                    "UPDATE actions SET exit_code = ?, output = ?, lease_until = NULL,"
-                    " verify_until = ? WHERE id = ?",
-                    (exit_code, self.mask(output)[-MAX_STORED_OUTPUT:], at + within, row["id"]),
+                actions.start_verification(
+                    self.db,
+                    row["id"],
+                    exit_code,
+                    self.mask(output)[-MAX_STORED_OUTPUT:],
+                    at + within,
                 )
                 what = self.mask(
                     f"{display_url(verify['http'])} to answer 2xx (now: {outcome.health_detail})"
@@ -1467,10 +1382,9 @@ class _Tick:
     # ------------------------------------------------------------------- dry run
 
     def preview(self, action_id: int) -> None:
-        rows = list(self.db.query("SELECT * FROM actions WHERE id = ?", [action_id]))
-        if not rows:
+        row = actions.load(self.db, action_id)
+        if row is None:
             return
-        row = rows[0]
         incident = get_incident(self.db, row["incident_id"])
         if incident is None:
             return

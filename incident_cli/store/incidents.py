@@ -195,3 +195,28 @@ def exists(db: Database, incident_id: int | None) -> bool:
         return False
     found = db.conn.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,))
     return found.fetchone() is not None
+
+
+def mark_escalated(db: Database, incident_id: int, now: float) -> bool:
+    """Escalate an open incident once (compare and swap); False when it already was."""
+    cursor = db.conn.execute(
+        "UPDATE incidents SET escalated_at = ?, updated_at = ?"
+        " WHERE id = ? AND escalated_at IS NULL AND status = 'open'",
+        (now, now, incident_id),
+    )
+    return cursor.rowcount == 1
+
+
+def mark_fixed(db: Database, incident_id: int, at: float) -> None:
+    db.conn.execute(
+        "UPDATE incidents SET fixed_at = ?, updated_at = ? WHERE id = ? AND status != 'resolved'",
+        (at, at, incident_id),
+    )
+
+
+def mark_recovered(db: Database, incident_id: int, at: float) -> None:
+    """An auto-resolved incident whose fix was then verified: resolution `recovered`."""
+    db.conn.execute(
+        "UPDATE incidents SET resolution = 'recovered', fixed_at = ?, updated_at = ? WHERE id = ?",
+        (at, at, incident_id),
+    )

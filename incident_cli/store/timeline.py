@@ -132,3 +132,15 @@ def take_captured(db: Database) -> list[EventTuple] | None:
     ).fetchall()
     conn.execute("DELETE FROM temp.eventlog_pending")
     return rows
+
+
+def last_budget_escalation(
+    db: Database, incident_id: int, budget_key: str, since: float
+) -> float | None:
+    """When the incident last escalated for this budget, at or after `since`."""
+    row = db.conn.execute(
+        "SELECT max(at) FROM timeline WHERE incident_id = ? AND kind = 'escalated'"
+        " AND at >= ? AND json_extract(data, '$.budget_key') = ?",
+        (incident_id, since, budget_key),
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
