@@ -36,9 +36,7 @@ LONG_FUNCTIONS = {
     "incident_cli/reporting/render.py:render_table",
     "incident_cli/reporting/review.py:review_markdown",
 }
-SQL_OUTSIDE_STORE = {
-    "incident_cli/lifecycle/poll.py",
-}
+SQL_OUTSIDE_STORE: set[str] = set()
 
 _SQL = re.compile(
     r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|SAVEPOINT|ROLLBACK|"

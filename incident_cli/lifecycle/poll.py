@@ -6,9 +6,7 @@ notifications in the one write transaction of the change. This module is that on
 
 from __future__ import annotations
 
-import json
-import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -26,14 +24,22 @@ from incident_cli.lifecycle.routing import (
 )
 from incident_cli.models import Alert, Incident, clip_values
 from incident_cli.notify import outbox
+from incident_cli.store import actions as actions_store
+from incident_cli.store import alerts as alerts_store
+from incident_cli.store import incidents as incidents_store
+from incident_cli.store import status as status_store
+from incident_cli.store.batch import MAX_ROWID, IncidentBatch, dumps, insert_alert, insert_incident
 from incident_cli.store.database import Database, write_tx
-from incident_cli.store.incidents import get_incident
-from incident_cli.store.timeline import INSERT_EVENT, EventRow, add_event, event_row
+from incident_cli.store.incidents import get_incident, next_id
+from incident_cli.store.timeline import (
+    EventRow,
+    add_event,
+    add_event_row,
+    event_row,
+    flap_changes,
+)
 
 SOURCE_FAILURES_BEFORE_INCIDENT = 3
-# What json.dumps(value, ensure_ascii=False, separators=(",", ":")) gives, without building an
-# encoder per call (a storm poll encodes tens of thousands of label maps).
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass
@@ -53,98 +59,6 @@ class PollResult:
 
 # --------------------------------------------------------------------------- primitive changes
 
-_INSERT_INCIDENT = (
-    "INSERT INTO incidents (id, key, title, status, severity, rule, handler, source, labels,"
-    " annotations, started_at, opened_at, last_seen_at, updated_at)"
-    " VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_ALERT = (
-    "INSERT INTO alerts (incident_id, source, fingerprint, labels, annotations, state,"
-    " starts_at, first_seen_at, last_seen_at, generator_url)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_MAX_ROWID = 2**63 - 1
-
-
-class _Batch:
-    """The rows of the incidents a poll opens (incident, alerts, timeline), written with one
-    executemany per table instead of one INSERT per row (a storm opens thousands).
-
-    Nothing about the rows changes. An incident's id is given here as max(id) + 1 on, which is
-    what SQLite gives a table without AUTOINCREMENT, and nothing else writes inside the poll's
-    write transaction. Each table's rows keep their order, and the poll writes the batch
-    (`flush`) before any other statement reads or writes these tables, so every row and every
-    id is what writing them one at a time would have given; all in the same transaction.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.next_id: int | None = None
-        self.incidents: list[tuple[Any, ...]] = []
-        self.alerts: list[tuple[Any, ...]] = []
-        self.events: list[EventRow] = []
-        # (clipped labels, their JSON, clipped annotations, their JSON) by alert: an incident
-        # and the alert row of its first alert store the same maps.
-        self._maps: dict[int, tuple[dict[str, str], str, dict[str, str], str]] = {}
-
-    def incident_id(self) -> int | None:
-        """The id the next incident row gets, or None to insert it the usual way."""
-        if self.next_id is None:
-            self.next_id = first_free_incident_id(self.db)
-        if self.next_id >= _MAX_ROWID:
-            return None  # SQLite picks at random up there: let it
-        self.next_id += 1
-        return self.next_id - 1
-
-    def maps(self, alert: Alert) -> tuple[dict[str, str], str, dict[str, str], str]:
-        found = self._maps.get(id(alert))
-        if found is None:
-            labels, annotations = clip_values(alert.labels), clip_values(alert.annotations)
-            found = (labels, _dumps(labels), annotations, _dumps(annotations))
-            self._maps[id(alert)] = found
-        return found
-
-    def flush(self) -> None:
-        # Incidents first: the other rows refer to them (foreign keys are on).
-        for sql, rows in (
-            (_INSERT_INCIDENT, self.incidents),
-            (_INSERT_ALERT, self.alerts),
-            (INSERT_EVENT, self.events),
-        ):
-            if rows:
-                _insert_rows(self.db.conn, sql, rows)
-        self.incidents.clear()
-        self.alerts.clear()
-        self.events.clear()
-        self.next_id = None
-
-
-def first_free_incident_id(db: Database) -> int:
-    """max(id) + 1, never below an id that `archive` removed: ids in tickets, chat messages and
-    PagerDuty dedup keys must never come back for another incident."""
-    top, floor = db.conn.execute(
-        "SELECT (SELECT max(id) FROM incidents),"
-        " (SELECT value FROM id_floor WHERE name = 'incidents')"
-    ).fetchone()
-    return max(top or 0, floor or 0) + 1
-
-
-def _insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    """`executemany(sql, rows)` as a few multi-row INSERTs (rows inserted in the same order).
-
-    Each execution of an INSERT into a table with triggers (incidents: the m007 counters) opens
-    a statement journal in a temporary file and copies into it every page the row touches; one
-    statement per few hundred rows does that once per page instead of once per row.
-    """
-    head, _, values = sql.partition(" VALUES ")
-    per = max(1, min(500, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(rows[0])))
-    for start in range(0, len(rows), per):
-        chunk = rows[start : start + per]
-        conn.execute(
-            f"{head} VALUES {','.join([values] * len(chunk))}",
-            [value for row in chunk for value in row],
-        )
-
 
 def _insert_incident(
     db: Database,
@@ -154,7 +68,7 @@ def _insert_incident(
     now: float,
     *,
     started_at: float | None,
-    batch: _Batch | None = None,
+    batch: IncidentBatch | None = None,
 ) -> Incident:
     # Its labels are those its alerts share (routed.labels); its annotations are those of the
     # alert that opened it.
@@ -163,12 +77,12 @@ def _insert_incident(
         incident_id = batch.incident_id()
     else:
         labels, annotations = clip_values(alert.labels), clip_values(alert.annotations)
-        labels_json, annotations_json = _dumps(labels), _dumps(annotations)
-        free = first_free_incident_id(db)
-        incident_id = free if free < _MAX_ROWID else None
+        labels_json, annotations_json = dumps(labels), dumps(annotations)
+        free = next_id(db)
+        incident_id = free if free < MAX_ROWID else None
     if routed.labels != alert.labels:  # a rule that groups: fewer labels than the alert's
         labels = clip_values(routed.labels)
-        labels_json = _dumps(labels)
+        labels_json = dumps(labels)
     row = (
         incident_id,
         routed.key,
@@ -189,7 +103,7 @@ def _insert_incident(
     else:
         if batch is not None:
             batch.flush()
-        incident_id = int(db.conn.execute(_INSERT_INCIDENT, row).lastrowid or 0)
+        incident_id = insert_incident(db, row)
     return Incident(
         id=incident_id,
         key=routed.key,
@@ -213,7 +127,7 @@ def _upsert_alerts(
     alerts: list[Alert],
     now: float,
     known: dict[tuple[str, str], str],
-    batch: _Batch | None = None,
+    batch: IncidentBatch | None = None,
 ) -> int:
     """Record the alerts seen now for an incident; timeline `alert_firing` for new/returning ones.
 
@@ -228,8 +142,8 @@ def _upsert_alerts(
             if batch is not None:
                 _, labels_json, _, annotations_json = batch.maps(alert)
             else:
-                labels_json = _dumps(clip_values(alert.labels))
-                annotations_json = _dumps(clip_values(alert.annotations))
+                labels_json = dumps(clip_values(alert.labels))
+                annotations_json = dumps(clip_values(alert.annotations))
             row = (
                 incident_id,
                 alert.source,
@@ -245,15 +159,11 @@ def _upsert_alerts(
             if batch is not None:
                 batch.alerts.append(row)
             else:
-                db.conn.execute(_INSERT_ALERT, row)
+                insert_alert(db, row)
         else:
             if batch is not None:
                 batch.flush()
-            db.conn.execute(
-                "UPDATE alerts SET state = ?, last_seen_at = ?, cleared_at = NULL"
-                " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
-                (state, now, incident_id, alert.source, alert.fingerprint),
-            )
+            alerts_store.set_state(db, incident_id, alert.source, alert.fingerprint, state, now)
         event: EventRow | None = None
         if state == "firing" and previous in (None, "cleared"):
             event = event_row(
@@ -276,40 +186,26 @@ def _upsert_alerts(
             if batch is not None:
                 batch.events.append(event)
             else:
-                db.conn.execute(INSERT_EVENT, event)
+                add_event_row(db, event)
         known[(alert.source, alert.fingerprint)] = state
     return events
 
 
 def _clear_alerts(db: Database, incident_id: int, gone: list[tuple[str, str]], now: float) -> None:
     for source, fp in gone:
-        row = db.conn.execute(
-            "SELECT json_extract(labels, '$.alertname') FROM alerts"
-            " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
-            (incident_id, source, fp),
-        ).fetchone()
-        db.conn.execute(
-            "UPDATE alerts SET state = 'cleared', cleared_at = ?"
-            " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
-            (now, incident_id, source, fp),
-        )
+        name = alerts_store.clear(db, incident_id, source, fp, now)
         add_event(
             db,
             incident_id,
             now,
             "alert_cleared",
-            f"{(row and row[0]) or 'alert'} no longer reported by {source}",
+            f"{name or 'alert'} no longer reported by {source}",
             data={"source": source, "fingerprint": fp},
         )
 
 
 def _flap_changes(db: Database, incident_id: int, since: float) -> int:
-    row = db.conn.execute(
-        "SELECT count(*) FROM timeline WHERE incident_id = ? AND kind IN ('reopened', 'resolved')"
-        " AND at >= ?",
-        (incident_id, since),
-    ).fetchone()
-    return int(row[0])
+    return flap_changes(db, incident_id, since)
 
 
 def _maybe_start_flapping(db: Database, config: Config, incident: Incident, now: float) -> Incident:
@@ -318,9 +214,7 @@ def _maybe_start_flapping(db: Database, config: Config, incident: Incident, now:
     changes = _flap_changes(db, incident.id, now - config.incidents.flapping_window)
     if changes < config.incidents.flapping_changes:
         return incident
-    db.conn.execute(
-        "UPDATE incidents SET flapping = 1, updated_at = ? WHERE id = ?", (now, incident.id)
-    )
+    incidents_store.set_flapping(db, incident.id, True, now)
     incident = replace(incident, flapping=True)
     add_event(
         db,
@@ -342,9 +236,7 @@ def _maybe_start_flapping(db: Database, config: Config, incident: Incident, now:
 def _stop_flapping_if_settled(db: Database, config: Config, incident: Incident, now: float) -> None:
     if _flap_changes(db, incident.id, now - config.incidents.flapping_window) > 0:
         return
-    db.conn.execute(
-        "UPDATE incidents SET flapping = 0, updated_at = ? WHERE id = ?", (now, incident.id)
-    )
+    incidents_store.set_flapping(db, incident.id, False, now)
     incident = replace(incident, flapping=False)
     add_event(
         db,
@@ -371,16 +263,8 @@ def _resolve(
     actor: str = "incident",
     data: Mapping[str, Any] | None = None,
 ) -> Incident:
-    db.conn.execute(
-        "UPDATE incidents SET status = 'resolved', resolved_at = ?, resolution = ?, updated_at = ?"
-        " WHERE id = ?",
-        (now, resolution, now, incident.id),
-    )
-    db.conn.execute(
-        "UPDATE actions SET status = 'skipped', error = 'incident resolved', finished_at = ?"
-        " WHERE incident_id = ? AND status = 'pending'",
-        (now, incident.id),
-    )
+    incidents_store.mark_resolved(db, incident.id, now, resolution)
+    actions_store.skip_pending(db, incident.id, "incident resolved", now)
     incident = replace(incident, status="resolved", resolved_at=now, resolution=resolution)
     add_event(db, incident.id, now, "resolved", message, actor=actor, data=data)
     if not incident.flapping:
@@ -401,13 +285,7 @@ def _reopen(
     previous = incident.severity
     if severity is None or severity_rank(severity) <= severity_rank(previous):
         severity = previous
-    db.conn.execute(
-        "UPDATE incidents SET status = 'open', resolved_at = NULL, resolution = NULL,"
-        " acknowledged_at = NULL, acknowledged_by = NULL, reopen_count = reopen_count + 1,"
-        " last_seen_at = ?, absent_polls = 0, fixed_at = NULL, escalated_at = NULL,"
-        " severity = ?, updated_at = ? WHERE id = ?",
-        (now, severity, now, incident.id),
-    )
+    incidents_store.mark_reopened(db, incident.id, now, severity)
     incident = replace(
         incident,
         status="open",
@@ -479,21 +357,14 @@ def apply_poll(
         # The ids come from the incidents_unresolved index: a long history is not scanned.
         open_by_key: dict[str, _OpenRow] = {
             key: _OpenRow(id_, last_seen, absent, opened, severity)
-            for id_, key, last_seen, absent, opened, severity in db.conn.execute(
-                "SELECT id, key, last_seen_at, absent_polls, opened_at, severity FROM incidents"
-                " WHERE id IN (SELECT id FROM incidents WHERE status != 'resolved') ORDER BY id"
-            )
+            for id_, key, last_seen, absent, opened, severity in incidents_store.open_rows(db)
         }
         alert_rows: dict[int, dict[tuple[str, str], str]] = {}
         # Row ids of the stored alerts, so the alerts seen again are touched by id in one
         # statement rather than one UPDATE per alert through the (incident, source, fp) index.
         alert_ids: dict[tuple[int, str, str], int] = {}
         held: dict[tuple[str, str], int] = {}
-        for alert_id, incident_id, status, source, fp, state in db.conn.execute(
-            "SELECT a.id, a.incident_id, i.status, a.source, a.fingerprint, a.state"
-            " FROM alerts a INDEXED BY alerts_uncleared"
-            " JOIN incidents i ON i.id = a.incident_id WHERE a.state != 'cleared'"
-        ):
+        for alert_id, incident_id, status, source, fp, state in alerts_store.uncleared(db):
             alert_ids[(incident_id, source, fp)] = alert_id
             if status == "resolved":
                 # Resolved by hand while still firing: the same alerts stay with that incident
@@ -504,11 +375,7 @@ def apply_poll(
         if open_by_key:
             # Cleared alerts of open incidents are not in the index: an incident waiting to
             # resolve, or one of whose alerts cleared and may fire again.
-            for alert_id, incident_id, source, fp, state in db.conn.execute(
-                "SELECT a.id, a.incident_id, a.source, a.fingerprint, a.state FROM alerts a"
-                " WHERE a.state = 'cleared'"
-                " AND a.incident_id IN (SELECT id FROM incidents WHERE status != 'resolved')"
-            ):
+            for alert_id, incident_id, source, fp, state in alerts_store.cleared_of_unresolved(db):
                 alert_ids[(incident_id, source, fp)] = alert_id
                 alert_rows.setdefault(incident_id, {})[(source, fp)] = state
         held_seen: set[tuple[str, str]] = set()
@@ -534,12 +401,7 @@ def apply_poll(
         reopen_candidates: dict[str, Incident] = {}
         if any(k not in open_by_key for k in groups):
             since = now - config.incidents.reopen_within
-            for row in db.query(
-                "SELECT * FROM incidents WHERE status = 'resolved' AND resolved_at >= ?"
-                " ORDER BY id",
-                [since],
-            ):
-                incident = Incident.from_row(row)
+            for incident in incidents_store.resolved_since(db, since):
                 reopen_candidates[incident.key] = incident
 
         source_order = {name: i for i, name in enumerate(config.sources)}
@@ -547,7 +409,7 @@ def apply_poll(
         seen_ids: set[int] = set()
         unchanged: list[int] = []  # ids of alert rows seen again in the same state
         unchanged_unknown: list[tuple[float, int, str, str]] = []
-        batch = _Batch(db)
+        batch = IncidentBatch(db)
         default_severity = config.defaults.severity
         for key, (rule, alerts) in groups.items():
             existing = open_by_key.get(key)
@@ -581,10 +443,7 @@ def apply_poll(
                     batch.flush()
                     incident = _reopen(db, config, previous, first, now, severity)
                     result.reopened.append(incident.id)
-                    for alert_id, source, fp, state in db.conn.execute(
-                        "SELECT id, source, fingerprint, state FROM alerts WHERE incident_id = ?",
-                        (incident.id,),
-                    ):
+                    for alert_id, source, fp, state in alerts_store.keys_of(db, incident.id):
                         alert_ids[(incident.id, source, fp)] = alert_id
                         alert_rows.setdefault(incident.id, {})[(source, fp)] = state
                 else:
@@ -621,9 +480,9 @@ def apply_poll(
                 if known.get((a.source, a.fingerprint)) != _state(a):
                     changed.append(a)
                 else:
-                    alert_id = alert_ids.get((incident_id, a.source, a.fingerprint))
-                    if alert_id is not None:
-                        unchanged.append(alert_id)
+                    row_id = alert_ids.get((incident_id, a.source, a.fingerprint))
+                    if row_id is not None:
+                        unchanged.append(row_id)
                     else:
                         unchanged_unknown.append((now, incident_id, a.source, a.fingerprint))
             if changed:
@@ -663,25 +522,14 @@ def apply_poll(
         unchanged.extend(
             alert_ids[(held[sf], sf[0], sf[1])] for sf in held_seen if held[sf] not in seen_ids
         )
-        db.conn.execute(
-            "UPDATE alerts SET last_seen_at = ? WHERE id IN (SELECT value FROM json_each(?))",
-            (now, _dumps(unchanged)),
-        )
-        db.conn.executemany(
-            "UPDATE alerts SET last_seen_at = ? WHERE incident_id = ? AND source = ?"
-            " AND fingerprint = ?",
-            unchanged_unknown,
-        )
+        alerts_store.touch_by_id(db, unchanged, now)
+        alerts_store.touch_by_key(db, unchanged_unknown)
         for sf, incident_id in held.items():
             if sf not in held_seen and sf[0] in fetched and incident_id not in seen_ids:
                 _clear_alerts(db, incident_id, [sf], now)
         # Incidents opened or reopened by this poll were written with these values already.
         fresh = {*result.opened, *result.reopened}
-        db.conn.execute(
-            "UPDATE incidents SET last_seen_at = ?, absent_polls = 0"
-            " WHERE id IN (SELECT value FROM json_each(?))",
-            (now, _dumps([i for i in seen_ids if i not in fresh])),
-        )
+        incidents_store.touch_seen(db, [i for i in seen_ids if i not in fresh], now)
 
         # Incidents whose alerts are all absent from the sources that answered.
         for open_row in list(open_by_key.values()):
@@ -696,9 +544,7 @@ def apply_poll(
             if gone:
                 _clear_alerts(db, open_row.id, gone, now)
             absent_polls = open_row.absent_polls + 1
-            db.conn.execute(
-                "UPDATE incidents SET absent_polls = ? WHERE id = ?", (absent_polls, open_row.id)
-            )
+            incidents_store.set_absent_polls(db, open_row.id, absent_polls)
             last_seen = open_row.last_seen_at or open_row.opened_at
             if (
                 config.incidents.auto_resolve
@@ -739,8 +585,8 @@ def _state(alert: Alert) -> str:
 
 
 def _settle_flapping(db: Database, config: Config, now: float) -> None:
-    for row in list(db.query("SELECT * FROM incidents WHERE flapping = 1")):
-        _stop_flapping_if_settled(db, config, Incident.from_row(row), now)
+    for incident in incidents_store.flapping(db):
+        _stop_flapping_if_settled(db, config, incident, now)
 
 
 def _update_source_status(
@@ -751,40 +597,17 @@ def _update_source_status(
     now: float,
     result: PollResult,
 ) -> None:
-    failing_before = {
-        name
-        for name, failures in db.conn.execute(
-            "SELECT name, consecutive_failures FROM source_status"
-        )
-        if failures
-    }
+    failing_before = set(status_store.failing_sources(db))
     for name, alerts in fetched.items():
         if name in failing_before:
             result.recovered_sources.append(name)
-        db.conn.execute(
-            "INSERT INTO source_status (name, last_checked_at, last_ok_at, consecutive_failures,"
-            " last_error, alerts) VALUES (?, ?, ?, 0, NULL, ?)"
-            " ON CONFLICT(name) DO UPDATE SET last_checked_at = excluded.last_checked_at,"
-            " last_ok_at = excluded.last_ok_at, consecutive_failures = 0, last_error = NULL,"
-            " alerts = excluded.alerts",
-            (name, now, now, len(alerts)),
-        )
+        status_store.source_answered(db, name, now, len(alerts))
         incident = _open_unreachable_incident(db, name)
         if incident is not None and config.incidents.auto_resolve:
             _resolve(db, config, incident, now, "auto", f"source {name} answers again")
             result.resolved.append(incident.id)
     for name, error in failed.items():
-        db.conn.execute(
-            "INSERT INTO source_status (name, last_checked_at, consecutive_failures, last_error)"
-            " VALUES (?, ?, 1, ?) ON CONFLICT(name) DO UPDATE SET"
-            " last_checked_at = excluded.last_checked_at,"
-            " consecutive_failures = source_status.consecutive_failures + 1,"
-            " last_error = excluded.last_error",
-            (name, now, error[:500]),
-        )
-        failures = db.conn.execute(
-            "SELECT consecutive_failures FROM source_status WHERE name = ?", (name,)
-        ).fetchone()[0]
+        failures = status_store.source_failed(db, name, now, error[:500])
         if name not in failing_before:
             result.new_failures.append(name)
         if failures >= SOURCE_FAILURES_BEFORE_INCIDENT and not _open_unreachable_incident(db, name):
@@ -796,14 +619,7 @@ def unreachable_key(name: str) -> str:
 
 
 def _open_unreachable_incident(db: Database, name: str) -> Incident | None:
-    rows = list(
-        db.query(
-            "SELECT * FROM incidents WHERE key = ? AND status != 'resolved' ORDER BY id DESC"
-            " LIMIT 1",
-            [unreachable_key(name)],
-        )
-    )
-    return Incident.from_row(rows[0]) if rows else None
+    return incidents_store.unresolved_by_key(db, unreachable_key(name))
 
 
 def _open_source_unreachable(
@@ -836,12 +652,8 @@ def _open_source_unreachable(
         annotations={"summary": f"source {name} failed {failures} polls in a row: {error}"},
         state="firing",
     )
-    last_ok = db.conn.execute(
-        "SELECT last_ok_at FROM source_status WHERE name = ?", (name,)
-    ).fetchone()
-    incident = _insert_incident(
-        db, routed, alert, name, now, started_at=last_ok[0] if last_ok and last_ok[0] else None
-    )
+    last_ok = status_store.last_ok_at(db, name)
+    incident = _insert_incident(db, routed, alert, name, now, started_at=last_ok or None)
     add_event(
         db,
         incident.id,
@@ -871,17 +683,9 @@ def acknowledge(
             raise IncidentError(
                 f"incident {incident_id} was already acknowledged by {incident.acknowledged_by}"
             )
-        db.conn.execute(
-            "UPDATE incidents SET status = 'acknowledged', acknowledged_at = ?,"
-            " acknowledged_by = ?, updated_at = ? WHERE id = ?",
-            (now, by, now, incident_id),
-        )
+        incidents_store.mark_acknowledged(db, incident_id, by, now)
         # Acknowledging stops escalation.
-        db.conn.execute(
-            "UPDATE actions SET status = 'skipped', error = 'acknowledged', finished_at = ?"
-            " WHERE incident_id = ? AND status = 'pending' AND kind = 'escalate'",
-            (now, incident_id),
-        )
+        actions_store.skip_pending(db, incident_id, "acknowledged", now, kind="escalate")
         incident = replace(incident, status="acknowledged", acknowledged_at=now, acknowledged_by=by)
         add_event(db, incident_id, now, "acknowledged", f"acknowledged by {by}", actor=by)
         if note:
@@ -908,10 +712,7 @@ def resolve_by_hand(
             if not false_positive or incident.resolution == "false_positive":
                 raise IncidentError(f"incident {incident_id} is already resolved")
             # Marking a resolved incident as a false positive afterwards is a reporting fix.
-            db.conn.execute(
-                "UPDATE incidents SET resolution = 'false_positive', updated_at = ? WHERE id = ?",
-                (now, incident_id),
-            )
+            incidents_store.set_resolution(db, incident_id, "false_positive", now)
             add_event(db, incident_id, now, "note", f"marked false positive by {by}", actor=by)
             if note:
                 add_event(db, incident_id, now, "note", note, actor=by)
@@ -966,15 +767,9 @@ def raise_external(
         state="firing",
         starts_at=started_at,
     )
-    rows = list(
-        db.query("SELECT * FROM incidents WHERE key = ? ORDER BY id DESC LIMIT 1", [routed.key])
-    )
-    latest = Incident.from_row(rows[0]) if rows else None
+    latest = incidents_store.latest_by_key(db, routed.key)
     if latest is not None and latest.status != "resolved":
-        db.conn.execute(
-            "UPDATE incidents SET last_seen_at = ?, updated_at = ? WHERE id = ?",
-            (now, now, latest.id),
-        )
+        incidents_store.touch(db, latest.id, now)
         return replace(latest, last_seen_at=now), "updated"
     if (
         latest is not None
@@ -1028,10 +823,7 @@ def raise_severity(
     The caller holds the write transaction."""
     if incident.status == "resolved" or severity_rank(severity) <= severity_rank(incident.severity):
         return incident
-    db.conn.execute(
-        "UPDATE incidents SET severity = ?, updated_at = ? WHERE id = ?",
-        (severity, now, incident.id),
-    )
+    incidents_store.set_severity(db, incident.id, severity, now)
     previous = incident.severity
     incident = replace(incident, severity=severity)
     _record_raise(db, incident.id, previous, severity, now, message, data)

@@ -247,3 +247,15 @@ def recently_blocked(db: Database, ip: str, since: float) -> bool:
         (ip, since),
     ).fetchone()
     return row is not None
+
+
+def skip_pending(
+    db: Database, incident_id: int, error: str, now: float, *, kind: str | None = None
+) -> None:
+    """Skip an incident's pending actions (of one kind, when given)."""
+    only = " AND kind = ?" if kind is not None else ""
+    db.conn.execute(
+        "UPDATE actions SET status = 'skipped', error = ?, finished_at = ?"
+        f" WHERE incident_id = ? AND status = 'pending'{only}",
+        (error, now, incident_id, *((kind,) if kind is not None else ())),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from incident_cli.models import Alert
 from incident_cli.store.database import Database
@@ -53,3 +54,75 @@ def states(db: Database, incident_id: int) -> list[str]:
         r[0]
         for r in db.conn.execute("SELECT state FROM alerts WHERE incident_id = ?", (incident_id,))
     ]
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def uncleared(db: Database) -> list[tuple[int, int, str, str, str, str]]:
+    """(alert id, incident id, incident status, source, fingerprint, state) of every alert not
+    cleared, through the alerts_uncleared partial index."""
+    return db.conn.execute(
+        "SELECT a.id, a.incident_id, i.status, a.source, a.fingerprint, a.state"
+        " FROM alerts a INDEXED BY alerts_uncleared"
+        " JOIN incidents i ON i.id = a.incident_id WHERE a.state != 'cleared'"
+    ).fetchall()
+
+
+def cleared_of_unresolved(db: Database) -> list[tuple[int, int, str, str, str]]:
+    """(alert id, incident id, source, fingerprint, state) of the cleared alerts of unresolved
+    incidents (not in the partial index)."""
+    return db.conn.execute(
+        "SELECT a.id, a.incident_id, a.source, a.fingerprint, a.state FROM alerts a"
+        " WHERE a.state = 'cleared'"
+        " AND a.incident_id IN (SELECT id FROM incidents WHERE status != 'resolved')"
+    ).fetchall()
+
+
+def keys_of(db: Database, incident_id: int) -> list[tuple[int, str, str, str]]:
+    """(alert id, source, fingerprint, state) of an incident's alerts."""
+    return db.conn.execute(
+        "SELECT id, source, fingerprint, state FROM alerts WHERE incident_id = ?", (incident_id,)
+    ).fetchall()
+
+
+def set_state(
+    db: Database, incident_id: int, source: str, fingerprint: str, state: str, now: float
+) -> None:
+    db.conn.execute(
+        "UPDATE alerts SET state = ?, last_seen_at = ?, cleared_at = NULL"
+        " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
+        (state, now, incident_id, source, fingerprint),
+    )
+
+
+def clear(db: Database, incident_id: int, source: str, fingerprint: str, now: float) -> str | None:
+    """Mark an alert cleared; returns its alertname."""
+    row = db.conn.execute(
+        "SELECT json_extract(labels, '$.alertname') FROM alerts"
+        " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
+        (incident_id, source, fingerprint),
+    ).fetchone()
+    db.conn.execute(
+        "UPDATE alerts SET state = 'cleared', cleared_at = ?"
+        " WHERE incident_id = ? AND source = ? AND fingerprint = ?",
+        (now, incident_id, source, fingerprint),
+    )
+    return row[0] if row else None
+
+
+def touch_by_id(db: Database, ids: list[int], now: float) -> None:
+    """Seen again in the same state: last_seen_at now, in one statement."""
+    db.conn.execute(
+        "UPDATE alerts SET last_seen_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+        (now, json.dumps(ids, separators=(",", ":"))),
+    )
+
+
+def touch_by_key(db: Database, rows: Sequence[tuple[float, int, str, str]]) -> None:
+    """(now, incident id, source, fingerprint) of alerts seen again whose row id is not known."""
+    db.conn.executemany(
+        "UPDATE alerts SET last_seen_at = ? WHERE incident_id = ? AND source = ?"
+        " AND fingerprint = ?",
+        rows,
+    )

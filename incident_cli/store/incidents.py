@@ -10,6 +10,9 @@ from incident_cli.models import Incident
 from incident_cli.store.database import Database
 from incident_cli.times import to_rfc3339
 
+# Compact JSON for an id list (json_each reads it).
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
 
 def get_incident(db: Database, incident_id: int) -> Incident | None:
     if not 0 < incident_id < 2**63:  # SQLite integers are 64-bit
@@ -219,4 +222,122 @@ def mark_recovered(db: Database, incident_id: int, at: float) -> None:
     db.conn.execute(
         "UPDATE incidents SET resolution = 'recovered', fixed_at = ?, updated_at = ? WHERE id = ?",
         (at, at, incident_id),
+    )
+
+
+# --------------------------------------------------------------------------- lifecycle writes
+
+
+def next_id(db: Database) -> int:
+    """max(id) + 1, never below an id that `archive` removed: ids in tickets, chat messages and
+    PagerDuty dedup keys must never come back for another incident."""
+    top, floor = db.conn.execute(
+        "SELECT (SELECT max(id) FROM incidents),"
+        " (SELECT value FROM id_floor WHERE name = 'incidents')"
+    ).fetchone()
+    return int(max(top or 0, floor or 0) + 1)
+
+
+def open_rows(db: Database) -> list[tuple[int, str, float | None, int, float, str]]:
+    """(id, key, last_seen_at, absent_polls, opened_at, severity) of every unresolved incident;
+    the ids come from the incidents_unresolved index, so a long history is not scanned."""
+    return db.conn.execute(
+        "SELECT id, key, last_seen_at, absent_polls, opened_at, severity FROM incidents"
+        " WHERE id IN (SELECT id FROM incidents WHERE status != 'resolved') ORDER BY id"
+    ).fetchall()
+
+
+def resolved_since(db: Database, since: float) -> list[Incident]:
+    return [
+        Incident.from_row(row)
+        for row in db.query(
+            "SELECT * FROM incidents WHERE status = 'resolved' AND resolved_at >= ? ORDER BY id",
+            [since],
+        )
+    ]
+
+
+def unresolved_by_key(db: Database, key: str) -> Incident | None:
+    rows = list(
+        db.query(
+            "SELECT * FROM incidents WHERE key = ? AND status != 'resolved' ORDER BY id DESC"
+            " LIMIT 1",
+            [key],
+        )
+    )
+    return Incident.from_row(rows[0]) if rows else None
+
+
+def flapping(db: Database) -> list[Incident]:
+    return [
+        Incident.from_row(row) for row in db.query("SELECT * FROM incidents WHERE flapping = 1")
+    ]
+
+
+def touch_seen(db: Database, ids: list[int], now: float) -> None:
+    """Seen by this poll: last_seen_at now, absent_polls back to 0 (one statement)."""
+    db.conn.execute(
+        "UPDATE incidents SET last_seen_at = ?, absent_polls = 0"
+        " WHERE id IN (SELECT value FROM json_each(?))",
+        (now, _dumps(ids)),
+    )
+
+
+def touch(db: Database, incident_id: int, now: float) -> None:
+    db.conn.execute(
+        "UPDATE incidents SET last_seen_at = ?, updated_at = ? WHERE id = ?",
+        (now, now, incident_id),
+    )
+
+
+def set_absent_polls(db: Database, incident_id: int, absent_polls: int) -> None:
+    db.conn.execute(
+        "UPDATE incidents SET absent_polls = ? WHERE id = ?", (absent_polls, incident_id)
+    )
+
+
+def set_flapping(db: Database, incident_id: int, on: bool, now: float) -> None:
+    db.conn.execute(
+        "UPDATE incidents SET flapping = ?, updated_at = ? WHERE id = ?",
+        (1 if on else 0, now, incident_id),
+    )
+
+
+def mark_resolved(db: Database, incident_id: int, now: float, resolution: str) -> None:
+    db.conn.execute(
+        "UPDATE incidents SET status = 'resolved', resolved_at = ?, resolution = ?, updated_at = ?"
+        " WHERE id = ?",
+        (now, resolution, now, incident_id),
+    )
+
+
+def mark_reopened(db: Database, incident_id: int, now: float, severity: str) -> None:
+    db.conn.execute(
+        "UPDATE incidents SET status = 'open', resolved_at = NULL, resolution = NULL,"
+        " acknowledged_at = NULL, acknowledged_by = NULL, reopen_count = reopen_count + 1,"
+        " last_seen_at = ?, absent_polls = 0, fixed_at = NULL, escalated_at = NULL,"
+        " severity = ?, updated_at = ? WHERE id = ?",
+        (now, severity, now, incident_id),
+    )
+
+
+def mark_acknowledged(db: Database, incident_id: int, by: str, now: float) -> None:
+    db.conn.execute(
+        "UPDATE incidents SET status = 'acknowledged', acknowledged_at = ?,"
+        " acknowledged_by = ?, updated_at = ? WHERE id = ?",
+        (now, by, now, incident_id),
+    )
+
+
+def set_resolution(db: Database, incident_id: int, resolution: str, now: float) -> None:
+    db.conn.execute(
+        "UPDATE incidents SET resolution = ?, updated_at = ? WHERE id = ?",
+        (resolution, now, incident_id),
+    )
+
+
+def set_severity(db: Database, incident_id: int, severity: str, now: float) -> None:
+    db.conn.execute(
+        "UPDATE incidents SET severity = ?, updated_at = ? WHERE id = ?",
+        (severity, now, incident_id),
     )

@@ -45,3 +45,47 @@ def heartbeats(db: Database) -> list[dict[str, Any]]:
 def source_statuses(db: Database) -> list[dict[str, Any]]:
     """Each source's last poll, failures in a row and last error."""
     return list(db.query("SELECT * FROM source_status ORDER BY name"))
+
+
+def failing_sources(db: Database) -> list[str]:
+    """Sources whose last poll failed."""
+    return [
+        name
+        for name, failures in db.conn.execute(
+            "SELECT name, consecutive_failures FROM source_status"
+        )
+        if failures
+    ]
+
+
+def source_answered(db: Database, name: str, now: float, alerts: int) -> None:
+    db.conn.execute(
+        "INSERT INTO source_status (name, last_checked_at, last_ok_at, consecutive_failures,"
+        " last_error, alerts) VALUES (?, ?, ?, 0, NULL, ?)"
+        " ON CONFLICT(name) DO UPDATE SET last_checked_at = excluded.last_checked_at,"
+        " last_ok_at = excluded.last_ok_at, consecutive_failures = 0, last_error = NULL,"
+        " alerts = excluded.alerts",
+        (name, now, now, alerts),
+    )
+
+
+def source_failed(db: Database, name: str, now: float, error: str) -> int:
+    """Count one more failed poll; returns the failures in a row."""
+    db.conn.execute(
+        "INSERT INTO source_status (name, last_checked_at, consecutive_failures, last_error)"
+        " VALUES (?, ?, 1, ?) ON CONFLICT(name) DO UPDATE SET"
+        " last_checked_at = excluded.last_checked_at,"
+        " consecutive_failures = source_status.consecutive_failures + 1,"
+        " last_error = excluded.last_error",
+        (name, now, error),
+    )
+    return int(
+        db.conn.execute(
+            "SELECT consecutive_failures FROM source_status WHERE name = ?", (name,)
+        ).fetchone()[0]
+    )
+
+
+def last_ok_at(db: Database, name: str) -> float | None:
+    row = db.conn.execute("SELECT last_ok_at FROM source_status WHERE name = ?", (name,)).fetchone()
+    return row[0] if row else None

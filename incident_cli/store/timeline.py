@@ -144,3 +144,18 @@ def last_budget_escalation(
         (incident_id, since, budget_key),
     ).fetchone()
     return None if row is None or row[0] is None else float(row[0])
+
+
+def add_event_row(db: Database, event: EventRow) -> None:
+    """Append one event built with event_row."""
+    db.conn.execute(INSERT_EVENT, event)
+
+
+def flap_changes(db: Database, incident_id: int, since: float) -> int:
+    """Reopens and resolves of an incident since `since`."""
+    row = db.conn.execute(
+        "SELECT count(*) FROM timeline WHERE incident_id = ? AND kind IN ('reopened', 'resolved')"
+        " AND at >= ?",
+        (incident_id, since),
+    ).fetchone()
+    return int(row[0])
