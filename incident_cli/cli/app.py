@@ -54,7 +54,10 @@ class IncidentGroup(typer.core.TyperGroup):
         return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from incident_cli.cli.global_options import hoist
         from incident_cli.cli.plain_params import install
+
+        args = hoist(self, ctx, args)
 
         # Before any option is processed: keeps pydantic out of start-up. It leans on Typer
         # internals, so a mismatch must only cost speed, never break a command.
@@ -106,7 +109,8 @@ class IncidentGroup(typer.core.TyperGroup):
 app = typer.Typer(
     cls=IncidentGroup,
     name="incident",
-    help="Incident response for Prometheus and Alertmanager, one cron tick at a time.",
+    help="Incident response for Prometheus and Alertmanager, one cron tick at a time.\n\n"
+    "-c/--config, --db, --wait, -v and -q may also follow the command.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
