@@ -293,7 +293,7 @@ def _pipeline(config: Config, clock: Callable[[], float], scratch: Path) -> Iter
         apply_poll(db, scratch_config, {**others, source: []}, {}, later)
         how = "auto-resolved after 2 polls without it"
         if not config.incidents.auto_resolve:
-            from incident_cli.lifecycle.poll import resolve_by_hand
+            from incident_cli.lifecycle.manual import resolve_by_hand
 
             resolve_by_hand(db, scratch_config, incident.id, "incident test", None, False, later)
             how = "resolved by hand (auto_resolve is off)"

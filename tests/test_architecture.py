@@ -24,7 +24,6 @@ MAX_FUNCTION_LINES = 120
 STORE = "incident_cli/store/"
 
 LONG_MODULES = {
-    "incident_cli/lifecycle/poll.py",
     "incident_cli/notify/delivery.py",
     "incident_cli/recovery/tick.py",
     "incident_cli/reporting/render.py",
@@ -118,6 +117,58 @@ def test_only_the_store_writes_sql() -> None:
     assert found >= SQL_OUTSIDE_STORE, (
         f"no SQL left, drop from SQL_OUTSIDE_STORE: {sorted(SQL_OUTSIDE_STORE - found)}"
     )
+
+
+# store.incidents / store.batch functions that change an incident's state.
+INCIDENT_WRITES = {
+    "insert_incident",
+    "IncidentBatch",
+    "mark_resolved",
+    "mark_reopened",
+    "mark_acknowledged",
+    "mark_escalated",
+    "mark_fixed",
+    "mark_recovered",
+    "set_resolution",
+    "set_severity",
+    "set_flapping",
+    "set_absent_polls",
+    "touch",
+    "touch_seen",
+}
+_INCIDENT_MODULES = {"incident_cli.store.incidents", "incident_cli.store.batch"}
+
+
+def _incident_writes(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    aliases: set[str] = set()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module in _INCIDENT_MODULES:
+            found.update(a.name for a in node.names if a.name in INCIDENT_WRITES)
+        if isinstance(node, ast.ImportFrom) and node.module == "incident_cli.store":
+            aliases.update(
+                a.asname or a.name for a in node.names if a.name in ("incidents", "batch")
+            )
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr in INCIDENT_WRITES
+        ):
+            found.add(node.attr)
+    return found
+
+
+def test_only_the_lifecycle_changes_an_incidents_state() -> None:
+    offenders = {
+        _rel(p): sorted(found)
+        for p in _modules()
+        if not _rel(p).startswith((STORE, "incident_cli/lifecycle/"))
+        and (found := _incident_writes(p))
+    }
+    assert offenders == {}
 
 
 def test_import_contracts_hold() -> None:

@@ -313,7 +313,8 @@ def test_ids_of_archived_incidents_are_never_given_again(tmp_path: Path) -> None
 def test_an_incident_whose_alerts_still_fire_is_not_archived(tmp_path: Path) -> None:
     from incident_cli.config.load import load_config
     from incident_cli.intake.sources import fingerprint
-    from incident_cli.lifecycle.poll import apply_poll, resolve_by_hand
+    from incident_cli.lifecycle.manual import resolve_by_hand
+    from incident_cli.lifecycle.poll import apply_poll
     from incident_cli.models import Alert
     from incident_cli.reporting.archive import archive as archive_incidents
     from incident_cli.store.connection import open_db

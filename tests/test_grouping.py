@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from incident_cli.cli import app
 from incident_cli.config.model import Config
-from incident_cli.lifecycle.poll import acknowledge
+from incident_cli.lifecycle.manual import acknowledge
 from incident_cli.models import Alert
 from incident_cli.reporting.report import build_report
 from incident_cli.store.incidents import get_incident, incident_detail, list_incidents

@@ -13,7 +13,8 @@ from incident_cli.config.load import load_config
 from incident_cli.config.model import Config
 from incident_cli.errors import IncidentError
 from incident_cli.intake.sources import fingerprint
-from incident_cli.lifecycle.poll import acknowledge, apply_poll, resolve_by_hand
+from incident_cli.lifecycle.manual import acknowledge, resolve_by_hand
+from incident_cli.lifecycle.poll import apply_poll
 from incident_cli.models import Alert
 from incident_cli.store.connection import open_db
 from incident_cli.store.incidents import get_incident, list_incidents

@@ -179,7 +179,7 @@ def _lifecycle_config(tmp_path: Path) -> Config:
 
 
 def _raise(db: Database, config: Config, alertname: str, severity: str, at: float) -> int:
-    from incident_cli.lifecycle.poll import raise_external
+    from incident_cli.lifecycle.detectors import raise_external
 
     with write_tx(db):
         incident, _ = raise_external(
@@ -197,7 +197,7 @@ def _raise(db: Database, config: Config, alertname: str, severity: str, at: floa
 
 
 def _clear(db: Database, config: Config, incident_id: int, at: float) -> None:
-    from incident_cli.lifecycle.poll import clear_external
+    from incident_cli.lifecycle.detectors import clear_external
     from incident_cli.store.incidents import get_incident
 
     with write_tx(db):
@@ -240,7 +240,7 @@ def test_resolved_total_does_not_go_down_when_an_incident_reopens(tmp_path: Path
 
 
 def test_opened_total_keeps_the_severity_an_incident_opened_with(tmp_path: Path) -> None:
-    from incident_cli.lifecycle.poll import raise_severity
+    from incident_cli.lifecycle.detectors import raise_severity
     from incident_cli.store.incidents import get_incident
 
     db = open_db(tmp_path / "state.db")

@@ -18,7 +18,8 @@ from typing import Any
 from incident_cli.config.load import load_config
 from incident_cli.config.model import Config
 from incident_cli.intake.sources import fingerprint
-from incident_cli.lifecycle.poll import acknowledge, apply_poll, resolve_by_hand
+from incident_cli.lifecycle.manual import acknowledge, resolve_by_hand
+from incident_cli.lifecycle.poll import apply_poll
 from incident_cli.models import Alert
 from incident_cli.store.connection import open_db
 

@@ -16,7 +16,7 @@ import pytest
 from sqlite_utils import Database
 
 from incident_cli.config.model import Config
-from incident_cli.lifecycle.poll import acknowledge, resolve_by_hand
+from incident_cli.lifecycle.manual import acknowledge, resolve_by_hand
 from incident_cli.recovery.tick import recover_due
 from incident_cli.store.connection import open_db
 from incident_cli.store.incidents import get_incident

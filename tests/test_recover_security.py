@@ -8,7 +8,7 @@ import pytest
 from sqlite_utils import Database
 
 from incident_cli.config.model import Config
-from incident_cli.lifecycle.poll import acknowledge
+from incident_cli.lifecycle.manual import acknowledge
 from incident_cli.recovery.tick import recover_due
 from incident_cli.store.incidents import get_incident
 from tests.recover_support import (

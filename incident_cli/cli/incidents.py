@@ -318,7 +318,7 @@ def ack(
     dry_run: bool = DRY_RUN,
 ) -> None:
     """Acknowledge an incident: stops escalation and tells the channels that got it."""
-    from incident_cli.lifecycle.poll import acknowledge
+    from incident_cli.lifecycle.manual import acknowledge
 
     env = get_env(ctx)
     who = (_text_arg(by, "--by") or _default_actor())[:200]
@@ -343,7 +343,7 @@ def resolve(
     dry_run: bool = DRY_RUN,
 ) -> None:
     """Resolve an incident by hand."""
-    from incident_cli.lifecycle.poll import resolve_by_hand
+    from incident_cli.lifecycle.manual import resolve_by_hand
 
     env = get_env(ctx)
     who = (_text_arg(by, "--by") or _default_actor())[:200]

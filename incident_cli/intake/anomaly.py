@@ -427,7 +427,7 @@ def _apply_group(
     now: float,
     result: DetectResult,
 ) -> tuple[str, int | None]:
-    from incident_cli.lifecycle.poll import clear_external, raise_external, raise_severity
+    from incident_cli.lifecycle.detectors import clear_external, raise_external, raise_severity
 
     settings = config.anomaly
     latest = latest_by_key(db, key)

@@ -1,45 +1,35 @@
-"""The incident lifecycle: open, update, reopen, auto-resolve, acknowledge, resolve, flapping.
-
-Every state change writes its timeline event, plans its handler's actions and queues its
-notifications in the one write transaction of the change. This module is that one place.
-"""
+"""Applying one poll: what the sources report now against the open incidents, in one transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from incident_cli.config.model import Config, Rule, severity_rank
-from incident_cli.errors import IncidentError, NotFound
 from incident_cli.handlers.planning import plan_actions
+from incident_cli.lifecycle.alerts import alert_state, clear_alerts, record_alerts
+from incident_cli.lifecycle.changes import open_incident, reopen, resolve
+from incident_cli.lifecycle.detectors import raise_severity, raised_by
+from incident_cli.lifecycle.flapping import settle_flapping
 from incident_cli.lifecycle.routing import (
-    Routed,
     alert_severity,
     group_severity,
     incident_key,
     match_rule,
-    route,
     routed_by,
 )
-from incident_cli.models import Alert, Incident, clip_values
+from incident_cli.lifecycle.source_health import update_source_status
+from incident_cli.models import Alert, Incident
 from incident_cli.notify import outbox
-from incident_cli.store import actions as actions_store
 from incident_cli.store import alerts as alerts_store
 from incident_cli.store import incidents as incidents_store
-from incident_cli.store import status as status_store
-from incident_cli.store.batch import MAX_ROWID, IncidentBatch, dumps, insert_alert, insert_incident
+from incident_cli.store.batch import IncidentBatch
 from incident_cli.store.database import Database, write_tx
-from incident_cli.store.incidents import get_incident, next_id
+from incident_cli.store.incidents import get_incident
 from incident_cli.store.timeline import (
-    EventRow,
-    add_event,
-    add_event_row,
     event_row,
-    flap_changes,
 )
-
-SOURCE_FAILURES_BEFORE_INCIDENT = 3
 
 
 @dataclass
@@ -55,277 +45,6 @@ class PollResult:
     # failing: what a tick prints about its sources (cron mails every line).
     new_failures: list[str] = field(default_factory=list)
     recovered_sources: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- primitive changes
-
-
-def _insert_incident(
-    db: Database,
-    routed: Routed,
-    alert: Alert,
-    source: str,
-    now: float,
-    *,
-    started_at: float | None,
-    batch: IncidentBatch | None = None,
-) -> Incident:
-    # Its labels are those its alerts share (routed.labels); its annotations are those of the
-    # alert that opened it.
-    if batch is not None:
-        labels, labels_json, annotations, annotations_json = batch.maps(alert)
-        incident_id = batch.incident_id()
-    else:
-        labels, annotations = clip_values(alert.labels), clip_values(alert.annotations)
-        labels_json, annotations_json = dumps(labels), dumps(annotations)
-        free = next_id(db)
-        incident_id = free if free < MAX_ROWID else None
-    if routed.labels != alert.labels:  # a rule that groups: fewer labels than the alert's
-        labels = clip_values(routed.labels)
-        labels_json = dumps(labels)
-    row = (
-        incident_id,
-        routed.key,
-        routed.title,
-        routed.severity,
-        routed.rule.name,
-        routed.rule.handler,
-        source,
-        labels_json,
-        annotations_json,
-        started_at,
-        now,
-        now,
-        now,
-    )
-    if batch is not None and incident_id is not None:
-        batch.incidents.append(row)
-    else:
-        if batch is not None:
-            batch.flush()
-        incident_id = insert_incident(db, row)
-    return Incident(
-        id=incident_id,
-        key=routed.key,
-        title=routed.title,
-        status="open",
-        severity=routed.severity,
-        rule=routed.rule.name,
-        handler=routed.rule.handler,
-        source=source,
-        labels=labels,
-        annotations=annotations,
-        started_at=started_at,
-        opened_at=now,
-        last_seen_at=now,
-    )
-
-
-def _upsert_alerts(
-    db: Database,
-    incident_id: int,
-    alerts: list[Alert],
-    now: float,
-    known: dict[tuple[str, str], str],
-    batch: IncidentBatch | None = None,
-) -> int:
-    """Record the alerts seen now for an incident; timeline `alert_firing` for new/returning ones.
-
-    `known` maps (source, fingerprint) to the stored state of this incident's alert rows. With
-    a batch, new alert rows and the events go into it (an UPDATE writes the batch first).
-    """
-    events = 0
-    for alert in alerts:
-        previous = known.get((alert.source, alert.fingerprint))
-        state = "suppressed" if alert.state == "suppressed" else "firing"
-        if previous is None:
-            if batch is not None:
-                _, labels_json, _, annotations_json = batch.maps(alert)
-            else:
-                labels_json = dumps(clip_values(alert.labels))
-                annotations_json = dumps(clip_values(alert.annotations))
-            row = (
-                incident_id,
-                alert.source,
-                alert.fingerprint,
-                labels_json,
-                annotations_json,
-                state,
-                alert.starts_at,
-                now,
-                now,
-                (alert.generator_url or "")[:2048] or None,
-            )
-            if batch is not None:
-                batch.alerts.append(row)
-            else:
-                insert_alert(db, row)
-        else:
-            if batch is not None:
-                batch.flush()
-            alerts_store.set_state(db, incident_id, alert.source, alert.fingerprint, state, now)
-        event: EventRow | None = None
-        if state == "firing" and previous in (None, "cleared"):
-            event = event_row(
-                incident_id,
-                now,
-                "alert_firing",
-                f"{alert.name or 'alert'} firing on {alert.source}",
-                data={"source": alert.source, "fingerprint": alert.fingerprint},
-            )
-            events += 1
-        elif state != previous and previous is not None:
-            event = event_row(
-                incident_id,
-                now,
-                "note",
-                f"{alert.name or 'alert'} on {alert.source} is now {state}",
-                data={"source": alert.source, "fingerprint": alert.fingerprint},
-            )
-        if event is not None:
-            if batch is not None:
-                batch.events.append(event)
-            else:
-                add_event_row(db, event)
-        known[(alert.source, alert.fingerprint)] = state
-    return events
-
-
-def _clear_alerts(db: Database, incident_id: int, gone: list[tuple[str, str]], now: float) -> None:
-    for source, fp in gone:
-        name = alerts_store.clear(db, incident_id, source, fp, now)
-        add_event(
-            db,
-            incident_id,
-            now,
-            "alert_cleared",
-            f"{name or 'alert'} no longer reported by {source}",
-            data={"source": source, "fingerprint": fp},
-        )
-
-
-def _flap_changes(db: Database, incident_id: int, since: float) -> int:
-    return flap_changes(db, incident_id, since)
-
-
-def _maybe_start_flapping(db: Database, config: Config, incident: Incident, now: float) -> Incident:
-    if incident.flapping:
-        return incident
-    changes = _flap_changes(db, incident.id, now - config.incidents.flapping_window)
-    if changes < config.incidents.flapping_changes:
-        return incident
-    incidents_store.set_flapping(db, incident.id, True, now)
-    incident = replace(incident, flapping=True)
-    add_event(
-        db,
-        incident.id,
-        now,
-        "flapping_started",
-        f"{changes} reopen/resolve changes within {config.incidents.flapping_window:g}s:"
-        " notifications held until it settles",
-        data={"changes": changes, "window_seconds": config.incidents.flapping_window},
-    )
-    if incident.status != "resolved":
-        # A flapping notice about a resolved incident would re-trigger it (PagerDuty, ...).
-        outbox.queue_followup(
-            db, config, incident, "firing", now, {"flapping": True, "note": "flapping started"}
-        )
-    return incident
-
-
-def _stop_flapping_if_settled(db: Database, config: Config, incident: Incident, now: float) -> None:
-    if _flap_changes(db, incident.id, now - config.incidents.flapping_window) > 0:
-        return
-    incidents_store.set_flapping(db, incident.id, False, now)
-    incident = replace(incident, flapping=False)
-    add_event(
-        db,
-        incident.id,
-        now,
-        "flapping_stopped",
-        f"no reopen or resolve for {config.incidents.flapping_window:g}s",
-    )
-    # Bring every channel back to the incident's real state.
-    if incident.status == "resolved":
-        outbox.queue_followup(db, config, incident, "resolved", now)
-    else:
-        outbox.queue_firing(db, config, incident, now, {"note": "flapping stopped"})
-
-
-def _resolve(
-    db: Database,
-    config: Config,
-    incident: Incident,
-    now: float,
-    resolution: str,
-    message: str,
-    *,
-    actor: str = "incident",
-    data: Mapping[str, Any] | None = None,
-) -> Incident:
-    incidents_store.mark_resolved(db, incident.id, now, resolution)
-    actions_store.skip_pending(db, incident.id, "incident resolved", now)
-    incident = replace(incident, status="resolved", resolved_at=now, resolution=resolution)
-    add_event(db, incident.id, now, "resolved", message, actor=actor, data=data)
-    if not incident.flapping:
-        outbox.queue_followup(db, config, incident, "resolved", now)
-    return _maybe_start_flapping(db, config, incident, now)
-
-
-def _reopen(
-    db: Database,
-    config: Config,
-    incident: Incident,
-    alert: Alert,
-    now: float,
-    severity: str | None = None,
-) -> Incident:
-    """Reopen a resolved incident. `severity`, the one its alerts have now, raises it (the
-    firing message then goes to the channels that take the higher one); it never lowers it."""
-    previous = incident.severity
-    if severity is None or severity_rank(severity) <= severity_rank(previous):
-        severity = previous
-    incidents_store.mark_reopened(db, incident.id, now, severity)
-    incident = replace(
-        incident,
-        status="open",
-        severity=severity,
-        resolved_at=None,
-        resolution=None,
-        acknowledged_at=None,
-        acknowledged_by=None,
-        reopen_count=incident.reopen_count + 1,
-        last_seen_at=now,
-        absent_polls=0,
-        fixed_at=None,
-        escalated_at=None,
-    )
-    add_event(
-        db,
-        incident.id,
-        now,
-        "reopened",
-        f"{alert.name or 'alert'} fired again within"
-        f" {config.incidents.reopen_within:g}s of resolving (reopen #{incident.reopen_count})",
-        data={"reopen_count": incident.reopen_count},
-    )
-    if severity != previous:
-        _record_raise(
-            db,
-            incident.id,
-            previous,
-            severity,
-            now,
-            f"severity raised to {severity}: the alerts firing again include a {severity} one",
-        )
-    incident = _maybe_start_flapping(db, config, incident, now)
-    if not incident.flapping:
-        outbox.queue_firing(db, config, incident, now, {"reopened": True})
-    plan_actions(db, config, incident, alert, config.rule_by_name(incident.rule), now)
-    return incident
-
-
-# --------------------------------------------------------------------------- poll
 
 
 class _OpenRow(NamedTuple):
@@ -441,7 +160,7 @@ def apply_poll(
                 previous = reopen_candidates.get(key)
                 if previous is not None:
                     batch.flush()
-                    incident = _reopen(db, config, previous, first, now, severity)
+                    incident = reopen(db, config, previous, first, now, severity)
                     result.reopened.append(incident.id)
                     for alert_id, source, fp, state in alerts_store.keys_of(db, incident.id):
                         alert_ids[(incident.id, source, fp)] = alert_id
@@ -450,7 +169,7 @@ def apply_poll(
                     # Labels, title and annotations all come from the alert that opens it.
                     routed = replace(routed_by(config, rule, key, first.labels), severity=severity)
                     started = min((a.starts_at for a in firing if a.starts_at), default=None)
-                    incident = _insert_incident(
+                    incident = open_incident(
                         db, routed, first, first.source, now, started_at=started, batch=batch
                     )
                     batch.events.append(
@@ -477,7 +196,7 @@ def apply_poll(
             known = alert_rows.setdefault(incident_id, {})
             changed = []
             for a in alerts:
-                if known.get((a.source, a.fingerprint)) != _state(a):
+                if known.get((a.source, a.fingerprint)) != alert_state(a):
                     changed.append(a)
                 else:
                     row_id = alert_ids.get((incident_id, a.source, a.fingerprint))
@@ -486,7 +205,7 @@ def apply_poll(
                     else:
                         unchanged_unknown.append((now, incident_id, a.source, a.fingerprint))
             if changed:
-                _upsert_alerts(db, incident_id, changed, now, known, batch)
+                record_alerts(db, incident_id, changed, now, known, batch)
                 if rule.severity is None:
                     # An alert that fires now (new, or again) can raise the incident's severity.
                     top = max(
@@ -505,7 +224,7 @@ def apply_poll(
                         batch.flush()
                         full = get_incident(db, incident_id)
                         assert full is not None
-                        raise_severity(db, config, full, severity, now, _raised_by(top, severity))
+                        raise_severity(db, config, full, severity, now, raised_by(top, severity))
             if len(known) > len(alerts):
                 present = {(a.source, a.fingerprint) for a in alerts}
                 gone = [
@@ -515,7 +234,7 @@ def apply_poll(
                 ]
                 if gone:
                     batch.flush()
-                    _clear_alerts(db, incident_id, gone, now)
+                    clear_alerts(db, incident_id, gone, now)
                     for sf in gone:
                         known[sf] = "cleared"
         batch.flush()
@@ -526,7 +245,7 @@ def apply_poll(
         alerts_store.touch_by_key(db, unchanged_unknown)
         for sf, incident_id in held.items():
             if sf not in held_seen and sf[0] in fetched and incident_id not in seen_ids:
-                _clear_alerts(db, incident_id, [sf], now)
+                clear_alerts(db, incident_id, [sf], now)
         # Incidents opened or reopened by this poll were written with these values already.
         fresh = {*result.opened, *result.reopened}
         incidents_store.touch_seen(db, [i for i in seen_ids if i not in fresh], now)
@@ -542,7 +261,7 @@ def apply_poll(
                 continue  # never resolve on a source we could not read
             gone = [sf for sf, state in known.items() if state != "cleared"]
             if gone:
-                _clear_alerts(db, open_row.id, gone, now)
+                clear_alerts(db, open_row.id, gone, now)
             absent_polls = open_row.absent_polls + 1
             incidents_store.set_absent_polls(db, open_row.id, absent_polls)
             last_seen = open_row.last_seen_at or open_row.opened_at
@@ -554,7 +273,7 @@ def apply_poll(
                 full = get_incident(db, open_row.id)
                 assert full is not None
                 resolution = "recovered" if full.fixed_at else "auto"
-                _resolve(
+                resolve(
                     db,
                     config,
                     full,
@@ -573,292 +292,8 @@ def apply_poll(
             for incident in new_incidents:
                 outbox.queue_firing(db, config, incident, now)
 
-        _update_source_status(db, config, fetched, failed, now, result)
-        _settle_flapping(db, config, now)
+        update_source_status(db, config, fetched, failed, now, result)
+        settle_flapping(db, config, now)
         if result.resolved:
             outbox.settle_storms(db, config, now)
     return result
-
-
-def _state(alert: Alert) -> str:
-    return "suppressed" if alert.state == "suppressed" else "firing"
-
-
-def _settle_flapping(db: Database, config: Config, now: float) -> None:
-    for incident in incidents_store.flapping(db):
-        _stop_flapping_if_settled(db, config, incident, now)
-
-
-def _update_source_status(
-    db: Database,
-    config: Config,
-    fetched: Mapping[str, list[Alert]],
-    failed: Mapping[str, str],
-    now: float,
-    result: PollResult,
-) -> None:
-    failing_before = set(status_store.failing_sources(db))
-    for name, alerts in fetched.items():
-        if name in failing_before:
-            result.recovered_sources.append(name)
-        status_store.source_answered(db, name, now, len(alerts))
-        incident = _open_unreachable_incident(db, name)
-        if incident is not None and config.incidents.auto_resolve:
-            _resolve(db, config, incident, now, "auto", f"source {name} answers again")
-            result.resolved.append(incident.id)
-    for name, error in failed.items():
-        failures = status_store.source_failed(db, name, now, error[:500])
-        if name not in failing_before:
-            result.new_failures.append(name)
-        if failures >= SOURCE_FAILURES_BEFORE_INCIDENT and not _open_unreachable_incident(db, name):
-            _open_source_unreachable(db, config, name, error, failures, now, result)
-
-
-def unreachable_key(name: str) -> str:
-    return f"source_unreachable:source={name}"
-
-
-def _open_unreachable_incident(db: Database, name: str) -> Incident | None:
-    return incidents_store.unresolved_by_key(db, unreachable_key(name))
-
-
-def _open_source_unreachable(
-    db: Database,
-    config: Config,
-    name: str,
-    error: str,
-    failures: int,
-    now: float,
-    result: PollResult,
-) -> None:
-    from incident_cli.config.model import DEFAULT_RULE
-
-    labels = {"alertname": "IncidentSourceUnreachable", "source": name}
-    # A rule may match it (to page, or to run a handler); otherwise it is critical and goes
-    # where unmatched alerts go. The key stays fixed so it resolves when the source is back.
-    routed = route(config, labels)
-    if routed.rule is DEFAULT_RULE:
-        routed = replace(routed, rule=replace(DEFAULT_RULE, name="source_unreachable"))
-    routed = replace(
-        routed,
-        key=unreachable_key(name),
-        severity=routed.rule.severity or "critical",
-        title=f"IncidentSourceUnreachable: {name}",
-    )
-    alert = Alert(
-        source=name,
-        fingerprint="",
-        labels=labels,
-        annotations={"summary": f"source {name} failed {failures} polls in a row: {error}"},
-        state="firing",
-    )
-    last_ok = status_store.last_ok_at(db, name)
-    incident = _insert_incident(db, routed, alert, name, now, started_at=last_ok or None)
-    add_event(
-        db,
-        incident.id,
-        now,
-        "source_unreachable",
-        f"source {name} failed {failures} polls in a row: {error}"[:500],
-        data={"source": name, "consecutive_failures": failures},
-    )
-    plan_actions(db, config, incident, alert, routed.rule, now)
-    outbox.queue_firing(db, config, incident, now)
-    result.opened.append(incident.id)
-
-
-# --------------------------------------------------------------------------- by hand
-
-
-def acknowledge(
-    db: Database, config: Config, incident_id: int, by: str, note: str | None, now: float
-) -> Incident:
-    with write_tx(db):
-        incident = get_incident(db, incident_id)
-        if incident is None:
-            raise NotFound(f"no incident {incident_id}")
-        if incident.status == "resolved":
-            raise IncidentError(f"incident {incident_id} is resolved; nothing to acknowledge")
-        if incident.status == "acknowledged":
-            raise IncidentError(
-                f"incident {incident_id} was already acknowledged by {incident.acknowledged_by}"
-            )
-        incidents_store.mark_acknowledged(db, incident_id, by, now)
-        # Acknowledging stops escalation.
-        actions_store.skip_pending(db, incident_id, "acknowledged", now, kind="escalate")
-        incident = replace(incident, status="acknowledged", acknowledged_at=now, acknowledged_by=by)
-        add_event(db, incident_id, now, "acknowledged", f"acknowledged by {by}", actor=by)
-        if note:
-            add_event(db, incident_id, now, "note", note, actor=by)
-        outbox.queue_followup(db, config, incident, "acknowledged", now, {"by": by})
-        return incident
-
-
-def resolve_by_hand(
-    db: Database,
-    config: Config,
-    incident_id: int,
-    by: str,
-    note: str | None,
-    false_positive: bool,
-    now: float,
-) -> Incident:
-    resolution = "false_positive" if false_positive else "manual"
-    with write_tx(db):
-        incident = get_incident(db, incident_id)
-        if incident is None:
-            raise NotFound(f"no incident {incident_id}")
-        if incident.status == "resolved":
-            if not false_positive or incident.resolution == "false_positive":
-                raise IncidentError(f"incident {incident_id} is already resolved")
-            # Marking a resolved incident as a false positive afterwards is a reporting fix.
-            incidents_store.set_resolution(db, incident_id, "false_positive", now)
-            add_event(db, incident_id, now, "note", f"marked false positive by {by}", actor=by)
-            if note:
-                add_event(db, incident_id, now, "note", note, actor=by)
-            return replace(incident, resolution="false_positive")
-        if note:
-            add_event(db, incident_id, now, "note", note, actor=by)
-        what = "a false positive" if false_positive else "resolved"
-        resolved = _resolve(
-            db,
-            config,
-            incident,
-            now,
-            resolution,
-            f"{what} by {by}" if false_positive else f"resolved by {by}",
-            actor=by,
-            data={"resolution": resolution},
-        )
-        outbox.settle_storms(db, config, now)
-        return resolved
-
-
-# --------------------------------------------------------------------------- other detectors
-
-
-def raise_external(
-    db: Database,
-    config: Config,
-    *,
-    labels: Mapping[str, str],
-    annotations: Mapping[str, str],
-    source: str,
-    severity: str | None,
-    now: float,
-    started_at: float | None,
-    message: str,
-    data: Mapping[str, Any] | None = None,
-) -> tuple[Incident, str]:
-    """Open, reopen or update the incident for a problem found by a detector other than a
-    source poll (e.g. `detect-anomalies`). Rules route it like any alert; `severity`, when
-    given, wins over the rule's. The caller holds the write transaction.
-
-    Returns the incident and what happened: "opened", "reopened" or "updated".
-    """
-    routed = route(config, labels)
-    if severity:
-        routed = replace(routed, severity=severity)
-    alert = Alert(
-        source=source,
-        fingerprint="",
-        labels=dict(labels),
-        annotations=dict(annotations),
-        state="firing",
-        starts_at=started_at,
-    )
-    latest = incidents_store.latest_by_key(db, routed.key)
-    if latest is not None and latest.status != "resolved":
-        incidents_store.touch(db, latest.id, now)
-        return replace(latest, last_seen_at=now), "updated"
-    if (
-        latest is not None
-        and latest.resolved_at is not None
-        and now - latest.resolved_at <= config.incidents.reopen_within
-    ):
-        incident = _reopen(db, config, latest, alert, now)
-        add_event(db, incident.id, now, "note", message, data=data)
-        return incident, "reopened"
-    incident = _insert_incident(db, routed, alert, source, now, started_at=started_at)
-    add_event(db, incident.id, now, "opened", message, data=data)
-    plan_actions(db, config, incident, alert, routed.rule, now)
-    outbox.queue_firing(db, config, incident, now)
-    return incident, "opened"
-
-
-def clear_external(
-    db: Database,
-    config: Config,
-    incident: Incident,
-    now: float,
-    message: str,
-    data: Mapping[str, Any] | None = None,
-) -> Incident:
-    """Resolve an incident a detector opened, once its problem is gone (resolution auto, or
-    recovered after a successful fix). The caller holds the write transaction."""
-    if incident.status == "resolved" or not config.incidents.auto_resolve:
-        return incident
-    resolution = "recovered" if incident.fixed_at else "auto"
-    resolved = _resolve(db, config, incident, now, resolution, message, data=data)
-    outbox.settle_storms(db, config, now)
-    return resolved
-
-
-def raise_severity(
-    db: Database,
-    config: Config,
-    incident: Incident,
-    severity: str,
-    now: float,
-    message: str,
-    data: Mapping[str, Any] | None = None,
-) -> Incident:
-    """Raise an unresolved incident's severity (never lower it: an open incident's severity is
-    the worst it has been), with a `severity_raised` event whose data has `from` and `to`.
-
-    The channels that take the new severity but did not get the firing message get it now, in
-    this transaction: that is how PagerDuty (`min_severity: critical`) pages once a grouped
-    incident turns critical. Channels that already have it get nothing new. Nobody new is paged
-    while the incident is acknowledged (a human has it) or flapping (notifications are held).
-    The caller holds the write transaction."""
-    if incident.status == "resolved" or severity_rank(severity) <= severity_rank(incident.severity):
-        return incident
-    incidents_store.set_severity(db, incident.id, severity, now)
-    previous = incident.severity
-    incident = replace(incident, severity=severity)
-    _record_raise(db, incident.id, previous, severity, now, message, data)
-    if incident.status == "open" and not incident.flapping:
-        got = set(outbox.channels_that_got_firing(db, incident.id))
-        new = [c for c in outbox.routed_channels(config, incident) if c not in got]
-        outbox.queue(
-            db,
-            new,
-            incident.id,
-            "firing",
-            outbox.message_for(config, incident, "firing", {"severity_raised_from": previous}),
-            now,
-        )
-    return incident
-
-
-def _record_raise(
-    db: Database,
-    incident_id: int,
-    previous: str,
-    severity: str,
-    now: float,
-    message: str,
-    data: Mapping[str, Any] | None = None,
-) -> None:
-    add_event(
-        db,
-        incident_id,
-        now,
-        "severity_raised",
-        message,
-        data={"from": previous, "to": severity, **(data or {})},
-    )
-
-
-def _raised_by(alert: Alert, severity: str) -> str:
-    return f"severity raised to {severity}: {alert.name or 'alert'} on {alert.source} is {severity}"

@@ -50,11 +50,11 @@ from incident_cli.handlers.planning import (
     mask_params,
     replan,
 )
+from incident_cli.lifecycle.changes import escalate, mark_fixed, mark_recovered
 from incident_cli.models import Incident
-from incident_cli.notify import outbox
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime
-from incident_cli.store import actions, alerts, incidents, timeline
+from incident_cli.store import actions, alerts, timeline
 from incident_cli.store.database import Database, write_tx
 from incident_cli.store.incidents import get_incident
 from incident_cli.store.timeline import add_event
@@ -498,46 +498,6 @@ def run_query(source: SourceConfig, query: str, timeout: float) -> dict[str, Any
 # --------------------------------------------------------------------------- escalation
 
 
-def escalate(
-    db: Database,
-    config: Config,
-    incident: Incident,
-    now: float,
-    reason: str,
-    budget_key: str | None = None,
-) -> bool:
-    """Escalate an open incident once: timeline `escalated`, `escalated_at`, and an escalation
-    queued for `escalation.channels`. An acknowledged one is not escalated: a human has it.
-    `budget_key` names the spent attempt budget that escalates it (the event records it, and
-    `budget_escalated_at` finds it again). The caller holds the write transaction. True when
-    it escalated now."""
-    if incident.status != "open":
-        if incident.status == "acknowledged":
-            add_event(
-                db,
-                incident.id,
-                now,
-                "note",
-                f"not escalating ({reason}): acknowledged by {incident.acknowledged_by}",
-            )
-        return False
-    if not incidents.mark_escalated(db, incident.id, now):
-        return False
-    channels = [c.name for c in config.enabled_channels(config.escalation_channels)]
-    outbox.queue_escalation(db, config, incident, now, reason)
-    where = f"to {', '.join(channels)}" if channels else "(no escalation channel is configured)"
-    add_event(
-        db,
-        incident.id,
-        now,
-        "escalated",
-        f"escalated {where}: {reason}",
-        data={"reason": reason, "channels": channels}
-        | ({"budget_key": budget_key} if budget_key else {}),
-    )
-    return True
-
-
 def budget_escalated_at(
     db: Database, incident_id: int, budget_key: str, since: float
 ) -> float | None:
@@ -729,9 +689,6 @@ class _Tick:
             only_if=only_if,
         )
 
-    def _mark_fixed(self, incident_id: int, at: float) -> None:
-        incidents.mark_fixed(self.db, incident_id, at)
-
     def _after_failure(self, row: Mapping[str, Any], incident: Incident, at: float) -> None:
         """A fix attempt failed: plan the next attempt after a doubling backoff, or escalate
         once when the budget of its (rule, target) is spent."""
@@ -917,10 +874,10 @@ class _Tick:
                 return
             if ok:
                 self._finish(row, "succeeded", now, only_if="running")
-                self._mark_fixed(incident.id, now)
+                mark_fixed(self.db, incident.id, now)
                 if incident.status == "resolved" and incident.resolution == "auto":
                     # The poll saw the alerts go before this tick could verify the fix.
-                    incidents.mark_recovered(self.db, incident.id, now)
+                    mark_recovered(self.db, incident.id, now)
                     how += "; resolution auto → recovered"
                 add_event(
                     self.db,
@@ -1290,7 +1247,7 @@ class _Tick:
                 row, "succeeded", at, exit_code=exit_code, output=output, only_if="running"
             )
             if job.kind == "command":
-                self._mark_fixed(incident.id, at)
+                mark_fixed(self.db, incident.id, at)
             how = self.mask(
                 f"; {display_url(verify['http'])} answered {outcome.health_detail}"
                 if verify
