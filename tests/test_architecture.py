@@ -29,7 +29,6 @@ LONG_MODULES = {
     "incident_cli/reporting/render.py",
 }
 LONG_FUNCTIONS = {
-    "incident_cli/lifecycle/poll.py:apply_poll",
     "incident_cli/notify/delivery.py:_deliver",
     "incident_cli/reporting/metrics.py:StateCollector.collect",
     "incident_cli/reporting/render.py:render_table",

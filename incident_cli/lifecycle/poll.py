@@ -70,19 +70,67 @@ def apply_poll(
     `fetched` has the alerts of each source read successfully; `failed` the error of each
     source that was not. Incidents whose alerts come from a failed source are left untouched.
     """
-    result = PollResult(failed_sources=dict(failed))
+    poll = _Poll(db, config, fetched, failed, now)
+    result = poll.result
     with write_tx(db):
-        # Only what the steady state needs; a full Incident is loaded when something changes.
+        poll.read_state()
+        groups = poll.group_alerts()
+        poll.read_reopen_candidates(groups)
+        for key, (rule, alerts) in groups.items():
+            poll.apply_group(key, rule, alerts)
+        poll.batch.flush()  # before any statement that touches the batched tables
+        poll.touch_seen()
+        poll.resolve_absent()
+        poll.queue_new()
+        update_source_status(db, config, fetched, failed, now, result)
+        settle_flapping(db, config, now)
+        if result.resolved:
+            outbox.settle_storms(db, config, now)
+    return result
+
+
+class _Poll:
+    """One poll's state while it is applied: what is stored, what the sources say, and what
+    changed. Each step is a method, called in apply_poll's order inside its transaction."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        fetched: Mapping[str, list[Alert]],
+        failed: Mapping[str, str],
+        now: float,
+    ) -> None:
+        self.db, self.config, self.fetched, self.failed, self.now = db, config, fetched, failed, now
+        self.result = PollResult(failed_sources=dict(failed))
+        self.open_by_key: dict[str, _OpenRow] = {}
+        self.alert_rows: dict[int, dict[tuple[str, str], str]] = {}
+        # Row ids of the stored alerts, so the alerts seen again are touched by id in one
+        # statement rather than one UPDATE per alert through the (incident, source, fp) index.
+        self.alert_ids: dict[tuple[int, str, str], int] = {}
+        self.held: dict[tuple[str, str], int] = {}
+        self.held_seen: set[tuple[str, str]] = set()
+        self.reopen_candidates: dict[str, Incident] = {}
+        self.source_order = {name: i for i, name in enumerate(config.sources)}
+        self.new_incidents: list[Incident] = []
+        self.seen_ids: set[int] = set()
+        self.unchanged: list[int] = []  # ids of alert rows seen again in the same state
+        self.unchanged_unknown: list[tuple[float, int, str, str]] = []
+        self.batch = IncidentBatch(db)
+        self.default_severity = config.defaults.severity
+
+    # ------------------------------------------------------------------- 1. read
+
+    def read_state(self) -> None:
+        """The open incidents and the alert rows a poll compares with (no full rows: a full
+        Incident is loaded only when something changes)."""
+        db = self.db
         # The ids come from the incidents_unresolved index: a long history is not scanned.
-        open_by_key: dict[str, _OpenRow] = {
+        self.open_by_key = {
             key: _OpenRow(id_, last_seen, absent, opened, severity)
             for id_, key, last_seen, absent, opened, severity in incidents_store.open_rows(db)
         }
-        alert_rows: dict[int, dict[tuple[str, str], str]] = {}
-        # Row ids of the stored alerts, so the alerts seen again are touched by id in one
-        # statement rather than one UPDATE per alert through the (incident, source, fp) index.
-        alert_ids: dict[tuple[int, str, str], int] = {}
-        held: dict[tuple[str, str], int] = {}
+        alert_ids, alert_rows, held = self.alert_ids, self.alert_rows, self.held
         for alert_id, incident_id, status, source, fp, state in alerts_store.uncleared(db):
             alert_ids[(incident_id, source, fp)] = alert_id
             if status == "resolved":
@@ -91,20 +139,23 @@ def apply_poll(
                 held[(source, fp)] = incident_id
             else:
                 alert_rows.setdefault(incident_id, {})[(source, fp)] = state
-        if open_by_key:
+        if self.open_by_key:
             # Cleared alerts of open incidents are not in the index: an incident waiting to
             # resolve, or one of whose alerts cleared and may fire again.
             for alert_id, incident_id, source, fp, state in alerts_store.cleared_of_unresolved(db):
                 alert_ids[(incident_id, source, fp)] = alert_id
                 alert_rows.setdefault(incident_id, {})[(source, fp)] = state
-        held_seen: set[tuple[str, str]] = set()
 
-        # Group what the sources report now by incident key. The key is all an alert of an
-        # open incident needs; the full route (labels, title, severity) of a group is worked
-        # out only when the group opens or reopens an incident.
+    # ------------------------------------------------------------------- 2. route
+
+    def group_alerts(self) -> dict[str, tuple[Rule, list[Alert]]]:
+        """What the sources report now, grouped by incident key. The key is all an alert of an
+        open incident needs; the full route (labels, title, severity) of a group is worked out
+        only when the group opens or reopens an incident."""
         groups: dict[str, tuple[Rule, list[Alert]]] = {}
-        rules = config.rules
-        for alerts in fetched.values():
+        rules = self.config.rules
+        result = self.result
+        for alerts in self.fetched.values():
             for alert in alerts:
                 if alert.state not in ("firing", "suppressed"):
                     continue
@@ -116,148 +167,165 @@ def apply_poll(
                     groups[key] = (rule, [alert])
                 else:
                     group[1].append(alert)
+        return groups
 
-        reopen_candidates: dict[str, Incident] = {}
-        if any(k not in open_by_key for k in groups):
-            since = now - config.incidents.reopen_within
-            for incident in incidents_store.resolved_since(db, since):
-                reopen_candidates[incident.key] = incident
+    def read_reopen_candidates(self, groups: Mapping[str, object]) -> None:
+        """Incidents resolved within reopen_within, when some group has no open incident."""
+        if any(k not in self.open_by_key for k in groups):
+            since = self.now - self.config.incidents.reopen_within
+            for incident in incidents_store.resolved_since(self.db, since):
+                self.reopen_candidates[incident.key] = incident
 
-        source_order = {name: i for i, name in enumerate(config.sources)}
-        new_incidents: list[Incident] = []
-        seen_ids: set[int] = set()
-        unchanged: list[int] = []  # ids of alert rows seen again in the same state
-        unchanged_unknown: list[tuple[float, int, str, str]] = []
-        batch = IncidentBatch(db)
-        default_severity = config.defaults.severity
-        for key, (rule, alerts) in groups.items():
-            existing = open_by_key.get(key)
-            if existing is not None:
-                incident_id = existing.id
-                current_severity = existing.severity
-                result.updated += 1
-            else:
-                firing = [a for a in alerts if a.state == "firing"]
-                if held:
-                    held_seen.update(
-                        (a.source, a.fingerprint)
-                        for a in alerts
-                        if (a.source, a.fingerprint) in held
-                    )
-                    firing = [a for a in firing if (a.source, a.fingerprint) not in held]
-                if not firing:
-                    continue  # suppressed or held alerts open nothing
-                first = min(
-                    firing,
-                    key=lambda a: (
-                        a.starts_at or now,
-                        source_order.get(a.source, 0),
-                        a.fingerprint,
-                    ),
-                )
-                # The highest severity among its firing alerts, unless the rule fixes it.
-                severity = group_severity(rule, (a.labels for a in firing), default_severity)
-                previous = reopen_candidates.get(key)
-                if previous is not None:
-                    batch.flush()
-                    incident = reopen(db, config, previous, first, now, severity)
-                    result.reopened.append(incident.id)
-                    for alert_id, source, fp, state in alerts_store.keys_of(db, incident.id):
-                        alert_ids[(incident.id, source, fp)] = alert_id
-                        alert_rows.setdefault(incident.id, {})[(source, fp)] = state
-                else:
-                    # Labels, title and annotations all come from the alert that opens it.
-                    routed = replace(routed_by(config, rule, key, first.labels), severity=severity)
-                    started = min((a.starts_at for a in firing if a.starts_at), default=None)
-                    incident = open_incident(
-                        db, routed, first, first.source, now, started_at=started, batch=batch
-                    )
-                    batch.events.append(
-                        event_row(
-                            incident.id,
-                            now,
-                            "opened",
-                            f"opened by rule {routed.rule.name} ({routed.rule.handler})"
-                            f" from {first.source}",
-                            data={"rule": routed.rule.name, "source": first.source},
-                        )
-                    )
-                    new_incidents.append(incident)
-                    plan_actions(
-                        db, config, incident, first, routed.rule, now, before_write=batch.flush
-                    )
-                    result.opened.append(incident.id)
-                incident_id = incident.id
-                current_severity = incident.severity
-                open_by_key[key] = _OpenRow(
-                    incident_id, now, 0, incident.opened_at, incident.severity
-                )
-            seen_ids.add(incident_id)
-            known = alert_rows.setdefault(incident_id, {})
-            changed = []
-            for a in alerts:
-                if known.get((a.source, a.fingerprint)) != alert_state(a):
-                    changed.append(a)
-                else:
-                    row_id = alert_ids.get((incident_id, a.source, a.fingerprint))
-                    if row_id is not None:
-                        unchanged.append(row_id)
-                    else:
-                        unchanged_unknown.append((now, incident_id, a.source, a.fingerprint))
-            if changed:
-                record_alerts(db, incident_id, changed, now, known, batch)
-                if rule.severity is None:
-                    # An alert that fires now (new, or again) can raise the incident's severity.
-                    top = max(
-                        (a for a in changed if a.state == "firing"),
-                        key=lambda a: severity_rank(alert_severity(a.labels, default_severity)),
-                        default=None,
-                    )
-                    severity = (
-                        current_severity
-                        if top is None
-                        else alert_severity(top.labels, default_severity)
-                    )
-                    if top is not None and severity_rank(severity) > severity_rank(
-                        current_severity
-                    ):
-                        batch.flush()
-                        full = get_incident(db, incident_id)
-                        assert full is not None
-                        raise_severity(db, config, full, severity, now, raised_by(top, severity))
-            if len(known) > len(alerts):
-                present = {(a.source, a.fingerprint) for a in alerts}
-                gone = [
-                    sf
-                    for sf, state in known.items()
-                    if sf not in present and state != "cleared" and sf[0] in fetched
-                ]
-                if gone:
-                    batch.flush()
-                    clear_alerts(db, incident_id, gone, now)
-                    for sf in gone:
-                        known[sf] = "cleared"
-        batch.flush()
-        unchanged.extend(
-            alert_ids[(held[sf], sf[0], sf[1])] for sf in held_seen if held[sf] not in seen_ids
+    # ------------------------------------------------------------------- 3. open/update
+
+    def apply_group(self, key: str, rule: Rule, alerts: list[Alert]) -> None:
+        """One group: update its open incident, or open (or reopen) one; then its alerts."""
+        existing = self.open_by_key.get(key)
+        if existing is not None:
+            incident_id, current_severity = existing.id, existing.severity
+            self.result.updated += 1
+        else:
+            opened = self._open_or_reopen(key, rule, alerts)
+            if opened is None:
+                return
+            incident_id, current_severity = opened
+        self.seen_ids.add(incident_id)
+        self._record_group_alerts(incident_id, current_severity, rule, alerts)
+
+    def _open_or_reopen(self, key: str, rule: Rule, alerts: list[Alert]) -> tuple[int, str] | None:
+        db, config, now, result, batch = self.db, self.config, self.now, self.result, self.batch
+        firing = [a for a in alerts if a.state == "firing"]
+        held = self.held
+        if held:
+            self.held_seen.update(
+                (a.source, a.fingerprint) for a in alerts if (a.source, a.fingerprint) in held
+            )
+            firing = [a for a in firing if (a.source, a.fingerprint) not in held]
+        if not firing:
+            return None  # suppressed or held alerts open nothing
+        source_order = self.source_order
+        first = min(
+            firing,
+            key=lambda a: (a.starts_at or now, source_order.get(a.source, 0), a.fingerprint),
         )
-        alerts_store.touch_by_id(db, unchanged, now)
-        alerts_store.touch_by_key(db, unchanged_unknown)
+        # The highest severity among its firing alerts, unless the rule fixes it.
+        severity = group_severity(rule, (a.labels for a in firing), self.default_severity)
+        previous = self.reopen_candidates.get(key)
+        if previous is not None:
+            batch.flush()
+            incident = reopen(db, config, previous, first, now, severity)
+            result.reopened.append(incident.id)
+            for alert_id, source, fp, state in alerts_store.keys_of(db, incident.id):
+                self.alert_ids[(incident.id, source, fp)] = alert_id
+                self.alert_rows.setdefault(incident.id, {})[(source, fp)] = state
+        else:
+            # Labels, title and annotations all come from the alert that opens it.
+            routed = replace(routed_by(config, rule, key, first.labels), severity=severity)
+            started = min((a.starts_at for a in firing if a.starts_at), default=None)
+            incident = open_incident(
+                db, routed, first, first.source, now, started_at=started, batch=batch
+            )
+            batch.events.append(
+                event_row(
+                    incident.id,
+                    now,
+                    "opened",
+                    f"opened by rule {routed.rule.name} ({routed.rule.handler})"
+                    f" from {first.source}",
+                    data={"rule": routed.rule.name, "source": first.source},
+                )
+            )
+            self.new_incidents.append(incident)
+            plan_actions(db, config, incident, first, routed.rule, now, before_write=batch.flush)
+            result.opened.append(incident.id)
+        self.open_by_key[key] = _OpenRow(incident.id, now, 0, incident.opened_at, incident.severity)
+        return incident.id, incident.severity
+
+    def _record_group_alerts(
+        self, incident_id: int, current_severity: str, rule: Rule, alerts: list[Alert]
+    ) -> None:
+        """Changed alerts recorded (a firing one may raise the severity), unchanged ones noted
+        for touch_seen, and the incident's alerts its sources no longer report cleared."""
+        db, now, batch = self.db, self.now, self.batch
+        known = self.alert_rows.setdefault(incident_id, {})
+        changed = []
+        alert_ids = self.alert_ids
+        for a in alerts:
+            if known.get((a.source, a.fingerprint)) != alert_state(a):
+                changed.append(a)
+            else:
+                row_id = alert_ids.get((incident_id, a.source, a.fingerprint))
+                if row_id is not None:
+                    self.unchanged.append(row_id)
+                else:
+                    self.unchanged_unknown.append((now, incident_id, a.source, a.fingerprint))
+        if changed:
+            record_alerts(db, incident_id, changed, now, known, batch)
+            if rule.severity is None:
+                self._raise_from(incident_id, current_severity, changed)
+        if len(known) > len(alerts):
+            present = {(a.source, a.fingerprint) for a in alerts}
+            gone = [
+                sf
+                for sf, state in known.items()
+                if sf not in present and state != "cleared" and sf[0] in self.fetched
+            ]
+            if gone:
+                batch.flush()
+                clear_alerts(db, incident_id, gone, now)
+                for sf in gone:
+                    known[sf] = "cleared"
+
+    def _raise_from(self, incident_id: int, current_severity: str, changed: list[Alert]) -> None:
+        """An alert that fires now (new, or again) can raise the incident's severity."""
+        default = self.default_severity
+        top = max(
+            (a for a in changed if a.state == "firing"),
+            key=lambda a: severity_rank(alert_severity(a.labels, default)),
+            default=None,
+        )
+        if top is None:
+            return
+        severity = alert_severity(top.labels, default)
+        if severity_rank(severity) > severity_rank(current_severity):
+            self.batch.flush()
+            full = get_incident(self.db, incident_id)
+            assert full is not None
+            raise_severity(self.db, self.config, full, severity, self.now, raised_by(top, severity))
+
+    # ------------------------------------------------------------------- 4. clear and touch
+
+    def touch_seen(self) -> None:
+        """Alerts seen again and the incidents seen: last_seen_at now, in bulk; held alerts
+        (of incidents resolved by hand) no longer reported cleared."""
+        db, now, held, held_seen = self.db, self.now, self.held, self.held_seen
+        self.unchanged.extend(
+            self.alert_ids[(held[sf], sf[0], sf[1])]
+            for sf in held_seen
+            if held[sf] not in self.seen_ids
+        )
+        alerts_store.touch_by_id(db, self.unchanged, now)
+        alerts_store.touch_by_key(db, self.unchanged_unknown)
         for sf, incident_id in held.items():
-            if sf not in held_seen and sf[0] in fetched and incident_id not in seen_ids:
+            if sf not in held_seen and sf[0] in self.fetched and incident_id not in self.seen_ids:
                 clear_alerts(db, incident_id, [sf], now)
         # Incidents opened or reopened by this poll were written with these values already.
-        fresh = {*result.opened, *result.reopened}
-        incidents_store.touch_seen(db, [i for i in seen_ids if i not in fresh], now)
+        fresh = {*self.result.opened, *self.result.reopened}
+        incidents_store.touch_seen(db, [i for i in self.seen_ids if i not in fresh], now)
 
-        # Incidents whose alerts are all absent from the sources that answered.
-        for open_row in list(open_by_key.values()):
-            if open_row.id in seen_ids:
+    # ------------------------------------------------------------------- 5. resolve
+
+    def resolve_absent(self) -> None:
+        """Incidents whose alerts are all absent from the sources that answered: clear them,
+        count the poll, and resolve once they stayed away long enough."""
+        db, config, now = self.db, self.config, self.now
+        for open_row in list(self.open_by_key.values()):
+            if open_row.id in self.seen_ids:
                 continue
-            known = alert_rows.get(open_row.id, {})
+            known = self.alert_rows.get(open_row.id, {})
             if not known:
                 continue  # anomaly and source_unreachable incidents are not the sources' to clear
-            if any(source in failed for source, _ in known):
+            if any(source in self.failed for source, _ in known):
                 continue  # never resolve on a source we could not read
             gone = [sf for sf, state in known.items() if state != "cleared"]
             if gone:
@@ -282,18 +350,16 @@ def apply_poll(
                     f"alerts cleared for {now - last_seen:.0f}s over {absent_polls} polls",
                     data={"absent_polls": absent_polls, "resolution": resolution},
                 )
-                result.resolved.append(open_row.id)
+                self.result.resolved.append(open_row.id)
 
-        # Storm protection: one summary per channel instead of one message per new incident.
-        if len(new_incidents) > config.incidents.storm_max_new_per_tick:
-            result.storm = True
-            outbox.queue_storm(db, config, new_incidents, now)
+    # ------------------------------------------------------------------- 6. notify
+
+    def queue_new(self) -> None:
+        """Storm protection: one summary per channel instead of one message per new incident."""
+        db, config, now = self.db, self.config, self.now
+        if len(self.new_incidents) > config.incidents.storm_max_new_per_tick:
+            self.result.storm = True
+            outbox.queue_storm(db, config, self.new_incidents, now)
         else:
-            for incident in new_incidents:
+            for incident in self.new_incidents:
                 outbox.queue_firing(db, config, incident, now)
-
-        update_source_status(db, config, fetched, failed, now, result)
-        settle_flapping(db, config, now)
-        if result.resolved:
-            outbox.settle_storms(db, config, now)
-    return result
