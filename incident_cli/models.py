@@ -99,7 +99,7 @@ class Incident:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The incident's JSON exactly as SPEC shows it."""
+        """The incident's JSON exactly as docs/commands.md#incident-json shows it."""
         return {
             "id": self.id,
             "key": self.key,

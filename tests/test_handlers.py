@@ -118,7 +118,7 @@ def test_slo_breach_collects_the_rules_diagnostics_or_the_default_snapshot(tmp_p
         alert(alertname="ErrorRateSLOBreach"),
         alert(alertname="ServiceAvailabilityBreach"),
     )
-    [default] = actions(db, 1)  # SPEC: slo_breach = notify, collect diagnostics
+    [default] = actions(db, 1)  # docs/recovery.md: slo_breach = notify, collect diagnostics
     assert default["kind"] == "diagnostics"
     assert "process_cpu_seconds_total" in json.dumps(params_of(db, default["id"]))
     [diag] = actions(db, 2)

@@ -54,7 +54,7 @@ def _parse_minutes(value: str) -> float:
 
 @dataclass(frozen=True)
 class EnvOverride:
-    """A behaviour variable that wins over a config key (the SPEC names it beside the key)."""
+    """A behaviour variable that wins over a config key (docs/configuration.md#environment)."""
 
     variable: str
     key: str  # the key path in the file

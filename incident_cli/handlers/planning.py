@@ -1,5 +1,6 @@
-"""The handler registry: built-in handlers by name, user handlers as `module:function`, and
-planning their actions.
+"""Planning: what a rule's handler returns becomes action rows (gates, masking, budgets), and
+a due action is planned again from the config (replan). The handlers themselves are named in
+handlers/registry.py.
 
 Who decides what:
 

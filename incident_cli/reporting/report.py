@@ -269,7 +269,7 @@ def _hours(hours: float) -> float | int:
 
 
 def report_json(report: Report) -> dict[str, Any]:
-    """SPEC's "Report JSON", plus medians, p90s, flapping and the chart series."""
+    """The report's JSON (docs/reports.md#report-json): medians, p90s, flapping, chart series."""
     out: dict[str, Any] = {
         "window_hours": _hours(report.hours),
         "since": to_rfc3339(report.since),

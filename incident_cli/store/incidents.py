@@ -1,4 +1,4 @@
-"""Reading incident rows: one, a list, and the whole of one for `show`."""
+"""Incident rows: reading them (one, a list, all of one for `show`) and the lifecycle's writes."""
 
 from __future__ import annotations
 

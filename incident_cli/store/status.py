@@ -1,4 +1,4 @@
-"""Heartbeats: each command's last run, for `status` and `metrics`."""
+"""Heartbeats (each command's last run) and source status (each source's last poll)."""
 
 from __future__ import annotations
 
