@@ -16,6 +16,24 @@ MAX_NAME_CHARS = 1024
 CLIPPED = "…[truncated]"
 
 
+SEVERITIES = ("info", "warning", "error", "critical")
+SEVERITY_ALIASES = {"page": "critical", "crit": "critical", "high": "error", "warn": "warning"}
+
+
+def alert_severity(labels: Mapping[str, str], default: str) -> str:
+    """An alert's own severity: its `severity` label (case-insensitive; `page`, `crit` mean
+    critical, `high` error, `warn` warning), else `default`."""
+    label = labels.get("severity", "").strip().lower()
+    label = SEVERITY_ALIASES.get(label, label)
+    return label if label in SEVERITIES else default
+
+
+def incident_name(labels: Mapping[str, str], rule: str) -> str:
+    """What every view names and counts an incident by: the `alertname` its alerts share, else
+    (a rule grouping several alert names) the rule's name."""
+    return labels.get("alertname") or rule
+
+
 def clip_value(value: str) -> str:
     """A label or annotation value as it is matched and stored: at most MAX_STORED_VALUE
     characters, marked when cut. Clipping a clipped value changes nothing."""

@@ -9,9 +9,7 @@ from pathlib import Path
 from incident_cli.config.channels import read_channels
 from incident_cli.config.defaults import BUILTIN, BUILTIN_YAML, CONFIG_VAR, DEFAULT_CONFIG_NAME
 from incident_cli.config.env import apply_env_overrides, builtin_channels, to_raw
-from incident_cli.config.model import (
-    Config,
-)
+from incident_cli.config.model import Config
 from incident_cli.config.reader import Reader
 from incident_cli.config.sections import (
     check_rule_references,

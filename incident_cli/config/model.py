@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from incident_cli.config import defaults as d
+from incident_cli.models import SEVERITIES
 
 if TYPE_CHECKING:
     from incident_cli.notify.channels.options import Options
-
-SEVERITIES = ("info", "warning", "error", "critical")
 
 SOURCE_TYPES = ("prometheus", "alertmanager")
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from incident_cli.config import defaults as d
 from incident_cli.config.model import (
-    SEVERITIES,
     SOURCE_TYPES,
     AnomalyConfig,
     ChannelConfig,
@@ -29,6 +28,7 @@ from incident_cli.config.model import (
 )
 from incident_cli.config.reader import Reader, describe
 from incident_cli.config.yamlraw import Raw
+from incident_cli.models import SEVERITIES
 
 
 def read_sources(r: Reader, raw: Raw | None) -> dict[str, SourceConfig]:

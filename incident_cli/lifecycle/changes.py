@@ -9,9 +9,7 @@ from typing import Any
 from incident_cli.config.model import Config, severity_rank
 from incident_cli.handlers.planning import plan_actions
 from incident_cli.lifecycle.flapping import start_if_flapping
-from incident_cli.lifecycle.routing import (
-    Routed,
-)
+from incident_cli.lifecycle.routing import Routed
 from incident_cli.models import Alert, Incident, clip_values
 from incident_cli.notify import outbox
 from incident_cli.store import actions as actions_store

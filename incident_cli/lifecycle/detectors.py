@@ -9,9 +9,7 @@ from typing import Any
 from incident_cli.config.model import Config, severity_rank
 from incident_cli.handlers.planning import plan_actions
 from incident_cli.lifecycle.changes import open_incident, record_raise, reopen, resolve
-from incident_cli.lifecycle.routing import (
-    route,
-)
+from incident_cli.lifecycle.routing import route
 from incident_cli.models import Alert, Incident
 from incident_cli.notify import outbox
 from incident_cli.store import incidents as incidents_store

@@ -12,15 +12,9 @@ from incident_cli.lifecycle.alerts import alert_state, clear_alerts, record_aler
 from incident_cli.lifecycle.changes import open_incident, reopen, resolve
 from incident_cli.lifecycle.detectors import raise_severity, raised_by
 from incident_cli.lifecycle.flapping import settle_flapping
-from incident_cli.lifecycle.routing import (
-    alert_severity,
-    group_severity,
-    incident_key,
-    match_rule,
-    routed_by,
-)
+from incident_cli.lifecycle.routing import group_severity, incident_key, match_rule, routed_by
 from incident_cli.lifecycle.source_health import update_source_status
-from incident_cli.models import Alert, Incident
+from incident_cli.models import Alert, Incident, alert_severity
 from incident_cli.notify import outbox
 from incident_cli.store import alerts as alerts_store
 from incident_cli.store import incidents as incidents_store

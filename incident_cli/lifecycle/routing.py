@@ -7,17 +7,17 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from incident_cli.config.model import DEFAULT_RULE, SEVERITIES, Config, Rule, severity_rank
+from incident_cli.config.model import DEFAULT_RULE, Config, Rule, severity_rank
+from incident_cli.models import alert_severity, incident_name
 
 MAX_KEY_CHARS = 512
 MAX_TITLE_CHARS = 200
 MAX_TITLE_VALUE_CHARS = 80
 # Labels an ungrouped incident's title names first, when it has them.
 _TITLE_LABELS = ("service", "journey", "instance", "job", "source")
+
+
 # Severity label values other rule sets use, as the severity they mean.
-SEVERITY_ALIASES = {"page": "critical", "crit": "critical", "high": "error", "warn": "warning"}
-
-
 @dataclass(frozen=True)
 class Routed:
     rule: Rule
@@ -57,14 +57,6 @@ def _escape(value: str) -> str:
     return value
 
 
-def alert_severity(labels: Mapping[str, str], default: str) -> str:
-    """An alert's own severity: its `severity` label (case-insensitive; `page`, `crit` mean
-    critical, `high` error, `warn` warning), else `default`."""
-    label = labels.get("severity", "").strip().lower()
-    label = SEVERITY_ALIASES.get(label, label)
-    return label if label in SEVERITIES else default
-
-
 def severity_for(rule: Rule, labels: Mapping[str, str], default: str) -> str:
     """The rule's fixed severity, else the alert's own."""
     return rule.severity or alert_severity(labels, default)
@@ -86,12 +78,6 @@ def shared_labels(rule: Rule, labels: Mapping[str, str]) -> dict[str, str]:
     if rule.group_by is None:
         return dict(labels)
     return {n: labels[n] for n in rule.group_by if labels.get(n)}
-
-
-def incident_name(labels: Mapping[str, str], rule: str) -> str:
-    """What every view names and counts an incident by: the `alertname` its alerts share, else
-    (a rule grouping several alert names) the rule's name."""
-    return labels.get("alertname") or rule
 
 
 def title_for(rule: Rule, labels: Mapping[str, str]) -> str:

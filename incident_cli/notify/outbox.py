@@ -8,8 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from incident_cli.config.model import Config, severity_rank
-from incident_cli.lifecycle.routing import incident_name
-from incident_cli.models import Incident
+from incident_cli.models import Incident, incident_name
 from incident_cli.store import outbox as store
 from incident_cli.store.database import Database
 from incident_cli.store.incidents import count_unresolved

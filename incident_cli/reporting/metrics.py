@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from incident_cli.config.model import SEVERITIES
+from incident_cli.models import SEVERITIES
 from incident_cli.reporting.report import RECOVERY_RESULTS
 from incident_cli.store import rollups
 from incident_cli.store import status as store_status

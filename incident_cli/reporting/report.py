@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from incident_cli.config.model import SEVERITIES
+from incident_cli.models import SEVERITIES
 from incident_cli.store import reports
 from incident_cli.store.database import Database
 from incident_cli.store.reports import (

@@ -51,7 +51,7 @@ def incident_detail(
 
     Each alert carries its own labels, its name and its own severity (its `severity` label,
     else `default_severity`), whatever the incident's."""
-    from incident_cli.lifecycle.routing import alert_severity
+    from incident_cli.models import alert_severity
 
     out = incident.to_json()
     out["acknowledged_by"] = incident.acknowledged_by
