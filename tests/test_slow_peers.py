@@ -5,11 +5,13 @@ process of its own (tests/slow_peer.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -244,3 +246,38 @@ def test_recover_cuts_a_promql_diagnostic_to_a_slow_source_at_max_runtime(tmp_pa
     [(status, error)] = query(tmp_path / "state.db", "SELECT status, error FROM actions")
     assert status == "failed" and "query on slow: timed out after" in str(error)
     assert "lock" not in again.stderr
+
+
+def test_a_kept_alive_connection_that_turns_slow_is_cut_off_too() -> None:
+    """The second exchange reuses the first one's connection; the peer then drips."""
+    import socket
+
+    from incident_cli.http_client import HTTPFailure, exchange, new_session
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    connections: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()  # one connection only: a second would never be answered
+        connections.append(conn)
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            conn.recv(65536)
+            with contextlib.suppress(OSError):  # the client hangs up at its deadline
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 60:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.5)
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+    with new_session() as session:
+        assert exchange("GET", url, timeout=5, session=session).body == b"{}"
+        started = time.monotonic()
+        with pytest.raises(HTTPFailure, match=r"timed out after 1\.5s"):
+            exchange("GET", url, timeout=1.5, session=session)
+    assert time.monotonic() - started < 4
+    assert len(connections) == 1  # the second exchange did reuse the first one's connection
+    server.close()
