@@ -281,3 +281,31 @@ def test_a_kept_alive_connection_that_turns_slow_is_cut_off_too() -> None:
     assert time.monotonic() - started < 4
     assert len(connections) == 1  # the second exchange did reuse the first one's connection
     server.close()
+
+
+def test_run_with_a_slow_source_and_a_slow_channel_still_pages_through_the_healthy_ones(
+    tmp_path: Path,
+) -> None:
+    with slow_peer() as port, prometheus_alerts() as good_source, receiver() as good_hook:
+        write_config(
+            tmp_path,
+            f"  slow: {{type: prometheus, url: 'http://127.0.0.1:{port}', timeout: 2s}}\n"
+            f"  good: {{type: prometheus, url: '{good_source}', timeout: 5s}}",
+            channels=(
+                f"  slowhook: {{type: webhook, url: 'http://127.0.0.1:{port}/', timeout: 2s}}\n"
+                f"  good: {{type: webhook, url: '{good_hook.url}/hook', timeout: 5s}}"
+            ),
+            notify="slowhook, good",
+        )
+        result, took = tick(tmp_path, "run")
+        again, _ = tick(tmp_path, "run")
+        fired = sorted(r.body["incident"]["title"] for r in good_hook.received)
+
+    assert took < 20, f"run ran {took:.0f}s against 2s timeouts"
+    assert result.code == 75 and "source slow: timed out after 2s" in result.stderr
+    assert len(fired) == 2  # both incidents of the healthy source paged the healthy channel
+    assert query(
+        tmp_path / "state.db",
+        "SELECT DISTINCT error FROM notifications WHERE channel = 'slowhook'",
+    ) == [("webhook: timed out after 2s",)]
+    assert again.code == 75 and "lock" not in again.stderr
