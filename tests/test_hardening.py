@@ -179,6 +179,22 @@ def test_a_config_error_never_echoes_a_urls_credentials(tmp_path: Path) -> None:
     assert "ftp://***@prom.example:9090" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [("admin:S3cr3tPW@prom.example", "***@prom.example"), ("//admin:S3cr3tPW@h/", "//***@h")],
+)
+def test_a_config_error_masks_credentials_of_a_url_without_a_scheme(
+    tmp_path: Path, url: str, shown: str
+) -> None:
+    (tmp_path / "incident.yaml").write_text(
+        f"sources:\n  p: {{type: prometheus, url: '{url}'}}\n"
+    )
+    result = run_cli(["--config", "incident.yaml", "--db", "state.db", "poll"], cwd=tmp_path)
+    assert result.code == 78, result.stderr
+    assert "S3cr3tPW" not in result.stderr + result.stdout
+    assert shown in result.stderr
+
+
 def test_100k_deep_yaml_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "incident.yaml").write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
     result = run_cli(["--config", "incident.yaml", "--db", "state.db", "poll"], cwd=tmp_path)
