@@ -38,6 +38,7 @@ def _source(source: SourceConfig) -> dict[str, Any]:
             "ca_file": source.ca_file,
             "insecure_skip_verify": source.insecure_skip_verify,
             "require_alert": source.require_alert,
+            "max_alerts": source.max_alerts,
         }
     )
 
@@ -102,6 +103,10 @@ def _channel(channel: ChannelConfig) -> dict[str, Any]:
             out[key] = list(value)
         else:
             out[key] = value
+    if channel.type == "statuspage" and not out.get("name_template"):
+        from incident_cli.channels.statuspage import DEFAULT_NAME_TEMPLATE
+
+        out["name_template"] = DEFAULT_NAME_TEMPLATE
     out["min_severity"] = channel.min_severity
     out["timeout"] = duration_text(channel.timeout)
     if channel.rate_limit is not None:

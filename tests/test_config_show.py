@@ -196,3 +196,23 @@ def test_config_show_and_test_mask_credentials_in_every_url(tmp_path: Path) -> N
     assert "http: http://***@127.0.0.1:8080/health  # from VERIFY_URL" in shown
     assert "links.grafana (instead of https://***@grafana.example)" in results["test"].stdout
 
+
+def test_config_show_prints_max_alerts_and_the_statuspage_name_template(tmp_path: Path) -> None:
+    path = tmp_path / "incident.yaml"
+    path.write_text(
+        LINKED_RULES.replace(
+            "  prom: {type: prometheus, url: http://127.0.0.1:9}\n",
+            "  prom: {type: prometheus, url: http://127.0.0.1:9}\n"
+            "  capped: {type: alertmanager, url: http://127.0.0.1:9, max_alerts: 7}\n",
+        )
+        + "  named: {type: statuspage, page_id: p2, api_key: k2, name_template: '{rule} down'}\n"
+    )
+    env = {"VERIFY_URL": "http://127.0.0.1:8080/health"}
+    data = run_cli(["-c", str(path), "config", "show", "--json"], cwd=tmp_path, env=env).json()
+    config = data["config"]
+    assert config["sources"]["prom"]["max_alerts"] == 50000
+    assert config["sources"]["capped"]["max_alerts"] == 7
+    assert config["channels"]["status"]["name_template"] == "{name}"
+    assert config["channels"]["named"]["name_template"] == "{rule} down"
+    shown = run_cli(["-c", str(path), "config", "show"], cwd=tmp_path, env=env).stdout
+    assert yaml.safe_load(shown) == config
