@@ -186,9 +186,7 @@ def test_a_config_error_never_echoes_a_urls_credentials(tmp_path: Path) -> None:
 def test_a_config_error_masks_credentials_of_a_url_without_a_scheme(
     tmp_path: Path, url: str, shown: str
 ) -> None:
-    (tmp_path / "incident.yaml").write_text(
-        f"sources:\n  p: {{type: prometheus, url: '{url}'}}\n"
-    )
+    (tmp_path / "incident.yaml").write_text(f"sources:\n  p: {{type: prometheus, url: '{url}'}}\n")
     result = run_cli(["--config", "incident.yaml", "--db", "state.db", "poll"], cwd=tmp_path)
     assert result.code == 78, result.stderr
     assert "S3cr3tPW" not in result.stderr + result.stdout
