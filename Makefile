@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint demo bench clean venv
+.PHONY: test lint demo bench docs clean venv
 
 $(BIN)/incident: pyproject.toml
 	@echo "Setting up $(VENV): a virtualenv with incident and its test tools (first run only: 15-30 s, longer on a slow network) ..."
@@ -29,6 +29,10 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+# docs/commands.md's reference, from every command's --help (a test checks it is current).
+docs: venv
+	$(BIN)/python scripts/commands_doc.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

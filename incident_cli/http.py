@@ -215,9 +215,8 @@ class _Pool(HTTPConnectionPool):
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         conn = super()._get_conn(timeout)
-        adopt_socket(
-            getattr(conn, "sock", None)
-        )  # a kept-alive connection opened by an earlier one
+        # A kept-alive connection, opened by an earlier exchange: it has no new socket.
+        adopt_socket(getattr(conn, "sock", None))
         return conn
 
 
@@ -331,7 +330,7 @@ def _exchange(
         raise timed_out
     with wall_clock(timeout) as watchdog:
         try:
-            with session.request(
+            response = session.request(
                 method,
                 url,
                 params=params,
@@ -341,10 +340,19 @@ def _exchange(
                 verify=verify,
                 stream=True,
                 allow_redirects=False,
-            ) as response:
-                body = _read_body(response, body_limit, over_limit, watchdog)
+            )
+            whole = False
+            try:
+                body, whole = _read_body(response, body_limit, over_limit, watchdog)
                 status = response.status_code
                 retry_after = response.headers.get("Retry-After")
+            finally:
+                if whole and not watchdog.expired:
+                    # Read to its end: the connection goes back to the pool for the next
+                    # exchange (closing the response would close the connection).
+                    response.raw.release_conn()
+                else:
+                    response.close()
         except HTTPFailure:
             raise
         except requests.exceptions.RequestException as exc:
@@ -367,20 +375,21 @@ def _exchange(
 
 def _read_body(
     response: requests.Response, limit: int, over_limit: str, watchdog: Watchdog
-) -> bytearray:
+) -> tuple[bytearray, bool]:
+    """The body (at most `limit` bytes) and whether it was read to its end."""
     # One growing buffer rather than a list of chunks and a join: a big answer is held once.
     body = bytearray()
     while len(body) <= limit and not watchdog.expired:
         # read1 returns whatever has arrived; the watchdog ends a read that waits too long.
         chunk = response.raw.read1(65536, decode_content=True)
         if not chunk:
-            break
+            return body, True
         body += chunk
     if len(body) > limit:
         if over_limit == "fail":
             raise HTTPFailure(f"response larger than {_size(limit)}")
         del body[limit:]
-    return body
+    return body, False
 
 
 def probe(url: str, timeout: float) -> tuple[bool, str]:

@@ -21,7 +21,12 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 # Up to the last `@` of the URL: a password may hold `/`, `?` or `#` when not percent-encoded.
-_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>@]*@")
+# With a scheme (`https://u:p@h`), scheme-relative (`//u:p@h`), or bare (`u:p@h`, at the start
+# of a word: a user, a colon, a password; so an e-mail address stays as it is).
+_USERINFO = re.compile(
+    r"(?:(\b[A-Za-z][A-Za-z0-9+.-]*://|(?<![\w:/])//)[^\s'\"<>@]*"
+    r"|(?<![^\s'\"(\[{<=,])[^\s'\"<>@:/]+:[^\s'\"<>@]*)@"
+)
 
 
 def mask_userinfo(text: str) -> str:

@@ -17,6 +17,7 @@ from incident_cli.runtime import TickRuntime
 from incident_cli.store.database import STORE_ERRORS, Database, rollback_open
 
 STAGES = ("poll", "detect-anomalies", "notify", "recover", "notify")
+POLL_SHARE = 0.6  # of --max-runtime at most for the source reads: notify always gets its turn
 
 
 @dataclass
@@ -50,7 +51,13 @@ def _poll(
 ) -> StageResult:
     from incident_cli.intake.poll import describe_sources, poll_once
 
-    result = poll_once(db, config, clock(), dry_run=dry_run, runtime=runtime)
+    reads = runtime
+    if runtime is not None and runtime.limit is not None:
+        # A source whose timeout is the whole limit would otherwise leave notify for a next
+        # tick that the same source spends again: the healthy sources' pages never go out.
+        reads = TickRuntime(min(runtime.remaining(), POLL_SHARE * runtime.limit))
+        reads.spent = runtime.spent  # one account of what was slow, for the tick's line
+    result = poll_once(db, config, clock(), dry_run=dry_run, runtime=reads)
     stage = StageResult(
         "poll",
         summary=f"opened {len(result.opened)}, reopened {len(result.reopened)},"
@@ -66,6 +73,19 @@ def _poll(
         },
     )
     stage.errors, stage.repeated, stage.notes = describe_sources(result)
+    if reads is not runtime and reads is not None and runtime is not None and reads.expired:
+        share = reads.limit or 0.0
+        cut = [
+            n for n in result.failed_sources if runtime.spent.get(f"source {n}", 0) >= share * 0.9
+        ]
+        if cut:
+            stage.errors.append(
+                f"source(s) {', '.join(cut)} cut off at {share:.1f}s,"
+                f" {POLL_SHARE:.0%} of the max runtime of {runtime.limit or 0:g}s"
+                " (--max-runtime), so that notify gets its turn"
+            )
+            if not set(cut) & set(result.new_failures):  # said on the first such tick
+                stage.repeated.append(stage.errors[-1])
     if result.failed_sources:
         stage.code = int(ExitStatus.TEMPFAIL)
     return stage

@@ -152,3 +152,68 @@ def test_incident_test_lists_the_overrides_in_effect(tmp_path: Path) -> None:
             "detail": "no environment variable overrides the config",
         }
     ]
+
+
+# URLs that carry credentials, from the file and from the environment.
+LINKED_RULES = """\
+sources:
+  prom: {type: prometheus, url: http://127.0.0.1:9}
+rules:
+  - name: web
+    match: {alertname: WebDown}
+    runbook: "https://wiki:file-runbook-pw@wiki.example/web"
+    recovery:
+      commands: [[systemctl, restart, web]]
+      verify: {within: 30s, http: "${VERIFY_URL}"}
+links: {grafana: "https://viewer:file-grafana-pw@grafana.example"}
+channels:
+  status: {type: statuspage, page_id: p1, api_key: sp-key-0123456789}
+"""
+PASSWORDS = ("file-runbook-pw", "env-verify-pw", "file-grafana-pw", "env-grafana-pw")
+
+
+def test_config_show_and_test_mask_credentials_in_every_url(tmp_path: Path) -> None:
+    path = tmp_path / "incident.yaml"
+    path.write_text(LINKED_RULES)
+    env = {
+        "INCIDENT_CONFIG": str(path),
+        "VERIFY_URL": "http://check:env-verify-pw@127.0.0.1:8080/health",
+        "GRAFANA_URL": "https://admin:env-grafana-pw@grafana.example",
+    }
+    results = {
+        "show": run_cli(["config", "show"], cwd=tmp_path, env=env),
+        "show --json": run_cli(["config", "show", "--json"], cwd=tmp_path, env=env),
+        "test": run_cli(["test", "--offline"], cwd=tmp_path, env=env),
+        "test --json": run_cli(["test", "--offline", "--json"], cwd=tmp_path, env=env),
+    }
+    for name, result in results.items():
+        assert result.code in (0, 1), (name, result.stderr)
+        for password in PASSWORDS:
+            assert password not in result.stdout + result.stderr, (name, password)
+    shown = results["show"].stdout
+    assert "grafana: https://***@grafana.example  # from GRAFANA_URL" in shown
+    assert "(instead of https://***@grafana.example)" in shown
+    assert "runbook: https://***@wiki.example/web" in shown
+    assert "http: http://***@127.0.0.1:8080/health  # from VERIFY_URL" in shown
+    assert "links.grafana (instead of https://***@grafana.example)" in results["test"].stdout
+
+
+def test_config_show_prints_max_alerts_and_the_statuspage_name_template(tmp_path: Path) -> None:
+    path = tmp_path / "incident.yaml"
+    path.write_text(
+        LINKED_RULES.replace(
+            "  prom: {type: prometheus, url: http://127.0.0.1:9}\n",
+            "  prom: {type: prometheus, url: http://127.0.0.1:9}\n"
+            "  capped: {type: alertmanager, url: http://127.0.0.1:9, max_alerts: 7}\n",
+        )
+        + "  named: {type: statuspage, page_id: p2, api_key: k2, name_template: '{rule} down'}\n"
+    )
+    env = {"VERIFY_URL": "http://127.0.0.1:8080/health"}
+    data = run_cli(["-c", str(path), "config", "show", "--json"], cwd=tmp_path, env=env).json()
+    config = data["config"]
+    assert config["sources"]["prom"]["max_alerts"] == 50000
+    assert config["sources"]["capped"]["max_alerts"] == 7
+    assert config["channels"]["status"]["name_template"] == "{name}"
+    assert config["channels"]["named"]["name_template"] == "{rule} down"
+    shown = run_cli(["-c", str(path), "config", "show"], cwd=tmp_path, env=env).stdout
+    assert yaml.safe_load(shown) == config

@@ -140,7 +140,9 @@ def test_only_http_links_are_forwarded_to_slack_pagerduty_and_webhooks(
         responses.post(url, status=202, body="ok")
     deliver(setup)
     assert len(responses.calls) == 3
-    slack, pagerduty, webhook = (c.request.body.decode() for c in responses.calls)
+    # Channels send on threads of their own: the calls come in any order.
+    sent = {c.request.url: c.request.body.decode() for c in responses.calls}
+    slack, pagerduty, webhook = sent[SLACK], sent[PD], sent["https://hooks.example.test/in"]
     for body in (slack, pagerduty):
         assert runbook.split(":")[0] + ":" not in body
         assert "https://grafana.example.com/d/abc" in body  # an http(s) link still goes
@@ -176,6 +178,20 @@ def test_a_config_error_never_echoes_a_urls_credentials(tmp_path: Path) -> None:
     assert result.code == 78
     assert "S3cr3tPW" not in result.stderr + result.stdout
     assert "ftp://***@prom.example:9090" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [("admin:S3cr3tPW@prom.example", "***@prom.example"), ("//admin:S3cr3tPW@h/", "//***@h")],
+)
+def test_a_config_error_masks_credentials_of_a_url_without_a_scheme(
+    tmp_path: Path, url: str, shown: str
+) -> None:
+    (tmp_path / "incident.yaml").write_text(f"sources:\n  p: {{type: prometheus, url: '{url}'}}\n")
+    result = run_cli(["--config", "incident.yaml", "--db", "state.db", "poll"], cwd=tmp_path)
+    assert result.code == 78, result.stderr
+    assert "S3cr3tPW" not in result.stderr + result.stdout
+    assert shown in result.stderr
 
 
 def test_100k_deep_yaml_is_a_config_error(tmp_path: Path) -> None:

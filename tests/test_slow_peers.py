@@ -5,11 +5,13 @@ process of its own (tests/slow_peer.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -169,38 +171,45 @@ def test_notify_stops_at_max_runtime_but_a_slow_channel_does_not_hold_up_the_oth
     assert "lock" not in again.stderr and again.code == 0
 
 
-def test_run_stops_at_max_runtime_names_what_was_slow_and_frees_the_lock(
+def test_run_with_a_source_slower_than_max_runtime_still_notifies_the_healthy_ones(
     tmp_path: Path,
 ) -> None:
-    with slow_peer() as port, prometheus_alerts() as good:
+    # The slow source's timeout is more than the whole limit: its reads are cut at 60% of it, so
+    # the healthy source's incidents page in the same run (not "left for the next tick", which
+    # the same source would spend again, forever).
+    with slow_peer() as port, prometheus_alerts() as good, receiver() as hook:
         write_config(
             tmp_path,
             f"  slow: {{type: prometheus, url: 'http://127.0.0.1:{port}', timeout: 60s}}\n"
             f"  good: {{type: prometheus, url: '{good}', timeout: 5s}}",
+            channels=f"  hook: {{type: webhook, url: '{hook.url}/hook', timeout: 5s}}",
+            notify="hook",
         )
-        result, took = tick(tmp_path, "--max-runtime", "3s", "run", "--json")
-        again, _ = tick(tmp_path, "run", "--max-runtime", "2s")
+        result, took = tick(tmp_path, "--max-runtime", "5s", "run", "--json")
+        fired = [r.body["event"] for r in hook.received]
+        again, _ = tick(tmp_path, "run", "--max-runtime", "5s")
 
-    assert took < 15, f"run ran {took:.0f}s against --max-runtime 3s"
+    assert took < 15, f"run ran {took:.0f}s against --max-runtime 5s"
     assert result.code == 75
+    assert fired == ["firing", "firing"]  # both of the good source's incidents, this run
     assert re.search(r"source slow: timed out after (2\.\d|3)s", result.stderr)
     assert re.search(
-        r"^incident: run: stopped at its max runtime of 3s \(--max-runtime\);"
-        r" slowest: source slow (2\.\d|3\.0)s;",
+        r"^incident: poll: source\(s\) slow cut off at 3\.0s, 60% of the max runtime of 5s"
+        r" \(--max-runtime\), so that notify gets its turn$",
         result.stderr,
         re.MULTILINE,
     )
-    assert "left for the next tick: stage(s) detect-anomalies, notify, recover" in result.stderr
     stages = {s["stage"]: s for s in json.loads(result.stdout)["stages"]}
     assert stages["poll"]["result"]["opened"] == [1, 2]  # the good source was applied
-    assert stages["recover"]["summary"] == "not run: out of time"
+    assert stages["poll"]["exit_code"] == 75
     assert [r[0] for r in query(tmp_path / "state.db", "SELECT source FROM incidents")] == [
         "good",
         "good",
     ]
-    # The next tick gets the lock, and stops at its own limit.
+    assert query(tmp_path / "state.db", "SELECT DISTINCT status FROM notifications") == [("sent",)]
+    # The next tick gets the lock; the slow source is not news any more (said with -v only).
     assert again.code == 75 and "lock" not in again.stderr
-    assert "stopped at its max runtime of 2s" in again.stderr
+    assert "cut off" not in again.stderr
 
 
 @pytest.mark.parametrize("command", ["poll", "notify", "recover", "run"])
@@ -244,3 +253,66 @@ def test_recover_cuts_a_promql_diagnostic_to_a_slow_source_at_max_runtime(tmp_pa
     [(status, error)] = query(tmp_path / "state.db", "SELECT status, error FROM actions")
     assert status == "failed" and "query on slow: timed out after" in str(error)
     assert "lock" not in again.stderr
+
+
+def test_a_kept_alive_connection_that_turns_slow_is_cut_off_too() -> None:
+    """The second exchange reuses the first one's connection; the peer then drips."""
+    import socket
+
+    from incident_cli.http import HTTPFailure, exchange, new_session
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    connections: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()  # one connection only: a second would never be answered
+        connections.append(conn)
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            conn.recv(65536)
+            with contextlib.suppress(OSError):  # the client hangs up at its deadline
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 60:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.5)
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+    with new_session() as session:
+        assert exchange("GET", url, timeout=5, session=session).body == b"{}"
+        started = time.monotonic()
+        with pytest.raises(HTTPFailure, match=r"timed out after 1\.5s"):
+            exchange("GET", url, timeout=1.5, session=session)
+    assert time.monotonic() - started < 4
+    assert len(connections) == 1  # the second exchange did reuse the first one's connection
+    server.close()
+
+
+def test_run_with_a_slow_source_and_a_slow_channel_still_pages_through_the_healthy_ones(
+    tmp_path: Path,
+) -> None:
+    with slow_peer() as port, prometheus_alerts() as good_source, receiver() as good_hook:
+        write_config(
+            tmp_path,
+            f"  slow: {{type: prometheus, url: 'http://127.0.0.1:{port}', timeout: 2s}}\n"
+            f"  good: {{type: prometheus, url: '{good_source}', timeout: 5s}}",
+            channels=(
+                f"  slowhook: {{type: webhook, url: 'http://127.0.0.1:{port}/', timeout: 2s}}\n"
+                f"  good: {{type: webhook, url: '{good_hook.url}/hook', timeout: 5s}}"
+            ),
+            notify="slowhook, good",
+        )
+        result, took = tick(tmp_path, "run")
+        again, _ = tick(tmp_path, "run")
+        fired = sorted(r.body["incident"]["title"] for r in good_hook.received)
+
+    assert took < 20, f"run ran {took:.0f}s against 2s timeouts"
+    assert result.code == 75 and "source slow: timed out after 2s" in result.stderr
+    assert len(fired) == 2  # both incidents of the healthy source paged the healthy channel
+    assert query(
+        tmp_path / "state.db",
+        "SELECT DISTINCT error FROM notifications WHERE channel = 'slowhook'",
+    ) == [("webhook: timed out after 2s",)]
+    assert again.code == 75 and "lock" not in again.stderr

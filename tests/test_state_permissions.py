@@ -59,6 +59,7 @@ def test_state_writable_by_others_is_refused_with_exit_78(tmp_path: Path, target
     code, err = cli(tmp_path, db, "list")
     assert code == 78
     assert err.count("\n") == 1 and "writable by group or others" in err and str(path) in err
+    assert f"run: chmod go-w {path}" in err  # this user's own directory or file
     assert "Traceback" not in err
 
 
@@ -70,6 +71,9 @@ def test_a_world_writable_directory_holding_the_db_is_refused(tmp_path: Path) ->
     assert code == 78
     assert "state directory" in err and "writable by group or others" in err
     assert not (shared / "incident.db").exists()
+    # Not "chmod go-w" on a shared directory like /tmp: move the DB somewhere private.
+    assert "chmod" not in err
+    assert "--db ~/.local/state/incident/incident.db (or state.db in the config)" in err
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown a file to someone else")

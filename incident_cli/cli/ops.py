@@ -79,6 +79,7 @@ def self_test(
     dry-run; the real DB is not touched). Exit 1 when a check fails."""
     from incident_cli.display import printable
     from incident_cli.errors import ConfigError
+    from incident_cli.redact import mask_userinfo
     from incident_cli.selftest import FAILED, OK, Check, run_checks
 
     env = get_env(ctx)
@@ -86,6 +87,7 @@ def self_test(
     checks: list[Check] = []
 
     def show(check: Check) -> None:
+        check = Check(check.area, check.status, mask_userinfo(check.detail))  # URLs, overrides
         checks.append(check)
         if not as_json and not (env.quiet and check.status != FAILED):
             line = printable(f"{check.area}: {check.detail}")

@@ -38,6 +38,7 @@ def _source(source: SourceConfig) -> dict[str, Any]:
             "ca_file": source.ca_file,
             "insecure_skip_verify": source.insecure_skip_verify,
             "require_alert": source.require_alert,
+            "max_alerts": source.max_alerts,
         }
     )
 
@@ -264,7 +265,7 @@ def render_text(
     for override in config.env_overrides:
         header.append(f"# {override_text(override)}")
     body = _lines(effective_config(config, db_path), "", "", sources)
-    return redact("\n".join([*header, *body]) + "\n", config.secrets())
+    return redact(mask_userinfo("\n".join([*header, *body]) + "\n"), config.secrets())
 
 
 def render_json(
@@ -290,6 +291,6 @@ def render_json(
         ],
     }
     masked: dict[str, Any] = json.loads(
-        redact(json.dumps(data, ensure_ascii=False), config.secrets())
+        redact(mask_userinfo(json.dumps(data, ensure_ascii=False)), config.secrets())
     )
     return masked

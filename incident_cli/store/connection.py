@@ -44,9 +44,16 @@ def _refuse_unsafe(path: Path, what: str, st: os.stat_result) -> None:
             f" (uid {euid})"
         )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        fix = f"run: chmod go-w {path}"
+        if stat.S_ISDIR(st.st_mode) and (st.st_mode & stat.S_ISVTX or st.st_uid != euid):
+            # A shared directory such as /tmp: it is not this user's to chmod.
+            fix = (
+                "keep the DB in a private directory instead, e.g."
+                " --db ~/.local/state/incident/incident.db (or state.db in the config)"
+            )
         raise UnsafeState(
             f"refusing the {what} {path}: it is writable by group or others"
-            f" (mode {stat.S_IMODE(st.st_mode):04o}); run: chmod go-w {path}"
+            f" (mode {stat.S_IMODE(st.st_mode):04o}); {fix}"
         )
 
 

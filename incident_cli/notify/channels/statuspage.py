@@ -81,6 +81,11 @@ class StatuspageOptions(Options):
                 return "name_template", f"unknown field {{{name}}} (known: {known})"
         return None
 
+    def shown(self) -> dict[str, Any]:
+        out = super().shown()
+        out["name_template"] = self.name_template or DEFAULT_NAME_TEMPLATE  # what it uses
+        return out
+
     def endpoint(self) -> str:
         return f"{host_of(self.api_url)} page {self.page_id}"
 

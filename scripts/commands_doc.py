@@ -1,7 +1,7 @@
-"""Regenerate (or check) the README's command reference from the CLI's own --help text.
+"""Regenerate (or check) docs/commands.md's reference from the CLI's own --help text.
 
-python scripts/readme_help.py          # rewrite the block in README.md
-python scripts/readme_help.py --check  # exit 1 when the README is out of date (CI)
+python scripts/commands_doc.py          # rewrite the block in docs/commands.md (make docs)
+python scripts/commands_doc.py --check  # exit 1 when the page is out of date
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-BEGIN = "<!-- BEGIN GENERATED HELP (scripts/readme_help.py) -->"
+BEGIN = "<!-- BEGIN GENERATED HELP (scripts/commands_doc.py) -->"
+PAGE = REPO / "docs" / "commands.md"
 END = "<!-- END GENERATED HELP -->"
 
 
@@ -50,25 +51,26 @@ def render() -> str:
             terminal_width=100,
         )
         title = " ".join(["incident", *path])
-        parts += [f"#### `{title}`", "", "```text", result.stdout.rstrip(), "```", ""]
+        parts += [f"### `{title}`", "", "```text", result.stdout.rstrip(), "```", ""]
     parts.append(END)
     return "\n".join(parts)
 
 
-def updated_readme() -> tuple[str, str]:
-    readme = (REPO / "README.md").read_text()
-    start, end = readme.index(BEGIN), readme.index(END) + len(END)
-    return readme, readme[:start] + render() + readme[end:]
+def updated_page() -> tuple[str, str]:
+    """The page as it is and as it should be."""
+    page = PAGE.read_text()
+    start, end = page.index(BEGIN), page.index(END) + len(END)
+    return page, page[:start] + render() + page[end:]
 
 
 def main() -> int:
-    current, wanted = updated_readme()
+    current, wanted = updated_page()
     if "--check" in sys.argv:
         if current != wanted:
-            print("README.md's command reference is out of date: run python scripts/readme_help.py")
+            print("docs/commands.md's reference is out of date: run make docs")
             return 1
         return 0
-    (REPO / "README.md").write_text(wanted)
+    PAGE.write_text(wanted)
     return 0
 
 
