@@ -26,12 +26,10 @@ STORE = "incident_cli/store/"
 LONG_MODULES = {
     "incident_cli/notify/delivery.py",
     "incident_cli/recovery/tick.py",
-    "incident_cli/reporting/render.py",
 }
 LONG_FUNCTIONS = {
     "incident_cli/notify/delivery.py:_deliver",
     "incident_cli/reporting/metrics.py:StateCollector.collect",
-    "incident_cli/reporting/render.py:render_table",
     "incident_cli/reporting/review.py:review_markdown",
 }
 SQL_OUTSIDE_STORE: set[str] = set()

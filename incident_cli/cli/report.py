@@ -99,11 +99,11 @@ def report(
     if fmt == "json":
         text = json_text(_report_json(rep)) + "\n"
     elif fmt == "markdown":
-        from incident_cli.reporting.render import render_markdown
+        from incident_cli.reporting.render_markdown import render_markdown
 
         text = render_markdown(rep)
     elif fmt == "html":
-        from incident_cli.reporting.render import render_html
+        from incident_cli.reporting.render_html import render_html
 
         text = render_html(rep)
     else:
@@ -119,7 +119,7 @@ def _table_text(rep: Any, *, to_terminal: bool) -> str:
 
     from rich.console import Console
 
-    from incident_cli.reporting.render import render_table
+    from incident_cli.reporting.render_table import render_table
 
     buffer = StringIO()
     if to_terminal:

@@ -9,7 +9,7 @@ from typing import Any
 
 from incident_cli.display import printable
 from incident_cli.errors import NotFound
-from incident_cli.reporting.render import human_duration, md_escape, md_table
+from incident_cli.reporting.format import human_duration, md_escape, md_table
 from incident_cli.store import actions as store_actions
 from incident_cli.store import outbox as store_outbox
 from incident_cli.store import timeline as store_timeline
