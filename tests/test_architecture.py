@@ -29,8 +29,6 @@ LONG_MODULES = {
 }
 LONG_FUNCTIONS = {
     "incident_cli/notify/delivery.py:_deliver",
-    "incident_cli/reporting/metrics.py:StateCollector.collect",
-    "incident_cli/reporting/review.py:review_markdown",
 }
 SQL_OUTSIDE_STORE: set[str] = set()
 

@@ -36,6 +36,16 @@ class StateCollector:
         return []  # registering must not query the DB
 
     def collect(self) -> Iterator[Any]:
+        yield from self._incidents()
+        yield from self._timings()
+        yield from self._recovery()
+        yield from self._outbox()
+        yield from self._heartbeats()
+        yield from self._sources()
+        yield from self._self()
+
+    def _incidents(self) -> Iterator[Any]:
+        """Open incidents and the opened/reopened/resolved counters."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         open_now = GaugeMetricFamily(
@@ -72,6 +82,10 @@ class StateCollector:
                     counter.add_metric([severity], n)
             yield counter
 
+    def _timings(self) -> Iterator[Any]:
+        """Mean MTTD, MTTA and MTTR of the last 24h, live rows and rollups together."""
+        from prometheus_client.core import GaugeMetricFamily
+
         since = self.now - MTTR_WINDOW
         row = timing_sums(self.db, since, self.now)
         for i, (name, what) in enumerate(
@@ -92,6 +106,10 @@ class StateCollector:
                 family.add_metric(["24h"], total / count)
             yield family
 
+    def _recovery(self) -> Iterator[Any]:
+        """Recovery command results, archived ones included."""
+        from prometheus_client.core import CounterMetricFamily
+
         recovery = CounterMetricFamily(
             "incident_recovery_actions",
             "Recovery command actions that finished, by result. Archived ones stay counted.",
@@ -107,6 +125,10 @@ class StateCollector:
         for result, n in results.items():
             recovery.add_metric([result], n)
         yield recovery
+
+    def _outbox(self) -> Iterator[Any]:
+        """The outbox by channel and status, its depth and age, and the pending actions."""
+        from prometheus_client.core import GaugeMetricFamily
 
         notes = GaugeMetricFamily(
             "incident_notifications",
@@ -132,6 +154,10 @@ class StateCollector:
             "Recovery/diagnostic/escalation actions pending or running.",
             value=pending_actions,
         )
+
+    def _heartbeats(self) -> Iterator[Any]:
+        """Each command's last run, success, exit code and duration."""
+        from prometheus_client.core import GaugeMetricFamily
 
         last_run = GaugeMetricFamily(
             "incident_last_run_timestamp_seconds",
@@ -163,6 +189,10 @@ class StateCollector:
                 last_duration.add_metric([command], duration)
         yield from (last_run, last_ok, last_exit, last_duration)
 
+    def _sources(self) -> Iterator[Any]:
+        """Each source's health."""
+        from prometheus_client.core import GaugeMetricFamily
+
         up = GaugeMetricFamily(
             "incident_source_up",
             "1 when the source's last poll succeeded, else 0.",
@@ -179,6 +209,10 @@ class StateCollector:
             failures.add_metric([name], n)
         yield up
         yield failures
+
+    def _self(self) -> Iterator[Any]:
+        """Follow-ups, the DB's size and when these metrics were made."""
+        from prometheus_client.core import GaugeMetricFamily
 
         from incident_cli.lifecycle.followups import followup_gauges
 
