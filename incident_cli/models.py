@@ -152,3 +152,18 @@ class ActionPlan:
     params: Mapping[str, Any] = field(default_factory=dict)
     target: str | None = None
     delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One pending notification as delivery and the dry run see it."""
+
+    id: int
+    incident_id: int | None
+    channel: str
+    event: str
+    message: str
+    created_at: float
+    next_attempt_at: float
+    lease_until: float | None
+    attempts: int

@@ -224,7 +224,7 @@ def _pipeline(config: Config, clock: Callable[[], float], scratch: Path) -> Iter
     from incident_cli.lifecycle.poll import apply_poll
     from incident_cli.models import ActionPlan, Alert, Incident
     from incident_cli.notify import outbox
-    from incident_cli.notify.delivery import preview_pending
+    from incident_cli.notify.preview import preview_pending
     from incident_cli.recovery.tick import recover_due
     from incident_cli.reporting.report import build_report
     from incident_cli.store.connection import open_db

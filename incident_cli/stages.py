@@ -152,7 +152,7 @@ def _notify(
     runtime: TickRuntime | None,
 ) -> StageResult:
     if dry_run:
-        from incident_cli.notify.delivery import preview_pending
+        from incident_cli.notify.preview import preview_pending
 
         previews = preview_pending(db, config, clock(), None)
         return StageResult(

@@ -10,7 +10,8 @@ import responses
 
 from incident_cli.config.load import load_config
 from incident_cli.notify.channels.registry import build
-from incident_cli.notify.delivery import GIVE_UP_AFTER, _Delivery, pending_rows
+from incident_cli.notify.delivery import GIVE_UP_AFTER, _Delivery
+from incident_cli.notify.outbox import pending_rows
 from tests.test_notify_support import (
     T0,
     FakeClock,

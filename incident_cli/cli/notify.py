@@ -33,7 +33,7 @@ def notify(
         known = ", ".join(config.channels) or "none configured"
         raise UsageError(f"no channel named {channel!r} (channels: {known})")
     if dry_run:
-        from incident_cli.notify.delivery import preview_pending
+        from incident_cli.notify.preview import preview_pending
 
         previews = preview_pending(env.db(), config, env.now(), channel)
         if as_json:

@@ -26,9 +26,11 @@ import requests
 
 from incident_cli.config.model import Config
 from incident_cli.http import new_session
+from incident_cli.models import OutboxRow
 from incident_cli.notify.channels.base import Channel, Message, TransportError
 from incident_cli.notify.channels.options import Options
 from incident_cli.notify.channels.registry import build
+from incident_cli.notify.outbox import pending_rows
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime
 from incident_cli.store import outbox as store
@@ -37,26 +39,20 @@ from incident_cli.store.incidents import exists
 from incident_cli.store.timeline import add_event
 
 SHORT_RETRY_AFTER = 5.0  # a 429 asking for at most this long is waited for within the tick
+
 MAX_SHORT_WAITS = 3  # ... at most this many times per row and tick
+
 BACKOFF_BASE = 30.0  # first retry after 5xx / network error; doubles per attempt
+
 BACKOFF_MAX = 3600.0
+
 GIVE_UP_AFTER = 86400.0  # a row still failing this long after it was queued goes dead
+
 LEASE_MIN = 30.0
+
 DEFAULT_BUDGET = 40.0  # seconds one tick spends delivering; the rest waits for the next tick
+
 MAX_ERROR = 500
-
-
-@dataclass(frozen=True)
-class Row:
-    id: int
-    incident_id: int | None
-    channel: str
-    event: str
-    message: str
-    created_at: float
-    next_attempt_at: float
-    lease_until: float | None
-    attempts: int
 
 
 @dataclass(frozen=True)
@@ -120,13 +116,9 @@ def lease_seconds(channel: Channel[Options]) -> float:
     return max(LEASE_MIN, 4 * channel.timeout + 10)
 
 
-def pending_rows(db: Database, only_channel: str | None = None) -> list[Row]:
-    return [Row(*r) for r in store.pending(db, only_channel)]
-
-
-def chains(rows: Iterable[Row]) -> list[list[Row]]:
+def chains(rows: Iterable[OutboxRow]) -> list[list[OutboxRow]]:
     """Rows grouped per (incident, channel) in queue order; a storm row is a chain of its own."""
-    grouped: dict[tuple[Any, ...], list[Row]] = {}
+    grouped: dict[tuple[Any, ...], list[OutboxRow]] = {}
     for row in rows:
         key = ("storm", row.id) if row.incident_id is None else (row.incident_id, row.channel)
         grouped.setdefault(key, []).append(row)
@@ -143,7 +135,7 @@ class _Delivery:
         self.secrets = config.secrets()
 
     def claim(
-        self, row: Row, channel: Channel[Options], token: str, facts: Any
+        self, row: OutboxRow, channel: Channel[Options], token: str, facts: Any
     ) -> tuple[Message, int] | None:
         """Take the row if it is still pending, due, unleased and first in its chain.
 
@@ -173,13 +165,13 @@ class _Delivery:
         )
         return message, int(attempts)
 
-    def _settled(self, row: Row, written: bool) -> bool:
+    def _settled(self, row: OutboxRow, written: bool) -> bool:
         """True when the outcome was written (the lease still held) and the row's incident
         still exists, so a timeline event should follow."""
         return written and exists(self.db, row.incident_id)
 
     def _event(
-        self, row: Row, now: float, kind: str, message: str, attempts: int, **extra: Any
+        self, row: OutboxRow, now: float, kind: str, message: str, attempts: int, **extra: Any
     ) -> None:
         assert row.incident_id is not None
         data = {
@@ -191,7 +183,7 @@ class _Delivery:
         }
         add_event(self.db, row.incident_id, now, kind, message, data=data)
 
-    def mark_sent(self, row: Row, token: str, attempts: int, remote_id: str | None) -> None:
+    def mark_sent(self, row: OutboxRow, token: str, attempts: int, remote_id: str | None) -> None:
         now = self.clock()
         with write_tx(self.db):
             if not self._settled(row, store.mark_sent(self.db, row.id, token, now)):
@@ -207,12 +199,12 @@ class _Delivery:
                 attempts,
             )
 
-    def mark_retry(self, row: Row, token: str, error: str, next_attempt_at: float) -> None:
+    def mark_retry(self, row: OutboxRow, token: str, error: str, next_attempt_at: float) -> None:
         with write_tx(self.db):
             # Only the row changes: a retry is not an event in the incident's story.
             store.mark_retry(self.db, row.id, token, error, next_attempt_at)
 
-    def mark_dead(self, row: Row, token: str, attempts: int, error: str) -> None:
+    def mark_dead(self, row: OutboxRow, token: str, attempts: int, error: str) -> None:
         now = self.clock()
         with write_tx(self.db):
             if not self._settled(row, store.mark_dead(self.db, row.id, token, error)):
@@ -277,7 +269,7 @@ def _deliver(
     deadline = monotonic() + budget
     now = clock()
     built: dict[str, Channel[Options]] = {}
-    work: dict[str, deque[list[Row]]] = {}
+    work: dict[str, deque[list[OutboxRow]]] = {}
     for chain in chains(pending_rows(db, only_channel)):
         head = chain[0]
         channel_config = config.channels.get(head.channel)
@@ -468,7 +460,7 @@ class _Sending(NamedTuple):
     """A send in flight: its channel, its chain (the row sent is the first), the claim."""
 
     channel: str
-    chain: list[Row]
+    chain: list[OutboxRow]
     token: str
     attempts: int
 
@@ -489,150 +481,9 @@ def _timed_send(
             runtime.spend(f"channel {channel.name}", monotonic() - started)
 
 
-def _continue_chain(work: dict[str, deque[list[Row]]], name: str, rest: list[Row]) -> None:
+def _continue_chain(
+    work: dict[str, deque[list[OutboxRow]]], name: str, rest: list[OutboxRow]
+) -> None:
     """The chain's next row goes next (a resolve follows its trigger without waiting a tick)."""
     if rest:
         work.setdefault(name, deque()).appendleft(rest)
-
-
-# ------------------------------------------------------------------------------------ dry run
-
-
-@dataclass(frozen=True)
-class Preview:
-    """What `notify --dry-run` shows for one pending row, secrets masked."""
-
-    id: int
-    channel: str
-    event: str
-    incident_id: int | None
-    due: bool
-    method: str | None
-    url: str | None
-    headers: dict[str, str]
-    body: Any
-    note: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "channel": self.channel,
-            "event": self.event,
-            "incident_id": self.incident_id,
-            "due": self.due,
-            "method": self.method,
-            "url": self.url,
-            "headers": self.headers,
-            "body": self.body,
-            "note": self.note,
-        }
-
-
-def _mask_url(url: str, secrets: list[str]) -> str:
-    """A URL that is itself a secret (a Slack webhook) shows its host, not its path."""
-    masked = redact(url, secrets)
-    if masked == url or "://" not in url:
-        return masked
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return masked
-    if not host or redact(host, secrets) != host:
-        return masked
-    return f"{parts.scheme}://{host}{port}/***"
-
-
-def _mask(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, dict):
-        return {redact(str(k), secrets): _mask(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask(v, secrets) for v in value]
-    return value
-
-
-def preview_pending(
-    db: Database, config: Config, now: float, only_channel: str | None = None
-) -> list[Preview]:
-    """Every pending row rendered as its channel would send it. Reads only; sends nothing."""
-    out: list[Preview] = []
-    built: dict[str, Channel[Options]] = {}
-    refs = store.refs(db)
-    all_secrets = config.secrets()
-    queued_before: set[tuple[int | None, str]] = set()
-    for row in pending_rows(db, only_channel):
-        due = row.next_attempt_at <= now and (row.lease_until is None or row.lease_until < now)
-
-        def preview(
-            note: str | None,
-            method: str | None = None,
-            url: str | None = None,
-            headers: dict[str, str] | None = None,
-            body: Any = None,
-            row: Row = row,
-            due: bool = due,
-        ) -> Preview:
-            return Preview(
-                row.id,
-                row.channel,
-                row.event,
-                row.incident_id,
-                due,
-                method,
-                url,
-                headers or {},
-                body,
-                note,
-            )
-
-        channel_config = config.channels.get(row.channel)
-        if channel_config is None:
-            out.append(preview("not in the config"))
-            continue
-        if not channel_config.enabled:
-            out.append(preview(f"disabled ({channel_config.disabled_reason})"))
-            continue
-        if row.channel not in built:
-            built[row.channel] = build(channel_config)
-        channel = built[row.channel]
-        secrets = [*all_secrets, *channel.secrets()]
-        chain_key = (row.incident_id, row.channel)
-        remote = refs.get(chain_key)
-        if remote is None and row.incident_id is not None and chain_key in queued_before:
-            remote = "ID-FROM-AN-EARLIER-MESSAGE"  # e.g. the Statuspage incident it creates
-        queued_before.add(chain_key)
-        try:
-            facts = json.loads(row.message)
-            message = Message(
-                id=row.id,
-                channel=row.channel,
-                event=row.event,
-                facts=facts,
-                incident_id=row.incident_id,
-                remote_id=remote,
-            )
-            outgoing = channel.prepare(message)
-        except (ValueError, AttributeError):
-            out.append(preview("the queued message cannot be read"))
-            continue
-        except TransportError as exc:
-            out.append(preview(redact(exc.message, secrets)))
-            continue
-        if outgoing is None:
-            out.append(preview(f"{channel.type} sends nothing for {row.event} messages"))
-            continue
-        out.append(
-            preview(
-                None if due else "not due yet",
-                outgoing.method,
-                _mask_url(outgoing.url, secrets),
-                {k: redact(v, secrets) for k, v in outgoing.headers.items()},
-                _mask(outgoing.body, secrets),
-            )
-        )
-    return out

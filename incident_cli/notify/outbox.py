@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from incident_cli.config.model import Config, severity_rank
-from incident_cli.models import Incident, incident_name
+from incident_cli.models import Incident, OutboxRow, incident_name
 from incident_cli.store import outbox as store
 from incident_cli.store.database import Database
 from incident_cli.store.incidents import count_unresolved
@@ -160,3 +160,7 @@ def settle_storms(db: Database, config: Config, now: float) -> int:
             }
             queued += queue(db, [channel], None, "resolved", resolved, now)
     return queued
+
+
+def pending_rows(db: Database, only_channel: str | None = None) -> list[OutboxRow]:
+    return [OutboxRow(*r) for r in store.pending(db, only_channel)]
