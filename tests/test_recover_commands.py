@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from incident_cli.recovery.tick import MAX_CAPTURE_BYTES, run_command
+from incident_cli.recovery.process import MAX_CAPTURE_BYTES, run_command
 from tests.recover_support import script
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}

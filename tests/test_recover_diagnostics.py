@@ -13,7 +13,8 @@ import responses
 from responses import matchers
 
 from incident_cli.config.model import Config
-from incident_cli.recovery.tick import MAX_QUERY_RESULT_CHARS, recover_due
+from incident_cli.recovery.diagnostics import MAX_QUERY_RESULT_CHARS
+from incident_cli.recovery.tick import recover_due
 from tests.harness import serve_get
 from tests.recover_support import T0, actions, alert, db_for, fire, load, script, timeline
 

@@ -22,7 +22,7 @@ from incident_cli.display import printable
 from incident_cli.errors import ExitStatus
 
 if TYPE_CHECKING:
-    from incident_cli.recovery.tick import ActionReport
+    from incident_cli.recovery.report import ActionReport
 
 
 def _line(report: ActionReport) -> str:

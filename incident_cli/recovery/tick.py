@@ -21,19 +21,14 @@ survives restarts. When it is spent the incident escalates once (`incidents.esca
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
 import re
-import selectors
 import shlex
-import shutil
-import signal
-import subprocess
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -52,6 +47,22 @@ from incident_cli.handlers.planning import (
 )
 from incident_cli.lifecycle.changes import escalate, mark_fixed, mark_recovered
 from incident_cli.models import Incident
+from incident_cli.recovery.diagnostics import MAX_QUERY_RESULT_CHARS, prometheus_source, run_query
+from incident_cli.recovery.environment import (
+    LABEL_ENV_BUDGET,
+    Refused,
+    base_env,
+    command_env,
+    render_argv,
+)
+from incident_cli.recovery.process import (
+    CommandResult,
+    ProcessIdentity,
+    is_same_process,
+    run_command,
+    stop_orphan,
+)
+from incident_cli.recovery.report import ActionReport, RecoverResult
 from incident_cli.redact import redact
 from incident_cli.runtime import TickRuntime
 from incident_cli.store import actions, alerts, timeline
@@ -60,442 +71,18 @@ from incident_cli.store.incidents import get_incident
 from incident_cli.store.timeline import add_event
 from incident_cli.times import format_duration, to_rfc3339
 
-SAFE_VALUE = re.compile(r"[A-Za-z0-9_.:@/+=-]+")
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-MAX_SUBSTITUTED_CHARS = 1024  # a label value longer than this never becomes an argument
-MAX_ENV_VALUE_BYTES = 32768  # execve refuses single strings over 128 KiB
-LABEL_ENV_BUDGET = 65536  # bytes of INCIDENT_LABEL_* one command gets, in all (ARG_MAX is shared)
-ENV_KEPT = ("PATH", "HOME", "LANG", "TZ")  # of the tick's environment, besides INCIDENT_*
-MAX_CAPTURE_BYTES = 16384  # tail of one command's stdout+stderr kept in memory
 MAX_STORED_OUTPUT = 8192  # tail kept in actions.output
-MAX_QUERY_RESULT_CHARS = 4096  # one PromQL result attached to the timeline
-MAX_QUERY_SERIES = 20
-KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL to a timed-out process group
-DRAIN_SECONDS = 0.5  # a background grandchild may hold stdout open; stop reading after this
+
 LEASE_GRACE = 60.0
+
 HEALTH_TIMEOUT = 10.0
+
 BLOCK_DEDUPE_SECONDS = 86400.0  # an IP blocked within this window is not blocked again
-
-
-# --------------------------------------------------------------------------- label safety
-
-
-class Refused(Exception):
-    """A label value may not become part of a command line."""
-
-    def __init__(self, label: str, reason: str) -> None:
-        super().__init__(f"label {label!r} {reason}")
-        self.label = label
-        self.reason = reason
-
-
-def unsafe_reason(value: str) -> str | None:
-    """Why `value` may not be substituted into an argv item, or None when it may."""
-    if not value:
-        return "is empty"
-    if len(value) > MAX_SUBSTITUTED_CHARS:
-        return f"is {len(value)} characters long (at most {MAX_SUBSTITUTED_CHARS})"
-    if value.startswith("-"):
-        return "starts with '-' (it could be read as an option)"
-    if SAFE_VALUE.fullmatch(value) is None:
-        bad = next(ch for ch in value if SAFE_VALUE.fullmatch(ch) is None)
-        return f"contains {bad!r}, which is not in [A-Za-z0-9_.:@/+=-]"
-    return None
-
-
-def render_argv(
-    template: Sequence[str],
-    labels: Mapping[str, str],
-    extra: Mapping[str, str] | None = None,
-) -> list[str]:
-    """The argv with each `{name}` replaced by that label's value, each item staying one
-    argument. Raises Refused when a value is missing or unsafe (see `unsafe_reason`)."""
-    values = {**labels, **(extra or {})}
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in values:
-            raise Refused(name, "is not set on the alert")
-        problem = unsafe_reason(values[name])
-        if problem is not None:
-            raise Refused(name, problem)
-        return values[name]
-
-    return [PLACEHOLDER.sub(substitute, item) for item in template]
-
-
-def env_name(label: str) -> str:
-    return "INCIDENT_LABEL_" + re.sub(r"[^A-Z0-9_]", "_", label.upper())
-
-
-def _env_value(value: str) -> str:
-    # Environment strings cannot hold NUL or lone surrogates, and execve caps each one's size.
-    clean = value.encode("utf-8", "replace").decode("utf-8").replace("\0", "")
-    return clean.encode("utf-8")[:MAX_ENV_VALUE_BYTES].decode("utf-8", "ignore")
-
-
-def _env_size(name: str, value: str) -> int:
-    return len(name.encode("utf-8")) + len(value.encode("utf-8")) + 2  # "NAME=value\0"
-
-
-def label_env(labels: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """Every label as INCIDENT_LABEL_<NAME>, within LABEL_ENV_BUDGET bytes in all: the smallest
-    first, so that one huge label cannot crowd out the ordinary ones. Returns the variables and
-    the names of the labels left out."""
-    by_var: dict[str, tuple[str, str]] = {}
-    # Two labels can sanitise to one name (`a-b`, `a_b`); sorted order makes the winner stable.
-    for name, value in sorted(labels.items()):
-        by_var[env_name(name)] = (name, _env_value(value))
-    env: dict[str, str] = {}
-    left_out: list[str] = []
-    used = 0
-    for var, (name, value) in sorted(
-        by_var.items(), key=lambda i: (_env_size(i[0], i[1][1]), i[0])
-    ):
-        size = _env_size(var, value)
-        if used + size > LABEL_ENV_BUDGET:
-            left_out.append(name)
-            continue
-        env[var] = value
-        used += size
-    return env, sorted(left_out)
-
-
-# Variables whose name says they hold a secret, or a URL (which may carry credentials).
-_SECRET_NAME = re.compile(r"PASSW|TOKEN|SECRET|KEY|CREDENTIAL|AUTH|WEBHOOK|URL|DSN", re.I)
-_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
-
-
-def base_env(
-    environ: Mapping[str, str], passthrough: Sequence[str], secrets: Sequence[str]
-) -> dict[str, str]:
-    """The environment a command starts from: PATH, HOME, LANG, TZ, the INCIDENT_* variables
-    that hold no secret, and what `recovery.env_passthrough` names. Nothing else: the tick's
-    own environment holds channel secrets (SLACK_WEBHOOK_URL, ...) a command has no use for."""
-    env = {k: environ[k] for k in ENV_KEPT if k in environ}
-    env.setdefault("PATH", os.defpath)
-    for name, value in environ.items():
-        if (
-            name.startswith("INCIDENT_")
-            and not name.startswith("INCIDENT_LABEL_")
-            and _SECRET_NAME.search(name[len("INCIDENT_") :]) is None
-            and _URL_USERINFO.search(value) is None
-            and not any(secret in value for secret in secrets)
-        ):
-            env[name] = value
-    env.update({k: environ[k] for k in passthrough if k in environ})
-    return env
-
-
-def command_env(
-    base: Mapping[str, str], incident: Incident, extra: Mapping[str, str] | None = None
-) -> tuple[dict[str, str], list[str]]:
-    """The environment of a command: `base` (see base_env), plus the labels as
-    INCIDENT_LABEL_<NAME> within the budget (see label_env) and the incident's identity.
-    Returns it and the names of the labels left out."""
-    env = {k: v for k, v in base.items() if not k.startswith("INCIDENT_LABEL_")}
-    labels, left_out = label_env(incident.labels)
-    env.update(labels)
-    env.update(
-        {
-            "INCIDENT_ID": str(incident.id),
-            "INCIDENT_RULE": incident.rule,
-            "INCIDENT_SEVERITY": incident.severity,
-            "INCIDENT_KEY": _env_value(incident.key),
-        }
-    )
-    env.update(extra or {})
-    return env, left_out
-
-
-# --------------------------------------------------------------------------- running a command
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    argv: tuple[str, ...]
-    exit_code: int | None
-    output: str
-    duration: float
-    error: str | None = None  # could not start, or timed out
-    timed_out: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.exit_code == 0
-
-    def describe(self) -> str:
-        if self.error:
-            return self.error
-        return f"exit {self.exit_code} after {self.duration:.1f}s"
-
-
-class _Tail:
-    """The last `limit` bytes of a stream, and how many came before them."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.data = bytearray()
-        self.total = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        self.data.extend(chunk)
-        if len(self.data) > 2 * self.limit:
-            del self.data[: len(self.data) - self.limit]
-
-    def text(self) -> str:
-        kept = bytes(self.data[-self.limit :])
-        text = kept.decode("utf-8", "replace")
-        dropped = self.total - len(kept)
-        return f"…[{dropped} bytes before]\n{text}" if dropped else text
-
-
-def _resolve_program(program: str, path: str, cwd: str | None) -> str | None:
-    if "/" in program:
-        candidate = os.path.join(cwd or os.getcwd(), program)
-        return candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None
-    return shutil.which(program, path=path)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the whole process group, then SIGKILL whatever is left of it."""
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 0.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        if grace:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(grace)
-    proc.wait()
-
-
-@dataclass(frozen=True)
-class ProcessIdentity:
-    """A command's process group, and enough to tell its leader from a later reuse of the pid."""
-
-    pid: int
-    pgid: int
-    start: int | None  # the leader's start time in clock ticks since boot (Linux /proc)
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/<pid>/stat (state, ppid, pgrp, ...), or None when there is none."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2 :].split()  # the name in (...) may hold anything
-
-
-def process_start(pid: int) -> int | None:
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def is_same_process(who: ProcessIdentity) -> bool:
-    """Whether who.pid is still that very process, alive (not a zombie), leading who.pgid."""
-    if who.pid <= 1 or who.pgid <= 1:
-        return False
-    if os.path.isdir("/proc/self"):
-        fields = _proc_stat(who.pid)
-        return (
-            fields is not None
-            and len(fields) > 19
-            and fields[0] != "Z"
-            and int(fields[2]) == who.pgid
-            and who.start is not None
-            and int(fields[19]) == who.start
-        )
-    try:  # no /proc: the best we can say is that the pid still leads that group
-        return os.getpgid(who.pid) == who.pgid
-    except OSError:
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any live (non-zombie) process is left in the group."""
-    if os.path.isdir("/proc/self"):
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                fields = _proc_stat(int(name))
-                if fields and len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-                    return True
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_orphan(who: ProcessIdentity, grace: float = KILL_GRACE) -> bool | None:
-    """Stop the process group of a command whose tick died: SIGTERM, then SIGKILL.
-
-    Only when its leader is still the process that was started (same pid, same start time, not
-    a zombie): a command that finished leaves its background children alone, as `run_command`
-    does, and a reused pid is someone else's. None: there was nothing of ours to stop;
-    True: stopped; False: the group is still alive."""
-    if not is_same_process(who):
-        return None
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(who.pgid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if not _group_alive(who.pgid):
-                return True
-            time.sleep(0.05)
-    return not _group_alive(who.pgid)
-
-
-def _read_into(fd: int, tail: _Tail) -> bool:
-    """Read what is available; True at end of file."""
-    try:
-        chunk = os.read(fd, 65536)
-    except BlockingIOError:
-        return False
-    if not chunk:
-        return True
-    tail.add(chunk)
-    return False
-
-
-def run_command(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str],
-    timeout: float,
-    cwd: str | None = None,
-    on_start: Callable[[ProcessIdentity], None] | None = None,
-) -> CommandResult:
-    """Run argv (never through a shell) in its own session; on timeout kill its whole process
-    group. Keeps the tail of stdout+stderr. `on_start` learns the group as soon as it exists,
-    so that the group can be stopped by a later tick if this one dies (see `stop_orphan`).
-
-    A command that exits normally leaves its background children alone (a restart script may
-    start the service itself); we stop reading their output shortly after it exits. Only a
-    grandchild that starts a session of its own escapes the kill on timeout."""
-    argv = tuple(argv)
-    started = time.monotonic()
-    program = argv[0]
-    resolved = _resolve_program(program, env.get("PATH", os.defpath), cwd)
-    if resolved is None:
-        where = "is not an executable file" if "/" in program else "was not found on PATH"
-        return CommandResult(argv, None, "", 0.0, error=f"{program}: {where}")
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            executable=resolved,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return CommandResult(argv, None, "", 0.0, error=f"{program}: cannot start: {reason}")
-    if on_start is not None:
-        # start_new_session: the child leads its own process group, pgid == pid.
-        on_start(ProcessIdentity(proc.pid, proc.pid, process_start(proc.pid)))
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)
-    tail = _Tail(MAX_CAPTURE_BYTES)
-    deadline = started + timeout
-    timed_out = eof = False
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while proc.poll() is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            if eof:  # stdout closed but still running: just wait for it
-                try:
-                    proc.wait(remaining)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                break
-            if selector.select(min(remaining, 0.2)):
-                eof = _read_into(fd, tail)
-        if timed_out:
-            _kill_group(proc)
-        drain_until = time.monotonic() + DRAIN_SECONDS
-        while not eof and time.monotonic() < drain_until:
-            if selector.select(0.05):
-                eof = _read_into(fd, tail)
-    proc.stdout.close()
-    duration = time.monotonic() - started
-    if timed_out:
-        return CommandResult(
-            argv,
-            proc.returncode,
-            tail.text(),
-            duration,
-            error=f"{program}: timed out after {format_duration(timeout)}; process group killed",
-            timed_out=True,
-        )
-    return CommandResult(argv, proc.returncode, tail.text(), duration)
-
-
-# --------------------------------------------------------------------------- HTTP
 
 
 def display_url(url: str) -> str:
     """The URL without any user:password@ part, for messages."""
     return re.sub(r"^(https?://)[^/@]*@", r"\1", url)
-
-
-def prometheus_source(config: Config, name: str | None) -> SourceConfig | None:
-    if name:
-        return config.sources.get(name)
-    return next((s for s in config.sources.values() if s.type == "prometheus"), None)
-
-
-def _bounded_result(data: Any) -> Any:
-    """A PromQL result cut down to a few series and a few KiB, for the timeline."""
-    if not isinstance(data, dict):
-        return {"unexpected": str(data)[:200]}
-    kind = data.get("resultType")
-    result = data.get("result")
-    if kind in ("vector", "matrix") and isinstance(result, list):
-        series = []
-        for item in result[:MAX_QUERY_SERIES]:
-            if not isinstance(item, dict):
-                continue
-            entry: dict[str, Any] = {"metric": item.get("metric")}
-            if kind == "vector":
-                entry["value"] = item.get("value")
-            else:
-                values = item.get("values")
-                entry["values"] = values[-5:] if isinstance(values, list) else None
-            series.append(entry)
-        out: dict[str, Any] = {"result_type": kind, "series": series, "total": len(result)}
-        while len(json.dumps(out, default=str)) > MAX_QUERY_RESULT_CHARS and out["series"]:
-            out["series"] = out["series"][: len(out["series"]) // 2]
-        return out
-    return {"result_type": kind, "value": str(result)[:MAX_QUERY_RESULT_CHARS]}
-
-
-def run_query(source: SourceConfig, query: str, timeout: float) -> dict[str, Any]:
-    """One PromQL instant query: {"query", "result"} or {"query", "error"}. Never raises."""
-    from incident_cli.errors import SourceError
-    from incident_cli.intake.sources import prometheus_query
-
-    try:
-        data = prometheus_query(source, query, timeout)
-    except SourceError as exc:
-        return {"query": query, "error": exc.message}
-    return {"query": query, "result": _bounded_result(data)}
-
-
-# --------------------------------------------------------------------------- escalation
 
 
 def budget_escalated_at(
@@ -505,52 +92,6 @@ def budget_escalated_at(
     `since` (the start of the budget's cooldown window). A reopen clears `escalated_at`, but
     while the same budget stays spent the incident has already been escalated for it."""
     return timeline.last_budget_escalation(db, incident_id, budget_key, since)
-
-
-# --------------------------------------------------------------------------- the tick
-
-
-@dataclass(frozen=True)
-class ActionReport:
-    """One thing `recover` did (or, with --dry-run, would do) with an action."""
-
-    action_id: int
-    incident_id: int
-    kind: str
-    outcome: str  # succeeded failed refused skipped verifying waiting deferred | would-*
-    detail: str | None = None
-    argv: tuple[tuple[str, ...], ...] = ()
-    attempt: int | None = None
-    exit_code: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "action_id": self.action_id,
-            "incident_id": self.incident_id,
-            "kind": self.kind,
-            "outcome": self.outcome,
-            "detail": self.detail,
-            "argv": [list(a) for a in self.argv],
-            "attempt": self.attempt,
-            "exit_code": self.exit_code,
-        }
-
-
-@dataclass
-class RecoverResult:
-    dry_run: bool = False
-    actions: list[ActionReport] = field(default_factory=list)
-    escalated: list[int] = field(default_factory=list)
-    # actions that could not start: refused, program missing → exit 1
-    problems: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "actions": [a.to_json() for a in self.actions],
-            "escalated": self.escalated,
-            "problems": self.problems,
-        }
 
 
 @dataclass(frozen=True)
