@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from incident_cli.cli import app
 from incident_cli.reporting.archive import archive
 from incident_cli.reporting.report import build_report, report_json
 from incident_cli.store.connection import open_db
-from tests.report_history import DAY, HOUR, NOW, History, cli
+from tests.report_history import DAY, HOUR, NOW, History, cli, env_at, standard_history
 
 # What archiving keeps exactly (medians, p90s and p95 cannot survive it; see DEFINITIONS).
 KEPT = (
@@ -215,15 +217,36 @@ def test_it_is_silent_on_success_unless_verbose(history: History, tmp_path: Path
     assert heartbeat == (0,)
 
 
-@pytest.mark.parametrize("days", ["0", "-3", "0.005", "nan"])
-def test_a_window_shorter_than_reopen_within_is_refused(tmp_path: Path, days: str) -> None:
+@pytest.mark.parametrize("days", ["0", "-3", "nan"])
+def test_a_non_positive_window_is_a_usage_error(tmp_path: Path, days: str) -> None:
     History.at(tmp_path / "state.db")
     result = cli(tmp_path, "archive", "--older-than", days)
     assert result.exit_code == 2, result.output
+    assert "--older-than takes a positive number of days" in result.stderr
+
+
+@pytest.mark.parametrize("days", ["1", "2"])
+def test_a_window_not_longer_than_reopen_within_is_refused(tmp_path: Path, days: str) -> None:
+    history = History.at(tmp_path / "state.db")
+    standard_history(history)
+    before = history.db.conn.execute("SELECT count(*) FROM incidents").fetchone()
+    config = tmp_path / "incident.yaml"
+    config.write_text("sources: {}\nincidents: {reopen_within: 2d}\n")
+    argv = ["--config", str(config), "--db", str(tmp_path / "state.db"), "archive"]
+    result = CliRunner().invoke(app, [*argv, "--older-than", days], obj=env_at())
+    assert result.exit_code == 2, result.output
+    assert "--older-than must be longer than incidents.reopen_within (2d)" in result.stderr
+    assert history.db.conn.execute("SELECT count(*) FROM incidents").fetchone() == before
+    assert history.db.conn.execute("SELECT count(*) FROM heartbeats").fetchone() == (0,)
+
+    accepted = CliRunner().invoke(app, [*argv, "--older-than", "2.01"], obj=env_at())
+    assert accepted.exit_code == 0, accepted.output
 
 
 def test_older_than_is_required(tmp_path: Path) -> None:
-    assert cli(tmp_path, "archive").exit_code == 2
+    result = cli(tmp_path, "archive")
+    assert result.exit_code == 2
+    assert "Missing option '--older-than'" in result.stderr
 
 
 def test_the_migration_creates_the_rollup_table() -> None:

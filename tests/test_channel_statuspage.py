@@ -32,7 +32,7 @@ def _setup(tmp_path: Path, extra: str = "") -> Setup:
     return make_setup(tmp_path, {"sp": spec}, ["sp"])
 
 
-@responses.activate
+@responses.activate(assert_all_requests_are_fired=True)
 def test_it_creates_once_then_patches_and_sets_components_back_to_operational(
     tmp_path: Path,
 ) -> None:
@@ -59,7 +59,10 @@ def test_it_creates_once_then_patches_and_sets_components_back_to_operational(
             "components": {"cmp-backend": "major_outage"},
         }
     }
-    assert identified.request.method == "PATCH"
+    assert create.request.url == f"{API}/pages/page1/incidents"
+    assert identified.request.method == resolved.request.method == "PATCH"
+    assert identified.request.url.endswith("/incidents/sp-inc-1")
+    assert resolved.request.url.endswith("/incidents/sp-inc-1")
     assert json.loads(identified.request.body) == {
         "incident": {
             "status": "identified",
@@ -105,13 +108,17 @@ def test_a_warning_degrades_and_an_unmapped_service_touches_no_component(tmp_pat
     assert "component_ids" not in second
 
 
-@responses.activate
+@responses.activate(assert_all_requests_are_fired=True)
 def test_the_api_url_can_be_overridden(tmp_path: Path) -> None:
     setup = _setup(tmp_path, ", api_url: 'http://127.0.0.1:9/sp/v1/'")
     fire(setup, [alert(service="backend")])
     responses.post("http://127.0.0.1:9/sp/v1/pages/page1/incidents", status=201, json={"id": "a"})
 
     assert deliver(setup).count("sent") == 1
+    [call] = responses.calls
+    assert call.request.method == "POST"
+    # The trailing slash of api_url is dropped: one slash before `pages`.
+    assert call.request.url == "http://127.0.0.1:9/sp/v1/pages/page1/incidents"
 
 
 @responses.activate

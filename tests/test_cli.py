@@ -109,9 +109,14 @@ def test_ack_and_resolve_name_who_and_show_in_list(config: Path) -> None:
 def test_unknown_incident_and_bad_usage_exit_codes(config: Path) -> None:
     missing = run("-c", str(config), "show", "99")
     assert missing.exit_code == 1 and missing.stderr.strip() == "incident: no incident 99"
-    assert run("-c", str(config), "list", "--status", "weird").exit_code == 2
-    assert run("-c", str(config), "frobnicate").exit_code == 2
-    assert run("-c", str(config), "show").exit_code == 2
+    for args, message in (
+        (("list", "--status", "weird"), "--status must be one of open, acknowledged, resolved"),
+        (("frobnicate",), "No such command 'frobnicate'"),
+        (("show",), "Missing argument 'ID'"),
+    ):
+        result = run("-c", str(config), *args)
+        assert result.exit_code == 2, args
+        assert message in result.stderr, (args, result.stderr)
     version = run("--version")
     assert version.exit_code == 0 and version.stdout.startswith("incident ")
 
@@ -268,8 +273,13 @@ def test_odd_text_options_are_usage_errors_or_stored_safely(config: Path, tmp_pa
     import subprocess
     import sys
 
-    assert run("-c", str(config), "list", "--since", "nan").exit_code == 2
-    assert run("-c", str(config), "metrics", "--textfile", "").exit_code == 2
+    for args, message in (
+        (("list", "--since", "nan"), "--since takes a positive number of hours"),
+        (("metrics", "--textfile", ""), "--textfile needs a file path"),
+    ):
+        result = run("-c", str(config), *args)
+        assert result.exit_code == 2, args
+        assert message in result.stderr, (args, result.stderr)
     db = open_db(tmp_path / "incident.db")
     db.conn.execute("BEGIN IMMEDIATE")
     db.conn.execute(
@@ -277,7 +287,9 @@ def test_odd_text_options_are_usage_errors_or_stored_safely(config: Path, tmp_pa
         " VALUES ('k', 't', 'open', 'warning', 'default', 'default', 'p', '{}', '{}', 1, 1)"
     )
     db.conn.execute("COMMIT")
-    assert run("-c", str(config), "ack", "1", "--by", "").exit_code == 2
+    no_name = run("-c", str(config), "ack", "1", "--by", "")
+    assert no_name.exit_code == 2
+    assert "--by needs a name" in no_name.stderr
     result = subprocess.run(
         [
             sys.executable,

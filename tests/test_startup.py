@@ -93,6 +93,7 @@ def test_plain_values_are_coerced_exactly_as_typer_does(
     annotation: Any, bounds: tuple[Any, Any]
 ) -> None:
     info = typer.models.OptionInfo(min=bounds[0], max=bounds[1])
+    handled = []
     for value in VALUES:
         if value is None:
             continue  # Typer passes None through before coercing
@@ -100,9 +101,47 @@ def test_plain_values_are_coerced_exactly_as_typer_does(
             ours = plain_value(annotation, info, value)
         except NotPlain:
             continue  # handed to Typer's own coercion
+        handled.append(value)
         theirs = _typer_coercion(annotation, info, value)
         assert theirs == ("ok", ours), (annotation, bounds, value)
         assert type(theirs[1]) is type(ours), (annotation, value)
+    # The plain path is taken for the everyday values (a coercion rejecting all would pass
+    # the loop above without checking anything).
+    low, high = bounds
+    expected = {
+        str: ["abc", "24"],
+        int: ["0", "24", 0, 24],
+        float: ["1.5", "24.0", 24.0],
+        bool: [True, False],
+    }[annotation]
+    if annotation in (int, float):
+        expected = [
+            v
+            for v in expected
+            if (low is None or float(v) >= low) and (high is None or float(v) <= high)
+        ]
+    assert set(expected) <= set(handled), (annotation, bounds, handled)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "bounds"),
+    [
+        (int, "+5", (None, None)),
+        (int, "1e3", (None, None)),
+        (int, " 5", (None, None)),
+        (int, "0", (1, None)),
+        (int, "24", (None, 10)),
+        (float, "nan", (None, None)),
+        (float, "inf", (None, None)),
+        (str, 5, (None, None)),
+    ],
+)
+def test_the_documented_fallbacks_go_to_typer(
+    annotation: Any, value: Any, bounds: tuple[Any, Any]
+) -> None:
+    info = typer.models.OptionInfo(min=bounds[0], max=bounds[1])
+    with pytest.raises(NotPlain):
+        plain_value(annotation, info, value)
 
 
 def test_every_option_of_every_command_gets_the_plain_coercion() -> None:
