@@ -22,7 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.harness import (  # noqa: E402
+from tests.support.binaries import (  # noqa: E402
     free_port,
     run_cli,
     start_alertmanager,

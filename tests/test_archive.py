@@ -13,7 +13,7 @@ from incident_cli.cli import app
 from incident_cli.reporting.archive import archive
 from incident_cli.reporting.report import build_report, report_json
 from incident_cli.store.connection import open_db
-from tests.report_history import DAY, HOUR, NOW, History, cli, env_at, standard_history
+from tests.support.history import DAY, HOUR, NOW, History, cli, env_at, standard_history
 
 # What archiving keeps exactly (medians, p90s and p95 cannot survive it; see DEFINITIONS).
 KEPT = (

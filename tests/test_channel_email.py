@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.test_notify_support import (
+from tests.support.notify import (
     T0,
     FakeClock,
     Setup,
@@ -29,8 +29,8 @@ from tests.test_notify_support import (
     fire,
     make_setup,
 )
-from tests.test_notify_support import resolve as resolve_incident
-from tests.test_notify_support import rows as notification_rows
+from tests.support.notify import resolve as resolve_incident
+from tests.support.notify import rows as notification_rows
 
 PASSWORD = "smtp-Pa55word-very-secret"
 

@@ -12,7 +12,7 @@ import responses
 
 from incident_cli.notify.channels.base import Message
 from incident_cli.notify.channels.registry import build
-from tests.test_notify_support import (
+from tests.support.notify import (
     T0,
     FakeClock,
     Setup,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import responses
 
-from tests.test_notify_support import (
+from tests.support.notify import (
     T0,
     FakeClock,
     Setup,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import responses
 
-from tests.test_notify_support import T0, FakeClock, alert, deliver, fire, make_setup, resolve
+from tests.support.notify import T0, FakeClock, alert, deliver, fire, make_setup, resolve
 
 URL = "https://ops.example.com/incident-hook"
 

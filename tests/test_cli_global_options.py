@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from incident_cli.cli import app
 from incident_cli.cli.global_options import hoist
-from tests.harness import run_cli
+from tests.support.binaries import run_cli
 
 RULES = "sources: {}\nrules: []\nstate: {db: from-config.db}\n"
 

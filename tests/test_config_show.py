@@ -10,7 +10,7 @@ import yaml
 
 from incident_cli.config.env import ENV_OVERRIDES, ENV_VARIABLES
 from incident_cli.config.load import load_config
-from tests.harness import REPO, run_cli
+from tests.support.binaries import REPO, run_cli
 
 # The field case: the rule file turns recovery off and widens the anomaly window.
 RULE_FILE = """\

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from tests.harness import cli_env, free_port, run_cli
+from tests.support.binaries import cli_env, free_port, run_cli
 
 
 def cron_line(tmp_path: Path, config: Path, command: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO
+from tests.support.binaries import REPO
 
 
 @pytest.mark.integration

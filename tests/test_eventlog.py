@@ -14,7 +14,7 @@ from incident_cli.reporting.eventlog import EventLog
 from incident_cli.store.connection import open_db
 from incident_cli.store.database import write_tx
 from incident_cli.store.timeline import add_event
-from tests.harness import run_cli
+from tests.support.binaries import run_cli
 
 SECRET_HOOK = "https://hooks.example.test/T000/B000/sEcReTtOkEn"
 CONFIG = f"""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from incident_cli.reporting.archive import archive
 from incident_cli.store.connection import open_db
-from tests.report_history import DAY, HOUR, NOW, History, cli
+from tests.support.history import DAY, HOUR, NOW, History, cli
 
 
 def _incident(tmp_path: Path, **kwargs: float) -> int:

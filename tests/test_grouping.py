@@ -19,8 +19,8 @@ from incident_cli.lifecycle.manual import acknowledge
 from incident_cli.models import Alert
 from incident_cli.reporting.report import build_report
 from incident_cli.store.incidents import get_incident, incident_detail, list_incidents
-from tests.recover_support import T0, db_for, fire, load, write_config
-from tests.recover_support import alert as support_alert
+from tests.support.recover import T0, db_for, fire, load, write_config
+from tests.support.recover import alert as support_alert
 
 CONFIG = """
 channels:

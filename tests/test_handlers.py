@@ -15,7 +15,7 @@ from incident_cli.errors import ConfigError
 from incident_cli.handlers import registry
 from incident_cli.handlers.planning import gate_reason
 from incident_cli.lifecycle.manual import acknowledge
-from tests.recover_support import T0, actions, alert, db_for, fire, kinds, load, write_config
+from tests.support.recover import T0, actions, alert, db_for, fire, kinds, load, write_config
 
 SERVICE_RULE = """
 rules:

@@ -18,8 +18,8 @@ from incident_cli.errors import ConfigError
 from incident_cli.intake.sources import fingerprint
 from incident_cli.lifecycle.routing import incident_key
 from incident_cli.models import Alert
-from tests.harness import run_cli
-from tests.test_notify_support import T0, deliver, fire, make_setup
+from tests.support.binaries import run_cli
+from tests.support.notify import T0, deliver, fire, make_setup
 
 # --------------------------------------------------------------------------- report --output
 

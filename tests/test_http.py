@@ -13,7 +13,7 @@ from incident_cli.config.model import SourceConfig
 from incident_cli.errors import SourceError
 from incident_cli.http import parse_retry_after, probe
 from incident_cli.intake.sources import get_json, prometheus_query
-from tests.harness import free_port, serve_get
+from tests.support.binaries import free_port, serve_get
 
 PASSWORD = "pässwörd€"
 UTF8_BASIC = "Basic " + base64.b64encode(f"ops:{PASSWORD}".encode()).decode()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import (
+from tests.support.binaries import (
     AMTOOL,
     CliResult,
     Process,
@@ -143,7 +143,7 @@ def test_open_on_firing_not_pending_then_idempotent_resolve_and_reopen(
 
 def test_prometheus_down_exits_75_and_changes_nothing(tmp_path: Path) -> None:
     exporter = ToyExporter()
-    from tests.harness import start_prometheus
+    from tests.support.binaries import start_prometheus
 
     prom = start_prometheus(tmp_path / "prom", RULES, [exporter.address])
     try:

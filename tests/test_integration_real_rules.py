@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import (
+from tests.support.binaries import (
     CliResult,
     Process,
     ToyExporter,

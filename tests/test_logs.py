@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.harness import cli_env, run_cli
+from tests.support.binaries import cli_env, run_cli
 
 CONFIG = "sources: {}\nanomaly: {window: 3, consecutive_failures: 3}\n"
 

@@ -17,7 +17,7 @@ from incident_cli.config.model import Config
 from incident_cli.reporting.metrics import exposition, write_file_atomically
 from incident_cli.store.connection import open_db
 from incident_cli.store.database import write_tx
-from tests.report_history import DAY, HOUR, NOW, History, cli, standard_history, write_config
+from tests.support.history import DAY, HOUR, NOW, History, cli, standard_history, write_config
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

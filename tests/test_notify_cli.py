@@ -11,7 +11,7 @@ from typer.testing import CliRunner, Result
 
 from incident_cli.cli import app
 from incident_cli.cli.context import Env
-from tests.test_notify_support import T0, Setup, alert, dump_db, fire, make_setup, rows
+from tests.support.notify import T0, Setup, alert, dump_db, fire, make_setup, rows
 
 SLACK = "https://hooks.slack.com/services/T0/B0/slack-SECRET-path"
 PD_KEY = "pd-ROUTING-key-0123456789"

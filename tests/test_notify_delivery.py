@@ -12,7 +12,7 @@ from incident_cli.config.load import load_config
 from incident_cli.notify.channels.registry import build
 from incident_cli.notify.delivery import GIVE_UP_AFTER, _Delivery
 from incident_cli.notify.outbox import pending_rows
-from tests.test_notify_support import (
+from tests.support.notify import (
     T0,
     FakeClock,
     Setup,

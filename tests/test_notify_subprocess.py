@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from incident_cli.cli import app
 from incident_cli.cli.context import Env
-from tests.test_notify_support import (
+from tests.support.notify import (
     Received,
     Reply,
     Setup,

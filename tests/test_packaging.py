@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.harness import REPO
+from tests.support.binaries import REPO
 
 
 def test_the_wheel_builds_without_warnings_and_states_its_spdx_license(tmp_path: Path) -> None:

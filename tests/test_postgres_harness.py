@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.harness import REPO, wait_until
 from tests.support import postgres
+from tests.support.binaries import REPO, wait_until
 from tests.support.postgres import PostgresServer
 
 

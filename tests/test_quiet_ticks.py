@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import free_port, run_cli, start_prometheus
+from tests.support.binaries import free_port, run_cli, start_prometheus
 
 NO_RULES = "groups: []\n"
 

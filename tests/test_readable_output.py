@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from bench.common import AlertServer
-from tests.harness import run_cli
-from tests.report_history import HOUR, History
+from tests.support.binaries import run_cli
+from tests.support.history import HOUR, History
 
 LONG_SERVICE = "checkout-" + "x" * 300
 DESCRIPTION = "The checkout API is down.\nSteps:\n  1. look at the logs\n  2. restart it"

@@ -20,7 +20,7 @@ from incident_cli.lifecycle.manual import acknowledge, resolve_by_hand
 from incident_cli.recovery.tick import recover_due
 from incident_cli.store.connection import open_db
 from incident_cli.store.incidents import get_incident
-from tests.recover_support import (
+from tests.support.recover import (
     T0,
     actions,
     alert,

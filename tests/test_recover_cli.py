@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from incident_cli.cli import app
 from incident_cli.store.connection import TickLock
-from tests.harness import run_cli
-from tests.recover_support import alert, db_for, fire, load, script, write_config
+from tests.support.binaries import run_cli
+from tests.support.recover import alert, db_for, fire, load, script, write_config
 
 RULES = """
 rules:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from incident_cli.recovery.process import MAX_CAPTURE_BYTES, run_command
-from tests.recover_support import script
+from tests.support.recover import script
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 

@@ -15,8 +15,8 @@ from responses import matchers
 from incident_cli.config.model import Config
 from incident_cli.recovery.diagnostics import MAX_QUERY_RESULT_CHARS
 from incident_cli.recovery.tick import recover_due
-from tests.harness import serve_get
-from tests.recover_support import T0, actions, alert, db_for, fire, load, script, timeline
+from tests.support.binaries import serve_get
+from tests.support.recover import T0, actions, alert, db_for, fire, load, script, timeline
 
 PROM = "http://prom.test:9090"
 

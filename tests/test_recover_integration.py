@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import (
+from tests.support.binaries import (
     CliResult,
     free_port,
     http_json,
@@ -27,7 +27,7 @@ from tests.harness import (
 
 pytestmark = pytest.mark.integration
 
-TOY = Path(__file__).with_name("toy_service.py")
+TOY = Path(__file__).parent / "support" / "toy_service.py"
 
 RULES = """
 groups:

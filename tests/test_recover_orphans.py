@@ -16,8 +16,8 @@ import pytest
 
 from incident_cli.recovery.tick import recover_due
 from incident_cli.store.connection import open_db
-from tests.harness import cli_env, wait_until
-from tests.recover_support import actions, alert, db_for, fire, load, script, write_config
+from tests.support.binaries import cli_env, wait_until
+from tests.support.recover import actions, alert, db_for, fire, load, script, write_config
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
 

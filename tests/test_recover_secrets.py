@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from incident_cli.cli import app
 from incident_cli.recovery.tick import recover_due
-from tests.recover_support import T0, actions, alert, db_for, fire, load, script, write_config
+from tests.support.recover import T0, actions, alert, db_for, fire, load, script, write_config
 
 SECRET = "https://hooks.example.test/services/T0/B0/s3cr3t-webhook-token"
 

@@ -11,7 +11,7 @@ from incident_cli.config.model import Config
 from incident_cli.lifecycle.manual import acknowledge
 from incident_cli.recovery.tick import recover_due
 from incident_cli.store.incidents import get_incident
-from tests.recover_support import (
+from tests.support.recover import (
     T0,
     actions,
     alert,

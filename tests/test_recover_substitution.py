@@ -11,8 +11,8 @@ import pytest
 
 from incident_cli.recovery.environment import Refused, env_name, render_argv, unsafe_reason
 from incident_cli.recovery.tick import recover_due
-from tests.recover_support import T0, actions, alert, db_for, fire, load, script, timeline
-from tests.recover_support import write_config as _write_config
+from tests.support.recover import T0, actions, alert, db_for, fire, load, script, timeline
+from tests.support.recover import write_config as _write_config
 
 HOSTILE = {
     "shell separator": "; rm -rf /",

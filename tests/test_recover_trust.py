@@ -15,8 +15,8 @@ import pytest
 
 from incident_cli.config.model import Config
 from incident_cli.recovery.tick import recover_due
-from tests.harness import run_cli
-from tests.recover_support import (
+from tests.support.binaries import run_cli
+from tests.support.recover import (
     T0,
     actions,
     alert,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from incident_cli.reporting.report import build_report, report_json
-from tests.report_history import DAY, HOUR, NOW, History, cli, standard_history, write_config
+from tests.support.history import DAY, HOUR, NOW, History, cli, standard_history, write_config
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
-from tests.report_history import HOUR, NOW, History, cli, standard_history
+from tests.support.history import HOUR, NOW, History, cli, standard_history
 
 
 class Page(HTMLParser):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import prometheus_alert_states, run_cli, stack, wait_until
+from tests.support.binaries import prometheus_alert_states, run_cli, stack, wait_until
 
 pytestmark = pytest.mark.integration
 

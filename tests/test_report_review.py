@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.report_history import HOUR, NOW, History, cli
+from tests.support.history import HOUR, NOW, History, cli
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = NOW - 3 * HOUR

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from incident_cli.cli import app
 from incident_cli.store.connection import open_db
-from tests.harness import run_cli
+from tests.support.binaries import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROM = "http://prom.test"

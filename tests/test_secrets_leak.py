@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from incident_cli.cli import app
 from incident_cli.cli.context import Env
 from incident_cli.notify.channels.registry import KINDS
-from tests.test_notify_support import (
+from tests.support.notify import (
     T0,
     Received,
     Reply,
@@ -169,7 +169,7 @@ def test_no_secret_leaks_when_the_endpoint_fails(
 def test_an_error_body_is_masked_before_it_is_cut(tmp_path: Path) -> None:
     import responses
 
-    from tests.test_notify_support import deliver
+    from tests.support.notify import deliver
 
     url = f"https://hooks.slack.com/services/T0/B0/{MARK}-slack-token"
     setup = make_setup(tmp_path, {"slack": f'{{type: slack, webhook_url: "{url}"}}'})

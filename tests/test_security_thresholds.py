@@ -16,9 +16,9 @@ import pytest
 from incident_cli.config.load import load_config
 from incident_cli.handlers.planning import plan_blocks_now_over_threshold
 from incident_cli.recovery.tick import recover_due
-from tests.harness import REPO, http_json, run_cli, stack, wait_until
-from tests.recover_support import T0, actions, alert, db_for, fire, load, script, timeline
-from tests.recover_support import write_config as write_recover_config
+from tests.support.binaries import REPO, http_json, run_cli, stack, wait_until
+from tests.support.recover import T0, actions, alert, db_for, fire, load, script, timeline
+from tests.support.recover import write_config as write_recover_config
 
 EXAMPLES = REPO / "examples"
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from incident_cli.store.connection import open_db
-from tests.harness import REPO, run_cli
+from tests.support.binaries import REPO, run_cli
 
 
 def lines(output: str) -> list[str]:
@@ -114,7 +114,7 @@ def test_the_real_db_is_untouched_and_a_newer_schema_is_reported(tmp_path: Path)
 
 
 def test_a_down_source_is_named_by_its_url_without_credentials(tmp_path: Path) -> None:
-    from tests.harness import free_port
+    from tests.support.binaries import free_port
 
     port = free_port()
     config = tmp_path / "incident.yaml"

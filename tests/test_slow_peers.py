@@ -1,7 +1,7 @@
 """Slow and hostile peers: a source or a channel that sends its answer one byte a second costs
 its own timeout and no more, and a tick never runs past --max-runtime. Every tick here is
 `python -m incident_cli` in a subprocess, as cron runs it, against a slow-loris peer that is a
-process of its own (tests/slow_peer.py)."""
+process of its own (tests/support/slow_peer.py)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import CliResult, run_cli, serve_get
-from tests.test_notify_support import alert as notify_alert
-from tests.test_notify_support import fire, make_setup, receiver
+from tests.support.binaries import CliResult, run_cli, serve_get
+from tests.support.notify import alert as notify_alert
+from tests.support.notify import fire, make_setup, receiver
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SLOW_PEER = Path(__file__).parent / "slow_peer.py"
+SLOW_PEER = Path(__file__).parent / "support" / "slow_peer.py"
 # A tick that hangs would run for a day: the subprocess is killed (and the test fails) here.
 HANG = 60.0
 
@@ -226,7 +226,7 @@ def test_recover_cuts_a_promql_diagnostic_to_a_slow_source_at_max_runtime(tmp_pa
     from incident_cli.config.load import load_config
     from incident_cli.lifecycle.poll import apply_poll
     from incident_cli.store.connection import open_db
-    from tests.recover_support import alert as recover_alert
+    from tests.support.recover import alert as recover_alert
 
     with slow_peer() as port:
         write_config(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import basic_auth_header, run_cli, start_prometheus, wait_until
+from tests.support.binaries import basic_auth_header, run_cli, start_prometheus, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from incident_cli.intake.poll import poll_once
 from incident_cli.intake.sources import fetch_alerts, load_json
 from incident_cli.models import CLIPPED, MAX_STORED_VALUE
 from incident_cli.store.connection import open_db
-from tests.harness import run_cli, serve_get
+from tests.support.binaries import run_cli, serve_get
 
 
 def prometheus_body(count: int, **extra_labels: str) -> dict[str, Any]:

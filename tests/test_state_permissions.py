@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import run_cli
+from tests.support.binaries import run_cli
 
 CONFIG = "sources: {}\ndefaults: {notify: []}\n"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.report_history import HOUR, NOW, History, cli
+from tests.support.history import HOUR, NOW, History, cli
 
 MIN = 60.0
 

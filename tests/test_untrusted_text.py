@@ -31,8 +31,8 @@ import pytest
 
 from bench.common import AlertServer
 from incident_cli.display import printable
-from tests.harness import cli_env, run_cli
-from tests.report_history import History
+from tests.support.binaries import cli_env, run_cli
+from tests.support.history import History
 
 ESC = "\x1b"
 HOSTILE = {

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from tests.harness import free_port
+from tests.support.binaries import free_port
 
 if TYPE_CHECKING:
     import psycopg

@@ -1,7 +1,7 @@
 """A slow-loris peer, run as its own process: it accepts every connection, reads the request,
 then sends the start of an answer one byte a second and never finishes it.
 
-    python tests/slow_peer.py [http|smtp|https CERT KEY]
+    python tests/support/slow_peer.py [http|smtp|https CERT KEY]
 
 prints the port it listens on (127.0.0.1), then serves until killed. `http` drips a status line
 and headers that never end, `https` the same after a TLS handshake; `smtp` drips a greeting
