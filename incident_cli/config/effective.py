@@ -31,7 +31,8 @@ def _source(source: SourceConfig) -> dict[str, Any]:
     return _drop_none(
         {
             "type": source.type,
-            "url": mask_userinfo(source.url),
+            "url": None if source.urls else mask_userinfo(source.url),
+            "urls": [mask_userinfo(url) for url in source.urls] or None,
             "timeout": duration_text(source.timeout),
             "basic_auth": auth,
             "bearer_token": MASK if source.bearer_token else None,

@@ -34,6 +34,15 @@ class SourceConfig:
     insecure_skip_verify: bool = False
     require_alert: str | None = None
     max_alerts: int = d.MAX_ALERTS
+    # `urls:` in the file: the replicas of one source (an Alertmanager cluster, a Prometheus
+    # HA pair), all read and merged. Empty for a source with one `url` (then `url` is it);
+    # otherwise `url` is the first replica.
+    urls: tuple[str, ...] = ()
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        """Every URL this source is read from."""
+        return self.urls or (self.url,)
 
 
 @dataclass(frozen=True)

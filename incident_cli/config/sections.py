@@ -29,6 +29,7 @@ from incident_cli.config.model import (
 from incident_cli.config.reader import Reader, describe
 from incident_cli.config.yamlraw import Raw
 from incident_cli.models import SEVERITIES
+from incident_cli.redact import mask_userinfo
 
 
 def read_sources(r: Reader, raw: Raw | None) -> dict[str, SourceConfig]:
@@ -43,6 +44,7 @@ def read_sources(r: Reader, raw: Raw | None) -> dict[str, SourceConfig]:
             (
                 "type",
                 "url",
+                "urls",
                 "timeout",
                 "basic_auth",
                 "bearer_token",
@@ -58,9 +60,7 @@ def read_sources(r: Reader, raw: Raw | None) -> dict[str, SourceConfig]:
             raise r.fail(
                 f"{path}.type", f"unknown source type {kind!r} (known: {', '.join(SOURCE_TYPES)})"
             )
-        url = r.text(f"{path}.url", s.get("url"), allow_empty=False).rstrip("/")
-        if not re.match(r"^https?://[^\s/]+", url):
-            raise r.fail(f"{path}.url", f"expected an http:// or https:// URL, got {url!r}")
+        urls = _source_urls(r, path, s)
         auth = r.mapping(
             f"{path}.basic_auth", s.get("basic_auth"), ("username", "password", "password_file")
         )
@@ -82,7 +82,8 @@ def read_sources(r: Reader, raw: Raw | None) -> dict[str, SourceConfig]:
         out[name] = SourceConfig(
             name=name,
             type=kind,
-            url=url,
+            url=urls[0],
+            urls=urls if "urls" in s else (),
             timeout=timeout,
             username=username,
             password=password,
@@ -97,6 +98,28 @@ def read_sources(r: Reader, raw: Raw | None) -> dict[str, SourceConfig]:
             ),
         )
     return out
+
+
+def _source_urls(r: Reader, path: str, s: Mapping[str, Raw]) -> tuple[str, ...]:
+    """A source's `url`, or its replicas' `urls` (one of the two), each an http(s) URL."""
+    if ("url" in s) == ("urls" in s):
+        raise r.fail(path, "needs either url or urls (a list of its replicas' URLs), not both")
+    if "url" in s:
+        pairs = [(f"{path}.url", r.text(f"{path}.url", s.get("url"), allow_empty=False))]
+    else:
+        texts = r.texts(f"{path}.urls", s.get("urls"))
+        if not texts:
+            raise r.fail(f"{path}.urls", "expected a non-empty list of URLs")
+        pairs = [(f"{path}.urls[{i}]", text) for i, text in enumerate(texts)]
+    urls: list[str] = []
+    for key, text in pairs:
+        url = text.rstrip("/")
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise r.fail(key, f"expected an http:// or https:// URL, got {mask_userinfo(url)!r}")
+        if url in urls:
+            raise r.fail(key, f"{mask_userinfo(url)} is listed twice")
+        urls.append(url)
+    return tuple(urls)
 
 
 def read_severity(r: Reader, path: str, raw: Raw | None) -> str | None:
