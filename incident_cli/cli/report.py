@@ -277,6 +277,15 @@ def _print_health(h: Any) -> None:
                 "" if s.alerts is None else str(s.alerts),
                 safe_markup((s.last_error or "")[:200]),
             )
+            for r in s.replicas:
+                table.add_row(
+                    f"  replica {safe_markup(r.url)}",
+                    {True: "yes", False: "[red]no[/]", None: "not checked"}[r.reachable],
+                    str(r.consecutive_failures),
+                    ago(r.last_ok_at),
+                    "",
+                    safe_markup((r.last_error or "")[:200]),
+                )
         out.print()
         out.print(table)
     sev = ", ".join(f"{n} {s}" for s, n in sorted(h.open_by_severity.items()))

@@ -7,7 +7,8 @@ import hashlib
 import json
 import json.scanner
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -348,3 +349,33 @@ def fetch_alerts(
             )
         alerts = [a for a in alerts if a.name != sentinel]
     return alerts
+
+
+# Which of two replicas' views of one alert wins: an alert active on any replica is active.
+_STATE_RANK = {"firing": 3, "suppressed": 2, "pending": 1, "inactive": 0}
+
+
+def merge_replicas(answers: Sequence[list[Alert]]) -> list[Alert]:
+    """The alerts of one source's replicas as one answer, each alert once (by fingerprint:
+    Alertmanager's own, or the label set's for Prometheus).
+
+    An alert takes the most active state any replica reports (firing, then suppressed, then
+    pending) with that replica's annotations and value, and the earliest start any replica
+    gives. The alerts keep the order in which they are first seen."""
+    if len(answers) == 1:
+        return answers[0]
+    merged: dict[str, Alert] = {}
+    for alerts in answers:
+        for alert in alerts:
+            seen = merged.get(alert.fingerprint)
+            if seen is None:
+                merged[alert.fingerprint] = alert
+                continue
+            best = alert if _STATE_RANK[alert.state] > _STATE_RANK[seen.state] else seen
+            starts = [t for t in (seen.starts_at, alert.starts_at) if t is not None]
+            merged[alert.fingerprint] = replace(
+                best,
+                starts_at=min(starts) if starts else None,
+                generator_url=best.generator_url or seen.generator_url or alert.generator_url,
+            )
+    return list(merged.values())

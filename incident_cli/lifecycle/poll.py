@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -39,6 +39,11 @@ class PollResult:
     # failing: what a tick prints about its sources (cron mails every line).
     new_failures: list[str] = field(default_factory=list)
     recovered_sources: list[str] = field(default_factory=list)
+    # For a source with replicas, while it is up: each failed replica's error by source and
+    # URL, and the (source, URL) pairs whose failure is new and that answer again.
+    failed_replicas: dict[str, dict[str, str]] = field(default_factory=dict)
+    new_replica_failures: list[tuple[str, str]] = field(default_factory=list)
+    recovered_replicas: list[tuple[str, str]] = field(default_factory=list)
 
 
 class _OpenRow(NamedTuple):
@@ -58,13 +63,19 @@ def apply_poll(
     fetched: Mapping[str, list[Alert]],
     failed: Mapping[str, str],
     now: float,
+    *,
+    partial: Collection[str] = (),
 ) -> PollResult:
     """Apply one poll's results in one write transaction.
 
     `fetched` has the alerts of each source read successfully; `failed` the error of each
     source that was not. Incidents whose alerts come from a failed source are left untouched.
+    `partial` names the sources read with a replica down: what they report opens and updates
+    incidents, but what they do not report may be on the replica that is down, so none of
+    their incidents is cleared or resolved.
     """
     poll = _Poll(db, config, fetched, failed, now)
+    poll.unread.update(partial)
     result = poll.result
     with write_tx(db):
         poll.read_state()
@@ -97,6 +108,8 @@ class _Poll:
     ) -> None:
         self.db, self.config, self.fetched, self.failed, self.now = db, config, fetched, failed, now
         self.result = PollResult(failed_sources=dict(failed))
+        # The sources whose silence says nothing: failed, or read with a replica down.
+        self.unread: set[str] = set(failed)
         self.open_by_key: dict[str, _OpenRow] = {}
         self.alert_rows: dict[int, dict[tuple[str, str], str]] = {}
         # Row ids of the stored alerts, so the alerts seen again are touched by id in one
@@ -319,8 +332,8 @@ class _Poll:
             known = self.alert_rows.get(open_row.id, {})
             if not known:
                 continue  # anomaly and source_unreachable incidents are not the sources' to clear
-            if any(source in self.failed for source, _ in known):
-                continue  # never resolve on a source we could not read
+            if any(source in self.unread for source, _ in known):
+                continue  # never resolve on a source we could not read (or not all of it)
             gone = [sf for sf, state in known.items() if state != "cleared"]
             if gone:
                 clear_alerts(db, open_row.id, gone, now)

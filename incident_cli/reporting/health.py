@@ -39,6 +39,23 @@ class CommandHealth:
 
 
 @dataclass(frozen=True)
+class ReplicaHealth:
+    """One replica of a source with `urls:` (its URL with user:password@ masked)."""
+
+    url: str
+    last_checked_at: float | None
+    last_ok_at: float | None
+    consecutive_failures: int
+    last_error: str | None
+
+    @property
+    def reachable(self) -> bool | None:
+        if self.last_checked_at is None:
+            return None
+        return self.consecutive_failures == 0
+
+
+@dataclass(frozen=True)
 class SourceHealth:
     name: str
     configured: bool
@@ -48,6 +65,8 @@ class SourceHealth:
     last_error: str | None
     alerts: int | None
     problem: str | None
+    # Its replicas, for a source with `urls:`: one down is shown, but it is not a problem.
+    replicas: Sequence[ReplicaHealth] = ()
 
     @property
     def reachable(self) -> bool | None:
@@ -91,6 +110,22 @@ def expected_commands(
     if newest_stage is not None and newest_stage > (last_runs["run"] or 0.0):
         return stages
     return {"run"}
+
+
+def _replicas(db: Database) -> dict[str, list[ReplicaHealth]]:
+    """The replicas of each source with `urls:`, by source."""
+    out: dict[str, list[ReplicaHealth]] = {}
+    for r in status.source_replicas(db):
+        out.setdefault(r["source"], []).append(
+            ReplicaHealth(
+                url=r["url"],
+                last_checked_at=r["last_checked_at"],
+                last_ok_at=r["last_ok_at"],
+                consecutive_failures=int(r["consecutive_failures"] or 0),
+                last_error=r["last_error"],
+            )
+        )
+    return out
 
 
 def check_health(
@@ -155,6 +190,7 @@ def check_health(
 
     sources = []
     source_rows = {r["name"]: r for r in status.source_statuses(db)}
+    replica_rows = _replicas(db)
     for name in sorted(set(source_rows) | set(configured_sources)):
         srow: Mapping[str, Any] = source_rows.get(name, {})
         configured = name in configured_sources
@@ -176,6 +212,7 @@ def check_health(
                 last_error=srow.get("last_error"),
                 alerts=srow.get("alerts"),
                 problem=problem,
+                replicas=tuple(replica_rows.get(name, ())),
             )
         )
 
@@ -241,6 +278,17 @@ def health_json(h: Health) -> dict[str, Any]:
                 "last_error": s.last_error,
                 "alerts": s.alerts,
                 "healthy": s.problem is None,
+                "replicas": [
+                    {
+                        "url": r.url,
+                        "reachable": r.reachable,
+                        "consecutive_failures": r.consecutive_failures,
+                        "last_checked_at": to_rfc3339(r.last_checked_at),
+                        "last_ok_at": to_rfc3339(r.last_ok_at),
+                        "last_error": r.last_error,
+                    }
+                    for r in s.replicas
+                ],
             }
             for s in h.sources
         ],

@@ -446,3 +446,22 @@ def m010_followups(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m011_source_replicas(db: sqlite_utils.Database) -> None:
+    # Each replica of a source with `urls:`, by its URL with any user:password@ masked: what
+    # `status` shows per replica, and what a tick needs to name a replica's failure once.
+    db.executescript(
+        """
+        CREATE TABLE source_replicas (
+            source TEXT NOT NULL,
+            url TEXT NOT NULL,
+            last_checked_at REAL NOT NULL,
+            last_ok_at REAL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            PRIMARY KEY (source, url)
+        );
+        """
+    )

@@ -1,7 +1,9 @@
-"""Heartbeats (each command's last run) and source status (each source's last poll)."""
+"""Heartbeats (each command's last run) and source status (each source's, and each replica's,
+last poll)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from incident_cli.store.database import Database
@@ -89,3 +91,51 @@ def source_failed(db: Database, name: str, now: float, error: str) -> int:
 def last_ok_at(db: Database, name: str) -> float | None:
     row = db.conn.execute("SELECT last_ok_at FROM source_status WHERE name = ?", (name,)).fetchone()
     return row[0] if row else None
+
+
+def source_replicas(db: Database) -> list[dict[str, Any]]:
+    """Each replica's last read, failures in a row and last error, by source then URL."""
+    return list(db.query("SELECT * FROM source_replicas ORDER BY source, url"))
+
+
+def record_replicas(
+    db: Database, source: str, replicas: Mapping[str, str | None], now: float
+) -> tuple[list[str], list[str]]:
+    """Record one poll of a source's replicas (URL -> error, None when it answered), in the
+    caller's write transaction; forget replicas no longer configured. Returns (the replicas
+    whose failure is the first in a row, the replicas that answer again after failing)."""
+    before = {
+        url: failures
+        for url, failures in db.conn.execute(
+            "SELECT url, consecutive_failures FROM source_replicas WHERE source = ?", (source,)
+        )
+    }
+    new_failures: list[str] = []
+    recovered: list[str] = []
+    for url, error in replicas.items():
+        if error is None:
+            if before.get(url):
+                recovered.append(url)
+            db.conn.execute(
+                "INSERT INTO source_replicas (source, url, last_checked_at, last_ok_at,"
+                " consecutive_failures, last_error) VALUES (?, ?, ?, ?, 0, NULL)"
+                " ON CONFLICT(source, url) DO UPDATE SET"
+                " last_checked_at = excluded.last_checked_at, last_ok_at = excluded.last_ok_at,"
+                " consecutive_failures = 0, last_error = NULL",
+                (source, url, now, now),
+            )
+        else:
+            if not before.get(url):
+                new_failures.append(url)
+            db.conn.execute(
+                "INSERT INTO source_replicas (source, url, last_checked_at,"
+                " consecutive_failures, last_error) VALUES (?, ?, ?, 1, ?)"
+                " ON CONFLICT(source, url) DO UPDATE SET"
+                " last_checked_at = excluded.last_checked_at,"
+                " consecutive_failures = source_replicas.consecutive_failures + 1,"
+                " last_error = excluded.last_error",
+                (source, url, now, error[:500]),
+            )
+    for url in set(before) - set(replicas):
+        db.conn.execute("DELETE FROM source_replicas WHERE source = ? AND url = ?", (source, url))
+    return new_failures, recovered
