@@ -179,13 +179,17 @@ def check_state(db_path: str) -> Iterator[Check]:
 
 
 def check_sources(config: Config) -> Iterator[Check]:
+    from dataclasses import replace
+
     from incident_cli.errors import SourceError
     from incident_cli.intake.sources import fetch_alerts
     from incident_cli.redact import mask_userinfo, redact
 
     if not config.sources:
         yield Check("source", SKIPPED, "no sources configured")
-    for source in config.sources.values():
+    # Each replica of a source with `urls:` is checked on its own: set up, each should answer.
+    replicas = [replace(s, url=url, urls=()) for s in config.sources.values() for url in s.replicas]
+    for source in replicas:
         where = f"{source.name} ({source.type}) at {mask_userinfo(source.url)}"
         try:
             alerts = fetch_alerts(source)

@@ -316,3 +316,21 @@ def test_a_prometheus_pair_is_merged_and_one_failing_is_not_a_source_failure(
         assert both.code == 75
         assert f"{a}: HTTP 503" in both.stderr and f"{b}: more than 2 alerts" in both.stderr
         assert open_names(tmp_path, config) == {"x": "open", "y": "open"}
+
+
+def test_incident_test_checks_each_replica(tmp_path: Path) -> None:
+    body = prometheus_body([prom_alert("x", "firing", "2026-01-01T00:00:00Z")])
+    with serve_get(lambda _headers: (200, body)) as up:
+        config = tmp_path / "incident.yaml"
+        config.write_text(
+            "sources:\n"
+            f"  prom: {{type: prometheus, urls: ['{up}', 'http://u:hunter22@127.0.0.1:9'],"
+            " timeout: 2s}\n"
+        )
+        result = run_cli(["-c", str(config), "test", "--json"], cwd=tmp_path)
+    assert "hunter22" not in result.stdout + result.stderr
+    checks = [c for c in result.json()["checks"] if c["check"] == "source"]
+    assert [(c["status"], c["detail"]) for c in checks] == [
+        ("ok", f"prom (prometheus) at {up} answers: 1 alerts, 1 firing"),
+        ("failed", "prom (prometheus) at http://***@127.0.0.1:9: connection refused"),
+    ]
