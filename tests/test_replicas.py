@@ -334,3 +334,26 @@ def test_incident_test_checks_each_replica(tmp_path: Path) -> None:
         ("ok", f"prom (prometheus) at {up} answers: 1 alerts, 1 firing"),
         ("failed", "prom (prometheus) at http://***@127.0.0.1:9: connection refused"),
     ]
+
+
+def test_replicas_read_side_by_side_count_once_against_the_max_runtime(tmp_path: Path) -> None:
+    from incident_cli.intake.poll import read_sources
+    from incident_cli.runtime import TickRuntime
+
+    body = prometheus_body([prom_alert("x", "firing", "2026-01-01T00:00:00Z")])
+
+    def slow(_headers: Mapping[str, str]) -> tuple[int, bytes]:
+        time.sleep(0.4)
+        return 200, body
+
+    with serve_get(slow) as a, serve_get(slow) as b:
+        config = load_config(write(tmp_path, f"{{type: prometheus, urls: ['{a}', '{b}']}}"))
+        runtime = TickRuntime(30.0)
+        started = time.monotonic()
+        intake = read_sources(config, runtime)
+        took = time.monotonic() - started
+    assert [alert.labels["name"] for alert in intake.fetched["am"]] == ["x"]
+    assert intake.replicas["am"] == {a: None, b: None}
+    # Read in parallel, and accounted as the slowest replica, not the sum of both.
+    assert took < 0.75
+    assert 0.4 <= runtime.spent["source am"] <= took

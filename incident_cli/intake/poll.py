@@ -51,6 +51,8 @@ def read_sources(config: Config, runtime: TickRuntime | None = None) -> Intake:
     if not reads:
         return intake
 
+    took: dict[str, float] = {}  # by source, its slowest replica's: they are read side by side
+
     def one(read: tuple[str, str]) -> tuple[list[Alert] | None, str | None]:
         name, url = read
         source = config.sources[name]
@@ -67,14 +69,16 @@ def read_sources(config: Config, runtime: TickRuntime | None = None) -> Intake:
         except Exception as exc:  # one source's surprise must not lose the others' results
             return None, f"source {name}: {exc.__class__.__name__}: {exc}"[:300]
         finally:
-            if runtime is not None:
-                runtime.spend(f"source {name}", time.monotonic() - started)
+            took[name] = max(took.get(name, 0.0), time.monotonic() - started)
 
     if len(reads) == 1:
         results = [one(reads[0])]
     else:
         with ThreadPoolExecutor(max_workers=min(8, len(reads))) as pool:
             results = list(pool.map(one, reads))
+    if runtime is not None:
+        for name, seconds in took.items():
+            runtime.spend(f"source {name}", seconds)
     secrets = config.secrets()
     answers: dict[str, list[list[Alert]]] = {}
     errors: dict[str, list[tuple[str, str]]] = {}
