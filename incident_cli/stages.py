@@ -1,4 +1,4 @@
-"""One whole tick: poll, detect-anomalies, recover, notify — in order, each isolated from the
+"""One whole tick: poll, detect-anomalies, sync, recover, notify — in order, each isolated from the
 others' failures (a down source must not stop notifications from going out).
 
 Notifications already due are also delivered before `recover`: a recovery command may run for
@@ -16,7 +16,8 @@ from incident_cli.errors import ExitStatus, IncidentError
 from incident_cli.runtime import TickRuntime
 from incident_cli.store.database import STORE_ERRORS, Database, rollback_open
 
-STAGES = ("poll", "detect-anomalies", "notify", "recover", "notify")
+# sync before recover: an ack made in PagerDuty stops an escalation due this tick.
+STAGES = ("poll", "detect-anomalies", "sync", "notify", "recover", "notify")
 POLL_SHARE = 0.6  # of --max-runtime at most for the source reads: notify always gets its turn
 
 
@@ -118,6 +119,33 @@ def _detect(
     return stage
 
 
+def _sync(
+    db: Database,
+    config: Config,
+    clock: Callable[[], float],
+    dry_run: bool,
+    runtime: TickRuntime | None,
+) -> StageResult:
+    from incident_cli.intake.sync import sync_once, syncing_channels
+
+    if not syncing_channels(config):
+        return StageResult("sync", summary="no channel reads acks back")
+    if dry_run:
+        return StageResult("sync", summary="not read (dry run)")
+    result = sync_once(db, config, clock(), runtime=runtime)
+    stage = StageResult(
+        "sync",
+        summary=f"checked {result.checked}, acknowledged {len(result.acknowledged)},"
+        f" resolved {len(result.resolved)}",
+        errors=list(result.errors),
+        notes=list(result.notes),
+        data=result.to_json(),
+    )
+    if result.errors:
+        stage.code = int(ExitStatus.TEMPFAIL)
+    return stage
+
+
 def _recover(
     db: Database,
     config: Config,
@@ -182,6 +210,7 @@ _Runner = Callable[[Database, Config, Callable[[], float], bool, TickRuntime | N
 _RUNNERS: dict[str, _Runner] = {
     "poll": _poll,
     "detect-anomalies": _detect,
+    "sync": _sync,
     "recover": _recover,
     "notify": _notify,
 }

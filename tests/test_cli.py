@@ -319,9 +319,9 @@ def test_help_lists_the_tick_stages_in_tick_order_then_the_rest_by_use() -> None
     assert result.exit_code == 0
     section = result.stdout.split("Commands:", 1)[1]
     listed = [line.split()[0] for line in section.splitlines() if line.startswith("  ")]
-    assert listed[:5] == ["poll", "detect-anomalies", "recover", "notify", "run"]
+    assert listed[:6] == ["poll", "detect-anomalies", "sync", "recover", "notify", "run"]
     by_use = ["list", "show", "ack", "resolve", "report", "status", "metrics", "test"]
-    assert listed[5 : 5 + len(by_use)] == by_use
+    assert listed[6 : 6 + len(by_use)] == by_use
     assert [name for name in listed if name in ("config", "journey", "archive", "cron")] == [
         "config",
         "journey",

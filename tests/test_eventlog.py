@@ -55,6 +55,7 @@ def test_every_event_and_each_tick_summary_is_one_json_line(tmp_path: Path) -> N
     assert [s["stage"] for s in ticks[1]["stages"]] == [
         "poll",
         "detect-anomalies",
+        "sync",
         "notify",
         "recover",
         "notify",

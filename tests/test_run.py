@@ -62,16 +62,18 @@ def test_a_tick_opens_incidents_and_delivers_their_notifications(
     assert [s["stage"] for s in stages] == [
         "poll",
         "detect-anomalies",
+        "sync",
         "notify",
         "recover",
         "notify",
     ]
     assert len(stages[0]["result"]["opened"]) == 2
-    assert stages[2]["result"]["sent"] == 2 and stages[4]["result"]["sent"] == 0
+    assert stages[3]["result"]["sent"] == 2 and stages[5]["result"]["sent"] == 0
     assert len([c for c in responses.calls if c.request.url == SLACK]) == 2
     assert heartbeats(tmp_path) == {
         "poll": 0,
         "detect-anomalies": 0,
+        "sync": 0,
         "recover": 0,
         "notify": 0,
         "run": 0,

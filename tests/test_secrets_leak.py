@@ -113,7 +113,8 @@ def _channel_spec(kind: str, base: str) -> str:
         "slack": f'{{type: slack, webhook_url: "{base}/services/T0/B0/{MARK}-slack-token",'
         " timeout: 300ms}",
         "pagerduty": f"{{type: pagerduty, routing_key: {MARK}-pd-routing-key,"
-        f" url: '{base}/v2/enqueue', timeout: 300ms}}",
+        f" url: '{base}/v2/enqueue', api_token: {MARK}-pd-api-token, sync: true,"
+        f" api_url: '{base}', timeout: 300ms}}",
         "statuspage": f"{{type: statuspage, page_id: page1, api_key: {MARK}-sp-api-key,"
         f" api_url: '{base}/v1', components: {{backend: c1}}, timeout: 300ms}}",
         "email": f"{{type: email, host: {host}, port: {port}, username: ops,"
@@ -143,6 +144,7 @@ def test_no_secret_leaks_when_the_endpoint_fails(
             run("-v", "notify", "--dry-run"),
             run("-v", "notify"),
             run("notify", "--json", "--dry-run"),
+            run("-v", "sync"),
             run("list"),
             run("show", "1"),
             run("show", "1", "--json"),

@@ -26,6 +26,7 @@ from incident_cli.store.database import STORE_ERRORS, is_busy
 COMMAND_ORDER = (
     "poll",
     "detect-anomalies",
+    "sync",
     "recover",
     "notify",
     "run",

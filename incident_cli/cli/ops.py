@@ -21,7 +21,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Each stage's result as plain JSON."),
     max_runtime: str | None = max_runtime_option(),
 ) -> None:
-    """One whole tick: poll, detect-anomalies, recover, notify (what cron runs every minute).
+    """One whole tick: poll, detect-anomalies, sync, recover, notify (what cron runs every minute).
 
     A stage that fails does not stop the later ones; the exit code is the worst of them.
     """

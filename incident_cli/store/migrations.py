@@ -465,3 +465,18 @@ def m011_source_replicas(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m012_sync_status(db: sqlite_utils.Database) -> None:
+    # `incident sync`: per channel, when it may next ask the remote API (a 429's Retry-After)
+    # and its last error.
+    db.executescript(
+        """
+        CREATE TABLE sync_status (
+            channel TEXT PRIMARY KEY,
+            not_before REAL,
+            last_error TEXT
+        );
+        """
+    )

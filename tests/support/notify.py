@@ -191,7 +191,7 @@ def receiver(script: Any = None) -> Iterator[Receiver]:
             except OSError:
                 pass  # the client went away (killed or timed out)
 
-        do_POST = do_PATCH = do_PUT = _handle
+        do_GET = do_POST = do_PATCH = do_PUT = _handle
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

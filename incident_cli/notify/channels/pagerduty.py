@@ -1,4 +1,5 @@
-"""PagerDuty Events API v2: trigger, acknowledge and resolve under one dedup_key per incident."""
+"""PagerDuty: the Events API v2 (trigger, acknowledge and resolve under one dedup_key per
+incident) and the REST API v2 to read acks and resolves back (`incident sync`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from incident_cli.notify.channels.base import Channel, Message, Outgoing, clip, facts_of, one_line
-from incident_cli.notify.channels.options import EnvDefaults, Options, host_of, text, url
+from incident_cli.notify.channels.options import EnvDefaults, Options, flag, host_of, text, url
+from incident_cli.notify.channels.options import url as url_option
 
 SEVERITIES = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
 ACTIONS = {
@@ -31,11 +33,17 @@ def dedup_key(message: Message) -> str:
     if message.event == "storm" or not incident:
         # A storm's summary and its resolution share the storm's id.
         return f"incident-cli/storm/{message.facts.get('storm_id') or message.id}"
-    digest = hashlib.sha256(str(incident.get("key", "")).encode("utf-8", "replace")).hexdigest()
-    return f"incident-cli/{incident.get('id')}/{digest[:16]}"
+    return incident_dedup_key(incident.get("id"), str(incident.get("key", "")))
+
+
+def incident_dedup_key(incident_id: Any, key: str) -> str:
+    """The dedup_key of one incident's events (what the REST API calls its incident_key)."""
+    digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+    return f"incident-cli/{incident_id}/{digest[:16]}"
 
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+REST_URL = "https://api.pagerduty.com"
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,15 @@ class PagerDutyOptions(Options):
     routing_key: str | None = text(secret=True, required=True)
     url: str | None = url(fallback=EVENTS_URL)
     source: str | None = text()
+    # Reading acks and resolves back (`incident sync`): a read-only REST API token.
+    api_token: str | None = text(secret=True)
+    sync: bool = flag()
+    api_url: str | None = url_option(fallback=REST_URL)
+
+    def problem(self) -> tuple[str | None, str] | None:
+        if self.sync and not self.api_token:
+            return "api_token", "sync: true needs a REST API token (api_token or api_token_file)"
+        return None
 
     def endpoint(self) -> str:
         return host_of(self.url)
@@ -113,3 +130,68 @@ class PagerDutyChannel(Channel[PagerDutyOptions]):
         if links:
             out["links"] = links
         return out
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    """What PagerDuty says of the incident behind one dedup_key: its status, and who acked."""
+
+    status: str  # triggered | acknowledged | resolved
+    by: str | None = None
+
+
+def read_state(options: PagerDutyOptions, key: str, timeout: float) -> RemoteState | None:
+    """The newest PagerDuty incident whose incident_key is `key` (REST API v2, list incidents),
+    or None when there is none. Raises TransportError, with its retry_after on a 429."""
+    from incident_cli.http import HTTPFailure, exchange
+    from incident_cli.notify.channels.base import TransportError
+
+    base = str(options.api_url).rstrip("/")
+    try:
+        reply = exchange(
+            "GET",
+            f"{base}/incidents",
+            timeout=timeout,
+            params={"incident_key": key, "sort_by": "created_at:desc", "limit": "1"},
+            headers={
+                "Authorization": f"Token token={options.api_token}",
+                "Accept": "application/vnd.pagerduty+json;version=2",
+            },
+        )
+    except HTTPFailure as exc:
+        raise TransportError(exc.reason) from None
+    if reply.status == 429:
+        raise TransportError("rate limited (HTTP 429)", retry_after=reply.retry_after or 60.0)
+    if not reply.ok:
+        raise TransportError(f"HTTP {reply.status}")
+    body = reply.json()
+    found = body.get("incidents") if isinstance(body, dict) else None
+    if not isinstance(found, list):
+        raise TransportError("the answer is not a list of incidents")
+    if not found or not isinstance(found[0], dict):
+        return None
+    status = found[0].get("status")
+    if status not in ("triggered", "acknowledged", "resolved"):
+        raise TransportError("the answer has no incident status")
+    return RemoteState(str(status), _who(found[0], str(status)))
+
+
+def _who(incident: dict[str, Any], status: str) -> str | None:
+    """Who acknowledged (the newest acknowledgement's acknowledger, else an assignee) or
+    resolved (whoever last changed its status)."""
+    places = [("last_status_change_by", "")]
+    if status == "acknowledged":
+        places = [("acknowledgements", "acknowledger"), ("assignments", "assignee"), *places]
+    for field, inner in places:
+        found = incident.get(field)
+        entries = found if isinstance(found, list) else [{"": found}]
+        for entry in reversed(entries):
+            person = entry.get(inner) if isinstance(entry, dict) else None
+            if isinstance(person, dict):
+                name = person.get("summary") or person.get("name") or person.get("id")
+                if name and isinstance(name, str | int):
+                    return one_line(str(name))[:200] or None
+    return None
