@@ -297,3 +297,17 @@ def test_incident_sync_as_cron_runs_it(tmp_path: Path) -> None:
     assert down.stderr == "incident: sync: channel pd: cannot read PagerDuty incidents: HTTP 503\n"
     everything = "".join(r.stdout + r.stderr for r in (done, down, shown, config))
     assert "s3cr3t" not in everything + dump_db(setup.db_path)
+
+
+def test_the_token_can_come_from_pagerduty_api_token(tmp_path: Path) -> None:
+    with pagerduty(tmp_path) as (setup, fake):
+        text = setup.config_path.read_text().replace(f"api_token: '{TOKEN}', ", "")
+        setup.config_path.write_text(text)
+        argv = ["-c", str(setup.config_path), "--db", str(setup.db_path)]
+        done = run_cli([*argv, "sync"], cwd=tmp_path, env={"PAGERDUTY_API_TOKEN": TOKEN})
+        shown = run_cli([*argv, "config", "show"], cwd=tmp_path, env={"PAGERDUTY_API_TOKEN": TOKEN})
+        unset = run_cli([*argv, "sync"], cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    assert fake.reads[0].headers["Authorization"] == f"Token token={TOKEN}"
+    assert "s3cr3t" not in shown.stdout + shown.stderr and "api_token" in shown.stdout
+    assert unset.code == 78 and "PAGERDUTY_API_TOKEN" in unset.stderr

@@ -90,4 +90,6 @@ def _read_option(r: Reader, path: str, section: dict[str, Raw], spec: FieldSpec)
             mapping = r.free_mapping(sub, raw)
             return {k: r.text(f"{sub}.{k}", v) for k, v in mapping.items()}
     value = r.secret(path, section, spec.key) if spec.secret else r.opt_text(sub, raw)
+    if not value and spec.env and f"{spec.key}_file" not in section:
+        value = r.env.get(spec.env) or None
     return value or spec.fallback if spec.fallback is not None else value

@@ -126,6 +126,9 @@ def variables() -> tuple[EnvVariable, ...]:
         defaults = options_class(kind).ENV
         for name in defaults.variables() if defaults is not None else ():
             found.append(EnvVariable(name, "channel", kind))
+        for spec in options_class(kind).specs():
+            if spec.env:
+                found.append(EnvVariable(spec.env, "channel", f"{kind}.{spec.key}"))
     found.extend(EnvVariable(o.variable, "behaviour", o.key) for o in ENV_OVERRIDES)
     return tuple(found)
 

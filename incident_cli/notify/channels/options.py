@@ -38,6 +38,7 @@ class FieldSpec:
     secret: bool
     required: bool
     fallback: Any  # used when the key is absent or empty
+    env: str | None = None  # a secret read from this environment variable when absent
 
 
 def _field(
@@ -48,8 +49,16 @@ def _field(
     required: bool = False,
     fallback: Any = None,
     default: Any = None,
+    env: str | None = None,
 ) -> Any:
-    meta = {"kind": kind, "key": key, "secret": secret, "required": required, "fallback": fallback}
+    meta = {
+        "kind": kind,
+        "key": key,
+        "secret": secret,
+        "required": required,
+        "fallback": fallback,
+        "env": env,
+    }
     if isinstance(default, dict):
         return dataclasses.field(default_factory=dict, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -61,9 +70,11 @@ def text(
     required: bool = False,
     secret: bool = False,
     fallback: str | None = None,
+    env: str | None = None,
 ) -> Any:
-    """A text option (None when unset); `key` when the YAML key is not the attribute name."""
-    return _field("text", key=key, secret=secret, required=required, fallback=fallback)
+    """A text option (None when unset); `key` when the YAML key is not the attribute name;
+    `env`: the environment variable a secret is read from when neither key nor file is given."""
+    return _field("text", key=key, secret=secret, required=required, fallback=fallback, env=env)
 
 
 def url(*, secret: bool = False, required: bool = False, fallback: str | None = None) -> Any:
@@ -109,6 +120,7 @@ class Options:
                 secret=f.metadata["secret"],
                 required=f.metadata["required"],
                 fallback=f.metadata["fallback"],
+                env=f.metadata.get("env"),
             )
             for f in dataclasses.fields(cls)
         )

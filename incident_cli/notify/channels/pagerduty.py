@@ -57,13 +57,16 @@ class PagerDutyOptions(Options):
     url: str | None = url(fallback=EVENTS_URL)
     source: str | None = text()
     # Reading acks and resolves back (`incident sync`): a read-only REST API token.
-    api_token: str | None = text(secret=True)
+    api_token: str | None = text(secret=True, env="PAGERDUTY_API_TOKEN")
     sync: bool = flag()
     api_url: str | None = url_option(fallback=REST_URL)
 
     def problem(self) -> tuple[str | None, str] | None:
         if self.sync and not self.api_token:
-            return "api_token", "sync: true needs a REST API token (api_token or api_token_file)"
+            return "api_token", (
+                "sync: true needs a REST API token"
+                " (api_token, api_token_file or PAGERDUTY_API_TOKEN)"
+            )
         return None
 
     def endpoint(self) -> str:
