@@ -37,7 +37,8 @@ from tests.support.notify import (
 )
 
 MARK = "s3cr3t"  # every secret below contains it; no output may
-CHANNELS = tuple(KINDS)  # the leak matrix covers every kind: a new one needs a _channel_spec
+# The leak matrix covers every kind (a new one needs a _channel_spec), and Slack's Web API mode.
+CHANNELS = (*KINDS, "slack-web-api")
 FAILURES = ("refused", "permanent", "temporary", "timeout")
 
 
@@ -112,6 +113,8 @@ def _channel_spec(kind: str, base: str) -> str:
     return {
         "slack": f'{{type: slack, webhook_url: "{base}/services/T0/B0/{MARK}-slack-token",'
         " timeout: 300ms}",
+        "slack-web-api": f"{{type: slack, bot_token: xoxb-{MARK}-bot, channel: '#oncall',"
+        f" api_url: '{base}/api', timeout: 300ms}}",
         "pagerduty": f"{{type: pagerduty, routing_key: {MARK}-pd-routing-key,"
         f" url: '{base}/v2/enqueue', api_token: {MARK}-pd-api-token, sync: true,"
         f" api_url: '{base}', timeout: 300ms}}",

@@ -56,7 +56,7 @@ def read_channels(r: Reader, raw: Raw | None) -> dict[str, ChannelConfig]:
         if problem is not None:
             key, text = problem
             raise r.fail(f"{path}.{key}" if key else path, text)
-        missing = [k for k in cls.required_keys() if not options.value(k)]
+        missing = options.missing()
         for spec in specs:
             value = getattr(options, spec.name)
             if spec.kind == "url" and value and not re.match(r"^https?://[^\s/]+", str(value)):

@@ -140,6 +140,10 @@ class Options:
         spec = next(s for s in self.specs() if s.key == key)
         return getattr(self, spec.name)
 
+    def missing(self) -> list[str]:
+        """The required keys left empty: any one disables the channel."""
+        return [k for k in self.required_keys() if not self.value(k)]
+
     def completed(self) -> Options:
         """With the defaults that depend on other options filled in."""
         return self
