@@ -4,18 +4,14 @@ thread, `ok: false` and `ratelimited` answers are handled as Slack documents the
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from incident_cli.notify.channels.base import ACKNOWLEDGED_COLOUR, RESOLVED_COLOUR
 from tests.support.notify import (
     T0,
     FakeClock,
-    Received,
-    Reply,
     Setup,
     ack,
     alert,
@@ -27,42 +23,9 @@ from tests.support.notify import (
     resolve,
     rows,
 )
+from tests.support.slack import FakeSlack, answer
 
 BOT = "xoxb-1-s3cr3t-bot-token"
-
-
-def answer(body: dict[str, Any], status: int = 200, **headers: str) -> Reply:
-    return status, {"Content-Type": "application/json", **headers}, json.dumps(body).encode()
-
-
-class FakeSlack:
-    """chat.postMessage and chat.update as the Web API answers them; `override` may answer
-    a call instead (by method name)."""
-
-    def __init__(self) -> None:
-        self.calls: list[Received] = []
-        self.deleted = False
-        self.override: Callable[[str, Received], Reply | None] = lambda method, request: None
-
-    def __call__(self, request: Received) -> Reply:
-        self.calls.append(request)
-        method = request.path.rsplit("/", 1)[-1]
-        special = self.override(method, request)
-        if special is not None:
-            return special
-        if method == "chat.postMessage":
-            ts = f"1700000000.{len(self.calls):06d}"
-            return answer({"ok": True, "channel": "C0ONCALL", "ts": ts, "message": {"ts": ts}})
-        if method == "chat.update":
-            if self.deleted:
-                return answer({"ok": False, "error": "message_not_found"})
-            return answer(
-                {"ok": True, "channel": request.body["channel"], "ts": request.body["ts"]}
-            )
-        return answer({"ok": False, "error": "unknown_method"})
-
-    def methods(self) -> list[str]:
-        return [c.path.rsplit("/", 1)[-1] for c in self.calls]
 
 
 @contextmanager

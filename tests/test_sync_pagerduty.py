@@ -12,7 +12,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from incident_cli.intake.sync import SyncResult, sync_once
 from incident_cli.lifecycle.poll import apply_poll
 from incident_cli.notify.channels.pagerduty import incident_dedup_key
 from tests.support.binaries import run_cli
@@ -31,6 +30,10 @@ from tests.support.notify import (
     receiver,
     resolve,
     rows,
+    sync,
+)
+from tests.support.notify import (
+    incident_row as incident,
 )
 
 TOKEN = "u+s3cr3tRestToken"
@@ -84,18 +87,6 @@ def pagerduty(tmp_path: Path, extra: str = "") -> Iterator[tuple[Setup, FakePage
         fire(setup, [FIRING])
         assert deliver(setup).count("sent") == 1  # PagerDuty was paged: now there is a key
         yield setup, fake
-
-
-def sync(setup: Setup, now: float = T0 + 60) -> SyncResult:
-    db = setup.db()
-    try:
-        return sync_once(db, setup.config, now)
-    finally:
-        db.close()
-
-
-def incident(setup: Setup) -> dict[str, Any]:
-    return rows(setup, "SELECT * FROM incidents WHERE id = 1")[0]
 
 
 def timeline(setup: Setup) -> list[tuple[str, str, str | None]]:

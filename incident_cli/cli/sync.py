@@ -1,4 +1,4 @@
-"""The `incident sync` command: read acks and resolves back from PagerDuty."""
+"""The `incident sync` command: read acks and resolves back from PagerDuty and Slack."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="Plain JSON on stdout."),
     max_runtime: str | None = max_runtime_option(),
 ) -> None:
-    """Read the status of our incidents in PagerDuty (channels with `sync: true`): acknowledged
-    there is acknowledged here, resolved there is resolved here by hand.
+    """Read acks and resolves back: PagerDuty incidents (channels with `sync: true`) and Slack
+    reactions (channels with `bot_token` and `allowed_users`).
 
-    Only reads those APIs. Exit 75 when one cannot be read (down, garbage, rate limited).
+    Acknowledged there (or :eyes:) is acknowledged here; resolved there (or
+    :white_check_mark:) is resolved here by hand. Only reads those APIs. Exit 75 when one
+    cannot be read (down, garbage, rate limited).
     """
     from incident_cli.intake.sync import sync_once
     from incident_cli.redact import redact

@@ -80,3 +80,14 @@ def resolve_by_hand(
         )
         outbox.settle_storms(db, config, now)
         return resolved
+
+
+def note_once(db: Database, incident_id: int, text: str, actor: str, now: float) -> bool:
+    """A timeline note, unless the incident's timeline already has it. True when written."""
+    from incident_cli.store.sync import has_event
+
+    with write_tx(db):
+        if has_event(db, incident_id, "note", text):
+            return False
+        add_event(db, incident_id, now, "note", text, actor=actor)
+        return True

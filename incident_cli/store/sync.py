@@ -35,3 +35,27 @@ def record(db: Database, channel: str, not_before_at: float | None, error: str |
         " last_error = excluded.last_error",
         (channel, not_before_at, error),
     )
+
+
+def unresolved_with_ref(db: Database, channel: str) -> list[tuple[Incident, str]]:
+    """The unresolved incidents for which `channel` kept a remote id, with it."""
+    found = []
+    for row in db.query(
+        "SELECT i.*, r.remote_id AS ref FROM incidents i JOIN channel_refs r"
+        " ON r.incident_id = i.id AND r.channel = ? WHERE i.status != 'resolved' ORDER BY i.id",
+        [channel],
+    ):
+        ref = row.pop("ref")
+        found.append((Incident.from_row(row), str(ref)))
+    return found
+
+
+def has_event(db: Database, incident_id: int, kind: str, message: str) -> bool:
+    """Whether the timeline already says this."""
+    return (
+        db.conn.execute(
+            "SELECT 1 FROM timeline WHERE incident_id = ? AND kind = ? AND message = ? LIMIT 1",
+            (incident_id, kind, message),
+        ).fetchone()
+        is not None
+    )

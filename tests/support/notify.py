@@ -287,3 +287,18 @@ def deliver(setup: Setup, clock: FakeClock | None = None, **kwargs: Any) -> Any:
         )
     finally:
         db.close()
+
+
+def sync(setup: Setup, now: float = T0 + 60) -> Any:
+    """One `sync` in-process; returns the SyncResult."""
+    from incident_cli.intake.sync import sync_once
+
+    db = setup.db()
+    try:
+        return sync_once(db, setup.config, now)
+    finally:
+        db.close()
+
+
+def incident_row(setup: Setup, incident_id: int = 1) -> dict[str, Any]:
+    return rows(setup, f"SELECT * FROM incidents WHERE id = {int(incident_id)}")[0]

@@ -21,6 +21,7 @@ from incident_cli.notify.channels.base import (
 from incident_cli.notify.channels.options import (
     EnvDefaults,
     Options,
+    addresses,
     host_of,
     text,
     url,
@@ -51,6 +52,8 @@ class SlackOptions(Options):
     username: str | None = text()
     # The Web API instead of a webhook: a bot token with chat:write, `channel` to post in.
     bot_token: str | None = text(secret=True)
+    # Whose reactions on our messages count (Slack user IDs); set: reactions are read back.
+    allowed_users: tuple[str, ...] = addresses()
     api_url: str | None = url(fallback=API_URL)
 
     def missing(self) -> list[str]:
@@ -174,7 +177,8 @@ class SlackChannel(Channel[SlackOptions]):
             )
         return f"{channel[:50]}/{ts[:50]}"
 
-    def check(self, response: Reply) -> dict[str, Any]:
+    @staticmethod
+    def check(response: Reply) -> dict[str, Any]:
         """A Web API answer: `ok: true`, or its error (`ratelimited` is retried after a while)."""
         answer = response.json()
         if not isinstance(answer, dict):
@@ -200,3 +204,44 @@ def web_error(response: Reply) -> str | None:
     if isinstance(answer, dict) and answer.get("ok") is False:
         return str(answer.get("error") or "")
     return None
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def read_reactions(
+    options: SlackOptions, remote_id: str, timeout: float
+) -> dict[str, tuple[str, ...]] | None:
+    """The reactions on one kept message (reactions.get), by name: the users who made them.
+    None when the message is gone. Raises TransportError (with retry_after when rate limited)."""
+    from incident_cli.http import HTTPFailure, exchange
+
+    channel, _, ts = remote_id.partition("/")
+    try:
+        reply = exchange(
+            "GET",
+            f"{str(options.api_url).rstrip('/')}/reactions.get",
+            timeout=timeout,
+            params={"channel": channel, "timestamp": ts, "full": "true"},
+            headers={"Authorization": f"Bearer {options.bot_token}"},
+        )
+    except HTTPFailure as exc:
+        raise TransportError(f"slack: {exc.reason}") from None
+    if reply.status == 429:
+        raise TransportError("slack: ratelimited", retry_after=reply.retry_after or 60.0)
+    if not reply.ok:
+        raise TransportError(f"slack: HTTP {reply.status}")
+    if web_error(reply) in ("message_not_found", "channel_not_found"):
+        return None
+    answer = SlackChannel.check(reply)
+    message = answer.get("message")
+    reactions = message.get("reactions", []) if isinstance(message, dict) else None
+    if not isinstance(reactions, list):
+        raise TransportError("slack: the answer has no message")
+    found: dict[str, tuple[str, ...]] = {}
+    for reaction in reactions:
+        if isinstance(reaction, dict) and isinstance(reaction.get("name"), str):
+            users = reaction.get("users")
+            names = [str(u) for u in users if isinstance(u, str)] if isinstance(users, list) else []
+            found[reaction["name"]] = tuple(names)
+    return found
