@@ -137,3 +137,14 @@ def test_bot_token_needs_a_channel_and_excludes_a_webhook(tmp_path: Path) -> Non
             assert problem in str(exc)
         else:
             raise AssertionError(spec)
+
+
+def test_a_storm_summary_is_posted_and_keeps_nothing(tmp_path: Path) -> None:
+    with slack(tmp_path) as (setup, fake):
+        setup.add_config("incidents: {storm: {max_new_per_tick: 2}}")
+        fire(setup, [alert(service=f"svc{i}") for i in range(3)])
+        report = deliver(setup)
+    assert report.count("sent") == 1 and report.count("dead") == 0
+    assert fake.methods() == ["chat.postMessage"]
+    assert fake.calls[0].body["text"] == "[STORM] 3 incidents opened at once"
+    assert refs(setup) == []
