@@ -265,9 +265,49 @@ def _deliver(
     runtime: TickRuntime | None,
 ) -> DeliveryReport:
     report = DeliveryReport()
-    delivery = _Delivery(db, config, clock)
-    deadline = monotonic() + budget
-    now = clock()
+    built, work = _plan_work(db, config, clock(), only_channel, session, report)
+    run = _SendingRun(
+        _Delivery(db, config, clock),
+        report,
+        built,
+        work,
+        clock,
+        monotonic,
+        runtime,
+        monotonic() + budget,
+    )
+    # Each channel sends on a thread of its own, one message at a time: a channel that hangs
+    # until its timeout holds up its own rows only. Claims and marks stay on this thread. With
+    # one channel to serve there is no one to hold up: it sends on this thread.
+    pool: Executor = (
+        ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="notify")
+        if len(work) > 1
+        else _SameThread()
+    )
+    with pool:
+        run.loop(pool, sleep)
+    if session is None:
+        for channel in built.values():
+            if channel.session is not None:
+                channel.session.close()
+    if run.out_of_time:
+        report.deferred += run.out_of_time
+        if runtime is not None:
+            runtime.leave(f"{run.out_of_time} notification(s)")
+    return report
+
+
+def _plan_work(
+    db: Database,
+    config: Config,
+    now: float,
+    only_channel: str | None,
+    session: requests.Session | None,
+    report: DeliveryReport,
+) -> tuple[dict[str, Channel[Options]], dict[str, deque[list[OutboxRow]]]]:
+    """The chains to send now, by channel, and each channel built once. A chain of a channel
+    missing or disabled is held (reported, kept); one whose head waits for its retry or is
+    leased by another tick waits whole."""
     built: dict[str, Channel[Options]] = {}
     work: dict[str, deque[list[OutboxRow]]] = {}
     for chain in chains(pending_rows(db, only_channel)):
@@ -293,22 +333,74 @@ def _deliver(
             # and a requests session is not for several threads at once.
             built[head.channel] = build(channel_config, session or new_session())
         work.setdefault(head.channel, deque()).append(chain)
+    return built, work
 
-    next_slot: dict[str, float] = {}
-    short_waits: dict[int, int] = {}
-    out_of_time = 0
-    busy: dict[Future[str | None], _Sending] = {}
 
-    def start_next(name: str, pool: Executor) -> bool:
+class _SendingRun:
+    """One tick's sending: which channel sends next (rate limits, short Retry-After waits),
+    claiming and starting a send, and settling what it returned."""
+
+    def __init__(
+        self,
+        delivery: _Delivery,
+        report: DeliveryReport,
+        built: dict[str, Channel[Options]],
+        work: dict[str, deque[list[OutboxRow]]],
+        clock: Callable[[], float],
+        monotonic: Callable[[], float],
+        runtime: TickRuntime | None,
+        deadline: float,
+    ) -> None:
+        self.delivery, self.report, self.built, self.work = delivery, report, built, work
+        self.clock, self.monotonic, self.runtime, self.deadline = (
+            clock,
+            monotonic,
+            runtime,
+            deadline,
+        )
+        self.next_slot: dict[str, float] = {}
+        self.short_waits: dict[int, int] = {}
+        self.out_of_time = 0
+        self.busy: dict[Future[str | None], _Sending] = {}
+
+    def loop(self, pool: Executor, sleep: Callable[[float], None]) -> None:
+        work, busy, next_slot, monotonic = self.work, self.busy, self.next_slot, self.monotonic
+        while work or busy:
+            if work and monotonic() >= self.deadline:
+                self.out_of_time += sum(len(c) for q in work.values() for c in q)
+                work.clear()
+            sending = {s.channel for s in busy.values()}
+            idle = sorted(
+                (n for n in work if n not in sending), key=lambda n: next_slot.get(n, 0.0)
+            )
+            started_one = False
+            for name in idle:
+                slot = next_slot.get(name, 0.0)
+                if slot > self.deadline:
+                    self.out_of_time += sum(len(c) for c in work.pop(name))
+                elif slot <= monotonic():
+                    started_one = self.start_next(name, pool) or started_one
+            if started_one:
+                continue
+            waiting = [next_slot.get(n, 0.0) for n in work if n not in sending]
+            pause = max(min(waiting) - monotonic(), 0.0) if waiting else None
+            if busy:
+                done, _ = wait(busy, timeout=pause, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: busy[f].chain[0].id):
+                    self.settle(busy.pop(future), future)
+            elif pause:
+                sleep(pause)
+
+    def start_next(self, name: str, pool: Executor) -> bool:
         """Claim the channel's next row and start sending it; False when none could start."""
-        nonlocal out_of_time
+        work, report, delivery = self.work, self.report, self.delivery
         while name in work:
             queue = work[name]
             chain = queue.popleft()
             if not queue:
                 del work[name]
             row = chain[0]
-            channel = built[name]
+            channel = self.built[name]
             token = token_source.token_hex(8)
             try:
                 facts = json.loads(row.message)
@@ -328,120 +420,82 @@ def _deliver(
                 )
                 _continue_chain(work, name, chain[1:])
                 continue
-            started = monotonic()
+            started = self.monotonic()
             rate = channel.rate_limit
-            next_slot[name] = started + (1.0 / rate if rate > 0 else 0.0)
+            self.next_slot[name] = started + (1.0 / rate if rate > 0 else 0.0)
             future = pool.submit(
-                _timed_send, channel, message, deadline - started, runtime, monotonic
+                _timed_send, channel, message, self.deadline - started, self.runtime, self.monotonic
             )
-            busy[future] = _Sending(name, chain, token, attempts)
+            self.busy[future] = _Sending(name, chain, token, attempts)
             return True
         return False
 
-    def settle(sending: _Sending, future: Future[str | None]) -> None:
+    def settle(self, sending: _Sending, future: Future[str | None]) -> None:
         name, chain, token, attempts = sending
-        row, channel = chain[0], built[name]
+        row = chain[0]
         try:
             remote_id = future.result()
         except Exception as exc:
-            error = delivery.describe(exc, channel)
-            permanent = isinstance(exc, TransportError) and exc.permanent
-            retry_after = exc.retry_after if isinstance(exc, TransportError) else None
-            now = clock()
-            if not permanent and now - row.created_at >= GIVE_UP_AFTER:
-                permanent = True
-                error = f"gave up after {attempts} attempts over {GIVE_UP_AFTER / 3600:g}h: {error}"
-            if permanent:
-                delivery.mark_dead(row, token, attempts, error)
-                report.outcomes.append(
-                    Outcome(
-                        row.id, row.channel, row.event, row.incident_id, "dead", attempts, error
-                    )
-                )
-                _continue_chain(work, name, chain[1:])
-                return
-            delay = retry_after if retry_after is not None else backoff(attempts)
-            delivery.mark_retry(row, token, error, now + delay)
-            short = (
-                retry_after is not None
-                and retry_after <= SHORT_RETRY_AFTER
-                and monotonic() + retry_after < deadline
-                and short_waits.get(row.id, 0) < MAX_SHORT_WAITS
-            )
-            if short and retry_after is not None:
-                # Wait for it within this tick: the whole channel pauses, then this row goes
-                # first. (The margin covers the two clocks' rounding.)
-                short_waits[row.id] = short_waits.get(row.id, 0) + 1
-                next_slot[name] = max(next_slot[name], monotonic() + retry_after + 0.05)
-                work.setdefault(name, deque()).appendleft(chain)
-                return
-            report.outcomes.append(
-                Outcome(
-                    row.id,
-                    row.channel,
-                    row.event,
-                    row.incident_id,
-                    "retry",
-                    attempts,
-                    error,
-                    now + delay,
-                )
-            )
-            # The endpoint is down or throttling: leave the channel's other rows for the next
-            # tick instead of spending a timeout on each.
-            if name in work:
-                report.deferred += sum(len(c) for c in work.pop(name))
-            report.deferred += len(chain) - 1
+            self._after_failure(sending, exc)
             return
-        delivery.mark_sent(row, token, attempts, remote_id)
-        report.outcomes.append(
+        self.delivery.mark_sent(row, token, attempts, remote_id)
+        self.report.outcomes.append(
             Outcome(row.id, row.channel, row.event, row.incident_id, "sent", attempts)
         )
-        _continue_chain(work, name, chain[1:])
+        _continue_chain(self.work, name, chain[1:])
 
-    # Each channel sends on a thread of its own, one message at a time: a channel that hangs
-    # until its timeout holds up its own rows only. Claims and marks stay on this thread. With
-    # one channel to serve there is no one to hold up: it sends on this thread.
-    pool: Executor = (
-        ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="notify")
-        if len(work) > 1
-        else _SameThread()
-    )
-    with pool:
-        while work or busy:
-            if work and monotonic() >= deadline:
-                out_of_time += sum(len(c) for q in work.values() for c in q)
-                work.clear()
-            sending = {s.channel for s in busy.values()}
-            idle = sorted(
-                (n for n in work if n not in sending), key=lambda n: next_slot.get(n, 0.0)
+    def _after_failure(self, sending: _Sending, exc: Exception) -> None:
+        """Dead (permanent, or failing too long), a short wait within the tick (a small
+        Retry-After), or a retry later with the channel's other rows deferred."""
+        name, chain, token, attempts = sending
+        row, channel = chain[0], self.built[name]
+        work, report, delivery = self.work, self.report, self.delivery
+        error = delivery.describe(exc, channel)
+        permanent = isinstance(exc, TransportError) and exc.permanent
+        retry_after = exc.retry_after if isinstance(exc, TransportError) else None
+        now = self.clock()
+        if not permanent and now - row.created_at >= GIVE_UP_AFTER:
+            permanent = True
+            error = f"gave up after {attempts} attempts over {GIVE_UP_AFTER / 3600:g}h: {error}"
+        if permanent:
+            delivery.mark_dead(row, token, attempts, error)
+            report.outcomes.append(
+                Outcome(row.id, row.channel, row.event, row.incident_id, "dead", attempts, error)
             )
-            started_one = False
-            for name in idle:
-                slot = next_slot.get(name, 0.0)
-                if slot > deadline:
-                    out_of_time += sum(len(c) for c in work.pop(name))
-                elif slot <= monotonic():
-                    started_one = start_next(name, pool) or started_one
-            if started_one:
-                continue
-            waiting = [next_slot.get(n, 0.0) for n in work if n not in sending]
-            pause = max(min(waiting) - monotonic(), 0.0) if waiting else None
-            if busy:
-                done, _ = wait(busy, timeout=pause, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: busy[f].chain[0].id):
-                    settle(busy.pop(future), future)
-            elif pause:
-                sleep(pause)
-    if session is None:
-        for channel in built.values():
-            if channel.session is not None:
-                channel.session.close()
-    if out_of_time:
-        report.deferred += out_of_time
-        if runtime is not None:
-            runtime.leave(f"{out_of_time} notification(s)")
-    return report
+            _continue_chain(work, name, chain[1:])
+            return
+        delay = retry_after if retry_after is not None else backoff(attempts)
+        delivery.mark_retry(row, token, error, now + delay)
+        short = (
+            retry_after is not None
+            and retry_after <= SHORT_RETRY_AFTER
+            and self.monotonic() + retry_after < self.deadline
+            and self.short_waits.get(row.id, 0) < MAX_SHORT_WAITS
+        )
+        if short and retry_after is not None:
+            # Wait for it within this tick: the whole channel pauses, then this row goes
+            # first. (The margin covers the two clocks' rounding.)
+            self.short_waits[row.id] = self.short_waits.get(row.id, 0) + 1
+            self.next_slot[name] = max(self.next_slot[name], self.monotonic() + retry_after + 0.05)
+            work.setdefault(name, deque()).appendleft(chain)
+            return
+        report.outcomes.append(
+            Outcome(
+                row.id,
+                row.channel,
+                row.event,
+                row.incident_id,
+                "retry",
+                attempts,
+                error,
+                now + delay,
+            )
+        )
+        # The endpoint is down or throttling: leave the channel's other rows for the next
+        # tick instead of spending a timeout on each.
+        if name in work:
+            report.deferred += sum(len(c) for c in work.pop(name))
+        report.deferred += len(chain) - 1
 
 
 class _SameThread(Executor):
