@@ -45,13 +45,31 @@ def this_install(config: str | None, db: str | None) -> Install:
     )
 
 
-def crontab(install: Install) -> str:
+def every_text(seconds: float) -> str:
+    """A duration as `run --every` and systemd read it: `5s`, `1.5s`."""
+    return f"{seconds:g}s"
+
+
+def run_args(every: float | None) -> tuple[str, ...]:
+    """`run`, or for a crontab line with ticks every `every` seconds: as many as fit before the
+    next minute's line (`--for 60s - every`, so the last tick ends by the minute)."""
+    if every is None:
+        return ("run",)
+    return ("run", "--every", every_text(every), "--for", every_text(60 - every))
+
+
+def crontab(install: Install, every: float | None = None) -> str:
+    what = (
+        "One tick a minute"
+        if every is None
+        else f"A tick every {every_text(every)} (one lock for the minute's ticks)"
+    )
     return f"""\
 # incident — crontab lines (install with `crontab -e`, or into /etc/cron.d with a user column).
 # Cron mails any output: incident is silent on success. Set the variables of
 # {install.env_file} in this crontab's header (cron does not read env files).
-# One tick a minute: poll, detect-anomalies, recover, notify (exit 75 = try next tick).
-* * * * * {install.cron_command("--quiet", "run")}
+# {what}: poll, detect-anomalies, recover, notify (exit 75 = try next tick).
+* * * * * {install.cron_command("--quiet", *run_args(every))}
 # Hourly report of the hours that had incidents, mailed by cron (the MAILTO of this crontab):
 0 * * * * {install.cron_command("report", "1", "--format", "markdown", "--quiet-if-empty")}
 # Metrics for Prometheus via node_exporter's textfile collector (written atomically):
@@ -67,13 +85,15 @@ def _unit_value(value: str) -> str:
     return f'"{value}"' if any(c.isspace() for c in value) else value
 
 
-def service_unit(install: Install) -> str:
+def service_unit(install: Install, every: float | None = None) -> str:
     db = install.db or install.state_dir + "/incident.db"
     db_dir = str(Path(db).parent)
     writable = ""
     if db_dir != install.state_dir:
         # ProtectSystem=strict makes everything read-only but the StateDirectory.
         writable = f"ReadWritePaths={_unit_value(db_dir)}\n"
+    # Started every `every` seconds by the timer: each tick ends before the next is due.
+    tick_args = ("run",) if every is None else ("run", "--max-runtime", every_text(every))
     return f"""\
 # incident — one tick: poll, detect-anomalies, recover, notify. Started by incident.timer.
 [Unit]
@@ -83,7 +103,7 @@ Wants=network-online.target
 
 [Service]
 Type=oneshot
-ExecStart={install.command("--quiet", "run").replace("%", "%%")}
+ExecStart={install.command("--quiet", *tick_args).replace("%", "%%")}
 EnvironmentFile=-{_unit_value(install.env_file)}
 Environment={_unit_value("INCIDENT_DB=" + db)}
 {writable}StateDirectory=incident
@@ -106,7 +126,21 @@ LockPersonality=yes
 """
 
 
-def timer_unit() -> str:
+def timer_unit(every: float | None = None) -> str:
+    if every is not None:
+        return f"""\
+# incident — runs incident.service every {every_text(every)} (counted from each start).
+[Unit]
+Description=incident tick every {every_text(every)}
+
+[Timer]
+OnActiveSec=0
+OnUnitActiveSec={every_text(every)}
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+"""
     return """\
 # incident — runs incident.service every minute.
 [Unit]

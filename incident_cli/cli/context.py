@@ -134,18 +134,22 @@ def max_runtime_option() -> Any:
 
 
 def set_max_runtime(env: Env, text: str | None) -> None:
-    if text is None:
-        return
+    if text is not None:
+        env.max_runtime = duration_option("--max-runtime", text)
+
+
+def duration_option(option: str, text: str) -> float:
+    """A duration option's seconds, more than 0; else a usage error naming the option."""
     from incident_cli.errors import UsageError
     from incident_cli.times import parse_duration
 
     try:
         seconds = parse_duration(text)
     except ValueError as exc:
-        raise UsageError(f"--max-runtime: {exc}") from None
+        raise UsageError(f"{option}: {exc}") from None
     if seconds <= 0:
-        raise UsageError("--max-runtime must be more than 0s")
-    env.max_runtime = seconds
+        raise UsageError(f"{option} must be more than 0s")
+    return seconds
 
 
 @contextmanager
@@ -156,7 +160,8 @@ def tick(
 
     The body appends exit codes to the yielded list; the worst one is recorded (an exception
     records 1 or the error's status). A dry run passes heartbeat=False: a manual dry run must
-    not hide a stale tick from `incident status`.
+    not hide a stale tick from `incident status`. `lock=False` when the caller already holds
+    the lock (`run --every` holds it for all its ticks, see `held_lock`).
     """
     from incident_cli.runtime import DEFAULT_MAX_RUNTIME, TickRuntime
     from incident_cli.store.connection import TickLock
@@ -166,6 +171,7 @@ def tick(
     db = env.db()
     codes: list[int] = []
     error: str | None = None
+    env.tick_stages = []  # one summary line per tick, also when one invocation runs several
     lock_ctx = TickLock(env.resolved_db_path(), env.wait) if lock else None
     if lock_ctx is not None:
         lock_ctx.acquire()
@@ -206,6 +212,17 @@ def tick(
         finally:
             if lock_ctx is not None:
                 lock_ctx.release()
+
+
+@contextmanager
+def held_lock(env: Env) -> Iterator[None]:
+    """The tick lock for the whole of a block (several ticks in one invocation)."""
+    from incident_cli.store.connection import TickLock
+
+    env.config()
+    env.db()
+    with TickLock(env.resolved_db_path(), env.wait):
+        yield
 
 
 def emit_json(data: Any) -> None:

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from incident_cli.cli.app import app
-from incident_cli.cli.context import emit_json, get_env, max_runtime_option, set_max_runtime, tick
+from incident_cli.cli.context import (
+    Env,
+    duration_option,
+    emit_json,
+    get_env,
+    held_lock,
+    max_runtime_option,
+    set_max_runtime,
+    tick,
+)
 from incident_cli.config.defaults import CONFIG_VAR, DB_VAR
 from incident_cli.errors import worst_exit
+
+if TYPE_CHECKING:
+    from incident_cli.runtime import Schedule
 
 
 @app.command()
@@ -20,10 +34,28 @@ def run(
     ),
     as_json: bool = typer.Option(False, "--json", help="Each stage's result as plain JSON."),
     max_runtime: str | None = max_runtime_option(),
+    every: str | None = typer.Option(
+        None,
+        "--every",
+        metavar="D",
+        help="Run a tick every D (e.g. 5s) under one lock, for the time --for gives; each"
+        " tick's --max-runtime is at most D.",
+        show_default=False,
+    ),
+    span: str | None = typer.Option(
+        None,
+        "--for",
+        metavar="D",
+        help="With --every: start ticks for D (e.g. 55s), then exit. SIGTERM or SIGINT ends"
+        " it between ticks.",
+        show_default=False,
+    ),
 ) -> None:
     """One whole tick: poll, detect-anomalies, sync, recover, notify (what cron runs every minute).
 
-    A stage that fails does not stop the later ones; the exit code is the worst of them.
+    A stage that fails does not stop the later ones; the exit code is the worst of them. With
+    --every and --for, several ticks run under one lock, each with its own heartbeat; the exit
+    code is the worst failure of any tick, and 75 only if the last tick ended 75.
     """
     from incident_cli.display import printable
     from incident_cli.redact import redact
@@ -32,6 +64,7 @@ def run(
 
     env = get_env(ctx)
     set_max_runtime(env, max_runtime)
+    schedule = _schedule(env, every, span)
     db = env.db()
 
     def stage_done(stage: StageResult) -> None:
@@ -51,21 +84,77 @@ def run(
             prefix = "would have: " if dry_run else ""
             sys.stdout.write(f"{stage.name}: {prefix}{stage.summary}\n")
 
-    with tick(env, "run", heartbeat=not dry_run) as codes:
-        results = run_tick(
-            db,
-            env.config(),
-            env.clock,
-            dry_run=dry_run,
-            on_stage_done=stage_done,
-            runtime=env.runtime,
-        )
-        codes.extend(stage.code for stage in results)
-    if as_json:
-        emit_json({"dry_run": dry_run, "stages": [stage.to_json() for stage in results]})
-    worst = worst_exit(codes)
+    def one_tick(lock: bool) -> tuple[int, list[StageResult]]:
+        with tick(env, "run", heartbeat=not dry_run, lock=lock) as codes:
+            results = run_tick(
+                db,
+                env.config(),
+                env.clock,
+                dry_run=dry_run,
+                on_stage_done=stage_done,
+                runtime=env.runtime,
+            )
+            codes.extend(stage.code for stage in results)
+        return worst_exit(codes), results
+
+    if schedule is None:
+        worst, results = one_tick(lock=True)
+        if as_json:
+            emit_json({"dry_run": dry_run, "stages": [stage.to_json() for stage in results]})
+    else:
+        worst = _run_ticks(env, schedule, one_tick, dry_run=dry_run, as_json=as_json)
     if worst:
         raise typer.Exit(worst)
+
+
+def _schedule(env: Env, every: str | None, span: str | None) -> Schedule | None:
+    """--every/--for checked: both or neither, --every > 0, --for ≥ --every, and each tick's
+    --max-runtime at most --every (the default is cut to it; a longer one is a usage error)."""
+    from incident_cli.errors import UsageError
+    from incident_cli.runtime import DEFAULT_MAX_RUNTIME, Schedule
+
+    if every is None and span is None:
+        return None
+    if every is None or span is None:
+        raise UsageError("--every and --for go together, e.g. --every 5s --for 55s")
+    interval, length = duration_option("--every", every), duration_option("--for", span)
+    if length < interval:
+        raise UsageError(f"--for {span} is shorter than --every {every}")
+    if env.max_runtime is None:
+        env.max_runtime = min(DEFAULT_MAX_RUNTIME, interval)
+    elif env.max_runtime > interval:
+        raise UsageError(
+            f"--max-runtime {env.max_runtime:g}s is longer than --every {every}: a tick must"
+            " end before the next one is due"
+        )
+    return Schedule(interval, length)
+
+
+def _run_ticks(
+    env: Env,
+    schedule: Schedule,
+    one_tick: Callable[[bool], tuple[int, list[Any]]],
+    *,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    """The ticks of `run --every`, under one lock held from the first to the last."""
+    from incident_cli.runtime import repeat_exit
+
+    codes: list[int] = []
+    ticks: list[dict[str, Any]] = []
+    with held_lock(env), schedule:
+        for _ in schedule.ticks():
+            code, results = one_tick(False)
+            codes.append(code)
+            ticks.append({"exit_code": code, "stages": [stage.to_json() for stage in results]})
+    if schedule.stopped_by is not None and env.verbose:
+        sys.stderr.write(
+            f"incident: run: stopped by {schedule.stopped_by} after {len(codes)} tick(s)\n"
+        )
+    if as_json:
+        emit_json({"dry_run": dry_run, "ticks": ticks})
+    return repeat_exit(codes)
 
 
 @app.command("test")
@@ -163,19 +252,31 @@ def cron_print(
     systemd: bool = typer.Option(
         False, "--systemd", help="Also print incident.service and incident.timer."
     ),
+    every: str | None = typer.Option(
+        None,
+        "--every",
+        metavar="D",
+        help="A tick every D (at most 30s) instead of every minute: the crontab line runs"
+        " `run --every D --for 60s-D`; the timer has OnUnitActiveSec=D.",
+        show_default=False,
+    ),
 ) -> None:
     """The crontab lines (and systemd units) for this install, with absolute paths."""
     from incident_cli.config.defaults import BUILTIN
     from incident_cli.deploy import crontab, service_unit, this_install, timer_unit
+    from incident_cli.errors import UsageError
 
+    interval = None if every is None else duration_option("--every", every)
+    if interval is not None and interval > 30:
+        raise UsageError(f"--every {every}: at most 30s (more than that, use the minute's line)")
     env = get_env(ctx)
     config = env.config()
     # Always the absolute DB path: cron's working directory is $HOME, not this one.
     install = this_install(None if config.path == BUILTIN else config.path, env.resolved_db_path())
-    out = [crontab(install)]
+    out = [crontab(install, interval)]
     if systemd:
         out += [
-            "# ---- /etc/systemd/system/incident.service\n" + service_unit(install),
-            "# ---- /etc/systemd/system/incident.timer\n" + timer_unit(),
+            "# ---- /etc/systemd/system/incident.service\n" + service_unit(install, interval),
+            "# ---- /etc/systemd/system/incident.timer\n" + timer_unit(interval),
         ]
     sys.stdout.write("\n".join(out))
