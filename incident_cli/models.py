@@ -20,12 +20,24 @@ SEVERITIES = ("info", "warning", "error", "critical")
 SEVERITY_ALIASES = {"page": "critical", "crit": "critical", "high": "error", "warn": "warning"}
 
 
+# The severity a `severity` label value means (None: none), by the label's raw value: a poll
+# asks for the same few values thousands of times.
+_SEVERITY_OF_LABEL: dict[str, str | None] = {}
+
+
 def alert_severity(labels: Mapping[str, str], default: str) -> str:
     """An alert's own severity: its `severity` label (case-insensitive; `page`, `crit` mean
     critical, `high` error, `warn` warning), else `default`."""
-    label = labels.get("severity", "").strip().lower()
-    label = SEVERITY_ALIASES.get(label, label)
-    return label if label in SEVERITIES else default
+    raw = labels.get("severity", "")
+    try:
+        known = _SEVERITY_OF_LABEL[raw]
+    except KeyError:
+        label = raw.strip().lower()
+        label = SEVERITY_ALIASES.get(label, label)
+        known = label if label in SEVERITIES else None
+        if len(_SEVERITY_OF_LABEL) < 1024:
+            _SEVERITY_OF_LABEL[raw] = known
+    return known or default
 
 
 def incident_name(labels: Mapping[str, str], rule: str) -> str:

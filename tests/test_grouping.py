@@ -291,3 +291,24 @@ def test_the_review_draft_names_the_grouped_alerts_and_the_rise(
     assert "| Alerts | 2: HostEdacErrors x1, HostRaidDegraded x1 |" in review.stdout
     [raised] = [line for line in review.stdout.splitlines() if "| severity\\_raised |" in line]
     assert "(from warning, to critical)" in raised
+
+
+def test_the_memoised_severity_and_title_give_the_same_answers_for_every_input() -> None:
+    """alert_severity and title_for keep answers by input: one value must never leak into
+    another's answer, and the caches stay bounded past their size."""
+    from incident_cli.config.model import DEFAULT_RULE
+    from incident_cli.lifecycle.routing import title_for
+    from incident_cli.models import _SEVERITY_OF_LABEL, alert_severity
+
+    cfg_rule = replace(DEFAULT_RULE, group_by=None)
+    for i in range(1500):
+        assert alert_severity({"severity": f"x{i}"}, "warning") == "warning"
+        assert alert_severity({"severity": f"x{i}"}, "error") == "error"
+    assert len(_SEVERITY_OF_LABEL) <= 1024
+    assert alert_severity({"severity": " PAGE "}, "info") == "critical"
+    assert alert_severity({"severity": "Warn"}, "info") == "warning"
+    assert alert_severity({}, "info") == "info"
+    a = title_for(cfg_rule, {"alertname": "A", "job": "j", "zone": "z", "instance": "i"})
+    b = title_for(cfg_rule, {"alertname": "A", "zone": "z", "instance": "i", "job": "j"})
+    assert a == b == "A: instance=i, job=j, zone=z"
+    assert title_for(cfg_rule, {"alertname": "A", "zone": "z"}) == "A: z"

@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 SOURCE_TYPES = ("prometheus", "alertmanager")
 
 
+_SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+
 def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else 1
+    return _SEVERITY_RANK.get(severity, 1)
 
 
 @dataclass(frozen=True)

@@ -248,7 +248,9 @@ def _value(value: Any) -> float | None:
     """Prometheus gives an alert's value as a string ("1.5e+01"); NaN and infinities are none."""
     import math
 
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
+    if type(value) is not str and (
+        not isinstance(value, (str, int, float)) or isinstance(value, bool)
+    ):
         return None
     try:
         number = float(value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from incident_cli.config.model import Config, Rule, severity_rank
@@ -188,6 +188,9 @@ class _Poll:
     def apply_group(self, key: str, rule: Rule, alerts: list[Alert]) -> None:
         """One group: update its open incident, or open (or reopen) one; then its alerts."""
         existing = self.open_by_key.get(key)
+        # A group that opens or reopens an incident now gave it the highest severity of its
+        # firing alerts already: with no held alert among them, none can raise it.
+        settled = existing is None and not self.held
         if existing is not None:
             incident_id, current_severity = existing.id, existing.severity
             self.result.updated += 1
@@ -197,7 +200,7 @@ class _Poll:
                 return
             incident_id, current_severity = opened
         self.seen_ids.add(incident_id)
-        self._record_group_alerts(incident_id, current_severity, rule, alerts)
+        self._record_group_alerts(incident_id, current_severity, rule, alerts, settled)
 
     def _open_or_reopen(self, key: str, rule: Rule, alerts: list[Alert]) -> tuple[int, str] | None:
         db, config, now, result, batch = self.db, self.config, self.now, self.result, self.batch
@@ -227,7 +230,7 @@ class _Poll:
                 self.alert_rows.setdefault(incident.id, {})[(source, fp)] = state
         else:
             # Labels, title and annotations all come from the alert that opens it.
-            routed = replace(routed_by(config, rule, key, first.labels), severity=severity)
+            routed = routed_by(config, rule, key, first.labels, severity)
             started = min((a.starts_at for a in firing if a.starts_at), default=None)
             incident = open_incident(
                 db, routed, first, first.source, now, started_at=started, batch=batch
@@ -249,7 +252,12 @@ class _Poll:
         return incident.id, incident.severity
 
     def _record_group_alerts(
-        self, incident_id: int, current_severity: str, rule: Rule, alerts: list[Alert]
+        self,
+        incident_id: int,
+        current_severity: str,
+        rule: Rule,
+        alerts: list[Alert],
+        settled: bool = False,
     ) -> None:
         """Changed alerts recorded (a firing one may raise the severity), unchanged ones noted
         for touch_seen, and the incident's alerts its sources no longer report cleared."""
@@ -268,7 +276,7 @@ class _Poll:
                     self.unchanged_unknown.append((now, incident_id, a.source, a.fingerprint))
         if changed:
             record_alerts(db, incident_id, changed, now, known, batch)
-            if rule.severity is None:
+            if rule.severity is None and not settled:
                 self._raise_from(incident_id, current_severity, changed)
         if len(known) > len(alerts):
             present = {(a.source, a.fingerprint) for a in alerts}

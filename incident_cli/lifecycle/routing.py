@@ -3,6 +3,7 @@ alert or a group of alerts."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -42,7 +43,11 @@ def incident_key(rule: Rule, labels: Mapping[str, str]) -> str:
     unique but bounded.
     """
     names = sorted(rule.group_by) if rule.group_by is not None else sorted(labels)
-    key = rule.name + ":" + ",".join(f"{_escape(n)}={_escape(labels.get(n, ''))}" for n in names)
+    key = (
+        rule.name
+        + ":"
+        + ",".join([f"{_escaped_name(n)}={_escape(labels.get(n, ''))}" for n in names])
+    )
     if len(key) > MAX_KEY_CHARS:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         key = key[: MAX_KEY_CHARS - 30] + "…#" + digest
@@ -55,6 +60,10 @@ def _escape(value: str) -> str:
     if "\\" in value or "," in value or "=" in value:
         return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
     return value
+
+
+# Label names are few and repeat on every alert: each is escaped once.
+_escaped_name = functools.lru_cache(maxsize=4096)(lambda name: _escape(name))
 
 
 def severity_for(rule: Rule, labels: Mapping[str, str], default: str) -> str:
@@ -85,13 +94,11 @@ def title_for(rule: Rule, labels: Mapping[str, str]) -> str:
     other than alertname, in the rule's order; for a rule that does not group, every label but
     alertname and severity (service, journey, instance, job, source first). One value is shown
     bare, several as `label=value`."""
-    if rule.group_by is not None:
-        names = [n for n in rule.group_by if n != "alertname"]
-    else:
-        rest = sorted(n for n in labels if n not in ("alertname", "severity"))
-        names = [n for n in _TITLE_LABELS if n in labels]
-        names += [n for n in rest if n not in _TITLE_LABELS]
-    parts = [(n, _clip_value(labels[n])) for n in dict.fromkeys(names) if labels.get(n)]
+    parts = [
+        (n, v if len(v) <= MAX_TITLE_VALUE_CHARS else _clip_value(v))
+        for n in _title_names(rule.group_by, tuple(labels))
+        if (v := labels.get(n))
+    ]
     name = incident_name(labels, rule.name)
     if not parts:
         title = name
@@ -102,6 +109,19 @@ def title_for(rule: Rule, labels: Mapping[str, str]) -> str:
     if len(title) > MAX_TITLE_CHARS:
         title = title[: MAX_TITLE_CHARS - 1] + "…"
     return title
+
+
+@functools.lru_cache(maxsize=1024)
+def _title_names(group_by: tuple[str, ...] | None, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The label names a title shows, in order, for a rule's group_by and an incident's
+    label names (a storm's incidents share a few sets of names: worked out once each)."""
+    if group_by is not None:
+        shown = [n for n in group_by if n != "alertname"]
+    else:
+        rest = sorted(n for n in names if n not in ("alertname", "severity"))
+        shown = [n for n in _TITLE_LABELS if n in names]
+        shown += [n for n in rest if n not in _TITLE_LABELS]
+    return tuple(dict.fromkeys(shown))
 
 
 def _clip_value(value: str) -> str:
@@ -115,14 +135,21 @@ def route(config: Config, labels: Mapping[str, str]) -> Routed:
     return routed_by(config, rule, incident_key(rule, labels), labels)
 
 
-def routed_by(config: Config, rule: Rule, key: str, labels: Mapping[str, str]) -> Routed:
+def routed_by(
+    config: Config,
+    rule: Rule,
+    key: str,
+    labels: Mapping[str, str],
+    severity: str | None = None,
+) -> Routed:
     """The route of one alert whose rule and key are already known (a poll groups by key
-    first). Its severity is that alert's; a group's is `group_severity`."""
+    first). Its severity is `severity` when given (a group's: `group_severity`), else that
+    alert's."""
     shared = shared_labels(rule, labels)
     return Routed(
         rule=rule,
         key=key,
-        severity=severity_for(rule, labels, config.defaults.severity),
+        severity=severity or severity_for(rule, labels, config.defaults.severity),
         title=title_for(rule, shared),
         labels=shared,
     )
