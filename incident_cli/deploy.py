@@ -51,11 +51,20 @@ def every_text(seconds: float) -> str:
 
 
 def run_args(every: float | None) -> tuple[str, ...]:
-    """`run`, or for a crontab line with ticks every `every` seconds: as many as fit before the
-    next minute's line (`--for 60s - every`, so the last tick ends by the minute)."""
+    """`run`, or for a crontab line with ticks every `every` seconds through the minute: the
+    last starts at `60s - every` and ends by the next minute's line, which waits up to `every`
+    for the lock should that tick run late (rather than lose its whole minute to exit 75)."""
     if every is None:
         return ("run",)
-    return ("run", "--every", every_text(every), "--for", every_text(60 - every))
+    return (
+        "--wait",
+        f"{every:g}",  # seconds
+        "run",
+        "--every",
+        every_text(every),
+        "--for",
+        every_text(60 - every),
+    )
 
 
 def crontab(install: Install, every: float | None = None) -> str:

@@ -72,10 +72,11 @@ def repeat_exit(ticks: list[int]) -> int:
 
 
 class Schedule:
-    """Ticks every `every` seconds for `span` seconds, from when it is made: tick k starts at
-    k * every while k * every < span. A tick that overruns its slot skips the slots it missed
-    (ticks never pile up). SIGTERM or SIGINT ends it between ticks: the tick in progress
-    finishes; a second signal acts as it normally would."""
+    """Ticks every `every` seconds for `span` seconds, from when the lock is held: tick k
+    starts at k * every while k * every <= span (`--every 5s --for 55s`: 12 ticks, at 0s to
+    55s). A tick that overruns its slot skips the slots it missed (ticks never pile up).
+    SIGTERM or SIGINT ends it between ticks: the tick in progress finishes; a second signal
+    acts as it normally would."""
 
     def __init__(
         self, every: float, span: float, monotonic: Callable[[], float] = time.monotonic
@@ -131,7 +132,7 @@ class Schedule:
             yield slot
             elapsed = self._monotonic() - self._start
             slot = max(slot + 1, math.floor(elapsed / self.every) + 1)
-            if slot * self.every >= self.span:
+            if slot * self.every > self.span + 1e-9:
                 return
             while self.stopped_by is None:
                 wait = self._start + slot * self.every - self._monotonic()

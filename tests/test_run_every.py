@@ -65,7 +65,7 @@ def test_the_lock_is_held_across_ticks_and_each_tick_leaves_its_heartbeat(
     tmp_path: Path, answers: tuple[str, list[int]]
 ) -> None:
     config = write_config(tmp_path, answers[0])
-    first = start(tmp_path, config, "--every", "1s", "--for", "4s")
+    first = start(tmp_path, config, "--every", "2s", "--for", "6s")
     try:
         wait_until(lambda: ticks_logged(tmp_path), timeout=20)  # between ticks 1 and 2
         second = run_cli(["-c", str(config), "run"], cwd=tmp_path)
@@ -77,7 +77,7 @@ def test_the_lock_is_held_across_ticks_and_each_tick_leaves_its_heartbeat(
     assert first.returncode == 0, err
     assert (out, err) == ("", "")
     ticks = ticks_logged(tmp_path)
-    assert len(ticks) == 4  # at 0s, 1s, 2s, 3s
+    assert len(ticks) == 4, ticks  # at 0s, 2s, 4s and 6s: --for counts the tick at its end
     assert [t["exit_code"] for t in ticks] == [0, 0, 0, 0]
     assert len({t["at"] for t in ticks}) == 4  # one heartbeat per tick, at its own time
 
@@ -109,13 +109,13 @@ def test_a_source_down_only_in_an_early_tick_exits_0_and_down_at_the_end_75(
     url, statuses = answers
     config = write_config(tmp_path, url)
     statuses[:] = [503]  # the first tick's poll fails, the later ones answer
-    early = run_cli(["-c", str(config), "run", "--every", "1s", "--for", "3s"], cwd=tmp_path)
+    early = run_cli(["-c", str(config), "run", "--every", "1s", "--for", "2s"], cwd=tmp_path)
     assert early.code == 0, early.stderr
     assert "source prometheus" in early.stderr  # said once, when it happened
     assert [t["exit_code"] for t in ticks_logged(tmp_path)] == [75, 0, 0]
 
     statuses[:] = [200, 503]  # fine, then down in the last tick
-    late = run_cli(["-c", str(config), "run", "--every", "1s", "--for", "2s"], cwd=tmp_path)
+    late = run_cli(["-c", str(config), "run", "--every", "1s", "--for", "1s"], cwd=tmp_path)
     assert late.code == 75
     assert [t["exit_code"] for t in ticks_logged(tmp_path)][3:] == [0, 75]
 
@@ -158,7 +158,7 @@ def test_cron_print_every_writes_the_minute_line_and_a_timer(tmp_path: Path) -> 
     assert printed.code == 0, printed.stderr
     run_line = next(line for line in printed.stdout.splitlines() if line.endswith("55s"))
     assert run_line.startswith("* * * * * ")
-    assert run_line.endswith("--quiet run --every 5s --for 55s")
+    assert run_line.endswith("--quiet --wait 5 run --every 5s --for 55s")
 
     units = run_cli(
         ["-c", str(config), "cron", "print", "--systemd", "--every", "5s"], cwd=tmp_path

@@ -46,8 +46,8 @@ def run(
         None,
         "--for",
         metavar="D",
-        help="With --every: start ticks for D (e.g. 55s), then exit. SIGTERM or SIGINT ends"
-        " it between ticks.",
+        help="With --every: start ticks from 0 through D (e.g. 55s), then exit. SIGTERM or"
+        " SIGINT ends it between ticks.",
         show_default=False,
     ),
 ) -> None:
@@ -257,7 +257,7 @@ def cron_print(
         "--every",
         metavar="D",
         help="A tick every D (at most 30s) instead of every minute: the crontab line runs"
-        " `run --every D --for 60s-D`; the timer has OnUnitActiveSec=D.",
+        " `--wait D run --every D --for 60s-D`; the timer has OnUnitActiveSec=D.",
         show_default=False,
     ),
 ) -> None:
