@@ -32,6 +32,7 @@ import platform
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -472,6 +473,9 @@ def main() -> None:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
 
     print(machine(), flush=True)
+    # As a pip-installed package has them: without .pyc files (PYTHONDONTWRITEBYTECODE=1 in
+    # some environments) every measured process would compile the package first.
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "incident_cli")], check=True)
     work = Path(tempfile.mkdtemp(prefix="incident-bench-"))
     keep = Path(args.keep) if args.keep else work
     keep.mkdir(parents=True, exist_ok=True)
