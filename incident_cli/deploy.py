@@ -45,6 +45,10 @@ def this_install(config: str | None, db: str | None) -> Install:
     )
 
 
+# Where the shipped crontab puts its nightly `state backup` copies.
+BACKUP_DIR = "/var/backups/incident"
+
+
 def every_text(seconds: float) -> str:
     """A duration as `run --every` and systemd read it: `5s`, `1.5s`."""
     return f"{seconds:g}s"
@@ -85,7 +89,17 @@ def crontab(install: Install, every: float | None = None) -> str:
 * * * * * {install.cron_command("metrics", "--textfile", install.textfile)}
 # Daily retention: resolved incidents older than 90 days (report numbers are kept).
 17 3 * * * {install.cron_command("--quiet", "archive", "--older-than", "90")}
+# Nightly online backup (never overwrites; mode 0600), then keep 14 days of them:
+37 3 * * * {_nightly_backup(install)}
 """
+
+
+def _nightly_backup(install: Install) -> str:
+    backup = install.cron_command("--quiet", "state", "backup")
+    return (
+        f"mkdir -p -m 0700 {BACKUP_DIR} && {backup} {BACKUP_DIR}/incident-$(date +\\%F).db"
+        f" && find {BACKUP_DIR} -name 'incident-*.db' -mtime +14 -delete"
+    )
 
 
 def _unit_value(value: str) -> str:

@@ -43,6 +43,7 @@ COMMAND_ORDER = (
     "config",
     "journey",
     "archive",
+    "state",
     "cron",
 )
 
