@@ -14,7 +14,13 @@ from typing import Any
 from incident_cli.config.model import Config
 from incident_cli.errors import ExitStatus, IncidentError
 from incident_cli.runtime import TickRuntime
-from incident_cli.store.database import STORE_ERRORS, Database, rollback_open
+from incident_cli.store.database import (
+    STORE_ERRORS,
+    Database,
+    db_file,
+    describe_failure,
+    rollback_open,
+)
 
 # sync before recover: an ack made in PagerDuty stops an escalation due this tick.
 STAGES = ("poll", "detect-anomalies", "sync", "notify", "recover", "notify")
@@ -244,7 +250,8 @@ def run_tick(
         except IncidentError as exc:
             stage = StageResult(name, code=int(exc.exit_status), errors=[exc.message])
         except STORE_ERRORS as exc:
-            stage = StageResult(name, code=int(ExitStatus.PARTIAL_FAILURE), errors=[str(exc)])
+            code, message = describe_failure(exc, db_file(db))
+            stage = StageResult(name, code=code, errors=[message])
         except OSError as exc:
             stage = StageResult(name, code=int(ExitStatus.PARTIAL_FAILURE), errors=[str(exc)])
         except Exception as exc:  # one stage's bug must not keep notifications from going out

@@ -19,7 +19,7 @@ from incident_cli.cli.context import (
 )
 from incident_cli.config.defaults import CONFIG_VAR, DB_VAR
 from incident_cli.errors import ExitStatus, IncidentError
-from incident_cli.store.database import STORE_ERRORS, is_busy
+from incident_cli.store.database import STORE_ERRORS, describe_failure
 
 # `incident --help` lists the stages in the order a tick runs them, then the rest by use.
 # A command missing here follows them, in the order it was registered.
@@ -46,6 +46,16 @@ COMMAND_ORDER = (
     "state",
     "cron",
 )
+
+
+def _db_path(env: Env | None) -> str | None:
+    """The state DB's path for an error message, if it is known without failing again."""
+    if env is None:
+        return None
+    try:
+        return env.resolved_db_path()
+    except Exception:
+        return env.db_path
 
 
 class IncidentGroup(typer.core.TyperGroup):
@@ -78,14 +88,13 @@ class IncidentGroup(typer.core.TyperGroup):
             raise typer.Exit(int(exc.exit_status)) from None
         except STORE_ERRORS as exc:
             env = ctx.obj if isinstance(ctx.obj, Env) else None
-            locked = is_busy(exc)
-            print_error(f"state DB error: {exc}", env)
+            code, message = describe_failure(exc, _db_path(env))
+            print_error(message, env)
             if env is not None and env.verbose:
                 import traceback
 
                 traceback.print_exc()
-            code = ExitStatus.TEMPFAIL if locked else ExitStatus.PARTIAL_FAILURE
-            raise typer.Exit(int(code)) from None
+            raise typer.Exit(code) from None
         except OSError as exc:
             env = ctx.obj if isinstance(ctx.obj, Env) else None
             where = f" ({exc.filename})" if exc.filename else ""

@@ -16,7 +16,7 @@ from incident_cli.errors import IncidentError, LockBusy, UnsafeState
 
 if TYPE_CHECKING:
     pass
-from incident_cli.store.database import Database, write_tx
+from incident_cli.store.database import BUSY_TIMEOUT_MS, Database, write_tx
 from incident_cli.store.migrations import migrations
 
 
@@ -111,9 +111,9 @@ def open_db(path: str | Path, *, migrate: bool = True) -> Database:
             _create_private(target)
         except OSError as exc:
             raise IncidentError(f"cannot create the state DB {target}: {exc.strerror}") from None
-        conn = sqlite3.connect(str(target), timeout=10.0, isolation_level=None)
+        conn = sqlite3.connect(str(target), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     # What sqlite-utils' Database sets on a connection it wraps.
     conn.execute("PRAGMA recursive_triggers = ON")
     db = Database(conn)

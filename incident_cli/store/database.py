@@ -91,6 +91,9 @@ def write_tx(db: Database) -> Iterator[Database]:
             hook()
 
 
+# How long a statement waits for another process's lock before SQLITE_BUSY.
+BUSY_TIMEOUT_MS = 10000
+
 # What a failing state DB raises: the CLI and the stages map these to an exit code.
 STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
 
@@ -101,6 +104,60 @@ transaction = write_tx
 def is_busy(exc: BaseException) -> bool:
     """Another process holds the DB: worth retrying on the next tick (exit 75)."""
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+# SQLite's result codes for a write the disk refused: full, or over a file-size limit (which
+# shows as a failed write or a -shm that could not grow).
+_NO_SPACE = {
+    "SQLITE_FULL",
+    "SQLITE_IOERR_WRITE",
+    "SQLITE_IOERR_SHMSIZE",
+    "SQLITE_IOERR_FSYNC",
+    "SQLITE_IOERR_TRUNCATE",
+}
+
+
+def describe_failure(exc: BaseException, path: str | None) -> tuple[int, str]:
+    """(exit status, one line) for a state DB error: locked and disk full are worth the next
+    tick (75); a damaged file says how to check it and restore; a read-only one what to fix."""
+    from incident_cli.errors import ExitStatus
+
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    where = f"the state DB {path}" if path else "the state DB"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (not name and is_busy(exc)):
+        return int(ExitStatus.TEMPFAIL), (
+            f"{where} is locked by another process for longer than the busy timeout"
+            f" ({BUSY_TIMEOUT_MS // 1000} s); nothing was changed, the next tick tries again"
+        )
+    if name in _NO_SPACE:
+        return int(ExitStatus.TEMPFAIL), (
+            f"cannot write {where}: no space left (disk full or a file-size limit: {exc});"
+            " nothing was half-written, the next tick carries on once there is space"
+        )
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return int(ExitStatus.PARTIAL_FAILURE), (
+            f"{where} is damaged ({exc}): see what is wrong with `incident state check`,"
+            " then restore a copy made by `incident state backup` (docs/state.md, Backups)"
+        )
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+        return int(ExitStatus.PARTIAL_FAILURE), (
+            f"cannot write {where} ({exc}): the state directory, the DB and its -wal and -shm"
+            " files must be writable by this user"
+        )
+    if name.startswith("SQLITE_IOERR"):
+        return int(ExitStatus.PARTIAL_FAILURE), (
+            f"I/O error on {where} ({exc}, {name}): was its -wal file deleted while a process"
+            " had it open, or did the disk fail? Check it with `incident state check`"
+        )
+    return int(ExitStatus.PARTIAL_FAILURE), f"state DB error: {exc}"
+
+
+def db_file(db: Database) -> str | None:
+    """The file the connection has open (None in memory)."""
+    for _seq, name, file in db.conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(file) or None
+    return None
 
 
 def rollback_open(db: Database) -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from incident_cli.store.database import BUSY_TIMEOUT_MS
+
 # A lease may run out a little before the next tick takes the row back: only a claim this long
 # past its lease counts as stuck.
 CLAIM_GRACE = 300.0
@@ -34,8 +36,10 @@ class StateReport:
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 10000")
+    conn = sqlite3.connect(
+        f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
 
 
