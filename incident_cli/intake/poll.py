@@ -155,11 +155,13 @@ def poll_once(
     runtime: TickRuntime | None = None,
 ) -> PollResult:
     """Fetch, then apply. With dry_run the transaction is rolled back: the DB is unchanged."""
+    from incident_cli.crashpoint import crash_point
     from incident_cli.handlers.planning import plan_blocks_now_over_threshold
     from incident_cli.store.database import write_tx
     from incident_cli.store.status import record_replicas
 
     intake = read_sources(config, runtime)
+    crash_point("poll-read")
     try:
         with write_tx(db):
             partial = [

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import requests
 
 from incident_cli.config.model import Config
+from incident_cli.crashpoint import crash_point
 from incident_cli.http import new_session
 from incident_cli.models import OutboxRow
 from incident_cli.notify.channels.base import Channel, Message, TransportError
@@ -411,6 +412,7 @@ class _SendingRun:
             if claimed is None:
                 continue  # not due yet, or claimed by another tick: the rest of the chain waits
             message, attempts = claimed
+            crash_point("notify-claimed")
             if broken is not None:
                 delivery.mark_dead(row, token, attempts, broken)
                 report.outcomes.append(
@@ -438,6 +440,7 @@ class _SendingRun:
         except Exception as exc:
             self._after_failure(sending, exc)
             return
+        crash_point("sent")
         self.delivery.mark_sent(row, token, attempts, remote_id)
         self.report.outcomes.append(
             Outcome(row.id, row.channel, row.event, row.incident_id, "sent", attempts)

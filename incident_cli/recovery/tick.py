@@ -36,6 +36,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from incident_cli.config.model import Config, SourceConfig
+from incident_cli.crashpoint import crash_point
 from incident_cli.errors import NotFound
 from incident_cli.handlers.planning import (
     ACTION_KINDS,
@@ -942,6 +943,7 @@ def recover_due(
                     break
                 job = tick.claim(queue.popleft())
                 if job is not None:
+                    crash_point("action-claimed")
                     future = pool.submit(_execute, job, partial(_started, events, job), runtime)
                     running[future] = (job, time.monotonic())
                     future.add_done_callback(events.put)
@@ -950,6 +952,7 @@ def recover_due(
             event = events.get()
             if isinstance(event, tuple):
                 tick.record_process(*event)
+                crash_point("command-started")
             else:
                 job, started = running.pop(event)
                 if runtime is not None:

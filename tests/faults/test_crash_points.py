@@ -1,0 +1,129 @@
+"""SIGKILL at each named step of a tick (the test-only INCIDENT_TEST_CRASH_AT hook), with a
+real Alertmanager as the source, a webhook receiver and a recovery command that appends to a
+file: the tick dies exactly there, and what it leaves is what the design promises."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.binaries import CliResult, run_cli, start_alertmanager
+from tests.support.notify import Receiver, receiver
+
+pytestmark = pytest.mark.integration
+
+
+def post_alert(am_url: str) -> None:
+    body = json.dumps(
+        [{"labels": {"alertname": "BackendDown", "service": "backend", "severity": "critical"}}]
+    ).encode()
+    request = urllib.request.Request(
+        am_url + "/api/v2/alerts", body, {"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
+@contextmanager
+def pipeline(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
+    am = start_alertmanager(tmp_path / "am")
+    try:
+        with receiver() as hook:
+            post_alert(am.url)
+            (tmp_path / "incident.yaml").write_text(
+                f"""
+sources:
+  am: {{type: alertmanager, url: "{am.url}", timeout: 5s}}
+channels:
+  hook: {{type: webhook, url: "{hook.url}/hook", timeout: 2s}}
+defaults: {{notify: [hook]}}
+rules:
+  - name: backend
+    match: {{alertname: BackendDown}}
+    handler: service_down
+    recovery:
+      commands: [["sh", "-c", "echo attempt >> attempts.log; sleep 1"]]
+      timeout: 10s
+"""
+            )
+            yield hook, tmp_path / "state.db"
+    finally:
+        am.stop()
+
+
+def run(tmp_path: Path, db: Path, crash_at: str | None = None) -> CliResult:
+    env = {"INCIDENT_TEST_CRASH_AT": crash_at} if crash_at else None
+    return run_cli(
+        ["-c", str(tmp_path / "incident.yaml"), "--db", str(db), "run"], cwd=tmp_path, env=env
+    )
+
+
+def rows(db: Path, sql: str) -> list[Any]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def attempts(tmp_path: Path) -> int:
+    log = tmp_path / "attempts.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_killed_between_the_polls_read_and_its_write_loses_nothing(tmp_path: Path) -> None:
+    with pipeline(tmp_path) as (hook, db):
+        killed = run(tmp_path, db, "poll-read")
+        assert killed.code == -9
+        assert rows(db, "SELECT count(*) FROM incidents") == [(0,)]
+        again = run(tmp_path, db)
+        assert again.code == 0, again.stderr
+        assert rows(db, "SELECT status FROM incidents") == [("open",)]
+        assert [r.body["event"] for r in hook.received] == ["firing"]
+        assert rows(db, "SELECT status FROM notifications") == [("sent",)]
+
+
+def test_killed_after_a_notification_claim_nothing_was_sent_and_the_row_is_leased(
+    tmp_path: Path,
+) -> None:
+    with pipeline(tmp_path) as (hook, db):
+        assert run(tmp_path, db, "notify-claimed").code == -9
+        assert hook.received == []
+        [(status, lease, attempts_made)] = rows(
+            db, "SELECT status, lease_until, attempts FROM notifications"
+        )
+        assert (status, attempts_made) == ("pending", 1)
+        assert lease > time.time()  # the next tick after the lease sends it
+
+
+def test_killed_after_a_send_before_its_mark_the_row_stays_pending(tmp_path: Path) -> None:
+    with pipeline(tmp_path) as (hook, db):
+        assert run(tmp_path, db, "sent").code == -9
+        assert [r.body["event"] for r in hook.received] == ["firing"]
+        # Sent but not marked: the one place a duplicate can come from (resent after the lease).
+        assert rows(db, "SELECT status FROM notifications") == [("pending",)]
+
+
+def test_killed_after_an_action_claim_no_command_ran(tmp_path: Path) -> None:
+    with pipeline(tmp_path) as (_hook, db):
+        assert run(tmp_path, db, "action-claimed").code == -9
+        assert attempts(tmp_path) == 0
+        assert rows(db, "SELECT status, attempts FROM actions") == [("running", 1)]
+
+
+def test_killed_after_a_command_started_its_process_is_recorded(tmp_path: Path) -> None:
+    with pipeline(tmp_path) as (_hook, db):
+        assert run(tmp_path, db, "command-started").code == -9
+        time.sleep(0.5)
+        assert attempts(tmp_path) == 1
+        [(status, pid)] = rows(db, "SELECT status, pid FROM actions")
+        # Running, with the process a later tick finds (and stops if it is still there).
+        assert status == "running" and pid
