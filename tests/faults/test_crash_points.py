@@ -4,10 +4,8 @@ file: the tick dies exactly there, and what it leaves is what the design promise
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,24 +14,10 @@ from typing import Any
 import pytest
 
 from tests.support.binaries import CliResult, run_cli, start_alertmanager
+from tests.support.faults import pipeline_config, post_alert
 from tests.support.notify import Receiver, receiver
 
 pytestmark = pytest.mark.integration
-
-
-LABELS = {"alertname": "BackendDown", "service": "backend", "severity": "critical"}
-
-
-def post_alert(am_url: str, ends_at: str | None = None) -> None:
-    alert: dict[str, Any] = {"labels": LABELS}
-    if ends_at is not None:
-        alert["endsAt"] = ends_at
-    body = json.dumps([alert]).encode()
-    request = urllib.request.Request(
-        am_url + "/api/v2/alerts", body, {"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
 
 
 @contextmanager
@@ -41,24 +25,10 @@ def pipeline(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
     am = start_alertmanager(tmp_path / "am")
     try:
         with receiver() as hook:
-            post_alert(am.url)
+            post_alert(am.url, "backend")
             pipeline.am_url = am.url  # type: ignore[attr-defined]
             (tmp_path / "incident.yaml").write_text(
-                f"""
-sources:
-  am: {{type: alertmanager, url: "{am.url}", timeout: 5s}}
-channels:
-  hook: {{type: webhook, url: "{hook.url}/hook", timeout: 2s}}
-incidents: {{resolve_after: 1s}}
-defaults: {{notify: [hook]}}
-rules:
-  - name: backend
-    match: {{alertname: BackendDown}}
-    handler: service_down
-    recovery:
-      commands: [["sh", "-c", "echo $INCIDENT_ATTEMPT >> attempts.log; sleep 1"]]
-      timeout: 10s
-"""
+                pipeline_config(am.url, hook.url, "backend", command_sleep=1)
             )
             yield hook, tmp_path / "state.db"
     finally:
@@ -153,7 +123,7 @@ def test_after_a_kill_and_quiet_ticks_nothing_is_lost_and_nothing_ran_twice(
         for _ in range(2):
             ticked = run(tmp_path, db)
             assert ticked.code in (0, 1), ticked.stderr
-        post_alert(pipeline.am_url, "2000-01-01T00:00:00Z")  # type: ignore[attr-defined]
+        post_alert(pipeline.am_url, "backend", resolved=True)  # type: ignore[attr-defined]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             run(tmp_path, db)
