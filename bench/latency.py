@@ -21,7 +21,6 @@ the flips sample every phase of the tick schedule.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import shutil
@@ -39,11 +38,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.support.binaries import (  # noqa: E402
-    ALERTMANAGER,
     Process,
     ToyExporter,
-    free_port,
     http_json,
+    start_alertmanager,
     start_prometheus,
 )
 from tests.support.notify import Received, receiver  # noqa: E402
@@ -60,11 +58,10 @@ WAIT = 90.0  # at most, for every message of one flip
 PATHS = {"/slack": "incident", "/am-default": "AM group_wait 30s", "/am-zero": "AM group_wait 0s"}
 
 
-def start_alertmanager(workdir: Path, url: str) -> Process:
+def alertmanager_routes(url: str) -> dict[str, Any]:
     """Two routes to the same receiver: default group_wait (30s), and group_wait 0s."""
-    workdir.mkdir(parents=True, exist_ok=True)
     hook = {"send_resolved": True}
-    config = {
+    return {
         "route": {
             "receiver": "none",
             "routes": [
@@ -78,24 +75,6 @@ def start_alertmanager(workdir: Path, url: str) -> Process:
             {"name": "zero", "webhook_configs": [{**hook, "url": url + "/am-zero"}]},
         ],
     }
-    (workdir / "alertmanager.yml").write_text(json.dumps(config))
-    port = free_port()
-    am = Process(
-        name="alertmanager",
-        argv=[
-            ALERTMANAGER,
-            f"--config.file={workdir / 'alertmanager.yml'}",
-            f"--storage.path={workdir / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ],
-        workdir=workdir,
-        port=port,
-        ready_path="/-/ready",
-    )
-    am.start()
-    return am
 
 
 class Cron:
@@ -191,7 +170,7 @@ def main() -> None:
     rows: dict[str, list[float]] = {}
     try:
         with receiver(record) as hook:
-            am = start_alertmanager(work / "am", hook.url)
+            am = start_alertmanager(work / "am", config=alertmanager_routes(hook.url))
             procs.append(am)
             prom = start_prometheus(work / "prom", RULES, [exporter.address], am)
             procs.append(prom)

@@ -203,20 +203,25 @@ class Process:
         self.proc = None
 
 
-def start_alertmanager(workdir: Path, webhook_url: str | None = None) -> Process:
+def start_alertmanager(
+    workdir: Path, webhook_url: str | None = None, *, config: dict[str, Any] | None = None
+) -> Process:
+    """Alertmanager on a free loopback port. By default one route (group_wait 1s) to one
+    receiver, `webhook_url` if given; `config` replaces that whole configuration."""
     workdir.mkdir(parents=True, exist_ok=True)
-    receiver: dict[str, Any] = {"name": "hook"}
-    if webhook_url:
-        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
-    config = {
-        "route": {
-            "receiver": "hook",
-            "group_wait": "1s",
-            "group_interval": "1s",
-            "repeat_interval": "1h",
-        },
-        "receivers": [receiver],
-    }
+    if config is None:
+        receiver: dict[str, Any] = {"name": "hook"}
+        if webhook_url:
+            receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
+        config = {
+            "route": {
+                "receiver": "hook",
+                "group_wait": "1s",
+                "group_interval": "1s",
+                "repeat_interval": "1h",
+            },
+            "receivers": [receiver],
+        }
     (workdir / "alertmanager.yml").write_text(json.dumps(config))
     port = free_port()
     am = Process(
