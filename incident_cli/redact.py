@@ -33,3 +33,22 @@ _USERINFO = re.compile(
 def mask_userinfo(text: str) -> str:
     """`text` with the user:password@ part of every URL in it replaced by ***@."""
     return _USERINFO.sub(rf"\1{MASK}@", text) if "@" in text else text
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password (if any) replaced by ***, its user and host kept: how a
+    postgresql:// state DB is named in output."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password, port = parts.password, parts.port
+    except ValueError:
+        return mask_userinfo(url)
+    if password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:{MASK}@{host}" + (f":{port}" if port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from incident_cli.config.env import all_names
-from tests.support import postgres
+from tests.support import backend, postgres
 
 # Variables of the user's environment that would change what `incident` does: the behaviour
 # overrides, the locations and the built-in channels' variables: config.env.all_names().
@@ -62,6 +62,39 @@ def postgres_url(postgres_server: postgres.PostgresServer) -> Iterator[str]:
     name = postgres_server.create_database()
     yield postgres_server.url(name)
     postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_server: postgres.PostgresServer) -> str:
+    """A database with every migration applied, copied for each test that wants one (a copy
+    is much faster than migrating)."""
+    from incident_cli.store.connection import open_db
+
+    name = postgres_server.create_database()
+    open_db(postgres_server.url(name)).close()
+    return name
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where the state DB is, once per backend: a SQLite file in tmp_path, and the URL of a
+    fresh, migrated PostgreSQL database on the session's server (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "state.db")
+        return
+    server: postgres.PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database(template=request.getfixturevalue("migrated_template"))
+    yield server.url(name)
+    server.drop_database(name)
+
+
+@pytest.fixture
+def both_backends(state_db: str, tmp_path: Path) -> Iterator[str]:
+    """Run the test once per backend: the helpers that open `tmp_path / "state.db"` (History,
+    db_for, make_setup, the in-process CLI) open `state_db` instead."""
+    backend.use(tmp_path, state_db)
+    yield state_db
+    backend.forget(tmp_path)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -13,7 +13,10 @@ from incident_cli.cli import app
 from incident_cli.reporting.archive import archive
 from incident_cli.reporting.report import build_report, report_json
 from incident_cli.store.connection import open_db
+from tests.support import backend
 from tests.support.history import DAY, HOUR, NOW, History, cli, env_at, standard_history
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 # What archiving keeps exactly (medians, p90s and p95 cannot survive it; see DEFINITIONS).
 KEPT = (
@@ -196,6 +199,8 @@ def test_an_archived_incident_counts_from_the_start_of_its_hour(tmp_path: Path) 
 
 def test_vacuum_only_when_asked(history: History, tmp_path: Path) -> None:
     cli(tmp_path, "archive", "--older-than", "20")
+    if backend.on_postgres(tmp_path):
+        pytest.skip("SQLite's free pages; PostgreSQL's VACUUM is its own")
     (free,) = history.db.conn.execute("PRAGMA freelist_count").fetchone()
     assert free > 0
     result = cli(tmp_path, "archive", "--older-than", "10", "--vacuum", "--json")
@@ -272,7 +277,7 @@ def test_archive_prunes_old_journey_results_but_keeps_what_the_checks_need(tmp_p
     from incident_cli.store.connection import open_db
     from incident_cli.store.database import write_tx
 
-    db = open_db(tmp_path / "j.db")
+    db = open_db(backend.locate(tmp_path / "state.db"))
     now = 1_800_000_000.0
     day = 86400.0
     with write_tx(db):
@@ -312,7 +317,7 @@ def test_ids_of_archived_incidents_are_never_given_again(tmp_path: Path) -> None
         "sources:\n  p: {type: prometheus, url: 'http://127.0.0.1:9'}\nincidents: {resolve_after: 1s, reopen_within: 1s}\n"
     )
     config = load_config(path, {})
-    db = open_db(tmp_path / "state.db")
+    db = open_db(backend.locate(tmp_path / "state.db"))
     t0 = 1_800_000_000.0
 
     def firing(name: str) -> Alert:
@@ -345,7 +350,7 @@ def test_an_incident_whose_alerts_still_fire_is_not_archived(tmp_path: Path) -> 
     path = tmp_path / "incident.yaml"
     path.write_text("sources:\n  p: {type: prometheus, url: 'http://127.0.0.1:9'}\n")
     config = load_config(path, {})
-    db = open_db(tmp_path / "state.db")
+    db = open_db(backend.locate(tmp_path / "state.db"))
     t0 = 1_800_000_000.0
     still = Alert("p", fingerprint({"alertname": "Still"}), {"alertname": "Still"}, {}, "firing")
     (incident_id,) = apply_poll(db, config, {"p": [still]}, {}, t0).opened

@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from incident_cli.reporting.archive import archive
 from incident_cli.store.connection import open_db
+from tests.support import backend
 from tests.support.history import DAY, HOUR, NOW, History, cli
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 
 def _incident(tmp_path: Path, **kwargs: float) -> int:
@@ -94,7 +99,9 @@ def test_bad_input_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
     assert empty.exit_code == 2
     assert (no_followup.exit_code, no_followup.stderr) == (1, "incident: no follow-up 5\n")
     assert twice.exit_code == 1 and "already done (by bob" in twice.stderr
-    rows = open_db(tmp_path / "state.db").conn.execute("SELECT id, done_by FROM followups")
+    rows = open_db(backend.locate(tmp_path / "state.db")).conn.execute(
+        "SELECT id, done_by FROM followups"
+    )
     assert rows.fetchall() == [(1, "bob")]
 
 
@@ -171,7 +178,7 @@ def test_archive_keeps_incidents_with_live_follow_ups_and_the_counts_of_the_rest
     window = 24 * 90
     before = json.loads(cli(tmp_path, "report", str(window), "--format", "json").stdout)
 
-    db = open_db(tmp_path / "state.db")
+    db = open_db(backend.locate(tmp_path / "state.db"))
     result = archive(db, NOW, 30)
 
     assert result.incidents == 1

@@ -15,7 +15,10 @@ from incident_cli.errors import ConfigError
 from incident_cli.handlers import registry
 from incident_cli.handlers.planning import gate_reason
 from incident_cli.lifecycle.manual import acknowledge
+from tests.support import backend
 from tests.support.recover import T0, actions, alert, db_for, fire, kinds, load, write_config
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 SERVICE_RULE = """
 rules:
@@ -325,7 +328,7 @@ def test_a_handler_returning_one_plan_or_failing_half_way_never_loses_the_poll(
         "  - {name: two, match: {alertname: Two}, handler: 'odd_handlers:broken'}\n"
     )
     config = load_config(path, {})
-    db = open_db(tmp_path / "state.db")
+    db = open_db(backend.locate(tmp_path / "state.db"))
     alerts = [
         Alert("p", fingerprint({"alertname": n}), {"alertname": n}, {}, "firing")
         for n in ("One", "Two", "Three")

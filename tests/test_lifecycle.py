@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,10 @@ def config(tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    return open_db(tmp_path / "state.db")
+def db(state_db: str) -> Iterator[Database]:
+    opened = open_db(state_db)
+    yield opened
+    opened.close()
 
 
 def alert(

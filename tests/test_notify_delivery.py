@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import requests
 import responses
 
@@ -24,6 +25,8 @@ from tests.support.notify import (
     resolve,
     rows,
 )
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 SLACK = "https://hooks.slack.com/services/T/B/secret-path"
 PD = "https://events.pagerduty.com/v2/enqueue"

@@ -20,6 +20,7 @@ from incident_cli.lifecycle.manual import acknowledge, resolve_by_hand
 from incident_cli.recovery.tick import recover_due
 from incident_cli.store.connection import open_db
 from incident_cli.store.incidents import get_incident
+from tests.support import backend
 from tests.support.recover import (
     T0,
     actions,
@@ -32,6 +33,8 @@ from tests.support.recover import (
     timeline,
     write_config,
 )
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 DOWN = alert(alertname="BackendServiceDown", service="backend")
 
@@ -150,7 +153,7 @@ def test_the_budget_is_kept_in_the_db_across_restarts_and_reopens(tmp_path: Path
     fire(db, config, T0 + 20)
     db.close()
     # A new process: new connection, config loaded again.
-    db = open_db(tmp_path / "state.db")
+    db = open_db(backend.locate(tmp_path / "state.db"))
     config = fix_config(tmp_path, max_attempts=2, backoff="0s", cooldown="1h")
     result = fire(db, config, T0 + 30, DOWN)
     assert result.reopened == [1]
@@ -506,7 +509,7 @@ def test_two_overlapping_ticks_run_a_due_action_exactly_once(tmp_path: Path) -> 
     errors: list[BaseException] = []
 
     def tick() -> None:
-        conn = open_db(tmp_path / "state.db")
+        conn = open_db(backend.locate(tmp_path / "state.db"))
         try:
             barrier.wait()
             recover_due(conn, config, T0 + 1)

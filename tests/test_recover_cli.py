@@ -4,17 +4,20 @@ exit codes, and the actions in `show --json`."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from incident_cli.cli import app
-from incident_cli.store.connection import TickLock
+from incident_cli.store.connection import open_db, tick_lock
+from tests.support import backend
 from tests.support.binaries import run_cli
 from tests.support.recover import alert, db_for, fire, load, script, write_config
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 RULES = """
 rules:
@@ -41,7 +44,13 @@ def invoke(tmp_path: Path, *args: str) -> Any:
     runner = CliRunner()
     return runner.invoke(
         app,
-        ["--config", str(tmp_path / "incident.yaml"), "--db", str(tmp_path / "state.db"), *args],
+        [
+            "--config",
+            str(tmp_path / "incident.yaml"),
+            "--db",
+            backend.locate(tmp_path / "state.db"),
+            *args,
+        ],
     )
 
 
@@ -51,9 +60,12 @@ def runs(tmp_path: Path) -> list[str]:
 
 
 def snapshot(tmp_path: Path) -> list[Any]:
-    conn = sqlite3.connect(tmp_path / "state.db")
+    db = db_for(tmp_path)
     tables = ["incidents", "alerts", "timeline", "actions", "notifications", "heartbeats"]
-    return [conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables]
+    try:
+        return [db.conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables]
+    finally:
+        db.close()
 
 
 def test_it_is_silent_on_success(tmp_path: Path) -> None:
@@ -122,8 +134,11 @@ def test_a_refused_action_exits_1_with_one_line_per_action(tmp_path: Path) -> No
 
 def test_another_tick_holding_the_lock_is_exit_75(tmp_path: Path) -> None:
     setup(tmp_path, "backend")
-    with TickLock(tmp_path / "state.db"):
+    where = backend.locate(tmp_path / "state.db")
+    holder = open_db(where)
+    with tick_lock(holder, where):
         result = invoke(tmp_path, "recover")
+    holder.close()
     assert result.exit_code == 75
     assert runs(tmp_path) == []
 
@@ -156,11 +171,11 @@ def test_show_json_lists_the_actions_with_the_spec_fields(tmp_path: Path) -> Non
 
 def test_recover_as_cron_runs_it(tmp_path: Path) -> None:
     path = setup(tmp_path, "backend")
-    db = str(tmp_path / "state.db")
+    db = backend.locate(tmp_path / "state.db")
     result = run_cli(["-c", str(path), "--db", db, "recover"], cwd=tmp_path)
     assert (result.code, result.stdout, result.stderr) == (0, "", "")
     assert runs(tmp_path) == ["backend.service"]
-    heartbeat = sqlite3.connect(tmp_path / "state.db").execute(
+    heartbeat = db_for(tmp_path).conn.execute(
         "SELECT last_exit FROM heartbeats WHERE command = 'recover'"
     )
     assert heartbeat.fetchone() == (0,)

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from incident_cli.reporting.report import build_report, report_json
+from tests.support import backend
 from tests.support.history import DAY, HOUR, NOW, History, cli, standard_history, write_config
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -287,8 +290,8 @@ def test_it_runs_as_cron_runs_it(tmp_path: Path) -> None:
     h.incident(opened=now - 2 * HOUR, started=now - 2 * HOUR - 42, resolved=now - HOUR)
     h.incident(opened=now - 30 * HOUR, started=now - 30 * HOUR)
     config = write_config(tmp_path)
-    db = tmp_path / "state.db"
-    argv = [sys.executable, "-m", "incident_cli", "--config", str(config), "--db", str(db)]
+    db = backend.locate(tmp_path / "state.db")
+    argv = [sys.executable, "-m", "incident_cli", "--config", str(config), "--db", db]
     proc = subprocess.run(
         [*argv, "report", "--format", "json"],
         capture_output=True,

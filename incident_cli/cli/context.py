@@ -64,11 +64,11 @@ class Env:
 
     def db(self) -> Database:
         if self._db is None:
-            from incident_cli.store.connection import open_db
+            from incident_cli.store.connection import is_url, open_db
 
             path = self.resolved_db_path()
-            created = path != ":memory:" and not os.path.lexists(path)
-            self._db = open_db(path)
+            created = not is_url(path) and path != ":memory:" and not os.path.lexists(path)
+            self._db = open_db(path, password=self.config().db_password)
             if created:
                 self._say_where_state_goes(path)
             log = self.config().log
@@ -95,7 +95,16 @@ class Env:
         return self.clock()
 
     def secrets(self) -> list[str]:
-        return self._config.secrets() if self._config is not None else []
+        found = self._config.secrets() if self._config is not None else []
+        where = self.db_path or self.environ.get(DB_VAR) or ""
+        if "@" in where and where.startswith(("postgresql://", "postgres://")):
+            from urllib.parse import urlsplit
+
+            with contextlib.suppress(ValueError):
+                password = urlsplit(where).password
+                if password:
+                    found = [*found, password]
+        return found
 
     def close(self) -> None:
         if self._db is not None:
@@ -164,7 +173,7 @@ def tick(
     the lock (`run --every` holds it for all its ticks, see `held_lock`).
     """
     from incident_cli.runtime import DEFAULT_MAX_RUNTIME, TickRuntime
-    from incident_cli.store.connection import TickLock
+    from incident_cli.store.connection import tick_lock
     from incident_cli.store.status import record_heartbeat
 
     env.config()
@@ -172,7 +181,7 @@ def tick(
     codes: list[int] = []
     error: str | None = None
     env.tick_stages = []  # one summary line per tick, also when one invocation runs several
-    lock_ctx = TickLock(env.resolved_db_path(), env.wait) if lock else None
+    lock_ctx = tick_lock(db, env.resolved_db_path(), env.wait) if lock else None
     if lock_ctx is not None:
         lock_ctx.acquire()
     started = env.now()  # after the lock: the heartbeat's duration is the work's
@@ -217,11 +226,10 @@ def tick(
 @contextmanager
 def held_lock(env: Env) -> Iterator[None]:
     """The tick lock for the whole of a block (several ticks in one invocation)."""
-    from incident_cli.store.connection import TickLock
+    from incident_cli.store.connection import tick_lock
 
     env.config()
-    env.db()
-    with TickLock(env.resolved_db_path(), env.wait):
+    with tick_lock(env.db(), env.resolved_db_path(), env.wait):
         yield
 
 

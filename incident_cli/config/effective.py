@@ -103,12 +103,22 @@ def _channel(channel: ChannelConfig) -> dict[str, Any]:
     return _drop_none(out)
 
 
+def _state(config: Config, db_path: str) -> dict[str, Any]:
+    """The state DB, a URL's password masked; a password file's content is never shown."""
+    from incident_cli.redact import MASK, mask_url
+
+    out: dict[str, Any] = {"db": mask_url(db_path)}
+    if config.db_password is not None:
+        out["password_file"] = f"{MASK} (set)"
+    return out
+
+
 def effective_config(config: Config, db_path: str) -> dict[str, Any]:
     """Every key with the value in effect, in the file's shape, secrets masked."""
     inc, an, rec, sec = config.incidents, config.anomaly, config.recovery, config.security
     return {
         "sources": {name: _source(s) for name, s in config.sources.items()},
-        "state": {"db": db_path},
+        "state": _state(config, db_path),
         "incidents": {
             "resolve_after": duration_text(inc.resolve_after),
             "reopen_within": duration_text(inc.reopen_within),

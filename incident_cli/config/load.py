@@ -101,11 +101,13 @@ def _build(
     channels = read_channels(r, top.get("channels"))
     rules = read_rules(r, top.get("rules"))
     check_rule_references(r, rules, sources, channels)
+    db_path, db_password = read_state(r, top.get("state"))
     config = Config(
         path=file,
         base_dir=base_dir,
         sources=sources,
-        db_path=read_state(r, top.get("state")),
+        db_path=db_path,
+        db_password=db_password,
         incidents=read_incidents(r, top.get("incidents")),
         defaults=read_defaults(r, top.get("defaults"), channels, builtin=builtin),
         rules=rules,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -198,6 +199,8 @@ class Config:
     grafana_url: str | None = None
     log: LogConfig | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # state.password_file's content: the PostgreSQL password when the URL has none.
+    db_password: str | None = field(default=None, repr=False)
     # Where values came from the environment: the behaviour variables that won over the file,
     # and the key paths whose text expanded a ${VAR} (path -> the variables it used).
     env_overrides: tuple[AppliedOverride, ...] = ()
@@ -219,6 +222,15 @@ class Config:
             values.extend(channel.secrets())
         for source in self.sources.values():
             values.extend(v for v in (source.password, source.bearer_token) if v)
+        if self.db_password:
+            values.append(self.db_password)
+        if "@" in self.db_path:
+            from urllib.parse import unquote, urlsplit
+
+            with contextlib.suppress(ValueError):
+                url_password = urlsplit(self.db_path).password
+                if url_password:
+                    values.extend({url_password, unquote(url_password)})
         return [v for v in values if len(v) >= 4]
 
 

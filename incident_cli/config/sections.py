@@ -281,13 +281,21 @@ def check_channel_names(
             raise r.fail(f"{path}[{i}]", f"unknown channel {name!r} (channels: {known})")
 
 
-def read_state(r: Reader, raw: Raw | None) -> str:
-    """The state DB's path, relative to the config file's directory."""
-    state = r.mapping("state", raw, ("db",))
+def read_state(r: Reader, raw: Raw | None) -> tuple[str, str | None]:
+    """The state DB: its path (relative to the config file's directory) or a postgresql:// URL,
+    and the password `state.password_file` holds (for a URL without one)."""
+    state = r.mapping("state", raw, ("db", "password_file"))
     db_name = (
         r.text("state.db", state["db"], allow_empty=False) if "db" in state else d.DEFAULT_DB_NAME
     )
-    return str(Path(r.base_dir, db_name))
+    password = (
+        r.secret("state", {"password_file": state["password_file"]}, "password")
+        if ("password_file" in state)
+        else None
+    )
+    if db_name.startswith(("postgresql://", "postgres://")):
+        return db_name, password
+    return str(Path(r.base_dir, db_name)), password
 
 
 def read_incidents(r: Reader, raw: Raw | None) -> IncidentsConfig:

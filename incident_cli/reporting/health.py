@@ -128,6 +128,14 @@ def _replicas(db: Database) -> dict[str, list[ReplicaHealth]]:
     return out
 
 
+def _where(db: Database, db_path: str | None) -> str | None:
+    """The state DB as `status` names it: the SQLite file's full path, or the URL with its
+    password masked."""
+    if db.is_postgres:
+        return db.where()
+    return str(Path(db_path).resolve()) if db_path and db_path != ":memory:" else db_path
+
+
 def check_health(
     db: Database,
     now: float,
@@ -236,7 +244,7 @@ def check_health(
         notifications_pending=int(notes.get("pending", 0)),
         notifications_dead=int(notes.get("dead", 0)),
         oldest_pending_notification_at=oldest,
-        db_path=str(Path(db_path).resolve()) if db_path and db_path != ":memory:" else db_path,
+        db_path=_where(db, db_path),
         db_size_bytes=db_size(db, db_path),
         problems=problems,
     )

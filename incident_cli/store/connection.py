@@ -1,4 +1,5 @@
-"""Opening the SQLite state file (WAL, 0600 in a 0700 directory, migrated) and the tick lock."""
+"""Opening the state DB (a SQLite file: WAL, 0600 in a 0700 directory; or a PostgreSQL URL),
+migrated, and the tick lock."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from incident_cli.errors import IncidentError, LockBusy, UnsafeState
 
 if TYPE_CHECKING:
-    pass
+    from incident_cli.store.postgres import PgTickLock
 from incident_cli.store.database import BUSY_TIMEOUT_MS, Database, write_tx
 from incident_cli.store.migrations import migrations
 
@@ -98,9 +99,28 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-def open_db(path: str | Path, *, migrate: bool = True) -> Database:
+def is_url(path: str | Path) -> bool:
+    """A PostgreSQL URL rather than a SQLite file (postgresql:// or postgres://)."""
+    return str(path).startswith(("postgresql://", "postgres://"))
+
+
+def open_postgres(url: str, *, password: str | None = None, migrate: bool = True) -> Database:
+    """Connect to the PostgreSQL state DB at `url` and apply pending migrations."""
+    from incident_cli.store.postgres import connect
+
+    db = Database(connect(url, password), "postgresql", url)
+    if migrate and migrations.pending(db):
+        with write_tx(db):
+            migrations.apply(db)
+    return db
+
+
+def open_db(path: str | Path, *, migrate: bool = True, password: str | None = None) -> Database:
     """Open (creating 0600 if needed) the state DB in WAL mode and apply pending migrations.
-    A state DB, directory or companion file someone else could write is refused (exit 78)."""
+    A state DB, directory or companion file someone else could write is refused (exit 78).
+    A postgresql:// URL opens PostgreSQL instead (`password` when the URL has none)."""
+    if is_url(path):
+        return open_postgres(str(path), password=password, migrate=migrate)
     if str(path) == ":memory:":
         conn = sqlite3.connect(":memory:", isolation_level=None)
     else:
@@ -184,8 +204,21 @@ class TickLock:
             self._fd = None
 
 
+def tick_lock(db: Database, path: str, wait: float = 0.0) -> TickLock | PgTickLock:
+    """The lock that serialises ticks: a flock beside a SQLite file; on PostgreSQL a session
+    advisory lock, shared by every host that ticks against the same database."""
+    if db.is_postgres:
+        from incident_cli.store.postgres import PgTickLock
+
+        return PgTickLock(db.conn, wait)  # type: ignore[arg-type]
+    return TickLock(path, wait)
+
+
 def db_size(db: Database, path: str | None) -> int:
-    """Bytes on disk: the DB file plus its WAL (which can be most of it between checkpoints)."""
+    """Bytes on disk: the DB file plus its WAL (which can be most of it between checkpoints);
+    on PostgreSQL, the database's size."""
+    if db.is_postgres:
+        return int(db.conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
     if path and path != ":memory:":
         total = 0
         for suffix in ("", "-wal"):
@@ -196,7 +229,9 @@ def db_size(db: Database, path: str | None) -> int:
 
 
 def page_bytes(db: Database) -> int:
-    """The DB's size as SQLite counts it (pages in use and free)."""
+    """The DB's size as SQLite counts it (pages in use and free); PostgreSQL's own count."""
+    if db.is_postgres:
+        return db_size(db, None)
     page_count = db.conn.execute("PRAGMA page_count").fetchone()[0]
     page_size = db.conn.execute("PRAGMA page_size").fetchone()[0]
     return int(page_count * page_size)
@@ -205,4 +240,6 @@ def page_bytes(db: Database) -> int:
 def vacuum_db(db: Database) -> None:
     """Rewrite the file without free pages, then empty the WAL. Not inside a transaction."""
     db.conn.execute("VACUUM")
+    if db.is_postgres:
+        return
     db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

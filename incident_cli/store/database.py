@@ -22,8 +22,11 @@ class Database:
     to that sqlite-utils Database.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, dialect: str = "sqlite", url: str = "") -> None:
         self.conn = conn
+        # "sqlite", or "postgresql" when conn is store.postgres.PgConnection (the same methods).
+        self.dialect = dialect
+        self.url = url  # the PostgreSQL URL (with its password: never print it, see `where`)
         self._utils: sqlite_utils.Database | None = None
         # Called after every COMMIT of write_tx (the event log writes what the commit kept).
         self.after_commit: list[Callable[[], None]] = []
@@ -54,8 +57,22 @@ class Database:
     ) -> sqlite3.Cursor:
         return self.conn.execute(sql, params if params is not None else ())
 
-    def executescript(self, sql: str) -> sqlite3.Cursor:
+    def executescript(self, sql: str) -> Any:
+        if self.dialect != "sqlite":
+            return self.conn.executescript(sql)
         return self.utils.executescript(sql)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def where(self) -> str:
+        """What to call this state DB in output: its file, or its URL with the password masked."""
+        if self.is_postgres:
+            from incident_cli.redact import mask_url
+
+            return mask_url(self.url)
+        return db_file(self) or ":memory:"
 
     def close(self) -> None:
         self.conn.close()
@@ -124,6 +141,10 @@ def describe_failure(exc: BaseException, path: str | None) -> tuple[int, str]:
 
     name = str(getattr(exc, "sqlite_errorname", "") or "")
     where = f"the state DB {path}" if path else "the state DB"
+    if type(exc).__name__ == "PgOperationalError":
+        return int(ExitStatus.TEMPFAIL), (
+            f"{where} failed ({exc}); nothing was half-written, the next tick tries again"
+        )
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (not name and is_busy(exc)):
         return int(ExitStatus.TEMPFAIL), (
             f"{where} is locked by another process for longer than the busy timeout"
@@ -153,7 +174,10 @@ def describe_failure(exc: BaseException, path: str | None) -> tuple[int, str]:
 
 
 def db_file(db: Database) -> str | None:
-    """The file the connection has open (None in memory)."""
+    """The file the connection has open (None in memory); a PostgreSQL state DB's URL with its
+    password masked."""
+    if db.is_postgres:
+        return db.where()
     for _seq, name, file in db.conn.execute("PRAGMA database_list"):
         if name == "main":
             return str(file) or None

@@ -43,7 +43,7 @@ def rows(
     db: Database, now: float, *, open_only: bool, overdue_only: bool, incident_id: int | None
 ) -> list[dict[str, Any]]:
     """Follow-up rows, oldest first."""
-    where, args = ["1"], {"now": now}  # type: list[str], dict[str, Any]
+    where, args = ["TRUE"], {"now": now}  # type: list[str], dict[str, Any]
     if open_only:
         where.append("done_at IS NULL")
     if overdue_only:
@@ -110,8 +110,8 @@ def fold_archived_followups(db: Database, batch_ids_sql: str) -> None:
             UNION ALL
             SELECT CAST(done_at / 3600 AS INTEGER) * 3600.0, 0, 1
             FROM followups WHERE incident_id IN ({batch_ids_sql}) AND done_at IS NOT NULL
-        ) GROUP BY hr
-        ON CONFLICT (hour) DO UPDATE SET
-            opened = opened + excluded.opened, done = done + excluded.done
+        ) AS folded GROUP BY hr
+        ON CONFLICT (hour) DO UPDATE SET opened = rollup_followups.opened + excluded.opened,
+            done = rollup_followups.done + excluded.done
         """
     )

@@ -19,6 +19,7 @@ class _Migration:
     name: str
     fn: MigrationFn
     transactional: bool
+    postgres: str | None = None  # the script PostgreSQL runs instead of `fn`, if any
 
 
 class _Migrations:
@@ -26,25 +27,41 @@ class _Migrations:
 
     Which ones are pending is read with one query on the connection; sqlite-utils' Migrations
     (which records them in `_sqlite_migrations`) is built only to apply them.
+
+    The same functions build a PostgreSQL state DB: each is called with the Database, whose
+    `execute` and `executescript` translate SQLite's dialect (INTEGER and REAL columns, an
+    `id INTEGER PRIMARY KEY`, IFNULL, INSERT OR IGNORE, ...: see store/postgres.py). Write a new
+    migration in plain SQL (`ALTER TABLE actions ADD COLUMN host TEXT`) and it runs on both;
+    only what cannot be said in both (triggers) gives `postgres=` a script of its own.
+    PostgreSQL records them in `_migrations`, all of a start in one transaction.
     """
 
     table = "_sqlite_migrations"
+    pg_table = "_migrations"
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._migrations: list[_Migration] = []
 
     def __call__(
-        self, *, name: str | None = None, transactional: bool = True
+        self, *, name: str | None = None, transactional: bool = True, postgres: str | None = None
     ) -> Callable[[MigrationFn], MigrationFn]:
         def register(fn: MigrationFn) -> MigrationFn:
-            self._migrations.append(_Migration(name or fn.__name__, fn, transactional))
+            self._migrations.append(_Migration(name or fn.__name__, fn, transactional, postgres))
             return fn
 
         return register
 
     def applied(self, db: Database) -> set[str]:
         conn = db.conn
+        if db.is_postgres:
+            found = conn.execute("SELECT to_regclass(?)", (self.pg_table,)).fetchone()
+            if found is None or found[0] is None:
+                return set()
+            rows = conn.execute(
+                f"SELECT name FROM {self.pg_table} WHERE migration_set = ?", (self.name,)
+            )
+            return {row[0] for row in rows}
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.table,)
         ).fetchone()
@@ -59,12 +76,43 @@ class _Migrations:
 
     def apply(self, db: Database, *, stop_before: str | Iterable[str] | None = None) -> None:
         """Apply the pending ones in order (all, or those before `stop_before`)."""
+        if db.is_postgres:
+            self._apply_postgres(db, stop_before)
+            return
         from sqlite_utils import Migrations
 
         real = Migrations(self.name)
         for m in self._migrations:
             real(name=m.name, transactional=m.transactional)(m.fn)
         real.apply(db.utils, stop_before=stop_before)
+
+    def _apply_postgres(self, db: Database, stop_before: str | Iterable[str] | None) -> None:
+        """The pending ones on PostgreSQL, in the caller's write transaction."""
+        import time
+
+        from incident_cli.store.postgres import COMPAT_SQL
+
+        stop = {stop_before} if isinstance(stop_before, str) else set(stop_before or ())
+        conn = db.conn
+        conn.executescript(COMPAT_SQL, raw=True)  # type: ignore[call-arg]
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.pg_table} (migration_set TEXT NOT NULL,"
+            " name TEXT NOT NULL, applied_at REAL NOT NULL, PRIMARY KEY (migration_set, name))"
+        )
+        done = self.applied(db)
+        for m in self._migrations:
+            if m.name in stop:
+                break
+            if m.name in done:
+                continue
+            if m.postgres is not None:
+                conn.executescript(m.postgres, raw=True)  # type: ignore[call-arg]
+            else:
+                m.fn(db)  # type: ignore[arg-type]
+            conn.execute(
+                f"INSERT INTO {self.pg_table} (migration_set, name, applied_at) VALUES (?, ?, ?)",
+                (self.name, m.name, time.time()),
+            )
 
 
 migrations = _Migrations("incident")
@@ -323,7 +371,50 @@ def m002_action_process(db: sqlite_utils.Database) -> None:
     )
 
 
-@migrations()
+# m007 on PostgreSQL: the same table, columns and counting, with its triggers in PL/pgSQL. A
+# new PostgreSQL DB has no rows to start the counters from (`state copy` copies them).
+M007_POSTGRES = """
+CREATE TABLE counters (
+    name TEXT NOT NULL, severity TEXT NOT NULL, value BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (name, severity)
+);
+CREATE FUNCTION counters_count(counter TEXT, sev TEXT, n BIGINT) RETURNS void
+LANGUAGE sql AS $f$
+    INSERT INTO counters (name, severity, value) VALUES (counter, sev, n)
+    ON CONFLICT (name, severity) DO UPDATE SET value = counters.value + excluded.value
+$f$;
+CREATE FUNCTION counters_incident_inserted() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM counters_count('opened', NEW.severity, 1);
+    IF NEW.status = 'resolved' THEN PERFORM counters_count('resolved', NEW.severity, 1); END IF;
+    IF NEW.reopen_count > 0 THEN
+        PERFORM counters_count('reopened', NEW.severity, NEW.reopen_count);
+    END IF;
+    RETURN NULL;
+END $f$;
+CREATE TRIGGER counters_incident_inserted AFTER INSERT ON incidents
+    FOR EACH ROW EXECUTE FUNCTION counters_incident_inserted();
+CREATE FUNCTION counters_incident_status() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM counters_count(
+        CASE WHEN NEW.status = 'resolved' THEN 'resolved' ELSE 'reopened' END, NEW.severity, 1);
+    RETURN NULL;
+END $f$;
+CREATE TRIGGER counters_incident_status AFTER UPDATE OF status ON incidents
+    FOR EACH ROW WHEN ((OLD.status = 'resolved') <> (NEW.status = 'resolved'))
+    EXECUTE FUNCTION counters_incident_status();
+ALTER TABLE heartbeats ADD COLUMN first_run_at DOUBLE PRECISION;
+CREATE FUNCTION heartbeats_first_run() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    IF NEW.first_run_at IS NULL THEN NEW.first_run_at := NEW.last_run_at; END IF;
+    RETURN NEW;
+END $f$;
+CREATE TRIGGER heartbeats_first_run BEFORE INSERT ON heartbeats
+    FOR EACH ROW EXECUTE FUNCTION heartbeats_first_run();
+"""
+
+
+@migrations(postgres=M007_POSTGRES)
 def m007_counters(db: sqlite_utils.Database) -> None:
     # `metrics` exposes opened/reopened/resolved as Prometheus counters, which must never go
     # down: not when an incident reopens (status leaves 'resolved'), not when a detector raises

@@ -45,7 +45,7 @@ def timing_sums(db: Database, since: float, now: float) -> tuple[float | None, .
             SELECT sum(mttd_sum), sum(mttd_count), sum(mtta_sum), sum(mtta_count),
                    sum(mttr_sum), sum(mttr_count)
             FROM rollup_hourly WHERE hour >= :since AND hour <= :now
-        )
+        ) AS parts
         """,
         {"since": since, "now": now},
     ).fetchone()
@@ -164,7 +164,7 @@ def _percentiles(
     """
     if not n:
         return [None for _ in ps]
-    values_sql = f"SELECT v FROM (SELECT {expr} AS v {from_sql}) WHERE v IS NOT NULL"
+    values_sql = f"SELECT v FROM (SELECT {expr} AS v {from_sql}) AS timings WHERE v IS NOT NULL"
     wanted: set[int] = set()
     for p in ps:
         lo = math.floor(p * (n - 1))
@@ -182,7 +182,7 @@ def _percentiles(
         values = dict(
             db.conn.execute(
                 f"""SELECT rn, v FROM (SELECT v, row_number() OVER (ORDER BY v) - 1 AS rn
-                    FROM ({values_sql})) WHERE rn IN ({marks})""",
+                    FROM ({values_sql}) AS vs) AS ranked WHERE rn IN ({marks})""",
                 args,
             ).fetchall()
         )

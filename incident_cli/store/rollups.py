@@ -54,7 +54,7 @@ _ARCHIVABLE = (
 _STORM = "incident_id IS NULL AND status IN ('sent', 'dead') AND created_at < :cutoff"
 _OLD_JOURNEYS = """at < :cutoff AND id NOT IN (
     SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY journey ORDER BY at DESC, id DESC)
-                    AS newest FROM journeys) WHERE newest <= :keep)"""
+                    AS newest FROM journeys) AS ranked WHERE newest <= :keep)"""
 
 ROLLUP_COLUMNS = (
     "opened",
@@ -77,7 +77,7 @@ ROLLUP_COLUMNS = (
     "notifications_dead",
     "notification_latency_sum",
 )
-_UPSERT = ", ".join(f"{c} = {c} + excluded.{c}" for c in ROLLUP_COLUMNS)
+_UPSERT = ", ".join(f"{c} = rollup_hourly.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
 
 
 def _count(db: Database, table: str, ids_sql: str, args: dict[str, float]) -> int:
@@ -98,7 +98,7 @@ def archivable_counts(db: Database, cutoff: float, keep_journeys: int) -> dict[s
     args = {"cutoff": cutoff}
     conn = db.conn
     candidates = f"SELECT id FROM incidents WHERE {_ARCHIVABLE}"
-    (n,) = conn.execute(f"SELECT count(*) FROM ({candidates})", args).fetchone()
+    (n,) = conn.execute(f"SELECT count(*) FROM ({candidates}) AS c", args).fetchone()
     (storm,) = conn.execute(f"SELECT count(*) FROM notifications WHERE {_STORM}", args).fetchone()
     (journeys,) = conn.execute(
         f"SELECT count(*) FROM journeys WHERE {_OLD_JOURNEYS}",
@@ -221,9 +221,10 @@ def _fold_storm(db: Database, args: dict[str, float]) -> None:
         FROM notifications n WHERE {_STORM}
         GROUP BY hr
         ON CONFLICT (hour, severity, alertname) DO UPDATE SET
-            notifications_sent = notifications_sent + excluded.notifications_sent,
-            notifications_dead = notifications_dead + excluded.notifications_dead,
-            notification_latency_sum = notification_latency_sum + excluded.notification_latency_sum
+            notifications_sent = rollup_hourly.notifications_sent + excluded.notifications_sent,
+            notifications_dead = rollup_hourly.notifications_dead + excluded.notifications_dead,
+            notification_latency_sum
+                = rollup_hourly.notification_latency_sum + excluded.notification_latency_sum
         """,
         args,
     )

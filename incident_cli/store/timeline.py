@@ -108,7 +108,12 @@ def newest_id(db: Database) -> int:
 
 def capture_inserts(db: Database) -> None:
     """Remember the id of every timeline row this connection inserts (a TEMP trigger: other
-    processes' rows are not seen; a rollback forgets the ids with the rows)."""
+    processes' rows are not seen; a rollback forgets the ids with the rows). On PostgreSQL the
+    connection keeps the ids its INSERTs return, the same way."""
+    if db.is_postgres:
+        if db.conn.capture is None:  # type: ignore[attr-defined]
+            db.conn.capture = []  # type: ignore[attr-defined]
+        return
     db.conn.executescript(
         """
         CREATE TEMP TABLE IF NOT EXISTS eventlog_pending (id INTEGER PRIMARY KEY);
@@ -126,6 +131,15 @@ def take_captured(db: Database) -> list[EventTuple] | None:
     conn = db.conn
     if conn.in_transaction:
         return None
+    if db.is_postgres:
+        ids, conn.capture = conn.capture or [], []  # type: ignore[attr-defined]
+        if not ids:
+            return []
+        return conn.execute(
+            f"SELECT {COLUMNS} FROM timeline WHERE id IN (SELECT value FROM json_each(?))"
+            " ORDER BY id",
+            (json.dumps(ids),),
+        ).fetchall()
     rows: list[EventTuple] = conn.execute(
         f"SELECT {', '.join('t.' + c.strip() for c in COLUMNS.split(','))}"
         " FROM temp.eventlog_pending p JOIN main.timeline t ON t.id = p.id ORDER BY t.id"

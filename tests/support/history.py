@@ -15,6 +15,7 @@ from sqlite_utils import Database
 
 from incident_cli.cli.context import Env
 from incident_cli.store.connection import open_db
+from tests.support import backend
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 HOUR = 3600.0
@@ -27,7 +28,7 @@ class History:
 
     @classmethod
     def at(cls, path: Path) -> History:
-        return cls(open_db(path))
+        return cls(open_db(backend.locate(path)))
 
     def incident(
         self,
@@ -312,5 +313,5 @@ def cli(tmp_path: Path, *args: str, now: float = NOW, sources: Sequence[str] = (
     from incident_cli.cli import app
 
     config = write_config(tmp_path, sources)
-    argv = ["--config", str(config), "--db", str(tmp_path / "state.db"), *args]
+    argv = ["--config", str(config), "--db", backend.locate(tmp_path / "state.db"), *args]
     return CliRunner().invoke(app, argv, obj=env_at(now))

@@ -22,6 +22,7 @@ from incident_cli.lifecycle.manual import acknowledge, resolve_by_hand
 from incident_cli.lifecycle.poll import apply_poll
 from incident_cli.models import Alert
 from incident_cli.store.connection import open_db
+from tests.support import backend
 
 T0 = 1_800_000_000.0
 
@@ -48,7 +49,7 @@ class Setup:
     config: Config
 
     def db(self) -> Any:
-        return open_db(self.db_path)
+        return open_db(backend.locate(self.db_path))
 
     def add_config(self, yaml_text: str) -> None:
         """Append top-level YAML (e.g. an `incidents:` section) and reload the config."""
@@ -64,7 +65,7 @@ def make_setup(tmp_path: Path, channels: dict[str, str], notify: list[str] | Non
     config_path.write_text(text)
     db_path = tmp_path / "state.db"
     config = load_config(config_path, {}, must_exist=True)
-    open_db(db_path).close()
+    open_db(backend.locate(db_path)).close()
     return Setup(config_path, db_path, config)
 
 
@@ -116,7 +117,7 @@ def rows(
 
 def dump_db(path: Path) -> str:
     """Every value of every row of every table, as text (for grepping for secrets)."""
-    db = open_db(path)
+    db = open_db(backend.locate(path))
     try:
         out = []
         for table in db.table_names():

@@ -142,17 +142,18 @@ class PostgresServer:
             connect_timeout=10,
         )
 
-    def create_database(self, name: str | None = None) -> str:
-        """A new empty database owned by `user`; returns its name."""
+    def create_database(self, name: str | None = None, template: str | None = None) -> str:
+        """A new database owned by `user` (empty, or a copy of `template`); returns its name."""
         from psycopg import sql
 
         name = name or f"test_{secrets.token_hex(6)}"
+        query = sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(self.user)
+        )
+        if template is not None:
+            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with self.admin_connect() as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(name), sql.Identifier(self.user)
-                )
-            )
+            conn.execute(query)
         return name
 
     def drop_database(self, name: str) -> None:

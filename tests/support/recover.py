@@ -17,6 +17,7 @@ from incident_cli.lifecycle.poll import PollResult, apply_poll
 from incident_cli.models import Alert
 from incident_cli.store.connection import open_db
 from incident_cli.store.incidents import get_incident, incident_detail
+from tests.support import backend
 
 T0 = 1_800_000_000.0  # an injected clock: every test starts here
 
@@ -36,7 +37,7 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Config:
 
 
 def db_for(tmp_path: Path) -> Database:
-    return open_db(tmp_path / "state.db")
+    return open_db(backend.locate(tmp_path / "state.db"))
 
 
 def alert(**labels: str) -> Alert:
