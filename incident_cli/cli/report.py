@@ -209,7 +209,9 @@ def status(
         raise UsageError(f"--max-age: {exc}") from None
     config = env.config()
     path = env.resolved_db_path()
-    if path != ":memory:" and not Path(path).exists():
+    from incident_cli.store.connection import is_url
+
+    if path != ":memory:" and not is_url(path) and not Path(path).exists():
         # Creating an empty DB here would hide that nothing has ever run against this path.
         problem = f"state DB {path} does not exist: nothing has run yet"
         if as_json:
