@@ -20,6 +20,10 @@ Floors (what a hand-written script doing only the essential work costs):
   requests session to the same receiver;
 - report 720 over 1,000,000 incidents has no floor: its figure is absolute.
 
+postgres: the storm poll, steady poll and report 24 again, on SQLite and on a PostgreSQL server
+started for the bench, side by side (bench/bench_postgres.py); no floor, the SQLite column is
+the reference.
+
 --quick runs the same cases at a smaller size (a smoke test of the script, not figures to quote).
 """
 
@@ -447,7 +451,7 @@ def table(rows: list[Row], runs: int) -> str:
     return "\n".join(lines)
 
 
-CASES = ("storm", "steady", "report", "churn", "cap", "idle", "notify", "big")
+CASES = ("storm", "steady", "report", "churn", "cap", "idle", "notify", "big", "postgres")
 
 
 def main() -> None:
@@ -491,6 +495,16 @@ def main() -> None:
         steps.append(("notify", lambda: [notify_case(messages, runs, work)]))
     if "big" in want:
         steps.append(("report over the big DB", lambda: [big_report_case(big, runs, keep)]))
+    backends: list[str] = []
+    if "postgres" in want:
+        from bench.bench_postgres import postgres_cases
+        from bench.bench_postgres import table as backend_table
+
+        def postgres_step() -> list[Row]:
+            backends.append(backend_table(postgres_cases(n, runs, work), n, runs))
+            return []
+
+        steps.append(("SQLite and PostgreSQL", postgres_step))
     started = time.perf_counter()
     try:
         for name, step in steps:
@@ -501,6 +515,8 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(table(rows, runs))
+    for text in backends:
+        print(f"\n{text}")
     print(f"whole bench: {time.perf_counter() - started:.0f}s")
     if args.quick:
         print("(--quick: smaller sizes, a smoke test of the script; not figures to quote)")

@@ -179,13 +179,16 @@ def test_the_password_is_masked_in_status_config_show_and_errors(
     shown = run_cli(["--db", postgres_url, "config", "show"], cwd=tmp_path)
     masked = postgres_url.replace(f":{password}@", ":***@")
     assert status.json()["db"]["path"] == masked
+    assert status.json()["db"]["backend"] == "postgresql"
+    text = run_cli(["--db", postgres_url, "status"], cwd=tmp_path)
+    assert f"db: {masked} (PostgreSQL, " in text.stdout
     assert "db: postgresql://" in shown.stdout and postgres_url.split("@")[1] in shown.stdout
     wrong = postgres_url.replace(password, "not-the-" + password)
     failed = run_cli(["--db", wrong, "run"], cwd=tmp_path)
     assert failed.code == 75
     assert "cannot connect to the state DB" in failed.stderr
     assert failed.stderr.count("\n") == 1
-    for result in (status, shown, failed):
+    for result in (status, text, shown, failed):
         assert password not in result.stdout + result.stderr
 
 
@@ -259,3 +262,30 @@ def test_the_event_log_capture_keeps_committed_rows_only(postgres_url: str) -> N
         assert take_captured(db) == []
     finally:
         db.close()
+
+
+def test_state_check_checks_what_applies_and_backup_points_at_pg_dump(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    _config(tmp_path)
+    password = _password(postgres_url)
+    assert run_cli(["--db", postgres_url, "run"], cwd=tmp_path).code == 0
+    healthy = run_cli(["--db", postgres_url, "state", "check"], cwd=tmp_path)
+    assert healthy.code == 0, healthy.stdout + healthy.stderr
+    assert healthy.stdout.startswith("ok: postgresql://incident:***@")
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(
+            "INSERT INTO notifications (channel, event, status, message, created_at,"
+            " next_attempt_at) VALUES ('hook', 'storm', 'pending', '{}', 1, 1)"
+        )
+    backlog = run_cli(["--db", postgres_url, "state", "check", "--json"], cwd=tmp_path)
+    assert backlog.code == 1
+    report = backlog.json()
+    assert report["schema"]["pending"] == []
+    assert [p.split(":")[0] for p in report["problems"]] == ["outbox backlog"]
+    backup = run_cli(["--db", postgres_url, "state", "backup", str(tmp_path / "b")], cwd=tmp_path)
+    assert backup.code == 1 and backup.stderr.count("\n") == 1
+    assert "pg_dump" in backup.stderr
+    assert not (tmp_path / "b").exists()
+    for result in (healthy, backlog, backup):
+        assert password not in result.stdout + result.stderr

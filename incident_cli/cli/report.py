@@ -304,7 +304,9 @@ def _print_health(h: Any) -> None:
     )
     dead = f"[red]{h.notifications_dead} dead[/]" if h.notifications_dead else "0 dead"
     out.print(f"notifications: {h.notifications_pending} pending{oldest}, {dead}")
-    out.print(f"db: {safe_markup(str(h.db_path))} ({h.db_size_bytes / 1048576:.1f} MiB)")
+    kind = "PostgreSQL" if h.db_backend == "postgresql" else "SQLite"
+    size = h.db_size_bytes / 1048576
+    out.print(f"db: {safe_markup(str(h.db_path))} ({kind}, {size:.1f} MiB)")
 
 
 @app.command()

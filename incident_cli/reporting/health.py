@@ -90,6 +90,7 @@ class Health:
     oldest_pending_notification_at: float | None
     db_path: str | None
     db_size_bytes: int
+    db_backend: str  # sqlite | postgresql
     problems: Sequence[str]
 
     @property
@@ -246,6 +247,7 @@ def check_health(
         oldest_pending_notification_at=oldest,
         db_path=_where(db, db_path),
         db_size_bytes=db_size(db, db_path),
+        db_backend=db.dialect,
         problems=problems,
     )
 
@@ -307,5 +309,5 @@ def health_json(h: Health) -> dict[str, Any]:
             "dead": h.notifications_dead,
             "oldest_pending_age_seconds": _age(now, h.oldest_pending_notification_at),
         },
-        "db": {"path": h.db_path, "size_bytes": h.db_size_bytes},
+        "db": {"backend": h.db_backend, "path": h.db_path, "size_bytes": h.db_size_bytes},
     }

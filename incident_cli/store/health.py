@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from incident_cli.store.database import BUSY_TIMEOUT_MS
+from incident_cli.store.database import BUSY_TIMEOUT_MS, Database
 
 # A lease may run out a little before the next tick takes the row back: only a claim this long
 # past its lease counts as stuck.
@@ -79,21 +79,53 @@ def check_state_file(path: Path, now: float) -> StateReport:
     return report
 
 
-def _check(conn: sqlite3.Connection, report: StateReport, now: float, migrations: Any) -> None:
+def check_postgres(db: Database, now: float) -> StateReport:
+    """What `state check` can check of a PostgreSQL state DB: its schema, stuck claims, outbox
+    order and backlog. Page integrity and disk space are the server's to watch; its foreign
+    keys are enforced, so no row can be orphaned."""
+    from incident_cli.store.migrations import migrations
+
+    report = StateReport(db.where())
+    report.facts["integrity"] = "not checked: the server's own (amcheck, pg_checksums)"
+    try:
+        _check(db.conn, report, now, migrations, db)
+    except sqlite3.DatabaseError as exc:
+        report.problems.append(f"cannot read {db.where()}: {exc}")
+    return report
+
+
+def _check(
+    conn: sqlite3.Connection,
+    report: StateReport,
+    now: float,
+    migrations: Any,
+    postgres: Database | None = None,
+) -> None:
     problems = report.problems
-    integrity = [row[0] for row in conn.execute("PRAGMA integrity_check(20)")]
-    report.facts["integrity"] = "ok" if integrity == ["ok"] else integrity
-    if integrity != ["ok"]:
-        problems.extend(f"integrity: {line}" for line in integrity)
-        return  # what follows would read a damaged file
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if postgres is None:
+        integrity = [row[0] for row in conn.execute("PRAGMA integrity_check(20)")]
+        report.facts["integrity"] = "ok" if integrity == ["ok"] else integrity
+        if integrity != ["ok"]:
+            problems.extend(f"integrity: {line}" for line in integrity)
+            return  # what follows would read a damaged file
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        table = migrations.table
+    else:
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema()"
+            )
+        }
+        table = migrations.pg_table
     known = [m.name for m in migrations._migrations]
     applied: set[str] = set()
-    if migrations.table in tables:
+    if table in tables:
         applied = {
             r[0]
             for r in conn.execute(
-                f"SELECT name FROM {migrations.table} WHERE migration_set = ?", (migrations.name,)
+                f"SELECT name FROM {table} WHERE migration_set = ?", (migrations.name,)
             )
         }
     unknown = sorted(applied - set(known))
@@ -108,7 +140,7 @@ def _check(conn: sqlite3.Connection, report: StateReport, now: float, migrations
         problems.append(f"schema: {len(pending)} migration(s) not applied: {', '.join(pending)}")
     if "incidents" not in tables:
         return
-    orphans = conn.execute("PRAGMA foreign_key_check").fetchall()
+    orphans = [] if postgres is not None else conn.execute("PRAGMA foreign_key_check").fetchall()
     report.facts["orphaned_rows"] = len(orphans)
     by_table: dict[str, int] = {}
     for row in orphans:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from incident_cli.errors import ExitStatus, IncidentError, LockBusy
 from incident_cli.redact import mask_url
+from incident_cli.store.database import BUSY_TIMEOUT_MS
 
 if TYPE_CHECKING:
     import psycopg
@@ -333,6 +334,8 @@ def connect(url: str, password: str | None = None, environ: Mapping[str, str] | 
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT,
             application_name=f"incident@{hostname(environ)}"[:63],
+            # As SQLite's busy timeout: a lock wait longer than this fails (exit 75).
+            options=f"-c lock_timeout={BUSY_TIMEOUT_MS}",
             **extra,
         )
     except psycopg.Error as exc:
