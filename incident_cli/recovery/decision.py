@@ -1,0 +1,36 @@
+"""`decide_action`: the one decision about a due action — what would run, or what stops it
+(its incident, the config, a gate, a refusal, its attempt budget). It reads and never writes,
+so `recover` applies it, `recover --dry-run` shows it, and a simulated tick can call it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from incident_cli.handlers.planning import ACTION_KINDS, PlanGone, gate_reason, replan
+from incident_cli.models import Incident
+from incident_cli.recovery.context import TickContext, plan_ref
+from incident_cli.recovery.kinds.base import Decision, Due
+from incident_cli.recovery.kinds.registry import KINDS
+
+
+def decide_action(
+    ctx: TickContext, row: Mapping[str, Any], incident: Incident, at: float
+) -> Decision:
+    """What to do with a due action row of `incident` at `at`. Reads only; the caller writes.
+
+    What runs comes from the config, planned again now: the row only says which plan."""
+    kind = row["kind"]
+    handler = KINDS.get(kind)
+    if kind not in ACTION_KINDS or handler is None:
+        return Decision("refuse", f"unknown action kind {kind!r}")
+    if incident.status == "resolved":
+        return Decision("skip", "incident resolved")
+    try:
+        params = replan(ctx.db, ctx.config, incident, kind, plan_ref(row))
+    except PlanGone as exc:
+        return Decision("refuse", str(exc))
+    gate = gate_reason(ctx.config, kind, params)
+    if gate is not None:
+        return Decision("skip", gate)
+    return handler.prepare(ctx, Due(row, incident, at), params)

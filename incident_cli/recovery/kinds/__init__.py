@@ -1,0 +1,1 @@
+"""One module per action kind, each with the same `prepare`/`record` shape (registry.py)."""
