@@ -222,3 +222,27 @@ def test_a_storm_and_its_resolution_share_one_dedup_key() -> None:
         id=99, channel="pd", event="resolved", facts={"storm_id": "1800000000-12", "count": 30}
     )
     assert dedup_key(storm) == dedup_key(over) == "incident-cli/storm/1800000000-12"
+
+
+def test_a_breaker_pages_under_its_own_key_and_an_approval_request_does_not(
+    tmp_path: Path,
+) -> None:
+    channel = build(_setup(tmp_path).config.channels["pd"])
+    facts = {
+        "event": "breaker",
+        "reason": "more than 10 command/block_ip actions within 15m (10 started, 1 more due)",
+        "opened_at": "2027-01-15T08:00:00Z",
+        "reset_command": "incident breaker reset --by NAME --note TEXT",
+    }
+    outgoing = channel.prepare(Message(id=5, channel="pd", event="breaker", facts=facts))
+    assert outgoing is not None
+    event = outgoing.body
+    jsonschema.validate(event, SCHEMA)
+    assert event["event_action"] == "trigger"
+    assert event["dedup_key"] == "incident-cli/breaker/2027-01-15T08:00:00Z"
+    assert event["payload"]["severity"] == "critical"
+    assert event["payload"]["summary"].startswith("[BREAKER OPEN] recovery breaker open")
+    assert "incident breaker reset" in event["payload"]["custom_details"]["notes"]
+
+    approval = {"incident": _incident(), "action_id": 3, "argv": [["./fix.sh", "api"]]}
+    assert channel.prepare(_message(approval, "approval")) is None

@@ -162,3 +162,21 @@ def test_storm_summaries_are_not_posted_to_the_public_page(tmp_path: Path) -> No
 
     assert report.count("sent") == 1
     assert len(responses.calls) == 0
+
+
+def test_approval_requests_and_the_breaker_never_reach_the_public_page(tmp_path: Path) -> None:
+    from incident_cli.notify.channels.base import Message
+    from incident_cli.notify.channels.registry import build
+
+    channel = build(_setup(tmp_path).config.channels["sp"])
+    incident = {"id": 1, "title": "down", "severity": "critical", "labels": {"service": "backend"}}
+    approval = Message(
+        id=1,
+        channel="sp",
+        event="approval",
+        facts={"incident": incident, "action_id": 1, "argv": [["./fix.sh"]]},
+        incident_id=1,
+    )
+    breaker = Message(id=2, channel="sp", event="breaker", facts={"reason": "too many"})
+    assert channel.prepare(approval) is None
+    assert channel.prepare(breaker) is None

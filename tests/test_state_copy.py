@@ -29,6 +29,7 @@ TABLES = (
     "heartbeats",
     "counters",
     "id_floor",
+    "recovery_breaker",
 )
 
 
@@ -52,6 +53,11 @@ def _history(path: Path) -> None:
         "INSERT INTO heartbeats (command, last_run_at, last_ok_at, last_exit) VALUES"
         " ('run', ?, ?, 0)",
         (NOW, NOW),
+    )
+    # The recovery breaker open: the copy carries it (a fresh schema starts closed).
+    conn.execute(
+        "UPDATE recovery_breaker SET opened_at = ?, reason = 'too many fixes' WHERE id = 1",
+        (NOW - 60,),
     )
     h.db.close()
 

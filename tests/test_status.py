@@ -126,7 +126,8 @@ def test_json_has_commands_sources_queues_and_db_size(tmp_path: Path) -> None:
         "acknowledged": 1,
         "by_severity": {"critical": 1, "warning": 1},
     }
-    assert data["actions"] == {"pending": 1, "running": 0}
+    assert data["actions"] == {"pending": 1, "running": 0, "awaiting_approval": 0}
+    assert data["breaker"]["open"] is False
     assert data["notifications"] == {
         "pending": 1,
         "dead": 1,

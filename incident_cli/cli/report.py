@@ -296,7 +296,17 @@ def _print_health(h: Any) -> None:
         f"incidents: {h.incidents.get('open', 0)} open,"
         f" {h.incidents.get('acknowledged', 0)} acknowledged" + (f" ({sev})" if sev else "")
     )
-    out.print(f"actions: {h.pending_actions} pending, {h.running_actions} running")
+    out.print(
+        f"actions: {h.pending_actions} pending, {h.running_actions} running"
+        + (f", {h.awaiting_approval} awaiting approval" if h.awaiting_approval else "")
+    )
+    if h.breaker["opened_at"] is not None:
+        out.print(f"recovery breaker: [bold red]OPEN[/] since {ago(h.breaker['opened_at'])}")
+    elif h.breaker["closed_by"]:
+        out.print(
+            f"recovery breaker: closed {ago(h.breaker['closed_at'])}"
+            f" by {safe_markup(str(h.breaker['closed_by']))}"
+        )
     oldest = (
         f", oldest {ago(h.oldest_pending_notification_at)}"
         if h.oldest_pending_notification_at is not None

@@ -58,6 +58,13 @@ BACKOFF = 30.0
 COOLDOWN = 3600.0
 VERIFY_WITHIN = 600.0
 DIAGNOSTICS_TIMEOUT = 30.0
+APPROVAL_REQUIRED = False  # recovery.approval (RECOVERY_APPROVAL) and a rule's recovery.approval
+APPROVAL_TIMEOUT = 1800.0
+# recovery.breaker: the blast-radius guard above every (rule, target) budget
+BREAKER_MAX_ACTIONS = 10
+BREAKER_WITHIN = 900.0
+BREAKER_MAX_INCIDENTS = 25
+BREAKER_AUTO_RESET = False
 
 # security:
 AUTO_BLOCK = False

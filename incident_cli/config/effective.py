@@ -68,6 +68,10 @@ def _rule(rule: Rule) -> dict[str, Any]:
                 "max_attempts": rec.max_attempts,
                 "backoff": duration_text(rec.backoff),
                 "cooldown": duration_text(rec.cooldown),
+                "approval": "required" if rec.approval else None,
+                "approval_timeout": duration_text(rec.approval_timeout)
+                if rec.approval_timeout is not None
+                else None,
             }
         )
     if rule.diagnostics is not None:
@@ -147,6 +151,16 @@ def effective_config(config: Config, db_path: str) -> dict[str, Any]:
             "max_concurrent": rec.max_concurrent,
             "timeout": duration_text(rec.default_timeout),
             "env_passthrough": list(rec.env_passthrough),
+            "approval": "required" if rec.approval else "none",
+            "approval_timeout": duration_text(rec.approval_timeout),
+            "breaker": {
+                "max_actions": rec.breaker.max_actions,
+                "within": duration_text(rec.breaker.within),
+                "max_incidents": rec.breaker.max_incidents,
+                "auto_reset": rec.breaker.auto_reset,
+            }
+            if rec.breaker
+            else False,
         },
         "security": {
             "auto_block": sec.auto_block,
@@ -182,6 +196,8 @@ def override_text(override: AppliedOverride) -> str:
     replaced = override.replaced
     if override.key == "recovery.timeout":
         replaced = duration_text(float(replaced))
+    if override.key == "recovery.approval":
+        replaced = "required" if replaced else "none"
     return (
         f"{override.variable}={override.text} overrides {override.key}"
         f" (instead of {_scalar(replaced)})"

@@ -45,6 +45,13 @@ def _parse_fraction(value: str) -> float:
     return number
 
 
+def _parse_approval(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("required", "none"):
+        raise ValueError(f"expected required or none, got {value!r}")
+    return lowered == "required"
+
+
 def _parse_minutes(value: str) -> float:
     minutes = _parse_nonneg_float(value)
     if minutes <= 0:
@@ -78,6 +85,7 @@ ENV_OVERRIDES = (
         "recovery.default_timeout",
         _parse_minutes,
     ),
+    EnvOverride("RECOVERY_APPROVAL", "recovery.approval", "recovery.approval", _parse_approval),
     EnvOverride(
         "AUTO_BLOCK_SUSPICIOUS_IPS", "security.auto_block", "security.auto_block", _parse_env_bool
     ),

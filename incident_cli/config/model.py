@@ -78,6 +78,8 @@ class RecoveryRule:
     max_attempts: int = d.MAX_ATTEMPTS
     backoff: float = d.BACKOFF
     cooldown: float = d.COOLDOWN
+    approval: bool = False  # `approval: required`: each command attempt waits for a human
+    approval_timeout: float | None = None  # None: recovery.approval_timeout
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,19 @@ class RecoveryConfig:
     max_concurrent: int = d.MAX_CONCURRENT
     default_timeout: float = d.RECOVERY_TIMEOUT
     env_passthrough: tuple[str, ...] = ()  # variables a command gets besides the minimal set
+    approval: bool = d.APPROVAL_REQUIRED  # RECOVERY_APPROVAL=required: every rule's commands
+    approval_timeout: float = d.APPROVAL_TIMEOUT
+    breaker: BreakerConfig | None = field(default_factory=lambda: BreakerConfig())  # None: off
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """`recovery.breaker`: no command or block_ip starts while it is open."""
+
+    max_actions: int = d.BREAKER_MAX_ACTIONS  # started within `within`, across all rules
+    within: float = d.BREAKER_WITHIN
+    max_incidents: int = d.BREAKER_MAX_INCIDENTS  # open at once with a fix still planned
+    auto_reset: bool = d.BREAKER_AUTO_RESET
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from incident_cli.config import defaults as d
 from incident_cli.config.model import (
     SOURCE_TYPES,
     AnomalyConfig,
+    BreakerConfig,
     ChannelConfig,
     DefaultsConfig,
     DiagnosticsRule,
@@ -27,7 +28,7 @@ from incident_cli.config.model import (
     VerifyConfig,
 )
 from incident_cli.config.reader import Reader, describe
-from incident_cli.config.yamlraw import Raw
+from incident_cli.config.yamlraw import Raw, Scalar
 from incident_cli.models import SEVERITIES
 from incident_cli.redact import mask_userinfo
 
@@ -210,7 +211,16 @@ def read_recovery_rule(r: Reader, path: str, raw: Raw | None) -> RecoveryRule | 
     s = r.mapping(
         path,
         raw,
-        ("commands", "timeout", "verify", "max_attempts", "backoff", "cooldown"),
+        (
+            "commands",
+            "timeout",
+            "verify",
+            "max_attempts",
+            "backoff",
+            "cooldown",
+            "approval",
+            "approval_timeout",
+        ),
     )
     verify = None
     if s.get("verify") is not None:
@@ -233,7 +243,19 @@ def read_recovery_rule(r: Reader, path: str, raw: Raw | None) -> RecoveryRule | 
         ),
         backoff=r.duration(f"{path}.backoff", s.get("backoff"), d.BACKOFF),
         cooldown=r.duration(f"{path}.cooldown", s.get("cooldown"), d.COOLDOWN),
+        approval=read_approval(r, f"{path}.approval", s.get("approval"), False),
+        approval_timeout=r.opt_duration(f"{path}.approval_timeout", s.get("approval_timeout")),
     )
+
+
+def read_approval(r: Reader, path: str, raw: Raw | None, default: bool) -> bool:
+    """`approval: required` (a human approves each command attempt) or `none`."""
+    if raw is None:
+        return default
+    value = r.text(path, raw).strip().lower()
+    if value not in ("required", "none"):
+        raise r.fail(path, f"expected required or none, got {value!r}")
+    return value == "required"
 
 
 def read_diagnostics_rule(r: Reader, path: str, raw: Raw | None) -> DiagnosticsRule | None:
@@ -400,7 +422,19 @@ def read_anomaly(r: Reader, raw: Raw | None) -> AnomalyConfig:
 
 
 def read_recovery(r: Reader, raw: Raw | None) -> RecoveryConfig:
-    rec = r.mapping("recovery", raw, ("enabled", "max_concurrent", "timeout", "env_passthrough"))
+    rec = r.mapping(
+        "recovery",
+        raw,
+        (
+            "enabled",
+            "max_concurrent",
+            "timeout",
+            "env_passthrough",
+            "approval",
+            "approval_timeout",
+            "breaker",
+        ),
+    )
     passthrough = r.texts("recovery.env_passthrough", rec.get("env_passthrough"))
     for i, name in enumerate(passthrough):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -412,6 +446,35 @@ def read_recovery(r: Reader, raw: Raw | None) -> RecoveryConfig:
         ),
         default_timeout=r.duration("recovery.timeout", rec.get("timeout"), d.RECOVERY_TIMEOUT),
         env_passthrough=tuple(passthrough),
+        approval=read_approval(r, "recovery.approval", rec.get("approval"), d.APPROVAL_REQUIRED),
+        approval_timeout=r.duration(
+            "recovery.approval_timeout", rec.get("approval_timeout"), d.APPROVAL_TIMEOUT
+        ),
+        breaker=read_breaker(r, rec.get("breaker")),
+    )
+
+
+def read_breaker(r: Reader, raw: Raw | None) -> BreakerConfig | None:
+    """`recovery.breaker`: a mapping, or `false`/`off` to turn the guard off."""
+    if isinstance(raw, Scalar) and raw.tag != "null":
+        if r.boolean("recovery.breaker", raw, True):
+            return BreakerConfig()
+        return None
+    b = r.mapping("recovery.breaker", raw, ("max_actions", "within", "max_incidents", "auto_reset"))
+    within = r.duration("recovery.breaker.within", b.get("within"), d.BREAKER_WITHIN)
+    if within <= 0:
+        raise r.fail("recovery.breaker.within", "must be longer than 0s")
+    return BreakerConfig(
+        max_actions=r.integer(
+            "recovery.breaker.max_actions", b.get("max_actions"), d.BREAKER_MAX_ACTIONS, 1
+        ),
+        within=within,
+        max_incidents=r.integer(
+            "recovery.breaker.max_incidents", b.get("max_incidents"), d.BREAKER_MAX_INCIDENTS, 1
+        ),
+        auto_reset=r.boolean(
+            "recovery.breaker.auto_reset", b.get("auto_reset"), d.BREAKER_AUTO_RESET
+        ),
     )
 
 

@@ -13,7 +13,7 @@ from incident_cli.store import outbox as store
 from incident_cli.store.database import Database
 from incident_cli.store.incidents import count_unresolved
 
-EVENTS = ("firing", "acknowledged", "resolved", "escalation", "storm")
+EVENTS = ("firing", "acknowledged", "resolved", "escalation", "storm", "approval", "breaker")
 
 
 def routed_channels(config: Config, incident: Incident) -> list[str]:
@@ -101,6 +101,22 @@ def queue_escalation(
     channels = [c.name for c in config.enabled_channels(config.escalation_channels)]
     message = message_for(config, incident, "escalation", {"reason": reason})
     return queue(db, channels, incident.id, "escalation", message, now)
+
+
+def queue_approval(
+    db: Database, config: Config, incident: Incident, now: float, request: Mapping[str, Any]
+) -> int:
+    """A command waits for a human: to the rule's channels, with its argv (secrets masked)
+    and the commands that approve or deny it (`request`)."""
+    message = message_for(config, incident, "approval", request)
+    return queue(db, routed_channels(config, incident), incident.id, "approval", message, now)
+
+
+def queue_breaker(db: Database, config: Config, now: float, facts: Mapping[str, Any]) -> int:
+    """The recovery breaker opened: one message to each escalation channel."""
+    channels = [c.name for c in config.enabled_channels(config.escalation_channels)]
+    message = {"event": "breaker", "grafana": config.grafana_url, **facts}
+    return queue(db, channels, None, "breaker", message, now)
 
 
 def queue_storm(db: Database, config: Config, incidents: list[Incident], now: float) -> int:

@@ -69,6 +69,7 @@ class TickContext:
         self.incident_id = incident_id
         self.result = RecoverResult(dry_run=dry_run)
         self.blocks_left = config.security.max_blocks_per_tick
+        self.starting = 0  # a dry run: the fixes it would have started so far (the breaker)
         self.secrets = config.secrets()
 
     @property

@@ -35,6 +35,7 @@ from incident_cli.config.model import Config
 from incident_cli.crashpoint import crash_point
 from incident_cli.errors import NotFound
 from incident_cli.models import Incident
+from incident_cli.recovery import approval, breaker
 from incident_cli.recovery.attempts import after_failure
 from incident_cli.recovery.context import (
     HEALTH_TIMEOUT,
@@ -57,7 +58,7 @@ from incident_cli.recovery.process import (
 )
 from incident_cli.recovery.report import RecoverResult
 from incident_cli.runtime import TickRuntime
-from incident_cli.store import actions
+from incident_cli.store import actions, safety
 from incident_cli.store.database import Database, write_tx
 from incident_cli.store.incidents import get_incident
 from incident_cli.store.timeline import add_event
@@ -71,6 +72,8 @@ _PREVIEW = {
     "defer": "deferred",
     "budget": "would-escalate",
     "now": "would-escalate",
+    "approval": "would-await-approval",
+    "breaker": "would-hold",
 }
 
 
@@ -157,6 +160,20 @@ def expire_leases(ctx: TickContext) -> None:
         ctx.report(row, "failed", error)
 
 
+def expire_approvals(ctx: TickContext) -> None:
+    """Commands that waited for approval past their timeout: expired, the incident escalated
+    once."""
+    now = ctx.now()
+    for row in safety.expired_approvals(ctx.db, now, ctx.incident_id):
+        if ctx.dry_run:
+            ctx.report(row, "would-expire", "not approved within its approval timeout")
+            continue
+        escalated = approval.expire(ctx.db, ctx.config, row, now)
+        if escalated is not None:
+            ctx.result.escalated.append(escalated)
+        ctx.report(row, "expired", "not approved within its approval timeout")
+
+
 # ----------------------------------------------------------------------- 2. verification
 
 
@@ -235,6 +252,37 @@ def _apply(
         ctx.escalate(incident, at, reason, row["budget_key"])
     elif decision.verdict == "now":
         KINDS[row["kind"]].record(ctx, Due(row, incident, at), decision, Outcome())
+    elif decision.verdict == "approval":
+        argv = _shown(ctx, decision)
+        if approval.request(ctx.db, ctx.config, row, incident, argv, at):
+            ctx.report(row, "awaiting-approval", reason, argv=tuple(map(tuple, argv)))
+    elif decision.verdict == "breaker":
+        _hold(ctx, row, incident, reason, at)
+
+
+def _shown(ctx: TickContext, decision: Decision) -> list[list[str]]:
+    """What the decision would run, secrets masked."""
+    steps = decision.job.steps if decision.job is not None else ()
+    return [[ctx.mask(a) for a in argv] for argv in steps]
+
+
+def _hold(
+    ctx: TickContext, row: Mapping[str, Any], incident: Incident, reason: str, at: float
+) -> None:
+    """The breaker stops a due fix: open it if this trips it (its notification queued in this
+    transaction), and leave the action pending with one timeline note per opening."""
+    opened_at = breaker.open_breaker(ctx.db, ctx.config, at, reason)
+    if breaker.hold(ctx.db, row["id"], at, opened_at):
+        add_event(
+            ctx.db,
+            incident.id,
+            at,
+            "note",
+            f"{row['kind']} held by the recovery breaker: {reason};"
+            f" `{breaker.RESET_COMMAND}` closes it"[:1000],
+            data={"action_id": row["id"], "breaker": True, "reason": reason},
+        )
+    ctx.report(row, "held", f"recovery breaker: {reason}")
 
 
 def _started_events(
@@ -299,6 +347,8 @@ def preview(ctx: TickContext, action_id: int) -> None:
     argv = tuple(tuple(ctx.mask(a) for a in s) for s in job.steps) if job else ()
     if decision.verdict == "run" and row["kind"] == "block_ip":
         ctx.blocks_left -= 1
+    if decision.verdict == "run" and row["kind"] in breaker.FIX_KINDS:
+        ctx.starting += 1
     reason = decision.reason
     if decision.verdict == "run" and job is not None and job.queries:
         reason = f"and {len(job.queries)} PromQL quer{'y' if len(job.queries) == 1 else 'ies'}"
@@ -322,6 +372,9 @@ def recover_due(
         raise NotFound(f"no incident {incident_id}")
     ctx = TickContext(db, config, now, incident_id, dry_run, runtime)
     expire_leases(ctx)
+    expire_approvals(ctx)
+    if not dry_run:
+        breaker.auto_reset(db, config, ctx.now())
     check_verifications(ctx)
     due = actions.due(db, ctx.start, incident_id)
     if dry_run:

@@ -13,6 +13,7 @@ from incident_cli.store.connection import db_size
 from incident_cli.store.database import Database
 from incident_cli.store.incidents import unresolved_counts
 from incident_cli.store.outbox import backlog, status_counts
+from incident_cli.store.safety import breaker_state
 from incident_cli.times import format_duration, to_rfc3339
 
 # The commands cron runs every tick: `run`, or the four stages scheduled separately. `run`
@@ -85,6 +86,8 @@ class Health:
     open_by_severity: Mapping[str, int]
     pending_actions: int
     running_actions: int
+    awaiting_approval: int
+    breaker: Mapping[str, Any]  # the recovery breaker's row (opened_at None: closed)
     notifications_pending: int
     notifications_dead: int
     oldest_pending_notification_at: float | None
@@ -230,7 +233,7 @@ def check_health(
     for state, severity, count in unresolved_counts(db):
         incidents[state] = incidents.get(state, 0) + count
         by_severity[severity] = by_severity.get(severity, 0) + count
-    actions = count_by_status(db, ("pending", "running"))
+    actions, breaker = _recovery_health(db, problems)
     notes = status_counts(db, ("pending", "dead"))
     _, oldest = backlog(db)
     return Health(
@@ -242,6 +245,8 @@ def check_health(
         open_by_severity=by_severity,
         pending_actions=int(actions.get("pending", 0)),
         running_actions=int(actions.get("running", 0)),
+        awaiting_approval=int(actions.get("awaiting_approval", 0)),
+        breaker=breaker,
         notifications_pending=int(notes.get("pending", 0)),
         notifications_dead=int(notes.get("dead", 0)),
         oldest_pending_notification_at=oldest,
@@ -250,6 +255,19 @@ def check_health(
         db_backend=db.dialect,
         problems=problems,
     )
+
+
+def _recovery_health(db: Database, problems: list[str]) -> tuple[dict[str, int], dict[str, Any]]:
+    """Actions by status and the recovery breaker's row; an open breaker is a problem."""
+    actions = count_by_status(db, ("pending", "running", "awaiting_approval"))
+    breaker = breaker_state(db)
+    if breaker["opened_at"] is not None:
+        problems.append(
+            f"recovery breaker open since {to_rfc3339(breaker['opened_at'])}:"
+            f" {breaker['reason']}; no command or block_ip action starts until"
+            " `incident breaker reset --by NAME --note TEXT`"
+        )
+    return actions, breaker
 
 
 def _age(now: float, at: float | None) -> float | None:
@@ -303,7 +321,19 @@ def health_json(h: Health) -> dict[str, Any]:
             for s in h.sources
         ],
         "incidents": {**h.incidents, "by_severity": dict(h.open_by_severity)},
-        "actions": {"pending": h.pending_actions, "running": h.running_actions},
+        "actions": {
+            "pending": h.pending_actions,
+            "running": h.running_actions,
+            "awaiting_approval": h.awaiting_approval,
+        },
+        "breaker": {
+            "open": h.breaker["opened_at"] is not None,
+            "opened_at": to_rfc3339(h.breaker["opened_at"]),
+            "reason": h.breaker["reason"] if h.breaker["opened_at"] is not None else None,
+            "closed_at": to_rfc3339(h.breaker["closed_at"]),
+            "closed_by": h.breaker["closed_by"],
+            "close_note": h.breaker["close_note"],
+        },
         "notifications": {
             "pending": h.notifications_pending,
             "dead": h.notifications_dead,

@@ -20,6 +20,7 @@ from incident_cli.store.database import Database
 from incident_cli.store.incidents import unresolved_counts
 from incident_cli.store.outbox import backlog, counts_by_channel
 from incident_cli.store.reports import timing_sums
+from incident_cli.store.safety import breaker_state
 
 MTTR_WINDOW = 24 * 3600.0
 
@@ -108,7 +109,7 @@ class StateCollector:
 
     def _recovery(self) -> Iterator[Any]:
         """Recovery command results, archived ones included."""
-        from prometheus_client.core import CounterMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         recovery = CounterMetricFamily(
             "incident_recovery_actions",
@@ -125,6 +126,16 @@ class StateCollector:
         for result, n in results.items():
             recovery.add_metric([result], n)
         yield recovery
+        yield GaugeMetricFamily(
+            "incident_recovery_breaker_open",
+            "1 while the recovery breaker is open (no command or block_ip action starts).",
+            value=1 if breaker_state(self.db)["opened_at"] is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "incident_recovery_actions_awaiting_approval",
+            "Recovery commands waiting for `incident approve`.",
+            value=count_by_status(self.db, ("awaiting_approval",)).get("awaiting_approval", 0),
+        )
 
     def _outbox(self) -> Iterator[Any]:
         """The outbox by channel and status, its depth and age, and the pending actions."""

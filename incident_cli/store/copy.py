@@ -26,6 +26,7 @@ ORDER = (
     "source_status",
     "source_replicas",
     "sync_status",
+    "recovery_breaker",
     "rollup_hourly",
     "rollup_followups",
     "id_floor",
@@ -33,9 +34,9 @@ ORDER = (
 )
 ID_TABLES = ("incidents", "alerts", "timeline", "actions", "notifications", "journeys", "followups")
 BATCH = 2000
-# Rows a new schema starts with (m009's floor of 0) or that the copy's own inserts produce (the
-# counters' triggers): replaced by the source's.
-REPLACED = ("id_floor", "counters")
+# Rows a new schema starts with (m009's floor of 0, m014's closed breaker) or that the copy's
+# own inserts produce (the counters' triggers): replaced by the source's.
+REPLACED = ("id_floor", "counters", "recovery_breaker")
 
 
 class TargetNotEmpty(IncidentError):

@@ -571,3 +571,31 @@ def m012_sync_status(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m014_recovery_breaker_and_approvals(db: sqlite_utils.Database) -> None:
+    # recovery.breaker: one row, open while `opened_at` is set; a close (`breaker reset` or the
+    # auto reset) starts a new window: actions started before `window_start` no longer count.
+    # Approval gates: an action `awaiting_approval` until `approval_until`; who approved or
+    # denied it and when; `held_at`: when the open breaker last held it (one note per opening).
+    # Plain portable SQL: it runs unchanged on SQLite and PostgreSQL.
+    for statement in (
+        """
+        CREATE TABLE recovery_breaker (
+            id INTEGER PRIMARY KEY,
+            window_start REAL NOT NULL,
+            opened_at REAL,
+            reason TEXT,
+            closed_at REAL,
+            closed_by TEXT,
+            close_note TEXT
+        )
+        """,
+        "INSERT INTO recovery_breaker (id, window_start) VALUES (1, 0)",
+        "ALTER TABLE actions ADD COLUMN approval_until REAL",
+        "ALTER TABLE actions ADD COLUMN decided_by TEXT",
+        "ALTER TABLE actions ADD COLUMN decided_at REAL",
+        "ALTER TABLE actions ADD COLUMN held_at REAL",
+    ):
+        db.execute(statement)

@@ -245,6 +245,8 @@ def facts_of(message: Message) -> Facts:
             ack_command=None,
             notes=(),
         )
+    if message.event == "breaker":
+        return _breaker_facts(f)
     if message.event == "storm":
         count = int(f.get("count", 0))
         top = ", ".join(
@@ -297,6 +299,9 @@ def facts_of(message: Message) -> Facts:
         notes.append(f"Resolution: {incident['resolution'].replace('_', ' ')}.")
     if message.event == "escalation" and f.get("reason"):
         notes.append(f"Escalated: {f['reason']}")
+    if message.event == "approval":
+        status = "APPROVAL NEEDED"
+        notes.extend(_approval_notes(f))
     return Facts(
         status=status,
         title=str(incident.get("title") or "incident"),
@@ -307,9 +312,38 @@ def facts_of(message: Message) -> Facts:
         runbook=link_url(f.get("runbook")),
         grafana=link_url(f.get("grafana")),
         ack_command=f.get("ack_command")
-        if message.event not in ("resolved", "acknowledged")
+        if message.event not in ("resolved", "acknowledged", "approval")
         else None,
         notes=tuple(notes),
+    )
+
+
+def _approval_notes(f: Mapping[str, Any]) -> list[str]:
+    """A command waiting for a human: what it runs, and how to approve or deny it."""
+    argv = " ; ".join(" ".join(str(a) for a in step) for step in f.get("argv") or [])
+    return [
+        f"Recovery action {f.get('action_id')} waits for approval: {argv}",
+        f"Approve: {f.get('approve_command')}",
+        f"Deny: {f.get('deny_command')}",
+        f"Expires at {f.get('expires_at')}; then the incident escalates.",
+    ]
+
+
+def _breaker_facts(f: Mapping[str, Any]) -> Facts:
+    return Facts(
+        status="BREAKER OPEN",
+        title="recovery breaker open: no command or block_ip action starts",
+        severity="critical",
+        incident_id=None,
+        summary=str(f.get("reason") or ""),
+        labels={},
+        runbook=None,
+        grafana=link_url(f.get("grafana")),
+        ack_command=None,
+        notes=(
+            "Due command and block_ip actions stay pending until it closes.",
+            f"Close it with: {f.get('reset_command') or 'incident breaker reset'}",
+        ),
     )
 
 

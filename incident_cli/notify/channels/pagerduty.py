@@ -16,6 +16,7 @@ ACTIONS = {
     "firing": "trigger",
     "escalation": "trigger",
     "storm": "trigger",
+    "breaker": "trigger",
     "acknowledged": "acknowledge",
     "resolved": "resolve",
 }
@@ -30,6 +31,8 @@ def dedup_key(message: Message) -> str:
     that happens to get the same id.
     """
     incident = message.facts.get("incident") or {}
+    if message.event == "breaker":
+        return f"incident-cli/breaker/{message.facts.get('opened_at') or message.id}"
     if message.event == "storm" or not incident:
         # A storm's summary and its resolution share the storm's id.
         return f"incident-cli/storm/{message.facts.get('storm_id') or message.id}"
@@ -78,8 +81,10 @@ class PagerDutyChannel(Channel[PagerDutyOptions]):
     options_type = PagerDutyOptions
     default_rate_limit = 2.0  # PagerDuty: 120 events a minute per routing key
 
-    def prepare(self, message: Message) -> Outgoing:
-        action = ACTIONS[message.event]
+    def prepare(self, message: Message) -> Outgoing | None:
+        action = ACTIONS.get(message.event)
+        if action is None:
+            return None  # an approval request is for chat, email or a webhook, not a page
         event: dict[str, Any] = {
             "routing_key": str(self.options.routing_key),
             "event_action": action,

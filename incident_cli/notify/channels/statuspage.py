@@ -133,6 +133,8 @@ class StatuspageChannel(Channel[StatuspageOptions]):
     def prepare(self, message: Message) -> Outgoing | None:
         if message.event == "storm" or message.facts.get("storm_id"):
             return None  # a public incident nobody would resolve helps no one
+        if message.event in ("approval", "breaker"):
+            return None  # the tool's own business, not the public's
         facts = facts_of(message)
         components = self.components(message)
         if facts.status == "RESOLVED":

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 # run: claim it and hand its job to a worker; now: nothing to run, the kind records it at once
 # (in the claim's transaction); skip / refuse: finish it so with the reason; defer: leave it
-# pending for a later tick; budget: skip it and escalate (its attempt budget is spent).
-Verdict = Literal["run", "now", "skip", "refuse", "defer", "budget"]
+# pending for a later tick; budget: skip it and escalate (its attempt budget is spent);
+# approval: it would run, but waits for a human first; breaker: it would run, but the
+# blast-radius breaker is open (or starting it would open it), so it stays pending.
+Verdict = Literal["run", "now", "skip", "refuse", "defer", "budget", "approval", "breaker"]
 
 
 class Due(NamedTuple):
@@ -63,7 +65,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a due action, and why; `job` is set when the verdict is `run`."""
+    """What to do with a due action, and why; `job` is set when the verdict is `run` (and
+    for `approval` and `breaker`: what would run)."""
 
     verdict: Verdict
     reason: str | None = None
