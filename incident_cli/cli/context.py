@@ -213,10 +213,12 @@ def tick(
             finished = env.now()
             shown_error = redact(error, env.secrets()) if error else None
             if heartbeat:
-                record_heartbeat(db, command, started, finished, worst_exit(codes), shown_error)
+                host = env.config().host
+                code = worst_exit(codes)
+                record_heartbeat(db, command, started, finished, code, shown_error, host)
                 if env.event_log is not None:
                     env.event_log.tick(
-                        command, started, finished, worst_exit(codes), shown_error, env.tick_stages
+                        command, started, finished, code, shown_error, env.tick_stages, host
                     )
         finally:
             if lock_ctx is not None:
