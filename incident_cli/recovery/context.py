@@ -70,6 +70,7 @@ class TickContext:
         self.result = RecoverResult(dry_run=dry_run)
         self.blocks_left = config.security.max_blocks_per_tick
         self.secrets = config.secrets()
+        self.host = config.host  # named on every claim
 
     @property
     def dry_run(self) -> bool:
