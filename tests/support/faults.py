@@ -15,22 +15,37 @@ from tests.support.binaries import start_alertmanager
 from tests.support.notify import Receiver, receiver
 
 
-def pipeline_config(am_url: str, hook_url: str, service: str, command_sleep: float) -> str:
-    """The rule file: alerts `BackendDown{service=...}` open an incident, notify the webhook
-    and run the recovery command (which writes $INCIDENT_ATTEMPT to attempts.log)."""
+def pipeline_config(
+    am_url: str,
+    hook_url: str,
+    service: str,
+    command_sleep: float,
+    *,
+    pagerduty_url: str | None = None,
+    record: str = "$INCIDENT_ATTEMPT",
+) -> str:
+    """The rule file: alerts `BackendDown{service=...}` (a "~regex" matches several) open an
+    incident each, notify the webhook (and PagerDuty at `pagerduty_url`, when given) and run
+    the recovery command, which appends `record` ($INCIDENT_ATTEMPT) to attempts.log."""
+    pagerduty = (
+        f'  pd: {{type: pagerduty, url: "{pagerduty_url}/v2/enqueue",'
+        " routing_key: failover-routing-key, timeout: 2s}\n"
+        if pagerduty_url
+        else ""
+    )
     return f"""
 sources:
   am: {{type: alertmanager, url: "{am_url}", timeout: 5s}}
 channels:
   hook: {{type: webhook, url: "{hook_url}/hook", timeout: 2s}}
-incidents: {{resolve_after: 1s}}
-defaults: {{notify: [hook]}}
+{pagerduty}incidents: {{resolve_after: 1s}}
+defaults: {{notify: [hook{", pd" if pagerduty_url else ""}]}}
 rules:
   - name: backend
     match: {{alertname: BackendDown, service: "{service}"}}
     handler: service_down
     recovery:
-      commands: [["sh", "-c", "echo $INCIDENT_ATTEMPT >> attempts.log; sleep {command_sleep}"]]
+      commands: [["sh", "-c", "echo {record} >> attempts.log; sleep {command_sleep}"]]
       timeout: 10s
 """
 
