@@ -68,7 +68,8 @@ class Env:
 
             path = self.resolved_db_path()
             created = not is_url(path) and path != ":memory:" and not os.path.lexists(path)
-            self._db = open_db(path, password=self.config().db_password)
+            config = self.config()
+            self._db = open_db(path, password=config.db_password, host=config.host)
             if created:
                 self._say_where_state_goes(path)
             log = self.config().log
