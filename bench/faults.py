@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.support.binaries import cli_env, start_alertmanager  # noqa: E402
-from tests.support.faults import pipeline_config, post_alert  # noqa: E402
+from tests.support.faults import age_leases, pipeline_config, post_alert  # noqa: E402
 from tests.support.notify import receiver  # noqa: E402
 
 STEPS = ("poll-read", "notify-claimed", "sent", "action-claimed", "command-started")
@@ -45,21 +45,6 @@ def tick(workdir: Path, crash_at: str | None = None, kill_after: float | None = 
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
     return proc.wait(timeout=120)
-
-
-def age_leases(db: Path) -> None:
-    if not db.exists():
-        return  # killed before it created the DB
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        with conn:
-            conn.execute("UPDATE notifications SET lease_until = 1 WHERE lease_until IS NOT NULL")
-            conn.execute("UPDATE actions SET lease_until = 1 WHERE lease_until IS NOT NULL")
-    except sqlite3.OperationalError as exc:
-        if "no such table" not in str(exc):
-            raise  # killed before its schema was committed: nothing is leased
-    finally:
-        conn.close()
 
 
 def one_run(am_url: str, n: int, fault: str, kills: int, rng: random.Random) -> dict[str, int]:

@@ -1,17 +1,23 @@
-"""Test-only: kill this process at a named step, so the fault tests can crash a tick exactly
-where it matters. Inert unless INCIDENT_TEST_CRASH_AT is set; never set it in production."""
+"""Test-only: kill (or stop) this process at a named step, so the fault tests can crash or stall
+a tick exactly where it matters. Inert unless INCIDENT_TEST_CRASH_AT or INCIDENT_TEST_STOP_AT is
+set; never set them in production."""
 
 from __future__ import annotations
 
 import os
 import signal
 
-# Not a setting: tests/faults sets it on the `incident` processes it kills.
+# Not settings: tests/faults and the fencing tests set them on the `incident` processes they
+# kill or stall.
 CRASH_VAR = "INCIDENT_TEST_CRASH_AT"
+STOP_VAR = "INCIDENT_TEST_STOP_AT"
 
 
 def crash_point(step: str) -> None:
     """SIGKILL this process when INCIDENT_TEST_CRASH_AT names `step` (poll-read,
-    notify-claimed, sent, action-claimed, command-started)."""
+    notify-claimed, sent, action-claimed, command-started); SIGSTOP it (a host that stalls
+    until someone sends SIGCONT) when INCIDENT_TEST_STOP_AT names it."""
     if os.environ.get(CRASH_VAR) == step:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(STOP_VAR) == step:
+        os.kill(os.getpid(), signal.SIGSTOP)

@@ -168,12 +168,18 @@ def _recover(
         f" {result.problems} could not start",
         data=result.to_json(),
     )
+    lines = [
+        (a, f"action {a.action_id} ({a.kind}) of incident {a.incident_id} {a.outcome}: {a.detail}")
+        for a in result.actions
+    ]
+    stage.notes.extend(line for a, line in lines if a.lease_trouble)
     if result.problems:
         stage.code = int(ExitStatus.PARTIAL_FAILURE)
         stage.errors.extend(
-            f"action {a.action_id} ({a.kind}) of incident {a.incident_id} {a.outcome}: {a.detail}"
-            for a in result.actions
-            if a.outcome == "refused" or (a.outcome == "failed" and a.exit_code is None)
+            line
+            for a, line in lines
+            if not a.lease_trouble
+            and (a.outcome == "refused" or (a.outcome == "failed" and a.exit_code is None))
         )
     return stage
 
@@ -202,6 +208,10 @@ def _notify(
         summary=f"sent {report.count('sent')}, retrying {report.count('retry')},"
         f" dead {report.count('dead')}, held {report.count('held')}",
         data=report.to_json(),
+    )
+    stage.notes.extend(
+        f"notification {lost.id} to {lost.channel} ({lost.event}): {lost.error}"
+        for lost in report.lost
     )
     for dead in report.dead:
         stage.code = int(ExitStatus.PARTIAL_FAILURE)

@@ -90,7 +90,7 @@ def test_a_row_is_claimed_by_compare_and_swap_only_once(tmp_path: Path) -> None:
     assert first.claim(row, channel, "token-a", {}) is not None
     assert second.claim(row, channel, "token-b", {}) is None
     # Only the lease holder can mark it.
-    second.mark_retry(row, "token-b", "nope", T0 + 100)
+    assert second.mark_retry(row, "token-b", 1, "nope", T0 + 100) is not None
     assert rows(setup)[0]["error"] is None
     assert rows(setup)[0]["attempts"] == 1
 

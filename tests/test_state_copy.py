@@ -27,6 +27,7 @@ TABLES = (
     "rollup_hourly",
     "journeys",
     "heartbeats",
+    "host_heartbeats",
     "counters",
     "id_floor",
     "recovery_breaker",
@@ -50,14 +51,19 @@ def _history(path: Path) -> None:
         [("login", NOW - i, i % 2, 12.5) for i in range(5)],
     )
     conn.execute(
-        "INSERT INTO heartbeats (command, last_run_at, last_ok_at, last_exit) VALUES"
-        " ('run', ?, ?, 0)",
+        "INSERT INTO heartbeats (command, last_run_at, last_ok_at, last_exit, host) VALUES"
+        " ('run', ?, ?, 0, 'a')",
         (NOW, NOW),
     )
     # The recovery breaker open: the copy carries it (a fresh schema starts closed).
     conn.execute(
         "UPDATE recovery_breaker SET opened_at = ?, reason = 'too many fixes' WHERE id = 1",
         (NOW - 60,),
+    )
+    conn.execute(
+        "INSERT INTO host_heartbeats (host, command, last_started_at, last_run_at, last_exit)"
+        " VALUES ('a', 'run', ?, ?, 0)",
+        (NOW - 1, NOW),
     )
     h.db.close()
 

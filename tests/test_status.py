@@ -115,6 +115,7 @@ def test_json_has_commands_sources_queues_and_db_size(tmp_path: Path) -> None:
             "last_error": None,
             "expected": True,
             "stale": False,
+            "host": None,  # a heartbeat written without a host (before hosts were recorded)
         }
     ]
     sources = {s["name"]: s for s in data["sources"]}

@@ -68,7 +68,8 @@ class Env:
 
             path = self.resolved_db_path()
             created = not is_url(path) and path != ":memory:" and not os.path.lexists(path)
-            self._db = open_db(path, password=self.config().db_password)
+            config = self.config()
+            self._db = open_db(path, password=config.db_password, host=config.host)
             if created:
                 self._say_where_state_goes(path)
             log = self.config().log
@@ -213,10 +214,12 @@ def tick(
             finished = env.now()
             shown_error = redact(error, env.secrets()) if error else None
             if heartbeat:
-                record_heartbeat(db, command, started, finished, worst_exit(codes), shown_error)
+                host = env.config().host
+                code = worst_exit(codes)
+                record_heartbeat(db, command, started, finished, code, shown_error, host)
                 if env.event_log is not None:
                     env.event_log.tick(
-                        command, started, finished, worst_exit(codes), shown_error, env.tick_stages
+                        command, started, finished, code, shown_error, env.tick_stages, host
                     )
         finally:
             if lock_ctx is not None:

@@ -56,6 +56,9 @@ def notify(
             f"notification {dead.id} to {dead.channel} ({dead.event}{about}) is dead: {dead.error}"
         )
         sys.stderr.write(f"incident: {printable(line)}\n")
+    for lost in report.lost:
+        line = f"notification {lost.id} to {lost.channel} ({lost.event}): {lost.error}"
+        sys.stderr.write(f"incident: {printable(line)}\n")
     if as_json:
         emit_json({"dry_run": False, **report.to_json()})
     elif env.verbose:

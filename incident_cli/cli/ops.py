@@ -71,7 +71,15 @@ def run(
         # Each stage leaves its own heartbeat too: `status` and the metrics watch them.
         error = redact("; ".join(stage.errors), env.secrets()) if stage.errors else None
         if not dry_run:
-            record_heartbeat(db, stage.name, stage.started_at, stage.finished_at, stage.code, error)
+            record_heartbeat(
+                db,
+                stage.name,
+                stage.started_at,
+                stage.finished_at,
+                stage.code,
+                error,
+                env.config().host,
+            )
             env.tick_stages.append(
                 {"stage": stage.name, "exit_code": stage.code, "summary": stage.summary}
             )

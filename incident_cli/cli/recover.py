@@ -83,11 +83,13 @@ def recover(
             out.print("recover: nothing due", markup=False, soft_wrap=True)
         for report in result.actions:
             out.print(_line(report), markup=False, soft_wrap=True)
-    elif result.problems and not env.quiet:
-        # Cron mails this: say which actions could not start.
+    elif not env.quiet:
+        # Cron mails this: say which actions could not start, and any lease lost.
         for report in result.actions:
-            if report.outcome == "refused" or (
-                report.outcome == "failed" and report.exit_code is None
+            if (
+                report.lease_trouble
+                or report.outcome == "refused"
+                or (report.outcome == "failed" and report.exit_code is None)
             ):
                 sys.stderr.write(f"incident: {_line(report)}\n")
     worst = max(codes, default=0)

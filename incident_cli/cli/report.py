@@ -196,8 +196,9 @@ def status(
 ) -> None:
     """Health of the tool itself; exit 1 when a heartbeat is stale or a source keeps failing.
 
-    Shows each command's last run and result, each source's reachability, open incidents,
-    pending actions and notifications, and the DB size.
+    Shows each command's last run and result, each host's last tick (and which host ticked
+    last), each source's reachability, open incidents, pending actions and notifications, and
+    the DB size.
     """
     from incident_cli.reporting.health import check_health, health_json
     from incident_cli.times import parse_duration
@@ -226,6 +227,7 @@ def status(
         configured_sources=tuple(config.sources),
         expect=tuple(expect) if expect else None,
         db_path=path,
+        host=config.host,
     )
     if as_json:
         emit_json(health_json(health))
@@ -233,6 +235,36 @@ def status(
         _print_health(health)
     if health.problems:
         raise typer.Exit(int(ExitStatus.PARTIAL_FAILURE))
+
+
+def _print_hosts(out: Any, h: Any, ago: Any) -> None:
+    """Each host's last tick, the one that ticked last marked."""
+    from rich.table import Table
+
+    from incident_cli.display import safe_markup
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("HOST", "LAST TICK", "COMMAND", "EXIT", ""):
+        table.add_column(column)
+    for x in h.hosts:
+        exit_code = "" if x.last_exit is None else str(x.last_exit)
+        notes = [
+            n
+            for n, on in (
+                ("ticked last", x.host == h.last_tick_host),
+                ("this host", x.host == h.this_host),
+            )
+            if on
+        ]
+        table.add_row(
+            safe_markup(x.host),
+            ago(x.last_run_at),
+            safe_markup(x.command),
+            f"[red]{exit_code}[/]" if x.last_exit else exit_code,
+            ", ".join(notes),
+        )
+    out.print()
+    out.print(table)
 
 
 def _print_health(h: Any) -> None:
@@ -265,6 +297,8 @@ def _print_health(h: Any) -> None:
     if h.commands:
         out.print()
         out.print(table)
+    if h.hosts:
+        _print_hosts(out, h, ago)
     if h.sources:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("SOURCE", "REACHABLE", "FAILURES", "LAST OK", "ALERTS", "LAST ERROR"):

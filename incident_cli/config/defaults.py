@@ -9,6 +9,9 @@ DEFAULT_DB_NAME = "incident.db"
 # The environment variables that say where things are (-c/--config and --db win over them).
 CONFIG_VAR = "INCIDENT_CONFIG"
 DB_VAR = "INCIDENT_DB"
+# The name this host goes by in heartbeats, claims and actions (default: its hostname).
+HOSTNAME_VAR = "INCIDENT_HOSTNAME"
+HOSTNAME_MAX = 255
 # The built-in defaults' source reads this one (BUILTIN_YAML below).
 PROMETHEUS_URL_VAR = "PROMETHEUS_URL"
 

@@ -128,6 +128,7 @@ def variables() -> tuple[EnvVariable, ...]:
     found = [
         EnvVariable(d.CONFIG_VAR, "location", "-c/--config"),
         EnvVariable(d.DB_VAR, "location", "--db"),
+        EnvVariable(d.HOSTNAME_VAR, "location", "this host's name"),
         EnvVariable(d.PROMETHEUS_URL_VAR, "source", "sources.prometheus.url"),
     ]
     for kind in KINDS:
@@ -139,6 +140,23 @@ def variables() -> tuple[EnvVariable, ...]:
                 found.append(EnvVariable(spec.env, "channel", f"{kind}.{spec.key}"))
     found.extend(EnvVariable(o.variable, "behaviour", o.key) for o in ENV_OVERRIDES)
     return tuple(found)
+
+
+def host_name(env: Mapping[str, str]) -> str:
+    """The name this host goes by in heartbeats, claims and actions: INCIDENT_HOSTNAME, else
+    the machine's hostname. Hosts sharing one state DB must each have a name of their own."""
+    raw = (env.get(d.HOSTNAME_VAR) or "").strip()
+    if not raw:
+        import socket
+
+        return socket.gethostname()[: d.HOSTNAME_MAX] or "localhost"
+    if len(raw) > d.HOSTNAME_MAX or not raw.isprintable() or any(c.isspace() for c in raw):
+        raise ConfigError(
+            "environment",
+            d.HOSTNAME_VAR,
+            f"expected a name of at most {d.HOSTNAME_MAX} printable characters without spaces",
+        )
+    return raw
 
 
 def all_names() -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from incident_cli.config.channels import read_channels
 from incident_cli.config.defaults import BUILTIN, BUILTIN_YAML, CONFIG_VAR, DEFAULT_CONFIG_NAME
-from incident_cli.config.env import apply_env_overrides, builtin_channels, to_raw
+from incident_cli.config.env import apply_env_overrides, builtin_channels, host_name, to_raw
 from incident_cli.config.model import Config
 from incident_cli.config.reader import Reader
 from incident_cli.config.sections import (
@@ -118,6 +118,7 @@ def _build(
         security=read_security(r, top.get("security")),
         grafana_url=read_links(r, top.get("links")),
         log=read_log(r, top.get("log")),
+        host=host_name(env),
         env=env,
         env_expanded={k: tuple(dict.fromkeys(v)) for k, v in r.expanded.items()},
     )

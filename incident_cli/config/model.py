@@ -213,6 +213,7 @@ class Config:
     security: SecurityConfig
     grafana_url: str | None = None
     log: LogConfig | None = None
+    host: str = "localhost"  # INCIDENT_HOSTNAME, else the machine's hostname
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     # state.password_file's content: the PostgreSQL password when the URL has none.
     db_password: str | None = field(default=None, repr=False)

@@ -9,6 +9,11 @@ A row is claimed by compare-and-swap (status pending, due, lease free) which set
 counts the attempt; the send runs with no transaction open; the result is written only by the
 lease holder. A tick killed between send and mark leaves the row pending with its lease: once
 the lease expires the next tick sends it again (PagerDuty's dedup_key makes that harmless).
+
+The lease names its host, and the write that settles a row checks, in its WHERE, that the lease
+is still this host's, with this claim's token, and not run out: a host that stalled past its
+lease (and whose row another host may have sent and marked since) writes nothing; it reports
+the lease as lost (`lost`), and a note on the incident's timeline says so.
 """
 
 from __future__ import annotations
@@ -58,7 +63,8 @@ MAX_ERROR = 500
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one row this tick. status: sent, retry, dead or held."""
+    """What happened to one row this tick. status: sent, retry, dead, held, or lost (its lease
+    ran out before its outcome could be written: the row is the next lease holder's)."""
 
     id: int
     channel: str
@@ -96,12 +102,17 @@ class DeliveryReport:
     def dead(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == "dead"]
 
+    @property
+    def lost(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "lost"]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "sent": self.count("sent"),
             "retrying": self.count("retry"),
             "dead": self.count("dead"),
             "held": self.count("held"),
+            "lost": self.count("lost"),
             "deferred": self.deferred,
             "notifications": [o.to_json() for o in self.outcomes],
         }
@@ -134,6 +145,7 @@ class _Delivery:
         self.config = config
         self.clock = clock
         self.secrets = config.secrets()
+        self.host = config.host
 
     def claim(
         self, row: OutboxRow, channel: Channel[Options], token: str, facts: Any
@@ -152,6 +164,7 @@ class _Delivery:
                 now,
                 now + lease_seconds(channel),
                 token,
+                self.host,
             )
         if claimed is None:
             return None
@@ -166,11 +179,6 @@ class _Delivery:
         )
         return message, int(attempts)
 
-    def _settled(self, row: OutboxRow, written: bool) -> bool:
-        """True when the outcome was written (the lease still held) and the row's incident
-        still exists, so a timeline event should follow."""
-        return written and exists(self.db, row.incident_id)
-
     def _event(
         self, row: OutboxRow, now: float, kind: str, message: str, attempts: int, **extra: Any
     ) -> None:
@@ -184,11 +192,38 @@ class _Delivery:
         }
         add_event(self.db, row.incident_id, now, kind, message, data=data)
 
-    def mark_sent(self, row: OutboxRow, token: str, attempts: int, remote_id: str | None) -> None:
+    def _lost(self, row: OutboxRow, now: float, attempts: int, what: str) -> str | None:
+        """The settling write found the lease gone: the host stalled past it. Nothing was
+        written; say so on the incident's timeline and return the reason. None when the row
+        itself is gone (its incident archived meanwhile): there is nothing left to settle."""
+        lease = store.lease_of(self.db, row.id)
+        if lease is None:
+            return None
+        holder, until = lease
+        now_held = (
+            f"; host {holder} holds it now"
+            if holder != self.host and until is not None and until >= now
+            else ""
+        )
+        reason = (
+            f"lease lost: host {self.host}'s lease on the {row.event} message to {row.channel}"
+            f" ran out before it could be marked {what}{now_held}; the row's next lease holder"
+            " settles it"
+        )
+        if exists(self.db, row.incident_id):
+            self._event(row, now, "note", reason, attempts, lease="lost", host=self.host)
+        return reason
+
+    def mark_sent(
+        self, row: OutboxRow, token: str, attempts: int, remote_id: str | None
+    ) -> str | None:
+        """Mark the row sent if this host still holds its lease; else the lease-lost reason."""
         now = self.clock()
         with write_tx(self.db):
-            if not self._settled(row, store.mark_sent(self.db, row.id, token, now)):
-                return
+            if not store.mark_sent(self.db, row.id, store.Claim(token, self.host, now)):
+                return self._lost(row, now, attempts, "sent")
+            if not exists(self.db, row.incident_id):
+                return None
             if remote_id is not None:
                 store.save_ref(self.db, row.incident_id, row.channel, remote_id)
             self._event(
@@ -199,26 +234,35 @@ class _Delivery:
                 + (f" (attempt {attempts})" if attempts > 1 else ""),
                 attempts,
             )
+        return None
 
-    def mark_retry(self, row: OutboxRow, token: str, error: str, next_attempt_at: float) -> None:
-        with write_tx(self.db):
-            # Only the row changes: a retry is not an event in the incident's story.
-            store.mark_retry(self.db, row.id, token, error, next_attempt_at)
-
-    def mark_dead(self, row: OutboxRow, token: str, attempts: int, error: str) -> None:
+    def mark_retry(
+        self, row: OutboxRow, token: str, attempts: int, error: str, next_attempt_at: float
+    ) -> str | None:
         now = self.clock()
         with write_tx(self.db):
-            if not self._settled(row, store.mark_dead(self.db, row.id, token, error)):
-                return
-            self._event(
-                row,
-                now,
-                "notification_failed",
-                f"{row.event} message to {row.channel} not delivered after"
-                f" {attempts} attempt(s): {error}",
-                attempts,
-                error=error,
-            )
+            # Only the row changes: a retry is not an event in the incident's story.
+            claim = store.Claim(token, self.host, now)
+            if not store.mark_retry(self.db, row.id, claim, error, next_attempt_at):
+                return self._lost(row, now, attempts, "for a retry")
+        return None
+
+    def mark_dead(self, row: OutboxRow, token: str, attempts: int, error: str) -> str | None:
+        now = self.clock()
+        with write_tx(self.db):
+            if not store.mark_dead(self.db, row.id, store.Claim(token, self.host, now), error):
+                return self._lost(row, now, attempts, "dead")
+            if exists(self.db, row.incident_id):
+                self._event(
+                    row,
+                    now,
+                    "notification_failed",
+                    f"{row.event} message to {row.channel} not delivered after"
+                    f" {attempts} attempt(s): {error}",
+                    attempts,
+                    error=error,
+                )
+        return None
 
     def describe(self, exc: BaseException, channel: Channel[Options]) -> str:
         """An error as it may be stored and printed: no secret, one line, bounded."""
@@ -394,7 +438,7 @@ class _SendingRun:
 
     def start_next(self, name: str, pool: Executor) -> bool:
         """Claim the channel's next row and start sending it; False when none could start."""
-        work, report, delivery = self.work, self.report, self.delivery
+        work, delivery = self.work, self.delivery
         while name in work:
             queue = work[name]
             chain = queue.popleft()
@@ -414,13 +458,9 @@ class _SendingRun:
             message, attempts = claimed
             crash_point("notify-claimed")
             if broken is not None:
-                delivery.mark_dead(row, token, attempts, broken)
-                report.outcomes.append(
-                    Outcome(
-                        row.id, row.channel, row.event, row.incident_id, "dead", attempts, broken
-                    )
-                )
-                _continue_chain(work, name, chain[1:])
+                lost = delivery.mark_dead(row, token, attempts, broken)
+                if self.record(row, "dead", attempts, broken, lost):
+                    _continue_chain(work, name, chain[1:])
                 continue
             started = self.monotonic()
             rate = channel.rate_limit
@@ -441,11 +481,26 @@ class _SendingRun:
             self._after_failure(sending, exc)
             return
         crash_point("sent")
-        self.delivery.mark_sent(row, token, attempts, remote_id)
-        self.report.outcomes.append(
-            Outcome(row.id, row.channel, row.event, row.incident_id, "sent", attempts)
-        )
-        _continue_chain(self.work, name, chain[1:])
+        lost = self.delivery.mark_sent(row, token, attempts, remote_id)
+        if self.record(row, "sent", attempts, None, lost):
+            _continue_chain(self.work, name, chain[1:])
+
+    def record(
+        self,
+        row: OutboxRow,
+        status: str,
+        attempts: int,
+        error: str | None,
+        lost: str | None,
+        next_attempt_at: float | None = None,
+    ) -> bool:
+        """Report the row's outcome, or `lost` when its lease ran out before the outcome could
+        be written; False then (the rest of its chain is the next lease holder's)."""
+        if lost is not None:
+            status, error, next_attempt_at = "lost", lost, None
+        about = (row.id, row.channel, row.event, row.incident_id)
+        self.report.outcomes.append(Outcome(*about, status, attempts, error, next_attempt_at))
+        return lost is None
 
     def _after_failure(self, sending: _Sending, exc: Exception) -> None:
         """Dead (permanent, or failing too long), a short wait within the tick (a small
@@ -461,14 +516,15 @@ class _SendingRun:
             permanent = True
             error = f"gave up after {attempts} attempts over {GIVE_UP_AFTER / 3600:g}h: {error}"
         if permanent:
-            delivery.mark_dead(row, token, attempts, error)
-            report.outcomes.append(
-                Outcome(row.id, row.channel, row.event, row.incident_id, "dead", attempts, error)
-            )
-            _continue_chain(work, name, chain[1:])
+            lost = delivery.mark_dead(row, token, attempts, error)
+            if self.record(row, "dead", attempts, error, lost):
+                _continue_chain(work, name, chain[1:])
             return
         delay = retry_after if retry_after is not None else backoff(attempts)
-        delivery.mark_retry(row, token, error, now + delay)
+        lost = delivery.mark_retry(row, token, attempts, error, now + delay)
+        if lost is not None:
+            self.record(row, "retry", attempts, error, lost)
+            return
         short = (
             retry_after is not None
             and retry_after <= SHORT_RETRY_AFTER
@@ -482,18 +538,7 @@ class _SendingRun:
             self.next_slot[name] = max(self.next_slot[name], self.monotonic() + retry_after + 0.05)
             work.setdefault(name, deque()).appendleft(chain)
             return
-        report.outcomes.append(
-            Outcome(
-                row.id,
-                row.channel,
-                row.event,
-                row.incident_id,
-                "retry",
-                attempts,
-                error,
-                now + delay,
-            )
-        )
+        self.record(row, "retry", attempts, error, None, now + delay)
         # The endpoint is down or throttling: leave the channel's other rows for the next
         # tick instead of spending a timeout on each.
         if name in work:

@@ -71,6 +71,7 @@ class TickContext:
         self.blocks_left = config.security.max_blocks_per_tick
         self.starting = 0  # a dry run: the fixes it would have started so far (the breaker)
         self.secrets = config.secrets()
+        self.host = config.host  # named on every claim
 
     @property
     def dry_run(self) -> bool:

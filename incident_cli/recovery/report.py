@@ -13,11 +13,20 @@ class ActionReport:
     action_id: int
     incident_id: int
     kind: str
-    outcome: str  # succeeded failed refused skipped verifying waiting deferred | would-*
+    # succeeded failed refused skipped verifying waiting deferred lease-lost | would-*
+    outcome: str
     detail: str | None = None
     argv: tuple[tuple[str, ...], ...] = ()
     attempt: int | None = None
     exit_code: int | None = None
+
+    @property
+    def lease_trouble(self) -> bool:
+        """This host's lease ran out before it could record the outcome, or another host's
+        run was failed as lost: worth a line in cron's mail, though not a failure of this tick."""
+        return self.outcome == "lease-lost" or (
+            self.outcome == "failed" and (self.detail or "").startswith("lost: ")
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

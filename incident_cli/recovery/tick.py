@@ -8,6 +8,10 @@ commands and HTTP run in worker threads with no transaction open):
 1. `running` actions whose lease ran out (the tick running them was killed) are failed, after
    their command's process group (recorded on the row when it started) is stopped if its
    leader is still that process: the command runs in its own session and outlives the tick.
+   One claimed by another host cannot be stopped from here and its outcome is unknown: it is
+   failed as lost, naming that host. (Every claim names its host and has a token; the write
+   that records an outcome first checks, by compare-and-swap, that this host's claim still
+   holds and its lease has not run out: a host that stalled past its lease writes nothing.)
 2. Fixes waiting for verification are checked (kinds/verify.py).
 3. Due `pending` actions run oldest first, at most `recovery.max_concurrent` at a time. Each is
    decided (`decision.decide_action`), then claimed by compare-and-swap (`UPDATE ... WHERE
@@ -56,7 +60,7 @@ from incident_cli.recovery.process import (
     run_command,
     stop_orphan,
 )
-from incident_cli.recovery.report import RecoverResult
+from incident_cli.recovery.report import ActionReport, RecoverResult
 from incident_cli.runtime import TickRuntime
 from incident_cli.store import actions, safety
 from incident_cli.store.database import Database, write_tx
@@ -116,6 +120,9 @@ def execute(
 def expire_leases(ctx: TickContext) -> None:
     now = ctx.now()
     for row in actions.expired_leases(ctx.db, now, ctx.incident_id):
+        if row["claimed_by"] not in (None, ctx.host):
+            _fail_lost(ctx, row, str(row["claimed_by"]), now)
+            continue
         error = "interrupted: the tick running it stopped before it finished (lease expired)"
         who = (
             ProcessIdentity(int(row["pid"]), int(row["pgid"]), row["proc_start"])
@@ -143,21 +150,45 @@ def expire_leases(ctx: TickContext) -> None:
         if stopped:
             error += f"; its process group {who.pgid if who else '?'} was still running"
             error += " and was stopped"
-        with write_tx(ctx.db):
-            if not ctx.finish(row, "failed", now, error=error, only_if="running"):
-                continue
-            add_event(
-                ctx.db,
-                row["incident_id"],
-                now,
-                "action_failed",
-                f"{row['kind']} {error}",
-                data={"action_id": row["id"]},
-            )
-            incident = get_incident(ctx.db, row["incident_id"])
-            if row["kind"] == "command" and incident is not None:
-                after_failure(ctx, row, incident, now)
-        ctx.report(row, "failed", error)
+        if _fail_expired(ctx, row, error, now):
+            ctx.report(row, "failed", error)
+
+
+def _fail_lost(ctx: TickContext, row: Mapping[str, Any], host: str, now: float) -> None:
+    """Another host's claim ran out: its command cannot be stopped from here and may have run,
+    or be running still. Failed as lost, naming the host; the attempt budget and backoff then
+    decide on a next attempt (a new one, never this one again), and a retry due after the poll
+    resolved the incident (the lost run worked) is skipped."""
+    error = (
+        f"lost: host {host} was running it and its lease ran out; it cannot be stopped"
+        f" from host {ctx.host}, so its outcome is unknown"
+    )
+    if ctx.dry_run:
+        ctx.report(row, "would-fail", error)
+    elif _fail_expired(ctx, row, error, now, lost=True, host=host):
+        ctx.report(row, "failed", error, attempt=row["attempts"])
+
+
+def _fail_expired(
+    ctx: TickContext, row: Mapping[str, Any], error: str, now: float, **data: Any
+) -> bool:
+    """Fail a running action whose lease ran out, and plan what comes next (a retry as a new
+    attempt, or escalation once the budget is spent). False when it was settled meanwhile."""
+    with write_tx(ctx.db):
+        if not ctx.finish(row, "failed", now, error=error, only_if="running"):
+            return False
+        add_event(
+            ctx.db,
+            row["incident_id"],
+            now,
+            "action_failed",
+            f"{row['kind']} {error}",
+            data={"action_id": row["id"], **data},
+        )
+        incident = get_incident(ctx.db, row["incident_id"])
+        if row["kind"] == "command" and incident is not None:
+            after_failure(ctx, row, incident, now)
+    return True
 
 
 def expire_approvals(ctx: TickContext) -> None:
@@ -228,7 +259,9 @@ def claim(ctx: TickContext, action_id: int) -> Job | None:
         command_json = (
             json.dumps(shown[0], ensure_ascii=False) if shown and not job.keep_going else None
         )
-        if not actions.claim(ctx.db, action_id, at, at + lease, command_json, job.target):
+        if not actions.claim(
+            ctx.db, action_id, at, at + lease, command_json, job.target, ctx.host, job.token
+        ):
             return None
         if row["kind"] == "block_ip":
             ctx.blocks_left -= 1
@@ -298,7 +331,12 @@ def _started_events(
         at,
         "action_started",
         f"started {job.kind}{attempt}: {what}"[:1000],
-        data={"action_id": job.action_id, "argv": shown, "attempt": job.attempt},
+        data={
+            "action_id": job.action_id,
+            "argv": shown,
+            "attempt": job.attempt,
+            "host": ctx.host,
+        },
     )
     if job.left_out:
         names = ", ".join(job.left_out[:20])
@@ -320,18 +358,43 @@ def _started_events(
 def record_process(ctx: TickContext, job: Job, who: ProcessIdentity) -> None:
     """Note the process group a job's command leads, while this tick owns the action."""
     with write_tx(ctx.db):
-        actions.record_process(ctx.db, job.action_id, job.started_at, who.pid, who.pgid, who.start)
+        actions.record_process(ctx.db, job.action_id, job.token, who.pid, who.pgid, who.start)
 
 
 def record(ctx: TickContext, job: Job, outcome: Outcome) -> None:
     """Hand what a worker did to its kind, if this tick still owns the action."""
     at = ctx.now()
     with write_tx(ctx.db):
-        row = actions.load_running(ctx.db, job.action_id, job.started_at)
+        # Compare-and-swap first: this host's claim must still hold, lease and all.
+        row = actions.hold_claim(ctx.db, job.action_id, ctx.host, job.token, at)
         incident = get_incident(ctx.db, job.incident_id)
+        if row is None and incident is not None:
+            _lease_lost(ctx, job, outcome, at)
         if row is None or incident is None:
-            return  # the lease ran out and another tick settled it
+            return
         KINDS[job.kind].record(ctx, Due(row, incident, at), Decision.run(job), outcome)
+
+
+def _lease_lost(ctx: TickContext, job: Job, outcome: Outcome, at: float) -> None:
+    """This host stalled past its lease: the outcome is not written (the action is, or will
+    be, failed as lost by whichever tick finds the lease expired); a note says so."""
+    ran = "; ".join(ctx.mask(r.describe()) for r in outcome.commands) or "no command"
+    reason = (
+        f"lease lost: host {ctx.host}'s lease on {job.kind} action {job.action_id}"
+        f" (attempt {job.attempt}) ran out before its outcome ({ran}) could be recorded;"
+        " not recorded"
+    )
+    add_event(
+        ctx.db,
+        job.incident_id,
+        at,
+        "note",
+        reason[:1000],
+        data={"action_id": job.action_id, "lease": "lost", "host": ctx.host},
+    )
+    ctx.result.actions.append(
+        ActionReport(job.action_id, job.incident_id, job.kind, "lease-lost", reason)
+    )
 
 
 def preview(ctx: TickContext, action_id: int) -> None:

@@ -176,11 +176,13 @@ class EventLog:
         exit_code: int,
         error: str | None,
         stages: Sequence[Mapping[str, Any]] = (),
+        host: str | None = None,
     ) -> None:
         """The summary line of one tick command (written after its heartbeat is committed)."""
         record: dict[str, Any] = {
             "type": "tick",
             "at": to_rfc3339(finished),
+            "host": host,
             "command": command,
             "exit_code": exit_code,
             "duration_seconds": round(max(finished - started, 0.0), 3),

@@ -37,6 +37,18 @@ class CommandHealth:
     last_error: str | None
     expected: bool
     problem: str | None
+    host: str | None = None  # the host that ran it last (None: before hosts were recorded)
+
+
+@dataclass(frozen=True)
+class HostHealth:
+    """One host's last tick (`run` or a tick stage), from its heartbeats."""
+
+    host: str
+    command: str
+    last_started_at: float
+    last_run_at: float
+    last_exit: int | None
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,14 @@ class Health:
     db_size_bytes: int
     db_backend: str  # sqlite | postgresql
     problems: Sequence[str]
+    hosts: Sequence[HostHealth] = ()  # by host name
+    this_host: str | None = None
+
+    @property
+    def last_tick_host(self) -> str | None:
+        """The host that ticked last."""
+        newest = max(self.hosts, key=lambda h: h.last_run_at, default=None)
+        return None if newest is None else newest.host
 
     @property
     def ok(self) -> bool:
@@ -132,6 +152,20 @@ def _replicas(db: Database) -> dict[str, list[ReplicaHealth]]:
     return out
 
 
+def _hosts(db: Database) -> list[HostHealth]:
+    """Each host's newest tick heartbeat (`run` or a tick stage)."""
+    newest: dict[str, HostHealth] = {}
+    for r in status.host_heartbeats(db):
+        if r["command"] not in TICK_COMMANDS:
+            continue
+        seen = newest.get(r["host"])
+        if seen is None or r["last_run_at"] > seen.last_run_at:
+            newest[r["host"]] = HostHealth(
+                r["host"], r["command"], r["last_started_at"], r["last_run_at"], r["last_exit"]
+            )
+    return [newest[name] for name in sorted(newest)]
+
+
 def _where(db: Database, db_path: str | None) -> str | None:
     """The state DB as `status` names it: the SQLite file's full path, or the URL with its
     password masked."""
@@ -148,6 +182,7 @@ def check_health(
     configured_sources: Sequence[str] = (),
     expect: Sequence[str] | None = None,
     db_path: str | None = None,
+    host: str | None = None,
 ) -> Health:
     """Read everything `status` shows and list the problems that make it exit 1."""
     problems: list[str] = []
@@ -195,6 +230,7 @@ def check_health(
                 last_error=row.get("last_error"),
                 expected=name in expected,
                 problem=problem,
+                host=row.get("host"),
             )
         )
     if not expected:
@@ -254,6 +290,8 @@ def check_health(
         db_size_bytes=db_size(db, db_path),
         db_backend=db.dialect,
         problems=problems,
+        hosts=_hosts(db),
+        this_host=host,
     )
 
 
@@ -292,8 +330,22 @@ def health_json(h: Health) -> dict[str, Any]:
                 "last_error": c.last_error,
                 "expected": c.expected,
                 "stale": c.problem is not None,
+                "host": c.host,
             }
             for c in h.commands
+        ],
+        "last_tick_host": h.last_tick_host,
+        "hosts": [
+            {
+                "host": x.host,
+                "this_host": x.host == h.this_host,
+                "last_command": x.command,
+                "last_started_at": to_rfc3339(x.last_started_at),
+                "last_run_at": to_rfc3339(x.last_run_at),
+                "age_seconds": _age(now, x.last_run_at),
+                "last_exit": x.last_exit,
+            }
+            for x in h.hosts
         ],
         "sources": [
             {

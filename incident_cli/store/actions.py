@@ -94,15 +94,19 @@ def load(db: Database, action_id: int) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def load_running(db: Database, action_id: int, started_at: float) -> dict[str, Any] | None:
-    """The action if it is still the run that started at `started_at` (this tick's lease)."""
-    rows = list(
-        db.query(
-            "SELECT * FROM actions WHERE id = ? AND status = 'running' AND started_at = ?",
-            [action_id, started_at],
-        )
+def hold_claim(
+    db: Database, action_id: int, host: str, token: str, now: float
+) -> dict[str, Any] | None:
+    """The action, if this host's claim on it (this token) still holds and its lease has not
+    run out at `now`; None otherwise (the host stalled past its lease, or another tick settled
+    it). A compare-and-swap UPDATE: in the caller's write transaction it also locks the row
+    until commit, so what the caller writes next settles a claim that was still held."""
+    cursor = db.conn.execute(
+        "UPDATE actions SET claim_token = claim_token WHERE id = ? AND status = 'running'"
+        " AND claimed_by = ? AND claim_token = ? AND lease_until >= ?",
+        (action_id, host, token, now),
     )
-    return rows[0] if rows else None
+    return load(db, action_id) if cursor.rowcount == 1 else None
 
 
 def expired_leases(db: Database, now: float, incident_id: int | None) -> list[dict[str, Any]]:
@@ -155,25 +159,29 @@ def claim(
     lease_until: float,
     command_json: str | None,
     target: str | None,
+    host: str,
+    token: str,
 ) -> bool:
-    """pending → running with a lease (compare and swap); False when another tick has it."""
+    """pending → running, claimed by this host with this token and a lease (compare and swap);
+    False when another tick has it."""
     cursor = db.conn.execute(
         "UPDATE actions SET status = 'running', attempts = attempts + 1, started_at = ?,"
         " lease_until = ?, command = COALESCE(?, command), target = COALESCE(?, target),"
-        " finished_at = NULL, error = NULL WHERE id = ? AND status = 'pending'",
-        (at, lease_until, command_json, target, action_id),
+        " claimed_by = ?, claim_token = ?, finished_at = NULL, error = NULL"
+        " WHERE id = ? AND status = 'pending'",
+        (at, lease_until, command_json, target, host, token, action_id),
     )
     return cursor.rowcount == 1
 
 
 def record_process(
-    db: Database, action_id: int, started_at: float, pid: int, pgid: int, start: int | None
+    db: Database, action_id: int, token: str, pid: int, pgid: int, start: int | None
 ) -> None:
-    """The process group a running action's command leads (while this run owns it)."""
+    """The process group a running action's command leads (while this claim owns it)."""
     db.conn.execute(
         "UPDATE actions SET pid = ?, pgid = ?, proc_start = ?"
-        " WHERE id = ? AND status = 'running' AND started_at = ?",
-        (pid, pgid, start, action_id, started_at),
+        " WHERE id = ? AND status = 'running' AND claim_token = ?",
+        (pid, pgid, start, action_id, token),
     )
 
 

@@ -104,23 +104,32 @@ def is_url(path: str | Path) -> bool:
     return str(path).startswith(("postgresql://", "postgres://"))
 
 
-def open_postgres(url: str, *, password: str | None = None, migrate: bool = True) -> Database:
-    """Connect to the PostgreSQL state DB at `url` and apply pending migrations."""
+def open_postgres(
+    url: str, *, password: str | None = None, migrate: bool = True, host: str | None = None
+) -> Database:
+    """Connect to the PostgreSQL state DB at `url` as `host` and apply pending migrations."""
     from incident_cli.store.postgres import connect
 
-    db = Database(connect(url, password), "postgresql", url)
+    db = Database(connect(url, password, host), "postgresql", url)
     if migrate and migrations.pending(db):
         with write_tx(db):
             migrations.apply(db)
     return db
 
 
-def open_db(path: str | Path, *, migrate: bool = True, password: str | None = None) -> Database:
+def open_db(
+    path: str | Path,
+    *,
+    migrate: bool = True,
+    password: str | None = None,
+    host: str | None = None,
+) -> Database:
     """Open (creating 0600 if needed) the state DB in WAL mode and apply pending migrations.
     A state DB, directory or companion file someone else could write is refused (exit 78).
-    A postgresql:// URL opens PostgreSQL instead (`password` when the URL has none)."""
+    A postgresql:// URL opens PostgreSQL instead (`password` when the URL has none), its
+    session named for `host` (which the tick lock's holder is known by)."""
     if is_url(path):
-        return open_postgres(str(path), password=password, migrate=migrate)
+        return open_postgres(str(path), password=password, migrate=migrate, host=host)
     if str(path) == ":memory:":
         conn = sqlite3.connect(":memory:", isolation_level=None)
     else:

@@ -23,6 +23,7 @@ ORDER = (
     "journeys",
     "journey_files",
     "heartbeats",
+    "host_heartbeats",
     "source_status",
     "source_replicas",
     "sync_status",

@@ -574,6 +574,31 @@ def m012_sync_status(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m013_hosts_and_claims(db: sqlite_utils.Database) -> None:
+    # Hosts sharing one state DB: each heartbeat names its host and start, host_heartbeats keeps
+    # each host's last run of each command (`status`), and a claim names its host (an action's
+    # has a token too) for the compare-and-swap that settles it. Plain SQL for both backends.
+    for statement in (
+        "ALTER TABLE heartbeats ADD COLUMN host TEXT",
+        "ALTER TABLE heartbeats ADD COLUMN last_started_at REAL",
+        "ALTER TABLE notifications ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE actions ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE actions ADD COLUMN claim_token TEXT",
+        """
+        CREATE TABLE host_heartbeats (
+            host TEXT NOT NULL,
+            command TEXT NOT NULL,
+            last_started_at REAL NOT NULL,
+            last_run_at REAL NOT NULL,
+            last_exit INTEGER,
+            PRIMARY KEY (host, command)
+        )
+        """,
+    ):
+        db.execute(statement)
+
+
+@migrations()
 def m014_recovery_breaker_and_approvals(db: sqlite_utils.Database) -> None:
     # recovery.breaker: one row, open while `opened_at` is set; a close (`breaker reset` or the
     # auto reset) starts a new window: actions started before `window_start` no longer count.

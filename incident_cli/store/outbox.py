@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from incident_cli.store.database import Database
@@ -125,10 +126,11 @@ def claim(
     now: float,
     lease_until: float,
     token: str,
+    host: str,
 ) -> tuple[int, str | None] | None:
-    """Lease the row if it is still pending, due, unleased and first in its chain (compare
-    and swap): (this attempt's number, the remote id kept for its incident and channel).
-    Callers hold the write transaction."""
+    """Lease the row to this host if it is still pending, due, unleased and first in its chain
+    (compare and swap): (this attempt's number, the remote id kept for its incident and
+    channel). Callers hold the write transaction."""
     if incident_id is not None:
         earlier = db.conn.execute(
             "SELECT 1 FROM notifications WHERE incident_id = ? AND channel = ?"
@@ -138,10 +140,10 @@ def claim(
         if earlier:
             return None
     cursor = db.conn.execute(
-        "UPDATE notifications SET lease_until = ?, lease_token = ?, attempts = attempts + 1"
-        " WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?"
+        "UPDATE notifications SET lease_until = ?, lease_token = ?, claimed_by = ?,"
+        " attempts = attempts + 1 WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?"
         " AND (lease_until IS NULL OR lease_until < ?)",
-        (lease_until, token, row_id, now, now),
+        (lease_until, token, host, row_id, now, now),
     )
     if cursor.rowcount != 1:
         return None
@@ -181,23 +183,45 @@ def save_ref(db: Database, incident_id: int | None, channel: str, remote_id: str
     )
 
 
-def _settle(db: Database, row_id: int, token: str, assignments: str, args: tuple[Any, ...]) -> bool:
-    """Write a leased row's outcome if the lease is still this token's."""
+@dataclass(frozen=True)
+class Claim:
+    """Whose lease a settling write needs: this host's, with this token, still running at `now`."""
+
+    token: str
+    host: str
+    now: float
+
+
+def _settle(
+    db: Database, row_id: int, claim: Claim, assignments: str, args: tuple[Any, ...]
+) -> bool:
+    """Write a leased row's outcome if the claim is still this host's, with this token, and its
+    lease has not run out (compare and swap): a host that stalled past its lease must not
+    settle a row another host may have taken over."""
     cursor = db.conn.execute(
         f"UPDATE notifications SET {assignments}, lease_until = NULL, lease_token = NULL"
-        " WHERE id = ? AND lease_token = ?",
-        (*args, row_id, token),
+        " WHERE id = ? AND lease_token = ? AND claimed_by = ? AND lease_until >= ?",
+        (*args, row_id, claim.token, claim.host, claim.now),
     )
     return cursor.rowcount == 1
 
 
-def mark_sent(db: Database, row_id: int, token: str, now: float) -> bool:
-    return _settle(db, row_id, token, "status = 'sent', sent_at = ?, error = NULL", (now,))
+def mark_sent(db: Database, row_id: int, claim: Claim) -> bool:
+    return _settle(db, row_id, claim, "status = 'sent', sent_at = ?, error = NULL", (claim.now,))
 
 
-def mark_retry(db: Database, row_id: int, token: str, error: str, next_attempt_at: float) -> bool:
-    return _settle(db, row_id, token, "next_attempt_at = ?, error = ?", (next_attempt_at, error))
+def mark_retry(db: Database, row_id: int, claim: Claim, error: str, next_attempt_at: float) -> bool:
+    return _settle(db, row_id, claim, "next_attempt_at = ?, error = ?", (next_attempt_at, error))
 
 
-def mark_dead(db: Database, row_id: int, token: str, error: str) -> bool:
-    return _settle(db, row_id, token, "status = 'dead', error = ?", (error,))
+def mark_dead(db: Database, row_id: int, claim: Claim, error: str) -> bool:
+    return _settle(db, row_id, claim, "status = 'dead', error = ?", (error,))
+
+
+def lease_of(db: Database, row_id: int) -> tuple[str | None, float | None] | None:
+    """(the host that claimed the row last, its lease's end or None when it is not leased), or
+    None when the row is gone (its incident archived)."""
+    found = db.conn.execute(
+        "SELECT claimed_by, lease_until FROM notifications WHERE id = ?", (row_id,)
+    ).fetchone()
+    return None if found is None else (found[0], found[1])

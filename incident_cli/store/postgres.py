@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import re
 import socket
 import sqlite3
@@ -76,12 +75,6 @@ class PgIntegrityError(sqlite3.IntegrityError):
 
 class PgDatabaseError(sqlite3.DatabaseError):
     pass
-
-
-def hostname(environ: Mapping[str, str] | None = None) -> str:
-    """This host's name for locks and claims: INCIDENT_HOSTNAME, else the machine's."""
-    env = os.environ if environ is None else environ
-    return env.get("INCIDENT_HOSTNAME") or socket.gethostname()
 
 
 def _psycopg() -> Any:
@@ -323,9 +316,10 @@ def _numeric_loader(psycopg: Any) -> type:
     return NumericLoader
 
 
-def connect(url: str, password: str | None = None, environ: Mapping[str, str] | None = None) -> Any:
-    """A PgConnection to `url`, named `incident@<host>` in pg_stat_activity; the server not
-    answering is PgUnavailable (exit 75), with the password masked."""
+def connect(url: str, password: str | None = None, host: str | None = None) -> Any:
+    """A PgConnection to `url`, named `incident@<host>` in pg_stat_activity (`host`: the
+    config's, INCIDENT_HOSTNAME or the machine's hostname); the server not answering is
+    PgUnavailable (exit 75), with the password masked."""
     psycopg = _psycopg()
     extra: dict[str, Any] = {"password": password} if password is not None else {}
     try:
@@ -333,7 +327,7 @@ def connect(url: str, password: str | None = None, environ: Mapping[str, str] | 
             url,
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT,
-            application_name=f"incident@{hostname(environ)}"[:63],
+            application_name=f"incident@{host or socket.gethostname()}"[:63],
             # As SQLite's busy timeout: a lock wait longer than this fails (exit 75).
             options=f"-c lock_timeout={BUSY_TIMEOUT_MS}",
             **extra,

@@ -10,23 +10,32 @@ from incident_cli.store.database import Database
 
 
 def record_heartbeat(
-    db: Database, command: str, started: float, finished: float, exit_code: int, error: str | None
+    db: Database,
+    command: str,
+    started: float,
+    finished: float,
+    exit_code: int,
+    error: str | None,
+    host: str,
 ) -> None:
-    """Every command run leaves its last run (and last success) for `status` and `metrics`."""
+    """Every command run leaves its last run (and last success, and the host that ran it) for
+    `status` and `metrics`, and each host's last run of it."""
     from incident_cli.store.database import write_tx
 
     with write_tx(db):
         db.conn.execute(
             """
             INSERT INTO heartbeats (command, last_run_at, last_ok_at, last_exit, last_duration,
-                                    last_error)
-            VALUES (?, ?, ?, ?, ?, ?)
+                                    last_error, host, last_started_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(command) DO UPDATE SET
                 last_run_at = excluded.last_run_at,
                 last_ok_at = COALESCE(excluded.last_ok_at, heartbeats.last_ok_at),
                 last_exit = excluded.last_exit,
                 last_duration = excluded.last_duration,
-                last_error = excluded.last_error
+                last_error = excluded.last_error,
+                host = excluded.host,
+                last_started_at = excluded.last_started_at
             """,
             (
                 command,
@@ -35,13 +44,27 @@ def record_heartbeat(
                 exit_code,
                 finished - started,
                 error[:1000] if error else None,
+                host,
+                started,
             ),
+        )
+        db.conn.execute(
+            "INSERT INTO host_heartbeats (host, command, last_started_at, last_run_at, last_exit)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(host, command) DO UPDATE SET"
+            " last_started_at = excluded.last_started_at, last_run_at = excluded.last_run_at,"
+            " last_exit = excluded.last_exit",
+            (host, command, started, finished, exit_code),
         )
 
 
 def heartbeats(db: Database) -> list[dict[str, Any]]:
     """Each command's last run, by command name."""
     return list(db.query("SELECT * FROM heartbeats ORDER BY command"))
+
+
+def host_heartbeats(db: Database) -> list[dict[str, Any]]:
+    """Each host's last run of each command, by host then command."""
+    return list(db.query("SELECT * FROM host_heartbeats ORDER BY host, command"))
 
 
 def source_statuses(db: Database) -> list[dict[str, Any]]:

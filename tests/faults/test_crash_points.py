@@ -13,26 +13,18 @@ from typing import Any
 
 import pytest
 
-from tests.support.binaries import CliResult, run_cli, start_alertmanager
-from tests.support.faults import pipeline_config, post_alert
-from tests.support.notify import Receiver, receiver
+from tests.support.binaries import CliResult, run_cli
+from tests.support.faults import age_leases, pipeline, post_alert
+from tests.support.notify import Receiver
 
 pytestmark = pytest.mark.integration
 
 
 @contextmanager
-def pipeline(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
-    am = start_alertmanager(tmp_path / "am")
-    try:
-        with receiver() as hook:
-            post_alert(am.url, "backend")
-            pipeline.am_url = am.url  # type: ignore[attr-defined]
-            (tmp_path / "incident.yaml").write_text(
-                pipeline_config(am.url, hook.url, "backend", command_sleep=1)
-            )
-            yield hook, tmp_path / "state.db"
-    finally:
-        am.stop()
+def faulty(tmp_path: Path) -> Iterator[tuple[Receiver, Path]]:
+    with pipeline(tmp_path) as (hook, am_url):
+        faulty.am_url = am_url  # type: ignore[attr-defined]
+        yield hook, tmp_path / "state.db"
 
 
 def run(tmp_path: Path, db: Path, crash_at: str | None = None) -> CliResult:
@@ -56,7 +48,7 @@ def attempts(tmp_path: Path) -> int:
 
 
 def test_killed_between_the_polls_read_and_its_write_loses_nothing(tmp_path: Path) -> None:
-    with pipeline(tmp_path) as (hook, db):
+    with faulty(tmp_path) as (hook, db):
         killed = run(tmp_path, db, "poll-read")
         assert killed.code == -9
         assert rows(db, "SELECT count(*) FROM incidents") == [(0,)]
@@ -70,7 +62,7 @@ def test_killed_between_the_polls_read_and_its_write_loses_nothing(tmp_path: Pat
 def test_killed_after_a_notification_claim_nothing_was_sent_and_the_row_is_leased(
     tmp_path: Path,
 ) -> None:
-    with pipeline(tmp_path) as (hook, db):
+    with faulty(tmp_path) as (hook, db):
         assert run(tmp_path, db, "notify-claimed").code == -9
         assert hook.received == []
         [(status, lease, attempts_made)] = rows(
@@ -81,7 +73,7 @@ def test_killed_after_a_notification_claim_nothing_was_sent_and_the_row_is_lease
 
 
 def test_killed_after_a_send_before_its_mark_the_row_stays_pending(tmp_path: Path) -> None:
-    with pipeline(tmp_path) as (hook, db):
+    with faulty(tmp_path) as (hook, db):
         assert run(tmp_path, db, "sent").code == -9
         assert [r.body["event"] for r in hook.received] == ["firing"]
         # Sent but not marked: the one place a duplicate can come from (resent after the lease).
@@ -89,14 +81,14 @@ def test_killed_after_a_send_before_its_mark_the_row_stays_pending(tmp_path: Pat
 
 
 def test_killed_after_an_action_claim_no_command_ran(tmp_path: Path) -> None:
-    with pipeline(tmp_path) as (_hook, db):
+    with faulty(tmp_path) as (_hook, db):
         assert run(tmp_path, db, "action-claimed").code == -9
         assert attempts(tmp_path) == 0
         assert rows(db, "SELECT status, attempts FROM actions") == [("running", 1)]
 
 
 def test_killed_after_a_command_started_its_process_is_recorded(tmp_path: Path) -> None:
-    with pipeline(tmp_path) as (_hook, db):
+    with faulty(tmp_path) as (_hook, db):
         assert run(tmp_path, db, "command-started").code == -9
         time.sleep(0.5)
         assert attempts(tmp_path) == 1
@@ -111,19 +103,13 @@ def test_killed_after_a_command_started_its_process_is_recorded(tmp_path: Path) 
 def test_after_a_kill_and_quiet_ticks_nothing_is_lost_and_nothing_ran_twice(
     tmp_path: Path, step: str
 ) -> None:
-    with pipeline(tmp_path) as (hook, db):
+    with faulty(tmp_path) as (hook, db):
         assert run(tmp_path, db, step).code == -9
-        # The dead tick's leases run out (moved into the past rather than waited for: 30 s for
-        # a notification, the command's timeout + 60 s for an action).
-        conn = sqlite3.connect(db)
-        with conn:
-            conn.execute("UPDATE notifications SET lease_until = 1 WHERE lease_until IS NOT NULL")
-            conn.execute("UPDATE actions SET lease_until = 1 WHERE lease_until IS NOT NULL")
-        conn.close()
+        age_leases(db)  # the dead tick's leases run out
         for _ in range(2):
             ticked = run(tmp_path, db)
             assert ticked.code in (0, 1), ticked.stderr
-        post_alert(pipeline.am_url, "backend", resolved=True)  # type: ignore[attr-defined]
+        post_alert(faulty.am_url, "backend", resolved=True)  # type: ignore[attr-defined]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             run(tmp_path, db)
