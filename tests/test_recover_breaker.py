@@ -202,3 +202,32 @@ def test_reset_with_no_note_is_bad_usage(tmp_path: Path) -> None:
     result = cli(tmp_path, "breaker", "reset", "--by", "alice")
     assert result.code == 2
     assert "--note" in result.stderr
+
+
+def test_block_ip_actions_count_and_are_held_like_commands(tmp_path: Path) -> None:
+    script(tmp_path, "fix.sh", 'echo "$1" >> runs.log\n')
+    rules = RULES.format(url="http://127.0.0.1:9/hook", breaker="{max_actions: 1, within: 10m}")
+    rules += """
+  - name: spike
+    match: {alertname: Spike}
+    handler: security_incident
+    security: {ip_label: source_ip, block_command: [./fix.sh, "ban-{ip}"]}
+security: {auto_block: true}
+"""
+    config = load(write_recover_config(tmp_path, rules))
+    db = db_for(tmp_path)
+    fire(db, config, T0, alert(alertname="Spike", source_ip="203.0.113.9"))
+    fire(
+        db,
+        config,
+        T0,
+        alert(alertname="Spike", source_ip="203.0.113.9"),
+        alert(alertname="Down", service="a"),
+    )
+    result = recover_due(db, config, T0 + 1)
+    db.close()
+    assert runs(tmp_path) == ["ban-203.0.113.9"]  # the block started first and counts
+    by_kind = {(a.kind, a.outcome) for a in result.actions}
+    assert ("block_ip", "succeeded") in by_kind
+    assert ("command", "held") in by_kind
+    assert ("escalate", "succeeded") in by_kind  # escalations are not held
