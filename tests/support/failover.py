@@ -184,12 +184,18 @@ def _fire_and_resolve(
 
 
 def _kill_holders(
-    hosts: dict[str, Host], db: str, workdir: Path, kills: int, rng: random.Random
+    hosts: dict[str, Host],
+    db: str,
+    workdir: Path,
+    kills: int,
+    rng: random.Random,
+    gap: tuple[float, float],
 ) -> list[tuple[float, str]]:
-    """Kill the lock holder at random moments until `kills` ticks were killed."""
+    """Kill the lock holder at random moments (`gap` seconds apart) until `kills` ticks were
+    killed."""
     done: list[tuple[float, str]] = []
     while len(done) < kills:
-        time.sleep(rng.uniform(0.3, 1.5))
+        time.sleep(rng.uniform(*gap))
         host, pid = lock_holder(db, workdir)
         candidates = [hosts[host]] if host else list(hosts.values())
         for h in candidates:
@@ -210,8 +216,11 @@ def _settled(db: str) -> bool:
     return int(left) == 0
 
 
-def run_failover(workdir: Path, db: str, kills: int, seed: int = 7) -> FailoverResult:
-    """The whole run; `db` is `workdir/state.db` or a PostgreSQL URL of an empty database."""
+def run_failover(
+    workdir: Path, db: str, kills: int, seed: int = 7, gap: tuple[float, float] = (0.3, 1.5)
+) -> FailoverResult:
+    """The whole run; `db` is `workdir/state.db` or a PostgreSQL URL of an empty database; the
+    kills come `gap` (min, max) seconds apart."""
     rng = random.Random(seed)
     result = FailoverResult()
     started = time.monotonic()
@@ -238,7 +247,7 @@ def run_failover(workdir: Path, db: str, kills: int, seed: int = 7) -> FailoverR
             for thread in (*threads, schedule):
                 thread.start()
             try:
-                killed = _kill_holders(hosts, db, workdir, kills, rng)
+                killed = _kill_holders(hosts, db, workdir, kills, rng, gap)
                 stop_alerts.set()
                 schedule.join()
                 _wait_until_quiet(hosts, db)
@@ -346,11 +355,14 @@ def _check(
         text = (workdir / f"host-{h.name}.stderr").read_text(errors="replace")
         if "Traceback" in text:
             v.append(f"host {h.name} printed a traceback: {text[text.index('Traceback') :][:500]}")
-    # Each failover: from the kill to the end of the next successful tick on the other host.
+    # Each failover: from the kill to the end of the next successful tick on the other host,
+    # when no other kill came in between (that one is the next failover's).
+    kill_times = sorted(at for at, _ in killed)
     for at, name in killed:
-        other = [
+        next_kill = min((t for t in kill_times if t > at), default=float("inf"))
+        ends = [
             e for h in hosts.values() if h.name != name for s, e, c in h.ticks if s > at and c == 0
         ]
-        if other:
-            result.failover_seconds.append(min(other) - at)
+        if ends and min(ends) < next_kill:
+            result.failover_seconds.append(min(ends) - at)
     result.ticks = {n: len(h.ticks) for n, h in hosts.items()}
