@@ -55,6 +55,15 @@ def test_every_builtin_handler_is_registered_by_its_rule_name_and_loads() -> Non
         registry.load("no_such_handler")
 
 
+def test_the_docs_handler_table_names_exactly_the_registered_built_ins() -> None:
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "recovery.md").read_text()
+    section = text[text.index("\n## Handlers\n") :].split("\n## ", 2)[1]
+    rows = re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE)
+    assert rows == [*registry.BUILTIN, "module:function"]
+
+
 def test_service_down_plans_one_command_action_and_runs_nothing(tmp_path: Path) -> None:
     config = load(write_config(tmp_path, SERVICE_RULE))
     db = db_for(tmp_path)

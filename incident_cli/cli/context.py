@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from incident_cli.config.defaults import CONFIG_VAR, DB_VAR
+from incident_cli.config.defaults import COLUMNS_VAR, CONFIG_VAR, DB_VAR
 from incident_cli.errors import ExitStatus, worst_exit
 
 if TYPE_CHECKING:
@@ -283,5 +283,5 @@ def console() -> Any:
     """
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else UNFOLDED_WIDTH
+    width = None if sys.stdout.isatty() or os.environ.get(COLUMNS_VAR) else UNFOLDED_WIDTH
     return Console(highlight=False, soft_wrap=False, width=width, emoji=False)
