@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from incident_cli.config.env import all_names
+from incident_cli.store.database import Database
 from tests.support import backend, postgres
 
 # Variables of the user's environment that would change what `incident` does: the behaviour
@@ -95,6 +96,19 @@ def both_backends(state_db: str, tmp_path: Path) -> Iterator[str]:
     backend.use(tmp_path, state_db)
     yield state_db
     backend.forget(tmp_path)
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The test's state DB, opened and migrated: tmp_path/state.db, or with `both_backends`
+    the backend's (the one place a test opens its DB through a fixture)."""
+    from incident_cli.store.connection import open_db
+
+    if "both_backends" in request.fixturenames:
+        request.getfixturevalue("both_backends")
+    opened = open_db(backend.locate(tmp_path / "state.db"))
+    yield opened
+    opened.close()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -14,9 +14,8 @@ from typer.testing import CliRunner, Result
 
 from incident_cli.cli import app
 from incident_cli.cli.context import Env
-from incident_cli.times import parse_rfc3339
+from tests.support.builders import JOURNEYS_NOW
 
-NOW = parse_rfc3339("2026-11-28T21:00:00Z")
 CONFIG = """
 anomaly:
   journeys: journeys.jsonl
@@ -44,7 +43,7 @@ class Rig:
         (tmp_path / "incident.yaml").write_text(CONFIG.format(threshold=threshold, extra=extra))
         self.path = tmp_path / "journeys.jsonl"
         self.path.touch()
-        self.now = NOW
+        self.now = JOURNEYS_NOW
         self.count: dict[str, int] = {}
 
     def append(self, pattern: str, journey: str = "login", latency: float = 100.0) -> None:

@@ -26,7 +26,6 @@ from tests.support.notify import (
     alert,
     closed_port,
     deliver,
-    fire,
     make_setup,
 )
 from tests.support.notify import resolve as resolve_incident
@@ -106,7 +105,7 @@ def test_starttls_with_login_delivers_a_plain_text_message(
         auth_require_tls=True,
     ) as port:
         setup = _setup(tmp_path, port, f", starttls: true, username: ops, password: {PASSWORD}")
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         report = deliver(setup)
 
     assert report.count("sent") == 1, report
@@ -142,7 +141,7 @@ def test_implicit_tls_delivers_and_the_subject_names_the_resolution(
         mailbox, ssl_context=_server_context(cert, key), auth_require_tls=False
     ) as port:
         setup = _setup(tmp_path, port, f", tls: true, username: ops, password: {PASSWORD}")
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         resolve_incident(setup, 1)
         report = deliver(setup, FakeClock(T0 + 200))
 
@@ -163,7 +162,7 @@ def test_an_untrusted_certificate_is_refused(
         mailbox, tls_context=_server_context(cert, key), require_starttls=True
     ) as port:
         setup = _setup(tmp_path, port, ", starttls: true")
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         report = deliver(setup)
 
     assert report.dead[0].error == "email: TLS certificate not trusted"
@@ -178,7 +177,7 @@ def test_a_wrong_password_is_a_dead_letter(
     mailbox = Mailbox()
     with smtp_server(mailbox, tls_context=_server_context(cert, key)) as port:
         setup = _setup(tmp_path, port, ", starttls: true, username: ops, password: WRONG-one")
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         report = deliver(setup)
 
     assert report.count("dead") == 1
@@ -191,14 +190,14 @@ def test_a_refused_recipient_is_permanent_and_a_busy_server_is_retried(tmp_path:
     mailbox = Mailbox(rcpt_reply="550 no such user")
     with smtp_server(mailbox) as port:
         setup = _setup(tmp_path, port, "")
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         assert deliver(setup).dead[0].error == "email: recipients refused (SMTP 550)"
 
     mailbox = Mailbox(data_reply="451 try again later")
     with smtp_server(mailbox) as port:
         (tmp_path / "2").mkdir()
         setup = _setup(tmp_path / "2", port, "")
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         report = deliver(setup)
     assert report.count("retry") == 1
     assert report.outcomes[0].error == "email: SMTP 451: try again later"
@@ -206,7 +205,7 @@ def test_a_refused_recipient_is_permanent_and_a_busy_server_is_retried(tmp_path:
 
 def test_nobody_listening_is_retried(tmp_path: Path) -> None:
     setup = _setup(tmp_path, closed_port(), "")
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     report = deliver(setup)
     assert report.count("retry") == 1
     assert report.outcomes[0].error == "email: connection refused"
@@ -216,7 +215,7 @@ def test_a_label_value_cannot_inject_headers_or_recipients(tmp_path: Path) -> No
     mailbox = Mailbox()
     with smtp_server(mailbox) as port:
         setup = _setup(tmp_path, port, "")
-        fire(setup, [alert(service="backend\r\nBcc: evil@example.com\r\n\r\nfake body")])
+        setup.fire([alert(service="backend\r\nBcc: evil@example.com\r\n\r\nfake body")])
         report = deliver(setup)
 
     assert report.count("sent") == 1, report

@@ -19,7 +19,6 @@ from tests.support.notify import (
     ack,
     alert,
     deliver,
-    fire,
     make_setup,
     resolve,
 )
@@ -42,7 +41,7 @@ def _events() -> list[dict[str, Any]]:
 @responses.activate
 def test_trigger_acknowledge_resolve_share_one_dedup_key(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     ack(setup, 1)
     resolve(setup, 1)
     responses.post(EVENTS_URL, status=202, json={"status": "success"})
@@ -183,7 +182,7 @@ def test_a_storm_summary_triggers_under_its_own_key(tmp_path: Path) -> None:
 @responses.activate
 def test_the_events_url_can_be_overridden(tmp_path: Path) -> None:
     setup = _setup(tmp_path, ", url: 'http://127.0.0.1:9/v2/enqueue'")
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post("http://127.0.0.1:9/v2/enqueue", status=202)
 
     assert deliver(setup).count("sent") == 1
@@ -193,8 +192,8 @@ def test_the_events_url_can_be_overridden(tmp_path: Path) -> None:
 @responses.activate
 def test_a_400_is_a_dead_letter_that_does_not_stop_other_incidents(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="a")])
-    fire(setup, [alert(service="a"), alert(service="b")])
+    setup.fire([alert(service="a")])
+    setup.fire([alert(service="a"), alert(service="b")])
     responses.post(
         EVENTS_URL,
         status=400,

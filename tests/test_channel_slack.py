@@ -13,7 +13,6 @@ from tests.support.notify import (
     ack,
     alert,
     deliver,
-    fire,
     make_setup,
     resolve,
     rows,
@@ -31,7 +30,7 @@ def _setup(tmp_path: Path, extra: str = "") -> object:
 @responses.activate
 def test_it_posts_an_actionable_firing_message(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(WEBHOOK, body="ok")
 
     report = deliver(setup)
@@ -75,7 +74,7 @@ def test_acknowledged_and_resolved_messages_follow_in_order_with_their_colours(
     tmp_path: Path,
 ) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     ack(setup, 1)
     resolve(setup, 1)
     responses.post(WEBHOOK, body="ok")
@@ -101,7 +100,7 @@ def test_acknowledged_and_resolved_messages_follow_in_order_with_their_colours(
 @responses.activate
 def test_hostile_label_values_cannot_mention_everyone_or_fake_links(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="<!channel> <https://evil.example|click> & $(id)")])
+    setup.fire([alert(service="<!channel> <https://evil.example|click> & $(id)")])
     responses.post(WEBHOOK, body="ok")
 
     deliver(setup)
@@ -116,7 +115,7 @@ def test_hostile_label_values_cannot_mention_everyone_or_fake_links(tmp_path: Pa
 @responses.activate
 def test_a_huge_label_value_is_clipped(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="x" * (1 << 20))])
+    setup.fire([alert(service="x" * (1 << 20))])
     responses.post(WEBHOOK, body="ok")
 
     deliver(setup)
@@ -127,7 +126,7 @@ def test_a_huge_label_value_is_clipped(tmp_path: Path) -> None:
 @responses.activate
 def test_channel_and_username_options_are_sent(tmp_path: Path) -> None:
     setup = _setup(tmp_path, ", channel: '#ops', username: incident-bot")
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(WEBHOOK, body="ok")
 
     deliver(setup)
@@ -146,10 +145,10 @@ def test_a_flapping_incident_says_so(tmp_path: Path) -> None:
     setup.add_config("incidents: {flapping: {changes: 2, window: 1h}}")
     # fire, clear until it auto-resolves, fire again: the reopen is the 2nd change and starts
     # flapping while the incident is open.
-    fire(setup, [alert(service="backend")], T0)
-    fire(setup, [], T0 + 400)
-    fire(setup, [], T0 + 460)
-    fire(setup, [alert(service="backend")], T0 + 500)
+    setup.fire([alert(service="backend")], T0)
+    setup.fire([], T0 + 400)
+    setup.fire([], T0 + 460)
+    setup.fire([alert(service="backend")], T0 + 500)
     responses.post(WEBHOOK, body="ok")
 
     deliver(setup, FakeClock(T0 + 600))
@@ -164,7 +163,7 @@ def test_a_flapping_incident_says_so(tmp_path: Path) -> None:
 def test_a_storm_summary_names_the_top_alerts_and_how_to_list_them(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
     setup.add_config("incidents: {storm: {max_new_per_tick: 2}}")
-    fire(setup, [alert(service=f"svc{i}") for i in range(3)], T0)
+    setup.fire([alert(service=f"svc{i}") for i in range(3)], T0)
     responses.post(WEBHOOK, body="ok")
 
     deliver(setup)
@@ -181,7 +180,7 @@ def test_a_storm_summary_names_the_top_alerts_and_how_to_list_them(tmp_path: Pat
 @responses.activate
 def test_slack_is_rate_limited_to_one_message_a_second(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service=f"svc{i}") for i in range(3)], T0)
+    setup.fire([alert(service=f"svc{i}") for i in range(3)], T0)
     responses.post(WEBHOOK, body="ok")
     clock = FakeClock(T0 + 1)
 

@@ -17,7 +17,6 @@ from tests.support.notify import (
     alert,
     deliver,
     dump_db,
-    fire,
     make_setup,
     receiver,
     resolve,
@@ -45,7 +44,7 @@ def refs(setup: Setup) -> list[tuple[int, str, str]]:
 
 def test_post_keep_ts_then_update_and_reply_in_the_thread(tmp_path: Path) -> None:
     with slack(tmp_path) as (setup, fake):
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         assert deliver(setup).count("sent") == 1
         ack(setup, 1)
         resolve(setup, 1)
@@ -80,7 +79,7 @@ def test_ratelimited_is_retried_after_retry_after(tmp_path: Path) -> None:
         fake.override = lambda method, request: answer(
             {"ok": False, "error": "ratelimited"}, 429, **{"Retry-After": "30"}
         )
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         report = deliver(setup)
     assert report.count("retry") == 1
     (row,) = rows(setup)
@@ -91,7 +90,7 @@ def test_ratelimited_is_retried_after_retry_after(tmp_path: Path) -> None:
 def test_ok_false_is_a_dead_letter_naming_the_error(tmp_path: Path) -> None:
     with slack(tmp_path) as (setup, fake):
         fake.override = lambda method, request: answer({"ok": False, "error": "not_in_channel"})
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         report = deliver(setup)
     assert report.count("dead") == 1
     assert rows(setup)[0]["error"] == "slack: not_in_channel"
@@ -100,7 +99,7 @@ def test_ok_false_is_a_dead_letter_naming_the_error(tmp_path: Path) -> None:
 def test_garbage_is_retried(tmp_path: Path) -> None:
     with slack(tmp_path) as (setup, fake):
         fake.override = lambda method, request: (200, {}, b"<html>gateway</html>")
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         report = deliver(setup)
     assert report.count("retry") == 1
     assert rows(setup)[0]["error"] == "slack: the answer is not JSON"
@@ -108,7 +107,7 @@ def test_garbage_is_retried(tmp_path: Path) -> None:
 
 def test_a_deleted_message_starts_a_new_one(tmp_path: Path) -> None:
     with slack(tmp_path) as (setup, fake):
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         deliver(setup)
         fake.deleted = True
         ack(setup, 1)
@@ -142,7 +141,7 @@ def test_bot_token_needs_a_channel_and_excludes_a_webhook(tmp_path: Path) -> Non
 def test_a_storm_summary_is_posted_and_keeps_nothing(tmp_path: Path) -> None:
     with slack(tmp_path) as (setup, fake):
         setup.add_config("incidents: {storm: {max_new_per_tick: 2}}")
-        fire(setup, [alert(service=f"svc{i}") for i in range(3)])
+        setup.fire([alert(service=f"svc{i}") for i in range(3)])
         report = deliver(setup)
     assert report.count("sent") == 1 and report.count("dead") == 0
     assert fake.methods() == ["chat.postMessage"]

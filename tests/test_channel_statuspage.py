@@ -14,7 +14,6 @@ from tests.support.notify import (
     ack,
     alert,
     deliver,
-    fire,
     make_setup,
     resolve,
     rows,
@@ -37,7 +36,7 @@ def test_it_creates_once_then_patches_and_sets_components_back_to_operational(
     tmp_path: Path,
 ) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     ack(setup, 1)
     resolve(setup, 1)
     responses.post(f"{API}/pages/page1/incidents", status=201, json={"id": "sp-inc-1"})
@@ -96,7 +95,7 @@ def test_a_warning_degrades_and_an_unmapped_service_touches_no_component(tmp_pat
     from incident_cli.config.load import load_config
 
     setup.config = load_config(setup.config_path, {}, must_exist=True)
-    fire(setup, [alert("Slow", tier="db"), alert("Slow", tier="cache")])
+    setup.fire([alert("Slow", tier="db"), alert("Slow", tier="cache")])
     responses.post(f"{API}/pages/page1/incidents", status=201, json={"id": "x"})
 
     deliver(setup)
@@ -111,7 +110,7 @@ def test_a_warning_degrades_and_an_unmapped_service_touches_no_component(tmp_pat
 @responses.activate(assert_all_requests_are_fired=True)
 def test_the_api_url_can_be_overridden(tmp_path: Path) -> None:
     setup = _setup(tmp_path, ", api_url: 'http://127.0.0.1:9/sp/v1/'")
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post("http://127.0.0.1:9/sp/v1/pages/page1/incidents", status=201, json={"id": "a"})
 
     assert deliver(setup).count("sent") == 1
@@ -124,7 +123,7 @@ def test_the_api_url_can_be_overridden(tmp_path: Path) -> None:
 @responses.activate
 def test_a_created_incident_without_an_id_is_not_created_twice(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(f"{API}/pages/page1/incidents", status=201, body="<html>ok</html>")
 
     report = deliver(setup)
@@ -139,7 +138,7 @@ def test_a_resolve_with_no_statuspage_incident_is_a_dead_letter_not_a_new_incide
     tmp_path: Path,
 ) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     resolve(setup, 1)
     responses.post(f"{API}/pages/page1/incidents", status=422, json={"error": "bad"})
 
@@ -156,7 +155,7 @@ def test_a_resolve_with_no_statuspage_incident_is_a_dead_letter_not_a_new_incide
 def test_storm_summaries_are_not_posted_to_the_public_page(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
     setup.add_config("incidents: {storm: {max_new_per_tick: 1}}")
-    fire(setup, [alert(service="a"), alert(service="b")])
+    setup.fire([alert(service="a"), alert(service="b")])
 
     report = deliver(setup)
 

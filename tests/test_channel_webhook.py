@@ -7,7 +7,7 @@ from pathlib import Path
 
 import responses
 
-from tests.support.notify import T0, FakeClock, alert, deliver, fire, make_setup, resolve
+from tests.support.notify import T0, FakeClock, alert, deliver, make_setup, resolve
 
 URL = "https://ops.example.com/incident-hook"
 
@@ -18,7 +18,7 @@ def test_it_posts_the_incident_and_the_event_with_its_headers(tmp_path: Path) ->
         tmp_path,
         {"hook": f'{{type: webhook, url: "{URL}", headers: {{X-Api-Key: hook-key-123}}}}'},
     )
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     resolve(setup, 1)
     responses.post(URL, status=204)
 
@@ -46,7 +46,7 @@ def test_it_posts_the_incident_and_the_event_with_its_headers(tmp_path: Path) ->
 @responses.activate
 def test_a_redirect_is_not_followed(tmp_path: Path) -> None:
     setup = make_setup(tmp_path, {"hook": f'{{type: webhook, url: "{URL}"}}'})
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(URL, status=302, headers={"Location": "https://elsewhere.example.com/"})
 
     report = deliver(setup)

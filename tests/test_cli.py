@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from incident_cli.cli import app
 from incident_cli.store.connection import TickLock, open_db
+from tests.support.binaries import invoke
+from tests.support.builders import prom_body
 
-FIXTURES = Path(__file__).parent / "fixtures"
 PROM = "http://prom.test"
 
 CONFIG = f"""
@@ -53,14 +54,6 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-def run(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
-
-
-def prom_body() -> Any:
-    return json.loads((FIXTURES / "prometheus-2.42" / "prometheus_v1_alerts.json").read_text())
-
-
 def incident_count(tmp_path: Path) -> int:
     db_path = tmp_path / "incident.db"
     if not db_path.exists():
@@ -71,17 +64,17 @@ def incident_count(tmp_path: Path) -> int:
 @responses.activate
 def test_poll_then_list_and_show_give_the_spec_json(config: Path, tmp_path: Path) -> None:
     responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
-    result = run("-c", str(config), "poll")
+    result = invoke("-c", str(config), "poll")
     assert result.exit_code == 0, result.output
     assert result.stdout == ""  # silent on success: cron mails any output
-    listed = json.loads(run("-c", str(config), "list", "--json").stdout)
+    listed = json.loads(invoke("-c", str(config), "list", "--json").stdout)
     assert len(listed) == 2
     assert all(set(item) == INCIDENT_KEYS for item in listed)
     backend = next(i for i in listed if i["rule"] == "backend-down")
     assert backend["severity"] == "critical" and backend["source"] == "prometheus"
     assert backend["started_at"] == "2026-11-28T20:29:14Z"
     assert backend["acknowledged_at"] is None and backend["flapping"] is False
-    shown = json.loads(run("-c", str(config), "show", str(backend["id"]), "--json").stdout)
+    shown = json.loads(invoke("-c", str(config), "show", str(backend["id"]), "--json").stdout)
     assert set(shown) >= INCIDENT_KEYS
     assert {"alerts", "timeline", "actions", "notifications"} <= set(shown)
     assert set(shown["timeline"][0]) >= {"at", "kind", "message", "data"}
@@ -91,33 +84,33 @@ def test_poll_then_list_and_show_give_the_spec_json(config: Path, tmp_path: Path
 @responses.activate
 def test_ack_and_resolve_name_who_and_show_in_list(config: Path) -> None:
     responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
-    run("-c", str(config), "poll")
-    ack = run("-c", str(config), "ack", "1", "--by", "alice", "--note", "looking")
+    invoke("-c", str(config), "poll")
+    ack = invoke("-c", str(config), "ack", "1", "--by", "alice", "--note", "looking")
     assert ack.exit_code == 0 and "acknowledged by alice" in ack.stdout
-    resolved = run("-c", str(config), "resolve", "1", "--false-positive", "--by", "bob")
+    resolved = invoke("-c", str(config), "resolve", "1", "--false-positive", "--by", "bob")
     assert resolved.exit_code == 0
-    item = json.loads(run("-c", str(config), "list", "--status", "resolved", "--json").stdout)[0]
+    item = json.loads(invoke("-c", str(config), "list", "--status", "resolved", "--json").stdout)[0]
     assert (item["id"], item["status"], item["resolution"]) == (1, "resolved", "false_positive")
     assert item["acknowledged_at"] is not None
-    timeline = json.loads(run("-c", str(config), "show", "1", "--json").stdout)["timeline"]
+    timeline = json.loads(invoke("-c", str(config), "show", "1", "--json").stdout)["timeline"]
     actors = {(e["kind"], e["actor"]) for e in timeline}
     assert ("acknowledged", "alice") in actors and ("resolved", "bob") in actors
-    open_now = json.loads(run("-c", str(config), "list", "--json").stdout)
+    open_now = json.loads(invoke("-c", str(config), "list", "--json").stdout)
     assert [i["id"] for i in open_now] == [2]
 
 
 def test_unknown_incident_and_bad_usage_exit_codes(config: Path) -> None:
-    missing = run("-c", str(config), "show", "99")
+    missing = invoke("-c", str(config), "show", "99")
     assert missing.exit_code == 1 and missing.stderr.strip() == "incident: no incident 99"
     for args, message in (
         (("list", "--status", "weird"), "--status must be one of open, acknowledged, resolved"),
         (("frobnicate",), "No such command 'frobnicate'"),
         (("show",), "Missing argument 'ID'"),
     ):
-        result = run("-c", str(config), *args)
+        result = invoke("-c", str(config), *args)
         assert result.exit_code == 2, args
         assert message in result.stderr, (args, result.stderr)
-    version = run("--version")
+    version = invoke("--version")
     assert version.exit_code == 0 and version.stdout.startswith("incident ")
 
 
@@ -137,7 +130,7 @@ def test_a_broken_config_exits_78_with_one_line_and_stores_nothing(
 ) -> None:
     path = tmp_path / "incident.yaml"
     path.write_text(text)
-    result = run("-c", str(path), "poll")
+    result = invoke("-c", str(path), "poll")
     assert result.exit_code == 78
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0] and str(path) in lines[0]
@@ -146,8 +139,8 @@ def test_a_broken_config_exits_78_with_one_line_and_stores_nothing(
 
 
 def test_a_missing_explicit_config_is_an_error_but_no_default_file_is_fine(tmp_path: Path) -> None:
-    assert run("-c", str(tmp_path / "nope.yaml"), "list").exit_code == 78
-    assert run("--db", str(tmp_path / "x.db"), "list", "--json").stdout.strip() == "[]"
+    assert invoke("-c", str(tmp_path / "nope.yaml"), "list").exit_code == 78
+    assert invoke("--db", str(tmp_path / "x.db"), "list", "--json").stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
@@ -165,16 +158,16 @@ def test_a_broken_source_exits_75_changes_nothing_in_one_line(
     config: Path, tmp_path: Path, reply: dict[str, Any]
 ) -> None:
     responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
-    assert run("-c", str(config), "poll").exit_code == 0
-    before = json.loads(run("-c", str(config), "list", "--json").stdout)
+    assert invoke("-c", str(config), "poll").exit_code == 0
+    before = json.loads(invoke("-c", str(config), "list", "--json").stdout)
     responses.replace(responses.GET, f"{PROM}/api/v1/alerts", **reply)
     # The first failure is said; a repeat only with -v (cron mails every line).
     for verbose in ([], ["-v"]):
-        result = run("-c", str(config), *verbose, "poll")
+        result = invoke("-c", str(config), *verbose, "poll")
         assert result.exit_code == 75
         assert len(result.stderr.strip().splitlines()) == 1
         assert "prometheus" in result.stderr and "Traceback" not in result.output
-    assert json.loads(run("-c", str(config), "list", "--json").stdout) == before
+    assert json.loads(invoke("-c", str(config), "list", "--json").stdout) == before
 
 
 @responses.activate
@@ -189,10 +182,10 @@ def test_a_one_mebibyte_label_value_is_handled(config: Path, tmp_path: Path) -> 
         }
     ]
     responses.get(f"{PROM}/api/v1/alerts", json=body)
-    result = run("-c", str(config), "poll")
+    result = invoke("-c", str(config), "poll")
     assert result.exit_code == 0, result.stderr
     assert incident_count(tmp_path) == 1
-    listed = run("-c", str(config), "list")
+    listed = invoke("-c", str(config), "list")
     assert listed.exit_code == 0 and "Huge" in listed.stdout
 
 
@@ -213,15 +206,15 @@ def test_the_state_db_is_private_and_in_wal_mode(tmp_path: Path) -> None:
 def test_a_second_tick_exits_75_while_the_lock_is_held(config: Path, tmp_path: Path) -> None:
     responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
     with TickLock(tmp_path / "incident.db"):
-        result = run("-c", str(config), "poll")
+        result = invoke("-c", str(config), "poll")
         assert result.exit_code == 75 and "lock" in result.stderr
-    assert run("-c", str(config), "poll").exit_code == 0
+    assert invoke("-c", str(config), "poll").exit_code == 0
 
 
 @responses.activate
 def test_poll_dry_run_changes_nothing(config: Path, tmp_path: Path) -> None:
     responses.get(f"{PROM}/api/v1/alerts", json=prom_body())
-    result = run("-c", str(config), "poll", "--dry-run")
+    result = invoke("-c", str(config), "poll", "--dry-run")
     assert result.exit_code == 0 and "would have: opened 2" in result.stdout
     assert incident_count(tmp_path) == 0
 
@@ -244,7 +237,7 @@ def test_every_command_and_option_has_help_text() -> None:
 
 
 def test_an_absurd_incident_id_is_simply_not_found(config: Path) -> None:
-    result = run("-c", str(config), "show", "99999999999999999999999")
+    result = invoke("-c", str(config), "show", "99999999999999999999999")
     assert result.exit_code == 1 and "no incident" in result.stderr
 
 
@@ -260,12 +253,12 @@ def test_show_prints_sent_notifications_and_hostile_titles(tmp_path: Path) -> No
     body["data"]["alerts"][0]["labels"]["service"] = "[bold]x[/] [/]"
     responses.get(f"{PROM}/api/v1/alerts", json=body)
     responses.post("https://hooks.test/x", body="ok")
-    assert run("-c", str(config), "poll").exit_code == 0
-    assert run("-c", str(config), "notify").exit_code == 0
-    shown = run("-c", str(config), "show", "1")
+    assert invoke("-c", str(config), "poll").exit_code == 0
+    assert invoke("-c", str(config), "notify").exit_code == 0
+    shown = invoke("-c", str(config), "show", "1")
     assert shown.exit_code == 0, shown.stderr
     assert "sent" in shown.stdout and "[bold]x[/] [/]" in shown.stdout
-    listed = run("-c", str(config), "list")
+    listed = invoke("-c", str(config), "list")
     assert listed.exit_code == 0 and "[bold]x[/]" in listed.stdout
 
 
@@ -277,7 +270,7 @@ def test_odd_text_options_are_usage_errors_or_stored_safely(config: Path, tmp_pa
         (("list", "--since", "nan"), "--since takes a positive number of hours"),
         (("metrics", "--textfile", ""), "--textfile needs a file path"),
     ):
-        result = run("-c", str(config), *args)
+        result = invoke("-c", str(config), *args)
         assert result.exit_code == 2, args
         assert message in result.stderr, (args, result.stderr)
     db = open_db(tmp_path / "incident.db")
@@ -287,7 +280,7 @@ def test_odd_text_options_are_usage_errors_or_stored_safely(config: Path, tmp_pa
         " VALUES ('k', 't', 'open', 'warning', 'default', 'default', 'p', '{}', '{}', 1, 1)"
     )
     db.conn.execute("COMMIT")
-    no_name = run("-c", str(config), "ack", "1", "--by", "")
+    no_name = invoke("-c", str(config), "ack", "1", "--by", "")
     assert no_name.exit_code == 2
     assert "--by needs a name" in no_name.stderr
     result = subprocess.run(

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-from typer.testing import CliRunner
 
 from incident_cli.cli import app
 from incident_cli.cli.global_options import hoist
-from tests.support.binaries import run_cli
+from tests.support.binaries import invoke, run_cli
 
 RULES = "sources: {}\nrules: []\nstate: {db: from-config.db}\n"
-
-
-def run(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def moved(*args: str) -> list[str]:
@@ -29,12 +22,12 @@ def moved(*args: str) -> list[str]:
 
 def test_a_config_and_a_db_after_the_command_are_used(tmp_path: Path) -> None:
     (tmp_path / "x.yaml").write_text(RULES)
-    result = run("list", "-c", str(tmp_path / "x.yaml"), "--json")
+    result = invoke("list", "-c", str(tmp_path / "x.yaml"), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == []
     assert (tmp_path / "from-config.db").exists()
 
-    result = run(
+    result = invoke(
         "list", "--json", "--db", str(tmp_path / "other.db"), "-c", str(tmp_path / "x.yaml")
     )
     assert result.exit_code == 0, result.output
@@ -65,6 +58,6 @@ def test_a_value_of_the_commands_own_option_and_anything_after_double_dash_stay(
 
 def test_the_note_of_ack_may_be_a_dash_v(tmp_path: Path) -> None:
     (tmp_path / "incident.yaml").write_text(RULES)
-    result = run("ack", "1", "--note", "-v")
+    result = invoke("ack", "1", "--note", "-v")
     assert result.exit_code == 1  # no incident 1: the -v was the note, not a global option
     assert "no incident 1" in result.stderr

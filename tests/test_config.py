@@ -8,6 +8,7 @@ import pytest
 
 from incident_cli.config.load import load_config
 from incident_cli.errors import ConfigError
+from tests.support.builders import write_config
 
 FULL = """
 sources:
@@ -80,22 +81,16 @@ ENV = {
 }
 
 
-def write(tmp_path: Path, text: str, name: str = "incident.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
 def load_error(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> ConfigError:
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text), env or {})
+        load_config(write_config(tmp_path, text), env or {})
     return info.value
 
 
 def test_the_spec_example_loads_with_every_section(tmp_path: Path) -> None:
     (tmp_path / "am.pass").write_text("s3cret-am\n")
     (tmp_path / "smtp.pass").write_text("s3cret-smtp")
-    config = load_config(write(tmp_path, FULL), ENV)
+    config = load_config(write_config(tmp_path, FULL), ENV)
     assert config.sources["prometheus"].url == "http://localhost:9090"
     am = config.sources["alertmanager"]
     assert (am.username, am.password, am.require_alert, am.timeout) == (
@@ -133,7 +128,7 @@ def test_the_spec_example_loads_with_every_section(tmp_path: Path) -> None:
 
 def test_a_channel_whose_secret_expands_empty_is_disabled_not_an_error(tmp_path: Path) -> None:
     config = load_config(
-        write(
+        write_config(
             tmp_path,
             'channels:\n  slack: {type: slack, webhook_url: "${SLACK_WEBHOOK_URL:-}"}\n'
             "defaults: {notify: [slack]}\n",
@@ -224,16 +219,22 @@ def test_an_unset_variable_without_default_is_named(tmp_path: Path) -> None:
 
 def test_a_default_is_used_for_an_unset_or_empty_variable(tmp_path: Path) -> None:
     text = 'sources:\n  p: {type: prometheus, url: "${PROM:-http://127.0.0.1:9}"}\n'
-    assert load_config(write(tmp_path, text), {}).sources["p"].url == "http://127.0.0.1:9"
-    assert load_config(write(tmp_path, text), {"PROM": ""}).sources["p"].url == "http://127.0.0.1:9"
+    assert load_config(write_config(tmp_path, text), {}).sources["p"].url == "http://127.0.0.1:9"
     assert (
-        load_config(write(tmp_path, text), {"PROM": "http://h:1"}).sources["p"].url == "http://h:1"
+        load_config(write_config(tmp_path, text), {"PROM": ""}).sources["p"].url
+        == "http://127.0.0.1:9"
+    )
+    assert (
+        load_config(write_config(tmp_path, text), {"PROM": "http://h:1"}).sources["p"].url
+        == "http://h:1"
     )
 
 
 def test_yaml_booleans_and_octals_stay_text_where_text_is_expected(tmp_path: Path) -> None:
     config = load_config(
-        write(tmp_path, "rules:\n  - {name: norway, match: {country: no, zone: 010, flag: on}}\n"),
+        write_config(
+            tmp_path, "rules:\n  - {name: norway, match: {country: no, zone: 010, flag: on}}\n"
+        ),
         {},
     )
     matchers = {m.label: m.value for m in config.rules[0].match}
@@ -249,7 +250,7 @@ def test_a_missing_secret_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_environment_overrides_win_over_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "recovery: {enabled: true}\nanomaly: {window: 12}\n")
+    path = write_config(tmp_path, "recovery: {enabled: true}\nanomaly: {window: 12}\n")
     config = load_config(
         path,
         {
@@ -277,7 +278,7 @@ def test_environment_overrides_win_over_the_file(tmp_path: Path) -> None:
 
 def test_a_bad_environment_override_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, "{}\n"), {"ANOMALY_WINDOW": "lots"})
+        load_config(write_config(tmp_path, "{}\n"), {"ANOMALY_WINDOW": "lots"})
     assert "ANOMALY_WINDOW" in info.value.message
 
 
@@ -312,7 +313,7 @@ def test_a_user_handler_is_imported_at_validation(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     ok = load_config(
-        write(
+        write_config(
             tmp_path,
             "rules:\n  - {name: p, match: {team: payments}, handler: 'acme_ops:payments'}\n",
         ),
@@ -328,7 +329,7 @@ def test_a_user_handler_is_imported_at_validation(
 
 def test_webhook_header_values_count_as_secrets(tmp_path: Path) -> None:
     config = load_config(
-        write(
+        write_config(
             tmp_path,
             "channels:\n  hook: {type: webhook, url: 'https://h.example/x',"
             " headers: {Authorization: 'Bearer very-secret-token'}}\n",

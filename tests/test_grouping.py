@@ -19,8 +19,8 @@ from incident_cli.lifecycle.manual import acknowledge
 from incident_cli.models import Alert
 from incident_cli.reporting.report import build_report
 from incident_cli.store.incidents import get_incident, incident_detail, list_incidents
-from tests.support.recover import T0, db_for, fire, load, write_config
-from tests.support.recover import alert as support_alert
+from tests.support.builders import alert
+from tests.support.recover import T0, fire, load, recovery_config
 
 CONFIG = """
 channels:
@@ -37,7 +37,7 @@ rules:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    path = write_config(tmp_path, CONFIG)
+    path = recovery_config(tmp_path, CONFIG)
     # Three incidents in one poll make a storm (its summary counts alert names too).
     path.write_text(
         path.read_text().replace(
@@ -47,19 +47,10 @@ def config(tmp_path: Path) -> Config:
     return load(path)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    return db_for(tmp_path)
-
-
-def alert(alertname: str, severity: str, started: float = T0 - 60, **labels: str) -> Alert:
+def graded(alertname: str, severity: str, started: float = T0 - 60, **labels: str) -> Alert:
     """A firing alert from `prometheus` whose summary names it and its severity."""
-    firing = support_alert(alertname=alertname, severity=severity, **labels)
-    summary = {"summary": f"{alertname} ({severity})"}
-    return replace(firing, starts_at=started, annotations=summary)
-
-
-poll = fire
+    summary = f"{alertname} ({severity})"
+    return alert(alertname, severity=severity, summary=summary, starts_at=started, **labels)
 
 
 def firing_sent(db: Database, incident_id: int) -> list[str]:
@@ -83,15 +74,15 @@ def events(db: Database, incident_id: int, kind: str) -> list[dict[str, Any]]:
     ]
 
 
-WARN = alert("DiskFull", "warning", started=T0 - 120, instance="db1", mountpoint="/var")
-CRIT = alert("DiskFull", "critical", started=T0 - 60, instance="db1", mountpoint="/")
+WARN = graded("DiskFull", "warning", started=T0 - 120, instance="db1", mountpoint="/var")
+CRIT = graded("DiskFull", "critical", started=T0 - 60, instance="db1", mountpoint="/")
 
 
 def test_a_grouped_incident_takes_the_highest_severity_not_its_first_alerts(
     db: Database, config: Config
 ) -> None:
     # The field case: the warning alert began first, and the incident read "warning".
-    [incident_id] = poll(db, config, T0, WARN, CRIT).opened
+    [incident_id] = fire(db, config, T0, WARN, CRIT).opened
     incident = get_incident(db, incident_id)
     assert incident is not None
     assert incident.severity == "critical"
@@ -107,11 +98,11 @@ def test_a_grouped_incident_takes_the_highest_severity_not_its_first_alerts(
 def test_a_higher_alert_joining_raises_the_severity_and_pages_who_now_takes_it(
     db: Database, config: Config
 ) -> None:
-    [incident_id] = poll(db, config, T0, WARN).opened
+    [incident_id] = fire(db, config, T0, WARN).opened
     assert get_incident(db, incident_id).severity == "warning"  # type: ignore[union-attr]
     assert firing_sent(db, incident_id) == ["slack"]
 
-    poll(db, config, T0 + 60, WARN, CRIT)
+    fire(db, config, T0 + 60, WARN, CRIT)
     assert get_incident(db, incident_id).severity == "critical"  # type: ignore[union-attr]
     [raised] = events(db, incident_id, "severity_raised")
     assert raised["data"] == {"from": "warning", "to": "critical"}
@@ -120,8 +111,8 @@ def test_a_higher_alert_joining_raises_the_severity_and_pages_who_now_takes_it(
     assert firing_sent(db, incident_id) == ["slack", "pd"]
 
     # It never drops while the incident is open, and the same alerts raise nothing again.
-    poll(db, config, T0 + 120, WARN)
-    poll(db, config, T0 + 180, WARN, CRIT)
+    fire(db, config, T0 + 120, WARN)
+    fire(db, config, T0 + 180, WARN, CRIT)
     assert get_incident(db, incident_id).severity == "critical"  # type: ignore[union-attr]
     assert len(events(db, incident_id, "severity_raised")) == 1
     assert firing_sent(db, incident_id) == ["slack", "pd"]
@@ -130,11 +121,11 @@ def test_a_higher_alert_joining_raises_the_severity_and_pages_who_now_takes_it(
 def test_a_reopen_with_a_higher_alert_raises_the_severity_before_it_notifies(
     db: Database, config: Config
 ) -> None:
-    [incident_id] = poll(db, config, T0, WARN).opened
-    poll(db, config, T0 + 60)
-    poll(db, config, T0 + 120)
+    [incident_id] = fire(db, config, T0, WARN).opened
+    fire(db, config, T0 + 60)
+    fire(db, config, T0 + 120)
     assert get_incident(db, incident_id).status == "resolved"  # type: ignore[union-attr]
-    assert poll(db, config, T0 + 180, CRIT).reopened == [incident_id]
+    assert fire(db, config, T0 + 180, CRIT).reopened == [incident_id]
     incident = get_incident(db, incident_id)
     assert incident is not None and incident.severity == "critical"
     kinds = [r["kind"] for r in db.query("SELECT kind FROM timeline ORDER BY id")]
@@ -143,13 +134,13 @@ def test_a_reopen_with_a_higher_alert_raises_the_severity_before_it_notifies(
 
 
 def test_the_rules_fixed_severity_still_wins(db: Database, config: Config) -> None:
-    [incident_id] = poll(db, config, T0, alert("Fixed", "critical", instance="a")).opened
-    poll(
+    [incident_id] = fire(db, config, T0, graded("Fixed", "critical", instance="a")).opened
+    fire(
         db,
         config,
         T0 + 60,
-        alert("Fixed", "critical", instance="a"),
-        alert("Fixed", "page", instance="b"),
+        graded("Fixed", "critical", instance="a"),
+        graded("Fixed", "page", instance="b"),
     )
     assert get_incident(db, incident_id).severity == "warning"  # type: ignore[union-attr]
     assert events(db, incident_id, "severity_raised") == []
@@ -159,21 +150,21 @@ def test_the_rules_fixed_severity_still_wins(db: Database, config: Config) -> No
 def test_an_acknowledged_incident_records_the_rise_but_pages_nobody_new(
     db: Database, config: Config
 ) -> None:
-    [incident_id] = poll(db, config, T0, WARN).opened
+    [incident_id] = fire(db, config, T0, WARN).opened
     acknowledge(db, config, incident_id, "alice", None, T0 + 30)
-    poll(db, config, T0 + 60, WARN, CRIT)
+    fire(db, config, T0 + 60, WARN, CRIT)
     assert get_incident(db, incident_id).severity == "critical"  # type: ignore[union-attr]
     assert len(events(db, incident_id, "severity_raised")) == 1
     assert firing_sent(db, incident_id) == ["slack"]
 
 
 def test_severity_labels_other_rule_sets_use_are_ranked_too(db: Database, config: Config) -> None:
-    [incident_id] = poll(
+    [incident_id] = fire(
         db,
         config,
         T0,
-        alert("HostEdacErrors", "warning", started=T0 - 300, instance="h1"),
-        alert("HostRaidDegraded", "PAGE", instance="h1"),
+        graded("HostEdacErrors", "warning", started=T0 - 300, instance="h1"),
+        graded("HostRaidDegraded", "PAGE", instance="h1"),
     ).opened
     assert get_incident(db, incident_id).severity == "critical"  # type: ignore[union-attr]
 
@@ -181,9 +172,9 @@ def test_severity_labels_other_rule_sets_use_are_ranked_too(db: Database, config
 def test_labels_are_the_shared_ones_and_annotations_those_of_the_opening_alert(
     db: Database, config: Config
 ) -> None:
-    edac = alert("HostEdacErrors", "warning", started=T0 - 300, instance="h1", controller="0")
-    raid = alert("HostRaidDegraded", "critical", instance="h1", device="md0")
-    [incident_id] = poll(db, config, T0, raid, edac).opened
+    edac = graded("HostEdacErrors", "warning", started=T0 - 300, instance="h1", controller="0")
+    raid = graded("HostRaidDegraded", "critical", instance="h1", device="md0")
+    [incident_id] = fire(db, config, T0, raid, edac).opened
     incident = get_incident(db, incident_id)
     assert incident is not None
     assert incident.labels == {"instance": "h1"}
@@ -201,36 +192,36 @@ def test_titles_name_the_group_by_values_that_tell_incidents_apart(
 ) -> None:
     # The field case: nine systemd units on one host, nine incidents all titled alike.
     units = [
-        alert("UnitCrashed", "warning", instance="127.0.0.1:35005", name=f"unit{i}.service")
+        graded("UnitCrashed", "warning", instance="127.0.0.1:35005", name=f"unit{i}.service")
         for i in range(3)
     ]
-    opened = poll(db, config, T0, *units).opened
+    opened = fire(db, config, T0, *units).opened
     titles = [get_incident(db, i).title for i in opened]  # type: ignore[union-attr]
     assert titles == [
         f"UnitCrashed: instance=127.0.0.1:35005, name=unit{i}.service" for i in range(3)
     ]
     # A rule that does not group: every label but alertname and severity tells it apart.
     ungrouped = [
-        alert("Other", "warning", instance="127.0.0.1:35005", job="node", name=f"u{i}")
+        graded("Other", "warning", instance="127.0.0.1:35005", job="node", name=f"u{i}")
         for i in range(2)
     ]
-    opened = poll(db, config, T0 + 60, *units, *ungrouped).opened
+    opened = fire(db, config, T0 + 60, *units, *ungrouped).opened
     assert [get_incident(db, i).title for i in opened] == [  # type: ignore[union-attr]
         f"Other: instance=127.0.0.1:35005, job=node, name=u{i}" for i in range(2)
     ]
     # One value is shown bare.
-    [disk] = poll(db, config, T0 + 120, *units, *ungrouped, WARN).opened
+    [disk] = fire(db, config, T0 + 120, *units, *ungrouped, WARN).opened
     assert get_incident(db, disk).title == "DiskFull: db1"  # type: ignore[union-attr]
 
 
 def test_every_view_names_an_incident_alike(tmp_path: Path, db: Database, config: Config) -> None:
-    poll(
+    fire(
         db,
         config,
         T0,
-        alert("HostEdacErrors", "warning", started=T0 - 300, instance="h1"),
-        alert("HostRaidDegraded", "critical", instance="h1"),
-        alert("HostRaidDegraded", "critical", instance="h2"),
+        graded("HostEdacErrors", "warning", started=T0 - 300, instance="h1"),
+        graded("HostRaidDegraded", "critical", instance="h1"),
+        graded("HostRaidDegraded", "critical", instance="h2"),
         WARN,
     )
     names = sorted(i.title.split(":")[0] for i in list_incidents(db, None, None))
@@ -250,8 +241,8 @@ def test_every_view_names_an_incident_alike(tmp_path: Path, db: Database, config
 def test_show_lists_every_alert_with_its_own_labels_severity_and_state(
     tmp_path: Path, db: Database, config: Config
 ) -> None:
-    poll(db, config, T0, WARN, CRIT)
-    poll(db, config, T0 + 60, CRIT)  # the warning clears
+    fire(db, config, T0, WARN, CRIT)
+    fire(db, config, T0 + 60, CRIT)  # the warning clears
     args = ["-c", str(tmp_path / "incident.yaml"), "--db", str(tmp_path / "state.db")]
     shown = CliRunner().invoke(app, [*args, "show", "1", "--json"], catch_exceptions=False)
     assert shown.exit_code == 0, shown.output
@@ -275,13 +266,13 @@ def test_show_lists_every_alert_with_its_own_labels_severity_and_state(
 def test_the_review_draft_names_the_grouped_alerts_and_the_rise(
     tmp_path: Path, db: Database, config: Config
 ) -> None:
-    poll(db, config, T0, alert("HostEdacErrors", "warning", instance="h1"))
-    poll(
+    fire(db, config, T0, graded("HostEdacErrors", "warning", instance="h1"))
+    fire(
         db,
         config,
         T0 + 60,
-        alert("HostEdacErrors", "warning", instance="h1"),
-        alert("HostRaidDegraded", "critical", instance="h1", device="md0"),
+        graded("HostEdacErrors", "warning", instance="h1"),
+        graded("HostRaidDegraded", "critical", instance="h1", device="md0"),
     )
     args = ["-c", str(tmp_path / "incident.yaml"), "--db", str(tmp_path / "state.db")]
     review = CliRunner().invoke(app, [*args, "report", "--incident", "1"], catch_exceptions=False)

@@ -16,7 +16,7 @@ from incident_cli.handlers import registry
 from incident_cli.handlers.planning import gate_reason
 from incident_cli.lifecycle.manual import acknowledge
 from tests.support import backend
-from tests.support.recover import T0, actions, alert, db_for, fire, kinds, load, write_config
+from tests.support.recover import T0, actions, alert, db_for, fire, kinds, load, recovery_config
 
 pytestmark = pytest.mark.usefixtures("both_backends")
 
@@ -55,8 +55,17 @@ def test_every_builtin_handler_is_registered_by_its_rule_name_and_loads() -> Non
         registry.load("no_such_handler")
 
 
+def test_the_docs_handler_table_names_exactly_the_registered_built_ins() -> None:
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "recovery.md").read_text()
+    section = text[text.index("\n## Handlers\n") :].split("\n## ", 2)[1]
+    rows = re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE)
+    assert rows == [*registry.BUILTIN, "module:function"]
+
+
 def test_service_down_plans_one_command_action_and_runs_nothing(tmp_path: Path) -> None:
-    config = load(write_config(tmp_path, SERVICE_RULE))
+    config = load(recovery_config(tmp_path, SERVICE_RULE))
     db = db_for(tmp_path)
     result = fire(db, config, T0, alert(alertname="BackendServiceDown", service="backend"))
     assert result.opened == [1]
@@ -79,7 +88,7 @@ def test_service_down_plans_one_command_action_and_runs_nothing(tmp_path: Path) 
 
 def test_service_down_without_recovery_commands_plans_nothing(tmp_path: Path) -> None:
     config = load(
-        write_config(
+        recovery_config(
             tmp_path, "rules: [{name: down, match: {alertname: X}, handler: service_down}]\n"
         )
     )
@@ -89,7 +98,7 @@ def test_service_down_without_recovery_commands_plans_nothing(tmp_path: Path) ->
 
 
 def test_commands_are_recorded_skipped_when_recovery_is_disabled(tmp_path: Path) -> None:
-    config = load(write_config(tmp_path, SERVICE_RULE), {"AUTO_RECOVERY_ENABLED": "false"})
+    config = load(recovery_config(tmp_path, SERVICE_RULE), {"AUTO_RECOVERY_ENABLED": "false"})
     db = db_for(tmp_path)
     fire(db, config, T0, alert(alertname="BackendServiceDown", service="backend"))
     [action] = actions(db)
@@ -101,7 +110,7 @@ def test_commands_are_recorded_skipped_when_recovery_is_disabled(tmp_path: Path)
 
 def test_slo_breach_collects_the_rules_diagnostics_or_the_default_snapshot(tmp_path: Path) -> None:
     config = load(
-        write_config(
+        recovery_config(
             tmp_path,
             """
             rules:
@@ -135,7 +144,7 @@ def test_performance_issue_snapshots_default_queries_without_rule_diagnostics(
     tmp_path: Path,
 ) -> None:
     config = load(
-        write_config(
+        recovery_config(
             tmp_path, "rules: [{name: lat, match: {alertname: Slow}, handler: performance_issue}]\n"
         )
     )
@@ -158,7 +167,7 @@ rules:
 
 
 def test_security_incident_escalates_and_blocking_stays_off_by_default(tmp_path: Path) -> None:
-    config = load(write_config(tmp_path, SECURITY_RULE))
+    config = load(recovery_config(tmp_path, SECURITY_RULE))
     db = db_for(tmp_path)
     fire(db, config, T0, alert(alertname="AuthenticationFailureSpike", source_ip="203.0.113.9"))
     by_kind = {a["kind"]: a for a in actions(db)}
@@ -169,7 +178,7 @@ def test_security_incident_escalates_and_blocking_stays_off_by_default(tmp_path:
 
 def test_security_switches_come_from_the_environment(tmp_path: Path) -> None:
     config = load(
-        write_config(tmp_path, SECURITY_RULE),
+        recovery_config(tmp_path, SECURITY_RULE),
         {"AUTO_BLOCK_SUSPICIOUS_IPS": "true", "SECURITY_INCIDENT_AUTO_ESCALATE": "false"},
     )
     db = db_for(tmp_path)
@@ -182,7 +191,7 @@ def test_security_switches_come_from_the_environment(tmp_path: Path) -> None:
 
 def test_security_incident_without_block_command_only_escalates(tmp_path: Path) -> None:
     config = load(
-        write_config(
+        recovery_config(
             tmp_path,
             "rules: [{name: s, match: {alertname: A}, handler: security_incident}]\n",
         ),
@@ -194,7 +203,7 @@ def test_security_incident_without_block_command_only_escalates(tmp_path: Path) 
 
 
 def test_gate_reason_names_the_switch_that_is_off(tmp_path: Path) -> None:
-    config = load(write_config(tmp_path, ""), {"AUTO_RECOVERY_ENABLED": "0"})
+    config = load(recovery_config(tmp_path, ""), {"AUTO_RECOVERY_ENABLED": "0"})
     assert gate_reason(config, "command", {}) is not None
     assert gate_reason(config, "diagnostics", {}) is None
     assert gate_reason(config, "escalate", {"gate": "security.auto_escalate"}) is None
@@ -202,7 +211,7 @@ def test_gate_reason_names_the_switch_that_is_off(tmp_path: Path) -> None:
 
 
 def test_a_reopen_plans_the_actions_again(tmp_path: Path) -> None:
-    config = load(write_config(tmp_path, SERVICE_RULE))
+    config = load(recovery_config(tmp_path, SERVICE_RULE))
     db = db_for(tmp_path)
     a = alert(alertname="BackendServiceDown", service="backend")
     fire(db, config, T0, a)
@@ -217,7 +226,7 @@ def test_a_reopen_plans_the_actions_again(tmp_path: Path) -> None:
 
 
 def test_acknowledging_cancels_a_pending_escalation(tmp_path: Path) -> None:
-    config = load(write_config(tmp_path, SECURITY_RULE))
+    config = load(recovery_config(tmp_path, SECURITY_RULE))
     db = db_for(tmp_path)
     fire(db, config, T0, alert(alertname="AuthenticationFailureSpike", source_ip="203.0.113.9"))
     acknowledge(db, config, 1, "alice", None, T0 + 5)
@@ -248,7 +257,7 @@ def test_a_user_handler_plans_its_actions(tmp_path: Path, user_module: None) -> 
         "    return [ActionPlan(kind='command', command=('echo', '{team}'), target='pay')]\n",
     )
     config = load(
-        write_config(
+        recovery_config(
             tmp_path,
             "rules: [{name: pay, match: {team: payments}, handler: 'acme_handlers:payments'}]\n",
         )
@@ -272,7 +281,7 @@ def test_a_user_handler_that_raises_or_returns_junk_leaves_a_note(
         "    return ['rm -rf /', ActionPlan(kind='teleport'), ActionPlan(kind='command')]\n",
     )
     config = load(
-        write_config(
+        recovery_config(
             tmp_path,
             """
             rules:
@@ -293,7 +302,7 @@ def test_a_user_handler_that_raises_or_returns_junk_leaves_a_note(
 
 
 def test_a_handler_that_cannot_be_imported_is_a_config_error(tmp_path: Path) -> None:
-    path = write_config(
+    path = recovery_config(
         tmp_path, "rules: [{name: x, match: {alertname: X}, handler: 'no_such_mod:fn'}]\n"
     )
     with pytest.raises(ConfigError) as info:

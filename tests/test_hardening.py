@@ -19,7 +19,7 @@ from incident_cli.intake.sources import fingerprint
 from incident_cli.lifecycle.routing import incident_key
 from incident_cli.models import Alert
 from tests.support.binaries import run_cli
-from tests.support.notify import T0, deliver, fire, make_setup
+from tests.support.notify import T0, deliver, make_setup
 
 # --------------------------------------------------------------------------- report --output
 
@@ -90,8 +90,8 @@ def _sent_name() -> str:
 @responses.activate
 def test_statuspage_names_the_public_incident_without_label_text(tmp_path: Path) -> None:
     setup = _statuspage(tmp_path)
-    fire(setup, [hostile(service="backend", instance="db-7.internal.corp:5432 customer=ACME")])
-    fire(setup, [hostile(name="Leak: password=hunter2", service="other")], T0 + 1)
+    setup.fire([hostile(service="backend", instance="db-7.internal.corp:5432 customer=ACME")])
+    setup.fire([hostile(name="Leak: password=hunter2", service="other")], T0 + 1)
     responses.post(f"{SP_API}/pages/page1/incidents", status=201, json={"id": "sp-1"})
     deliver(setup)
     names = [json.loads(c.request.body)["incident"]["name"] for c in responses.calls]
@@ -102,7 +102,7 @@ def test_statuspage_names_the_public_incident_without_label_text(tmp_path: Path)
 @responses.activate
 def test_statuspage_name_template_is_configurable(tmp_path: Path) -> None:
     setup = _statuspage(tmp_path, ', name_template: "{component} is degraded ({rule})"')
-    fire(setup, [hostile(service="backend")])
+    setup.fire([hostile(service="backend")])
     responses.post(f"{SP_API}/pages/page1/incidents", status=201, json={"id": "sp-1"})
     deliver(setup)
     assert _sent_name() == "backend is degraded (backend-down)"
@@ -135,7 +135,7 @@ def test_only_http_links_are_forwarded_to_slack_pagerduty_and_webhooks(
             "hook": '{type: webhook, url: "https://hooks.example.test/in"}',
         },
     )
-    fire(setup, [hostile(name="Other", runbook=runbook)])
+    setup.fire([hostile(name="Other", runbook=runbook)])
     for url in (SLACK, PD, "https://hooks.example.test/in"):
         responses.post(url, status=202, body="ok")
     deliver(setup)

@@ -21,6 +21,7 @@ from tests.support.binaries import (
     stack,
     wait_until,
 )
+from tests.support.builders import write_config
 
 pytestmark = pytest.mark.integration
 
@@ -50,20 +51,21 @@ def binaries(
         yield exporter, prom, am
 
 
-def write_config(path: Path, prom: Process, am: Process | None, *, name_filter: str) -> Path:
+def binaries_config(path: Path, prom: Process, am: Process | None, *, name_filter: str) -> Path:
     """A config that polls the real binaries; rules only see this test's `name` label."""
     sources = f"  prometheus: {{type: prometheus, url: '{prom.url}', timeout: 5s}}\n"
     if am is not None:
         sources = f"  alertmanager: {{type: alertmanager, url: '{am.url}', timeout: 5s}}\n"
-    path.write_text(
+    return write_config(
+        path.parent,
         "sources:\n"
         + sources
         + "incidents: {resolve_after: 1s, reopen_within: 10m}\n"
         + "rules:\n"
         + f"  - {{name: toy, match: {{alertname: ToyHigh, name: {name_filter}}}}}\n"
-        + "  - {name: slow, match: {alertname: ToySlow}, handler: default}\n"
+        + "  - {name: slow, match: {alertname: ToySlow}, handler: default}\n",
+        path.name,
     )
-    return path
 
 
 def incidents(cwd: Path, config: Path, status: str = "all") -> list[dict[str, Any]]:
@@ -85,7 +87,7 @@ def test_open_on_firing_not_pending_then_idempotent_resolve_and_reopen(
     binaries: tuple[ToyExporter, Process, Process], tmp_path: Path
 ) -> None:
     exporter, prom, _ = binaries
-    config = write_config(tmp_path / "incident.yaml", prom, None, name_filter="a")
+    config = binaries_config(tmp_path / "incident.yaml", prom, None, name_filter="a")
     exporter.set("a", 1)
     exporter.set("pending", 1)
     wait_until(lambda: firing_in_prometheus(prom, "a"))
@@ -147,7 +149,7 @@ def test_prometheus_down_exits_75_and_changes_nothing(tmp_path: Path) -> None:
 
     prom = start_prometheus(tmp_path / "prom", RULES, [exporter.address])
     try:
-        config = write_config(tmp_path / "incident.yaml", prom, None, name_filter="b")
+        config = binaries_config(tmp_path / "incident.yaml", prom, None, name_filter="b")
         exporter.set("b", 1)
         wait_until(lambda: firing_in_prometheus(prom, "b"))
         assert poll(tmp_path, config).code == 0
@@ -179,7 +181,7 @@ def test_silenced_alertmanager_alert_keeps_its_incident_open(
     binaries: tuple[ToyExporter, Process, Process], tmp_path: Path
 ) -> None:
     exporter, prom, am = binaries
-    config = write_config(tmp_path / "incident.yaml", prom, am, name_filter="c")
+    config = binaries_config(tmp_path / "incident.yaml", prom, am, name_filter="c")
     exporter.set("c", 1)
     wait_until(lambda: alertmanager_states(am).get("ToyHigh/c") == "active")
     assert poll(tmp_path, config).code == 0

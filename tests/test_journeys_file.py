@@ -15,8 +15,7 @@ from incident_cli.intake.anomaly import DetectResult, detect_anomalies
 from incident_cli.intake.journeys import JourneyResult, parse_line
 from incident_cli.store.connection import open_db
 from incident_cli.times import parse_rfc3339
-
-NOW = parse_rfc3339("2026-11-28T21:00:00Z")
+from tests.support.builders import JOURNEYS_NOW
 
 
 def line(i: int, journey: str = "login", ok: bool = True, latency: float = 100.0) -> str:
@@ -35,7 +34,7 @@ class Rig:
         self.db = open_db(tmp_path / "state.db")
 
     def run(self) -> DetectResult:
-        return detect_anomalies(self.db, self.config, NOW)
+        return detect_anomalies(self.db, self.config, JOURNEYS_NOW)
 
     def stored(self) -> int:
         return int(self.db.conn.execute("SELECT count(*) FROM journeys").fetchone()[0])
@@ -131,7 +130,7 @@ def test_a_missing_file_is_not_an_error(rig: Rig) -> None:
 
 def test_an_unreadable_file_is_reported_and_the_rest_still_runs(rig: Rig) -> None:
     rig.path.mkdir()
-    journeys.record_result(rig.db, JourneyResult("login", NOW - 5, True, 10.0))
+    journeys.record_result(rig.db, JourneyResult("login", JOURNEYS_NOW - 5, True, 10.0))
     result = rig.run()
     assert result.file_error is not None
     assert "journeys.jsonl" in result.file_error
@@ -209,7 +208,7 @@ HOSTILE = [
 @pytest.mark.parametrize(("raw", "reason"), HOSTILE)
 def test_a_hostile_line_is_refused_with_a_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
-        parse_line(raw, NOW)
+        parse_line(raw, JOURNEYS_NOW)
 
 
 @pytest.mark.parametrize(
@@ -222,7 +221,7 @@ def test_a_hostile_line_is_refused_with_a_reason(raw: bytes, reason: str) -> Non
     ],
 )
 def test_every_rfc_3339_form_is_accepted(text: str, expected: str) -> None:
-    assert journeys.format_at(journeys.check_at(text, NOW)) == expected
+    assert journeys.format_at(journeys.check_at(text, JOURNEYS_NOW)) == expected
 
 
 @pytest.mark.parametrize(
@@ -249,7 +248,7 @@ def test_every_rfc_3339_form_is_accepted(text: str, expected: str) -> None:
     ],
 )
 def test_unusual_but_valid_lines_are_accepted(raw: str, expected: JourneyResult) -> None:
-    assert parse_line(raw.encode(), NOW) == expected
+    assert parse_line(raw.encode(), JOURNEYS_NOW) == expected
 
 
 def test_a_file_of_good_and_hostile_lines_keeps_the_good_and_counts_the_rest(rig: Rig) -> None:
@@ -268,13 +267,13 @@ def test_a_file_of_good_and_hostile_lines_keeps_the_good_and_counts_the_rest(rig
 def test_an_overlong_unfinished_line_is_skipped_not_reread_every_tick(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     path.write_bytes(line(0).encode() + b"z" * (3 * journeys.MAX_LINE_BYTES))
-    read = journeys.read_new_lines(str(path), None, NOW)
+    read = journeys.read_new_lines(str(path), None, JOURNEYS_NOW)
     assert read is not None
     assert (read.lines, len(read.results), read.skipped) == (2, 1, 1)
     assert read.state.offset == path.stat().st_size
     with path.open("ab") as f:
         f.write(b"zz\n" + line(1).encode())
-    again = journeys.read_new_lines(str(path), read.state, NOW)
+    again = journeys.read_new_lines(str(path), read.state, JOURNEYS_NOW)
     assert again is not None
     assert (len(again.results), again.skipped, again.reset) == (1, 1, False)
 
@@ -289,7 +288,7 @@ def test_a_huge_backlog_is_read_over_several_ticks(
     state = None
     seen = 0
     for _ in range(10):
-        read = journeys.read_new_lines(str(path), state, NOW)
+        read = journeys.read_new_lines(str(path), state, JOURNEYS_NOW)
         assert read is not None
         assert read.skipped == 0
         seen += len(read.results)
@@ -306,17 +305,17 @@ def test_a_fifo_is_refused_rather_than_read_forever(tmp_path: Path) -> None:
     fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # a writer, so opening for reading returns
     try:
         with pytest.raises(OSError, match="not a regular file"):
-            journeys.read_new_lines(str(path), None, NOW)
+            journeys.read_new_lines(str(path), None, JOURNEYS_NOW)
     finally:
         os.close(fd)
 
 
 def test_recording_the_same_result_twice_stores_it_once(tmp_path: Path) -> None:
     db = open_db(tmp_path / "state.db")
-    result = JourneyResult("login", NOW, False, None)
+    result = JourneyResult("login", JOURNEYS_NOW, False, None)
     assert journeys.record_result(db, result) is True
     assert journeys.record_result(db, result) is False
-    assert journeys.record_result(db, JourneyResult("login", NOW, False, 5.0)) is True
+    assert journeys.record_result(db, JourneyResult("login", JOURNEYS_NOW, False, 5.0)) is True
 
 
 def test_recent_results_are_the_newest_by_time_then_arrival(tmp_path: Path) -> None:
@@ -324,7 +323,7 @@ def test_recent_results_are_the_newest_by_time_then_arrival(tmp_path: Path) -> N
     for at, latency in [(30.0, 1.0), (10.0, 2.0), (20.0, 3.0), (20.0, 4.0), (5.0, 5.0)]:
         journeys.record_result(db, JourneyResult("login", at, True, latency))
     journeys.record_result(db, JourneyResult("search", 1.0, True, 9.0))
-    recent = journeys.recent_results(db, 3, NOW)
+    recent = journeys.recent_results(db, 3, JOURNEYS_NOW)
     assert [r.journey for r in recent] == ["login", "search"]
     assert [(r.at, r.latency_ms) for r in recent[0].results] == [
         (20.0, 3.0),
@@ -337,9 +336,9 @@ def test_recent_results_are_the_newest_by_time_then_arrival(tmp_path: Path) -> N
     "text", ["2026-11-28T20:00:00Z", "2026-11-28T20:00:00.000001Z", "2026-11-28T20:00:00.999999Z"]
 )
 def test_a_stored_time_writes_back_exactly(text: str) -> None:
-    at = journeys.check_at(text, NOW)
+    at = journeys.check_at(text, JOURNEYS_NOW)
     assert journeys.format_at(at) == text
-    assert journeys.check_at(journeys.format_at(at), NOW) == at
+    assert journeys.check_at(journeys.format_at(at), JOURNEYS_NOW) == at
 
 
 def test_a_result_dated_hours_ahead_does_not_hide_a_run_of_failures(tmp_path: Path) -> None:
@@ -365,12 +364,16 @@ def test_results_stored_far_ahead_of_the_clock_wait_for_their_time(tmp_path: Pat
     # must not be "the newest result" until its time comes.
     rig = Rig(tmp_path)
     with rig.db.conn:
-        journeys.store_results(rig.db, [JourneyResult("login", NOW + 20 * 3600, True, 1.0)], "cli")
         journeys.store_results(
-            rig.db, [JourneyResult("login", NOW - 60 + i, False, None) for i in range(5)], "cli"
+            rig.db, [JourneyResult("login", JOURNEYS_NOW + 20 * 3600, True, 1.0)], "cli"
+        )
+        journeys.store_results(
+            rig.db,
+            [JourneyResult("login", JOURNEYS_NOW - 60 + i, False, None) for i in range(5)],
+            "cli",
         )
     (outcome,) = rig.run().journeys
     assert outcome.evaluation.failure_run == 5
-    assert outcome.evaluation.newest_at == NOW - 56
-    recent = journeys.recent_results(rig.db, 10, NOW + 21 * 3600)
-    assert recent[0].results[-1].at == NOW + 20 * 3600
+    assert outcome.evaluation.newest_at == JOURNEYS_NOW - 56
+    recent = journeys.recent_results(rig.db, 10, JOURNEYS_NOW + 21 * 3600)
+    assert recent[0].results[-1].at == JOURNEYS_NOW + 20 * 3600

@@ -12,8 +12,9 @@ from typer.testing import CliRunner, Result
 from incident_cli.cli import app
 from incident_cli.cli.context import Env
 from incident_cli.times import parse_rfc3339
+from tests.support.builders import JOURNEYS_NOW
 
-NOW = parse_rfc3339("2026-11-28T21:00:00.25Z")
+NOW = JOURNEYS_NOW + 0.25  # a clock with a fraction of a second
 
 
 def record(tmp_path: Path, *args: str) -> Result:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlite_utils import Database
@@ -13,14 +12,16 @@ from sqlite_utils import Database
 from incident_cli.config.load import load_config
 from incident_cli.config.model import Config
 from incident_cli.errors import IncidentError
-from incident_cli.intake.sources import fingerprint
 from incident_cli.lifecycle.manual import acknowledge, resolve_by_hand
-from incident_cli.lifecycle.poll import apply_poll
-from incident_cli.models import Alert
-from incident_cli.store.connection import open_db
 from incident_cli.store.incidents import get_incident, list_incidents
+from tests.support.builders import T0, fire
+from tests.support.builders import alert as build_alert
 
-T0 = 1_800_000_000.0
+# This module's sources are `prom` and `am`.
+alert = partial(build_alert, source="prom")
+
+
+pytestmark = pytest.mark.usefixtures("both_backends")  # `db` on SQLite and PostgreSQL
 
 CONFIG = """
 sources:
@@ -48,36 +49,6 @@ def config(tmp_path: Path) -> Config:
     return load_config(path, {})
 
 
-@pytest.fixture
-def db(state_db: str) -> Iterator[Database]:
-    opened = open_db(state_db)
-    yield opened
-    opened.close()
-
-
-def alert(
-    name: str = "BackendServiceDown", state: str = "firing", source: str = "prom", **labels: str
-) -> Alert:
-    all_labels = {"alertname": name, **labels}
-    return Alert(
-        source=source,
-        fingerprint=fingerprint(all_labels),
-        labels=all_labels,
-        annotations={"summary": f"{name} summary"},
-        state=state,
-        starts_at=T0 - 60,
-    )
-
-
-def poll(
-    db: Database, config: Config, now: float, *alerts: Alert, failed: tuple[str, ...] = ()
-) -> Any:
-    fetched: dict[str, list[Alert]] = {name: [] for name in config.sources if name not in failed}
-    for a in alerts:
-        fetched.setdefault(a.source, []).append(a)
-    return apply_poll(db, config, fetched, {name: "down" for name in failed}, now)
-
-
 def timeline_kinds(db: Database, incident_id: int) -> list[str]:
     return [
         r["kind"]
@@ -97,7 +68,7 @@ def notifications(db: Database) -> list[tuple[int | None, str, str]]:
 def test_a_firing_alert_opens_one_incident_with_its_times_and_notifications(
     db: Database, config: Config
 ) -> None:
-    result = poll(
+    result = fire(
         db,
         config,
         T0,
@@ -119,7 +90,7 @@ def test_a_firing_alert_opens_one_incident_with_its_times_and_notifications(
 def test_pending_alerts_never_open_and_suppressed_ones_open_nothing(
     db: Database, config: Config
 ) -> None:
-    result = poll(
+    result = fire(
         db,
         config,
         T0,
@@ -132,9 +103,9 @@ def test_pending_alerts_never_open_and_suppressed_ones_open_nothing(
 
 def test_a_second_identical_poll_changes_nothing(db: Database, config: Config) -> None:
     a = alert(service="backend")
-    first = poll(db, config, T0, a)
+    first = fire(db, config, T0, a)
     snapshot = (list(db.query("SELECT * FROM timeline")), notifications(db))
-    second = poll(db, config, T0 + 60, a)
+    second = fire(db, config, T0 + 60, a)
     assert second.opened == [] and second.updated == 1
     assert (list(db.query("SELECT * FROM timeline")), notifications(db)) == snapshot
     assert get_incident(db, first.opened[0]).last_seen_at == T0 + 60  # type: ignore[union-attr]
@@ -143,15 +114,15 @@ def test_a_second_identical_poll_changes_nothing(db: Database, config: Config) -
 def test_it_resolves_only_after_resolve_after_and_two_polls_without_the_alert(
     db: Database, config: Config
 ) -> None:
-    incident_id = poll(db, config, T0, alert(service="backend")).opened[0]
-    poll(db, config, T0 + 400)  # gone for 400s, but only one poll
+    incident_id = fire(db, config, T0, alert(service="backend")).opened[0]
+    fire(db, config, T0 + 400)  # gone for 400s, but only one poll
     assert get_incident(db, incident_id).status == "open"  # type: ignore[union-attr]
-    fresh = poll(db, config, T0 + 30, alert(service="backend"))  # back again: counters reset
+    fresh = fire(db, config, T0 + 30, alert(service="backend"))  # back again: counters reset
     assert fresh.updated == 1
-    poll(db, config, T0 + 60)
-    poll(db, config, T0 + 120)  # two polls, but only 120s absent
+    fire(db, config, T0 + 60)
+    fire(db, config, T0 + 120)  # two polls, but only 120s absent
     assert get_incident(db, incident_id).status == "open"  # type: ignore[union-attr]
-    result = poll(db, config, T0 + 400)
+    result = fire(db, config, T0 + 400)
     assert result.resolved == [incident_id]
     incident = get_incident(db, incident_id)
     assert incident is not None and (incident.status, incident.resolution) == ("resolved", "auto")
@@ -163,23 +134,23 @@ def test_it_resolves_only_after_resolve_after_and_two_polls_without_the_alert(
 
 
 def test_a_failed_source_never_resolves_its_incidents(db: Database, config: Config) -> None:
-    incident_id = poll(db, config, T0, alert(service="backend")).opened[0]
+    incident_id = fire(db, config, T0, alert(service="backend")).opened[0]
     for minute in range(1, 10):
-        poll(db, config, T0 + minute * 60, failed=("prom",))
+        fire(db, config, T0 + minute * 60, failed=("prom",))
     assert get_incident(db, incident_id).status == "open"  # type: ignore[union-attr]
     unreachable = [i for i in list_incidents(db, None, None) if i.rule == "source_unreachable"]
     assert len(unreachable) == 1 and unreachable[0].labels["source"] == "prom"
     status = next(db.query("SELECT * FROM source_status WHERE name = 'prom'"))
     assert status["consecutive_failures"] == 9
     # The source answers again: its own incident resolves.
-    result = poll(db, config, T0 + 700, alert(service="backend"))
+    result = fire(db, config, T0 + 700, alert(service="backend"))
     assert unreachable[0].id in result.resolved
 
 
 def test_a_suppressed_alert_keeps_an_open_incident_open(db: Database, config: Config) -> None:
-    incident_id = poll(db, config, T0, alert(service="backend", source="am")).opened[0]
+    incident_id = fire(db, config, T0, alert(service="backend", source="am")).opened[0]
     for minute in range(1, 20):
-        poll(
+        fire(
             db, config, T0 + minute * 60, alert(service="backend", source="am", state="suppressed")
         )
     assert get_incident(db, incident_id).status == "open"  # type: ignore[union-attr]
@@ -191,39 +162,39 @@ def test_a_return_within_reopen_within_reopens_the_same_incident(
     db: Database, config: Config
 ) -> None:
     a = alert(service="backend")
-    incident_id = poll(db, config, T0, a).opened[0]
-    poll(db, config, T0 + 300)
-    poll(db, config, T0 + 360)
+    incident_id = fire(db, config, T0, a).opened[0]
+    fire(db, config, T0 + 300)
+    fire(db, config, T0 + 360)
     assert get_incident(db, incident_id).status == "resolved"  # type: ignore[union-attr]
-    result = poll(db, config, T0 + 600, a)
+    result = fire(db, config, T0 + 600, a)
     assert result.reopened == [incident_id] and result.opened == []
     incident = get_incident(db, incident_id)
     assert incident is not None and incident.status == "open" and incident.reopen_count == 1
     assert incident.resolved_at is None and incident.resolution is None
     # After reopen_within, the same alert opens a new incident.
-    poll(db, config, T0 + 900)
-    poll(db, config, T0 + 960)
-    late = poll(db, config, T0 + 960 + 16 * 60, a)
+    fire(db, config, T0 + 900)
+    fire(db, config, T0 + 960)
+    late = fire(db, config, T0 + 960 + 16 * 60, a)
     assert late.opened and late.opened[0] != incident_id
 
 
 def test_flapping_holds_notifications_until_it_settles(db: Database, config: Config) -> None:
     a = alert(service="backend")
-    incident_id = poll(db, config, T0, a).opened[0]
+    incident_id = fire(db, config, T0, a).opened[0]
     now = T0
     for _ in range(2):  # resolve, reopen, resolve, reopen = 4 changes
-        poll(db, config, now + 300)
-        poll(db, config, now + 360)
+        fire(db, config, now + 300)
+        fire(db, config, now + 360)
         now += 420
-        poll(db, config, now, a)
+        fire(db, config, now, a)
     incident = get_incident(db, incident_id)
     assert incident is not None and incident.flapping is True
     assert "flapping_started" in timeline_kinds(db, incident_id)
     count = len(notifications(db))
-    poll(db, config, now + 300)
-    poll(db, config, now + 360)  # resolves while flapping: nothing new is sent
+    fire(db, config, now + 300)
+    fire(db, config, now + 360)  # resolves while flapping: nothing new is sent
     assert len(notifications(db)) == count
-    poll(db, config, now + 360 + 3601)  # an hour with no change: flapping stops
+    fire(db, config, now + 360 + 3601)  # an hour with no change: flapping stops
     incident = get_incident(db, incident_id)
     assert incident is not None and incident.flapping is False
     assert "flapping_stopped" in timeline_kinds(db, incident_id)
@@ -232,7 +203,7 @@ def test_flapping_holds_notifications_until_it_settles(db: Database, config: Con
 
 def test_a_storm_sends_one_summary_per_channel(db: Database, config: Config) -> None:
     alerts = [alert("Disk", instance=f"host{i}", severity="critical") for i in range(5)]
-    result = poll(db, config, T0, *alerts)
+    result = fire(db, config, T0, *alerts)
     assert len(result.opened) == 5 and result.storm
     rows = list(db.query("SELECT incident_id, channel, event, message FROM notifications"))
     assert [(r["incident_id"], r["channel"], r["event"]) for r in rows] == [
@@ -243,14 +214,14 @@ def test_a_storm_sends_one_summary_per_channel(db: Database, config: Config) -> 
 
 
 def test_min_severity_keeps_warnings_from_pagerduty(db: Database, config: Config) -> None:
-    incident_id = poll(db, config, T0, alert("Disk", severity="warning")).opened[0]
+    incident_id = fire(db, config, T0, alert("Disk", severity="warning")).opened[0]
     assert notifications(db) == [(incident_id, "slack", "firing")]
 
 
 def test_ack_and_resolve_by_hand_are_recorded_and_notified_where_firing_went(
     db: Database, config: Config
 ) -> None:
-    incident_id = poll(db, config, T0, alert(service="backend")).opened[0]
+    incident_id = fire(db, config, T0, alert(service="backend")).opened[0]
     acknowledge(db, config, incident_id, "alice", "on it", T0 + 120)
     with pytest.raises(IncidentError):
         acknowledge(db, config, incident_id, "bob", None, T0 + 130)
@@ -291,40 +262,40 @@ def test_hostile_label_values_are_stored_bounded_and_keys_stay_short(
 ) -> None:
     huge = "x" * (1024 * 1024)
     hostile = alert("Evil", service="; rm -rf /", instance="--help", job="ünïcødé ☃", note=huge)
-    incident_id = poll(db, config, T0, hostile).opened[0]
+    incident_id = fire(db, config, T0, hostile).opened[0]
     incident = get_incident(db, incident_id)
     assert incident is not None
     assert len(incident.key) <= 512
     assert incident.labels["service"] == "; rm -rf /" and incident.labels["job"] == "ünïcødé ☃"
     assert len(incident.labels["note"]) < 20000
     # The same hostile alert again is the same incident.
-    assert poll(db, config, T0 + 60, hostile).opened == []
+    assert fire(db, config, T0 + 60, hostile).opened == []
 
 
 def test_an_alert_still_firing_after_a_manual_resolve_does_not_reopen_until_it_clears(
     db: Database, config: Config
 ) -> None:
     a = alert(service="backend")
-    incident_id = poll(db, config, T0, a).opened[0]
+    incident_id = fire(db, config, T0, a).opened[0]
     resolve_by_hand(db, config, incident_id, "alice", "known issue", True, T0 + 60)
     count = len(notifications(db))
     for minute in range(2, 30):  # well past reopen_within
-        result = poll(db, config, T0 + minute * 60, a)
+        result = fire(db, config, T0 + minute * 60, a)
         assert result.opened == [] and result.reopened == []
     assert len(notifications(db)) == count
     assert get_incident(db, incident_id).status == "resolved"  # type: ignore[union-attr]
-    poll(db, config, T0 + 1900)  # it clears
+    fire(db, config, T0 + 1900)  # it clears
     assert "alert_cleared" in timeline_kinds(db, incident_id)
-    again = poll(db, config, T0 + 1960, a)  # and fires again: a new problem
+    again = fire(db, config, T0 + 1960, a)  # and fires again: a new problem
     assert again.opened or again.reopened
 
 
 def test_a_new_alert_of_a_resolved_by_hand_incident_reopens_it(
     db: Database, config: Config
 ) -> None:
-    incident_id = poll(db, config, T0, alert(service="backend", instance="a")).opened[0]
+    incident_id = fire(db, config, T0, alert(service="backend", instance="a")).opened[0]
     resolve_by_hand(db, config, incident_id, "alice", None, False, T0 + 60)
-    result = poll(
+    result = fire(
         db,
         config,
         T0 + 120,
@@ -343,12 +314,12 @@ def test_flapping_that_starts_on_a_resolve_sends_no_firing_notice(
     )
     config = load_config(path, {})
     a = alert(service="backend")
-    incident_id = poll(db, config, T0, a).opened[0]
-    poll(db, config, T0 + 300)
-    poll(db, config, T0 + 360)  # resolved (1)
-    poll(db, config, T0 + 400, a)  # reopened (2)
-    poll(db, config, T0 + 800)
-    poll(db, config, T0 + 860)  # resolved (3): flapping starts now
+    incident_id = fire(db, config, T0, a).opened[0]
+    fire(db, config, T0 + 300)
+    fire(db, config, T0 + 360)  # resolved (1)
+    fire(db, config, T0 + 400, a)  # reopened (2)
+    fire(db, config, T0 + 800)
+    fire(db, config, T0 + 860)  # resolved (3): flapping starts now
     assert "flapping_started" in timeline_kinds(db, incident_id)
     last = [e for i, _, e in notifications(db) if i == incident_id][-2:]
     assert last == ["resolved", "resolved"]
@@ -358,11 +329,11 @@ def test_with_auto_resolve_off_nothing_resolves_by_itself(tmp_path: Path, db: Da
     path = tmp_path / "manual.yaml"
     path.write_text(CONFIG)
     config = load_config(path, {"INCIDENT_AUTO_RESOLUTION_ENABLED": "false"})
-    incident_id = poll(db, config, T0, alert(service="backend")).opened[0]
+    incident_id = fire(db, config, T0, alert(service="backend")).opened[0]
     for minute in range(1, 5):
-        poll(db, config, T0 + minute * 600, failed=("prom",))
-    poll(db, config, T0 + 4000)
-    poll(db, config, T0 + 4100)
+        fire(db, config, T0 + minute * 600, failed=("prom",))
+    fire(db, config, T0 + 4000)
+    fire(db, config, T0 + 4100)
     statuses = {i.rule: i.status for i in list_incidents(db, None, None)}
     assert statuses == {"backend-down": "open", "source_unreachable": "open"}
     assert get_incident(db, incident_id).status == "open"  # type: ignore[union-attr]
@@ -376,7 +347,7 @@ def test_a_rule_can_route_the_source_unreachable_incident(tmp_path: Path, db: Da
     )
     config = load_config(path, {})
     for minute in range(3):
-        poll(db, config, T0 + minute * 60, failed=("prom",))
+        fire(db, config, T0 + minute * 60, failed=("prom",))
     (incident,) = list_incidents(db, None, None)
     assert (incident.rule, incident.severity, incident.key) == (
         "sources",
@@ -390,13 +361,13 @@ def test_a_storm_is_resolved_on_its_channels_once_all_its_incidents_are(
     db: Database, config: Config
 ) -> None:
     alerts = [alert("Disk", instance=f"host{i}", severity="critical") for i in range(5)]
-    poll(db, config, T0, *alerts)
-    poll(db, config, T0 + 100, *alerts[:1])  # four gone, one still firing
-    poll(db, config, T0 + 400, *alerts[:1])
-    poll(db, config, T0 + 460, *alerts[:1])
+    fire(db, config, T0, *alerts)
+    fire(db, config, T0 + 100, *alerts[:1])  # four gone, one still firing
+    fire(db, config, T0 + 400, *alerts[:1])
+    fire(db, config, T0 + 460, *alerts[:1])
     assert [e for i, _, e in notifications(db) if i is None] == ["storm", "storm"]
-    poll(db, config, T0 + 800)
-    poll(db, config, T0 + 860)  # the last one resolves
+    fire(db, config, T0 + 800)
+    fire(db, config, T0 + 860)  # the last one resolves
     rows = list(
         db.query(
             "SELECT channel, event, message FROM notifications WHERE incident_id IS NULL ORDER BY id"
@@ -409,7 +380,7 @@ def test_a_storm_is_resolved_on_its_channels_once_all_its_incidents_are(
         ("storm", "slack"),
     ]
     assert len({json.loads(r["message"])["storm_id"] for r in rows}) == 1
-    poll(db, config, T0 + 900)
+    fire(db, config, T0 + 900)
     assert (
         len(list(db.query("SELECT id FROM notifications WHERE incident_id IS NULL"))) == 4
     )  # once
@@ -420,7 +391,7 @@ def test_a_channel_that_only_got_the_escalation_hears_the_resolve(
 ) -> None:
     from incident_cli.notify import outbox
 
-    incident_id = poll(db, config, T0, alert("Disk", severity="warning")).opened[0]  # slack only
+    incident_id = fire(db, config, T0, alert("Disk", severity="warning")).opened[0]  # slack only
     incident = get_incident(db, incident_id)
     assert incident is not None
     db.conn.execute("BEGIN IMMEDIATE")
@@ -429,8 +400,8 @@ def test_a_channel_that_only_got_the_escalation_hears_the_resolve(
         (incident_id, T0, T0),
     )
     db.conn.execute("COMMIT")
-    poll(db, config, T0 + 300)
-    poll(db, config, T0 + 360)
+    fire(db, config, T0 + 300)
+    fire(db, config, T0 + 360)
     assert sorted(e for i, c, e in notifications(db) if e == "resolved") == ["resolved", "resolved"]
     assert outbox.channels_that_got_firing(db, incident_id) == ["pd", "slack"]
 
@@ -444,9 +415,9 @@ def test_an_alert_of_a_grouped_incident_that_clears_and_fires_again_is_firing_ag
     )
     config = load_config(path, {})
     a, b = alert("DiskFull", instance="a"), alert("DiskFull", instance="b")
-    incident_id = poll(db, config, T0, a, b).opened[0]
-    poll(db, config, T0 + 60, a)  # b clears
-    poll(db, config, T0 + 120, a, b)  # and fires again
+    incident_id = fire(db, config, T0, a, b).opened[0]
+    fire(db, config, T0 + 60, a)  # b clears
+    fire(db, config, T0 + 120, a, b)  # and fires again
     states = [
         r["state"]
         for r in db.query(

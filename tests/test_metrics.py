@@ -17,7 +17,7 @@ from incident_cli.config.model import Config
 from incident_cli.reporting.metrics import exposition, write_file_atomically
 from incident_cli.store.connection import open_db
 from incident_cli.store.database import write_tx
-from tests.support.history import DAY, HOUR, NOW, History, cli, standard_history, write_config
+from tests.support.history import DAY, HOUR, NOW, History, cli, sources_config, standard_history
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -175,7 +175,7 @@ def test_counters_keep_archived_incidents(tmp_path: Path) -> None:
 def _lifecycle_config(tmp_path: Path) -> Config:
     from incident_cli.config.load import load_config
 
-    return load_config(write_config(tmp_path), {})
+    return load_config(sources_config(tmp_path), {})
 
 
 def _raise(db: Database, config: Config, alertname: str, severity: str, at: float) -> int:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner, Result
 
 from incident_cli.cli import app
 from incident_cli.cli.context import Env
-from tests.support.notify import T0, Setup, alert, dump_db, fire, make_setup, rows
+from tests.support.notify import T0, Setup, alert, dump_db, make_setup, rows
 
 SLACK = "https://hooks.slack.com/services/T0/B0/slack-SECRET-path"
 PD_KEY = "pd-ROUTING-key-0123456789"
@@ -40,7 +40,7 @@ def test_dry_run_prints_each_payload_with_secrets_masked_and_sends_nothing(
     tmp_path: Path,
 ) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     before = dump_db(setup.db_path)
 
     with responses.RequestsMock():  # any HTTP call would fail the test
@@ -67,7 +67,7 @@ def test_dry_run_prints_each_payload_with_secrets_masked_and_sends_nothing(
 
 def test_dry_run_json_lists_the_masked_requests(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
 
     result = run(setup, "notify", "--dry-run", "--json", "--channel", "pd")
 
@@ -89,7 +89,7 @@ def test_dry_run_json_lists_the_masked_requests(tmp_path: Path) -> None:
 @responses.activate
 def test_notify_json_reports_each_row_and_exits_0(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(SLACK, body="ok")
 
     result = run(setup, "notify", "--json", "--channel", "slack")
@@ -116,7 +116,7 @@ def test_notify_json_reports_each_row_and_exits_0(tmp_path: Path) -> None:
 @responses.activate
 def test_it_is_silent_on_success_and_exits_1_naming_a_dead_letter(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(SLACK, body="ok")
     responses.post("https://events.pagerduty.com/v2/enqueue", status=400, body="bad key")
     responses.post("https://api.statuspage.io/v1/pages/p1/incidents", status=201, json={"id": "s"})
@@ -136,7 +136,7 @@ def test_it_is_silent_on_success_and_exits_1_naming_a_dead_letter(tmp_path: Path
 @responses.activate
 def test_a_retry_is_not_a_failure_of_the_tick(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(SLACK, status=503)
 
     result = run(setup, "-v", "notify", "--channel", "slack")
@@ -155,7 +155,7 @@ def test_an_unknown_channel_is_a_usage_error(tmp_path: Path) -> None:
 @responses.activate
 def test_list_and_show_name_pending_and_dead_notifications(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(SLACK, status=404, body="no_service")
 
     run(setup, "notify", "--channel", "slack")

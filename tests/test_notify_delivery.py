@@ -20,7 +20,6 @@ from tests.support.notify import (
     ack,
     alert,
     deliver,
-    fire,
     make_setup,
     resolve,
     rows,
@@ -49,7 +48,7 @@ def _timeline(setup: Setup, kind: str) -> list[dict[str, object]]:
 @responses.activate
 def test_a_delivered_row_is_marked_sent_with_a_timeline_event(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(SLACK, body="ok")
     responses.post(PD, status=202)
 
@@ -80,7 +79,7 @@ def test_a_delivered_row_is_marked_sent_with_a_timeline_event(tmp_path: Path) ->
 
 def test_a_row_is_claimed_by_compare_and_swap_only_once(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     db = setup.db()
     channel = build(setup.config.channels["slack"])
     row = pending_rows(db, "slack")[0]
@@ -100,7 +99,7 @@ def test_a_row_whose_tick_died_after_claiming_is_sent_once_its_lease_expires(
     tmp_path: Path,
 ) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     db = setup.db()
     row = pending_rows(db, "slack")[0]
     # A tick claims the row and dies before marking it.
@@ -119,7 +118,7 @@ def test_a_row_whose_tick_died_after_claiming_is_sent_once_its_lease_expires(
 @responses.activate
 def test_it_retries_after_429_within_the_tick_when_retry_after_is_short(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(PD, status=429, headers={"Retry-After": "2"})
     responses.post(PD, status=202)
     clock = FakeClock(T0 + 1)
@@ -134,7 +133,7 @@ def test_it_retries_after_429_within_the_tick_when_retry_after_is_short(tmp_path
 @responses.activate
 def test_a_long_retry_after_is_honoured_across_ticks(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(PD, status=429, headers={"Retry-After": "120"})
     clock = FakeClock(T0 + 1)
 
@@ -152,7 +151,7 @@ def test_a_long_retry_after_is_honoured_across_ticks(tmp_path: Path) -> None:
 @responses.activate
 def test_5xx_and_network_errors_back_off_exponentially_across_ticks(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(SLACK, status=503)
     responses.post(SLACK, body=requests.exceptions.ConnectionError(f"refused {SLACK}"))
     responses.post(SLACK, status=500)
@@ -182,7 +181,7 @@ def test_5xx_and_network_errors_back_off_exponentially_across_ticks(tmp_path: Pa
 @responses.activate
 def test_the_network_error_text_never_holds_the_url(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(SLACK, body=requests.exceptions.ConnectionError(f"Max retries: {SLACK}"))
 
     report = deliver(setup, only_channel="slack")
@@ -193,7 +192,7 @@ def test_the_network_error_text_never_holds_the_url(tmp_path: Path) -> None:
 @responses.activate
 def test_other_4xx_is_a_dead_letter_with_a_timeline_event(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(SLACK, status=404, body="channel_not_found")
 
     report = deliver(setup, only_channel="slack")
@@ -213,7 +212,7 @@ def test_other_4xx_is_a_dead_letter_with_a_timeline_event(tmp_path: Path) -> Non
 @responses.activate
 def test_a_later_message_waits_for_an_earlier_one_of_the_same_incident(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     resolve(setup, 1, T0 + 10)
     responses.post(PD, status=500)
     responses.post(PD, status=202)
@@ -235,7 +234,7 @@ def test_a_later_message_waits_for_an_earlier_one_of_the_same_incident(tmp_path:
 @responses.activate
 def test_a_dead_message_does_not_block_the_ones_after_it(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     ack(setup, 1, T0 + 5)
     responses.post(SLACK, status=400, body="invalid_payload")
     responses.post(SLACK, body="ok")
@@ -251,7 +250,7 @@ def test_a_dead_message_does_not_block_the_ones_after_it(tmp_path: Path) -> None
 @responses.activate
 def test_one_failing_channel_does_not_hold_up_another(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="a"), alert(service="b")])
+    setup.fire([alert(service="a"), alert(service="b")])
     responses.post(SLACK, status=502)
     responses.post(PD, status=202)
 
@@ -270,14 +269,14 @@ def test_pagerduty_is_paced_at_120_a_minute_and_rate_limit_0_is_unlimited(
 ) -> None:
     responses.post(PD, status=202)
     setup = _setup(tmp_path)
-    fire(setup, [alert(service=str(i)) for i in range(4)])
+    setup.fire([alert(service=str(i)) for i in range(4)])
     clock = FakeClock(T0 + 1)
     deliver(setup, clock, only_channel="pd")
     assert sum(clock.sleeps) == 1.5
 
     (tmp_path / "b").mkdir()
     fast = _setup(tmp_path / "b", slack_extra=", rate_limit: '0'", pd_extra=", rate_limit: off")
-    fire(fast, [alert(service=str(i)) for i in range(4)])
+    fast.fire([alert(service=str(i)) for i in range(4)])
     clock = FakeClock(T0 + 1)
     responses.post(SLACK, body="ok")
     report = deliver(fast, clock)
@@ -288,7 +287,7 @@ def test_pagerduty_is_paced_at_120_a_minute_and_rate_limit_0_is_unlimited(
 @responses.activate
 def test_the_tick_budget_leaves_the_rest_for_the_next_tick(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service=str(i)) for i in range(3)])
+    setup.fire([alert(service=str(i)) for i in range(3)])
     responses.post(SLACK, body="ok")
 
     report = deliver(setup, only_channel="slack", budget=1.5)
@@ -299,7 +298,7 @@ def test_the_tick_budget_leaves_the_rest_for_the_next_tick(tmp_path: Path) -> No
 
 def test_rows_for_a_channel_that_is_now_disabled_are_held_not_lost(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     text = setup.config_path.read_text().replace(SLACK, "${SLACK_URL:-}")
     setup.config_path.write_text(text)
     setup.config = load_config(setup.config_path, {}, must_exist=True)
@@ -319,7 +318,7 @@ def test_rows_for_a_channel_that_is_now_disabled_are_held_not_lost(tmp_path: Pat
 @responses.activate
 def test_it_gives_up_on_a_message_still_failing_a_day_later(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     responses.post(SLACK, status=503)
 
     report = deliver(setup, FakeClock(T0 + GIVE_UP_AFTER + 1), only_channel="slack")
@@ -331,7 +330,7 @@ def test_it_gives_up_on_a_message_still_failing_a_day_later(tmp_path: Path) -> N
 @responses.activate
 def test_a_message_whose_incident_was_archived_meanwhile_is_just_marked(tmp_path: Path) -> None:
     setup = _setup(tmp_path)
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     db = setup.db()
     messages = pending_rows(db)
 

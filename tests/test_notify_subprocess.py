@@ -19,7 +19,6 @@ from tests.support.notify import (
     Reply,
     Setup,
     alert,
-    fire,
     make_setup,
     receiver,
     resolve,
@@ -61,7 +60,7 @@ def test_a_429_with_retry_after_is_waited_for_and_delivers_exactly_one_trigger(
     throttled: Reply = (429, {"Retry-After": "1"}, b'{"status":"throttled"}')
     with receiver([throttled, ACCEPTED]) as pd:
         setup = _setup(tmp_path, pd.url)
-        fire(setup, [alert(service="backend")], time.time())
+        setup.fire([alert(service="backend")], time.time())
 
         first = subprocess.run(
             _notify(setup), env=_env(tmp_path), capture_output=True, text=True, timeout=60
@@ -94,7 +93,7 @@ def test_a_tick_killed_between_send_and_mark_is_resent_with_the_same_key(
 
     with receiver(hang_first) as pd:
         setup = _setup(tmp_path, pd.url)
-        fire(setup, [alert(service="backend")], time.time())
+        setup.fire([alert(service="backend")], time.time())
         env = _env(tmp_path)
 
         tick = subprocess.Popen(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,12 @@ import pytest
 
 from incident_cli.config.load import load_config
 from incident_cli.config.model import Config
-from incident_cli.intake.sources import fingerprint
-from incident_cli.lifecycle.poll import apply_poll
-from incident_cli.models import Alert
-from incident_cli.store.connection import open_db
 from incident_cli.store.database import Database
+from tests.support.builders import T0, fire
+from tests.support.builders import alert as build_alert
 
-T0 = 1_800_000_000.0
+alert = partial(build_alert, source="prom")  # this module's one source
+
 
 HANDLERS = """
 from incident_cli.models import ActionPlan
@@ -53,20 +53,6 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Config]:
     sys.modules.pop("bulk_handlers", None)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    return open_db(tmp_path / "state.db")
-
-
-def alert(name: str, instance: str, state: str = "firing") -> Alert:
-    labels = {"alertname": name, "instance": instance}
-    return Alert("prom", fingerprint(labels), labels, {"summary": instance}, state, T0 - 60)
-
-
-def poll(db: Database, config: Config, now: float, *alerts: Alert) -> Any:
-    return apply_poll(db, config, {"prom": list(alerts)}, {}, now)
-
-
 def rows(db: Database, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in db.conn.execute(sql)]
 
@@ -74,17 +60,17 @@ def rows(db: Database, sql: str) -> list[tuple[Any, ...]]:
 def test_a_storm_gives_ids_and_timeline_order_as_one_by_one_inserts_would(
     db: Database, config: Config
 ) -> None:
-    poll(db, config, T0, alert("Disk", "old"))
-    result = poll(
+    fire(db, config, T0, alert("Disk", instance="old"))
+    result = fire(
         db,
         config,
         T0 + 60,
-        alert("Disk", "old"),
-        alert("Disk", "a"),
-        alert("Restart", "b"),
-        alert("Broken", "c"),
-        alert("Disk", "d", state="suppressed"),
-        alert("Disk", "e"),
+        alert("Disk", instance="old"),
+        alert("Disk", instance="a"),
+        alert("Restart", instance="b"),
+        alert("Broken", instance="c"),
+        alert("Disk", instance="d", state="suppressed"),
+        alert("Disk", instance="e"),
     )
     assert result.storm and result.opened == [2, 3, 4, 5]
     assert rows(db, "SELECT incident_id, kind FROM timeline ORDER BY id") == [
@@ -121,10 +107,17 @@ def test_a_storm_gives_ids_and_timeline_order_as_one_by_one_inserts_would(
 
 
 def test_new_ids_follow_the_highest_id_left_after_a_delete(db: Database, config: Config) -> None:
-    poll(db, config, T0, alert("Disk", "a"), alert("Disk", "b"))
+    fire(db, config, T0, alert("Disk", instance="a"), alert("Disk", instance="b"))
     with db.conn:
         db.conn.execute("DELETE FROM incidents WHERE id = 2")
-    result = poll(db, config, T0 + 60, alert("Disk", "a"), alert("Disk", "c"), alert("Disk", "d"))
+    result = fire(
+        db,
+        config,
+        T0 + 60,
+        alert("Disk", instance="a"),
+        alert("Disk", instance="c"),
+        alert("Disk", instance="d"),
+    )
     assert result.opened == [2, 3]
     assert rows(db, "SELECT id, title FROM incidents ORDER BY id") == [
         (1, "Disk: a"),
@@ -136,7 +129,14 @@ def test_new_ids_follow_the_highest_id_left_after_a_delete(db: Database, config:
 def test_the_same_alert_twice_in_one_payload_is_one_incident_with_one_alert_row(
     db: Database, config: Config
 ) -> None:
-    result = poll(db, config, T0, alert("Disk", "a"), alert("Disk", "a"), alert("Disk", "b"))
+    result = fire(
+        db,
+        config,
+        T0,
+        alert("Disk", instance="a"),
+        alert("Disk", instance="a"),
+        alert("Disk", instance="b"),
+    )
     assert result.opened == [1, 2]
     assert rows(db, "SELECT incident_id, state FROM alerts ORDER BY id") == [
         (1, "firing"),
@@ -153,12 +153,19 @@ def test_the_same_alert_twice_in_one_payload_is_one_incident_with_one_alert_row(
 def test_a_storm_next_to_a_reopen_and_a_clear_keeps_every_row_in_order(
     db: Database, config: Config
 ) -> None:
-    poll(db, config, T0, alert("Disk", "a"), alert("Disk", "b"))
-    poll(db, config, T0 + 60, alert("Disk", "b"))
-    assert poll(db, config, T0 + 400, alert("Disk", "b")).resolved == [1]  # a cleared
+    fire(db, config, T0, alert("Disk", instance="a"), alert("Disk", instance="b"))
+    fire(db, config, T0 + 60, alert("Disk", instance="b"))
+    assert fire(db, config, T0 + 400, alert("Disk", instance="b")).resolved == [1]  # a cleared
     (before,) = db.conn.execute("SELECT max(id) FROM timeline").fetchone()
     # a fires again within reopen_within (a reopen between new incidents); b is gone.
-    result = poll(db, config, T0 + 460, alert("Disk", "x"), alert("Disk", "a"), alert("Disk", "y"))
+    result = fire(
+        db,
+        config,
+        T0 + 460,
+        alert("Disk", instance="x"),
+        alert("Disk", instance="a"),
+        alert("Disk", instance="y"),
+    )
     assert result.reopened == [1] and result.opened == [3, 4]
     assert rows(db, f"SELECT incident_id, kind FROM timeline WHERE id > {before} ORDER BY id") == [
         (3, "opened"),
@@ -180,8 +187,10 @@ def test_a_storm_next_to_a_reopen_and_a_clear_keeps_every_row_in_order(
 def test_a_storm_larger_than_one_insert_keeps_every_row_and_count(
     db: Database, config: Config
 ) -> None:
-    alerts = [alert("Disk", f"host-{i:04}") for i in range(1201)]  # more than one multi-row INSERT
-    result = poll(db, config, T0, *alerts)
+    alerts = [
+        alert("Disk", instance=f"host-{i:04}") for i in range(1201)
+    ]  # more than one multi-row INSERT
+    result = fire(db, config, T0, *alerts)
     assert result.opened == list(range(1, 1202))
     assert rows(db, "SELECT id, title FROM incidents ORDER BY id") == [
         (i + 1, f"Disk: host-{i:04}") for i in range(1201)

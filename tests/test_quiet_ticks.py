@@ -8,21 +8,22 @@ from pathlib import Path
 import pytest
 
 from tests.support.binaries import free_port, run_cli, start_prometheus
+from tests.support.builders import write_config
 
 NO_RULES = "groups: []\n"
 
 
-def write_config(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "incident.yaml"
-    path.write_text(f"sources:\n  prometheus: {{type: prometheus, url: '{url}', timeout: 2s}}\n")
-    return path
+def prometheus_at(tmp_path: Path, url: str) -> Path:
+    return write_config(
+        tmp_path, f"sources:\n  prometheus: {{type: prometheus, url: '{url}', timeout: 2s}}\n"
+    )
 
 
 @pytest.mark.integration
 def test_a_source_that_stays_down_is_reported_on_failure_and_on_recovery(tmp_path: Path) -> None:
     prom = start_prometheus(tmp_path / "prom", NO_RULES, [])
     prom.stop()  # down from the first tick on, at the URL the config names
-    config = write_config(tmp_path, prom.url)
+    config = prometheus_at(tmp_path, prom.url)
     tick = ["-c", str(config), "--quiet", "run"]
     try:
         first = run_cli(tick, cwd=tmp_path)
@@ -62,7 +63,7 @@ def test_a_source_that_stays_down_is_reported_on_failure_and_on_recovery(tmp_pat
 
 
 def test_poll_alone_says_a_failure_once_and_every_time_with_verbose(tmp_path: Path) -> None:
-    config = write_config(tmp_path, f"http://127.0.0.1:{free_port()}")
+    config = prometheus_at(tmp_path, f"http://127.0.0.1:{free_port()}")
     first = run_cli(["-c", str(config), "poll"], cwd=tmp_path)
     assert first.code == 75 and "connection refused" in first.stderr
     again = run_cli(["-c", str(config), "poll"], cwd=tmp_path)

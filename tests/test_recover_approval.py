@@ -17,8 +17,17 @@ from incident_cli.recovery.tick import recover_due
 from tests.support import backend
 from tests.support.binaries import CliResult, run_cli
 from tests.support.notify import receiver
-from tests.support.recover import T0, actions, alert, db_for, fire, load, script, timeline
-from tests.support.recover import write_config as write_recover_config
+from tests.support.recover import (
+    T0,
+    actions,
+    alert,
+    db_for,
+    fire,
+    load,
+    recovery_config,
+    script,
+    timeline,
+)
 
 pytestmark = pytest.mark.usefixtures("both_backends")
 
@@ -52,8 +61,8 @@ ENV = {"PROM_PASSWORD": SECRET}
 def setup(tmp_path: Path, approval: str, url: str = "http://127.0.0.1:9/hook") -> Config:
     script(tmp_path, "fix.sh", 'echo "$1" >> runs.log\n')
     body = RULES.format(url=url, approval=approval)
-    # write_config puts a plain source first; this file names its own.
-    path = write_recover_config(tmp_path, "")
+    # recovery_config puts a plain source first; this file names its own.
+    path = recovery_config(tmp_path, "")
     path.write_text("incidents: {resolve_after: 0s}\n" + body)
     return load(path, ENV)
 
@@ -227,7 +236,7 @@ def test_an_ambiguous_id_must_say_action_or_incident(tmp_path: Path) -> None:
 
 
 def test_a_bad_approval_value_is_a_config_error(tmp_path: Path) -> None:
-    path = write_recover_config(tmp_path, "")
+    path = recovery_config(tmp_path, "")
     path.write_text(
         "incidents: {resolve_after: 0s}\n"
         + RULES.format(url="http://127.0.0.1:9/hook", approval="approval: maybe")

@@ -16,8 +16,17 @@ from incident_cli.recovery.tick import recover_due
 from tests.support import backend
 from tests.support.binaries import CliResult, run_cli
 from tests.support.notify import receiver
-from tests.support.recover import T0, actions, alert, db_for, fire, load, script, timeline
-from tests.support.recover import write_config as write_recover_config
+from tests.support.recover import (
+    T0,
+    actions,
+    alert,
+    db_for,
+    fire,
+    load,
+    recovery_config,
+    script,
+    timeline,
+)
 
 pytestmark = pytest.mark.usefixtures("both_backends")
 
@@ -39,7 +48,7 @@ rules:
 
 def setup(tmp_path: Path, breaker: str, url: str = "http://127.0.0.1:9/hook") -> Config:
     script(tmp_path, "fix.sh", 'echo "$1" >> runs.log\n')
-    return load(write_recover_config(tmp_path, RULES.format(url=url, breaker=breaker)))
+    return load(recovery_config(tmp_path, RULES.format(url=url, breaker=breaker)))
 
 
 def cli(tmp_path: Path, *args: str) -> CliResult:
@@ -188,7 +197,7 @@ def test_breaker_off_lets_every_due_fix_start(tmp_path: Path) -> None:
 
 
 def test_a_bad_breaker_setting_is_a_config_error(tmp_path: Path) -> None:
-    write_recover_config(
+    recovery_config(
         tmp_path, RULES.format(url="http://127.0.0.1:9/hook", breaker="{max_actions: 0}")
     )
     result = cli(tmp_path, "recover")

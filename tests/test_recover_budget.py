@@ -29,9 +29,10 @@ from tests.support.recover import (
     fire,
     kinds,
     load,
+    recovery_config,
+    runs,
     script,
     timeline,
-    write_config,
 )
 
 pytestmark = pytest.mark.usefixtures("both_backends")
@@ -50,7 +51,7 @@ def fix_config(
     extra: str = "",
     env: dict[str, str] | None = None,
 ) -> Config:
-    path = write_config(
+    path = recovery_config(
         tmp_path,
         f"""
         channels:
@@ -73,11 +74,6 @@ def fix_config(
         """,
     )
     return load(path, env)
-
-
-def runs(tmp_path: Path) -> list[str]:
-    log = tmp_path / "runs.log"
-    return log.read_text().splitlines() if log.exists() else []
 
 
 def failing_fix(tmp_path: Path) -> None:
@@ -427,7 +423,7 @@ def test_recovery_switched_off_after_planning_skips_the_command(tmp_path: Path) 
 
 def test_the_default_timeout_honours_service_recovery_timeout_minutes(tmp_path: Path) -> None:
     script(tmp_path, "fix.sh", "sleep 30\n")
-    path = write_config(
+    path = recovery_config(
         tmp_path,
         """
         rules:

@@ -15,7 +15,7 @@ from incident_cli.cli import app
 from incident_cli.store.connection import open_db, tick_lock
 from tests.support import backend
 from tests.support.binaries import run_cli
-from tests.support.recover import alert, db_for, fire, load, script, write_config
+from tests.support.recover import alert, db_for, fire, load, recovery_config, runs, script
 
 pytestmark = pytest.mark.usefixtures("both_backends")
 
@@ -31,7 +31,7 @@ rules:
 
 def setup(tmp_path: Path, *services: str) -> Path:
     script(tmp_path, "fix.sh", 'echo "$2" >> runs.log\n')
-    path = write_config(tmp_path, RULES)
+    path = recovery_config(tmp_path, RULES)
     config = load(path)
     db = db_for(tmp_path)
     now = time.time() - 5
@@ -52,11 +52,6 @@ def invoke(tmp_path: Path, *args: str) -> Any:
             *args,
         ],
     )
-
-
-def runs(tmp_path: Path) -> list[str]:
-    log = tmp_path / "runs.log"
-    return log.read_text().splitlines() if log.exists() else []
 
 
 def snapshot(tmp_path: Path) -> list[Any]:
@@ -182,7 +177,7 @@ def test_recover_as_cron_runs_it(tmp_path: Path) -> None:
 
 
 def test_a_program_missing_from_path_exits_1_and_says_so(tmp_path: Path) -> None:
-    path = write_config(
+    path = recovery_config(
         tmp_path,
         """
         rules:

@@ -17,7 +17,7 @@ import pytest
 from incident_cli.recovery.tick import recover_due
 from incident_cli.store.connection import open_db
 from tests.support.binaries import cli_env, wait_until
-from tests.support.recover import actions, alert, db_for, fire, load, script, write_config
+from tests.support.recover import actions, alert, db_for, fire, load, recovery_config, script
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
 
@@ -68,7 +68,7 @@ def cleanup(*paths: Path) -> Iterator[None]:
 
 def test_a_killed_recovers_command_is_stopped_before_its_retry_runs(tmp_path: Path) -> None:
     script(tmp_path, "fix.sh", FIX)
-    path = write_config(tmp_path, RULES)
+    path = recovery_config(tmp_path, RULES)
     config = load(path)
     db = db_for(tmp_path)
     start = time.time() - 1
@@ -114,7 +114,7 @@ def test_a_killed_recovers_command_is_stopped_before_its_retry_runs(tmp_path: Pa
 
 def test_a_recorded_pid_that_is_now_another_process_is_left_alone(tmp_path: Path) -> None:
     script(tmp_path, "fix.sh", "true\n")
-    config = load(write_config(tmp_path, RULES))
+    config = load(recovery_config(tmp_path, RULES))
     db = db_for(tmp_path)
     fire(db, config, 1_800_000_000.0, alert(alertname="BackendServiceDown", service="b"))
     # Someone else's process, in a group of its own, under the pid the dead tick recorded.

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from incident_cli.cli import app
 from incident_cli.recovery.tick import recover_due
-from tests.support.recover import T0, actions, alert, db_for, fire, load, script, write_config
+from tests.support.recover import T0, actions, alert, db_for, fire, load, recovery_config, script
 
 SECRET = "https://hooks.example.test/services/T0/B0/s3cr3t-webhook-token"
 
@@ -58,7 +58,7 @@ def test_a_secret_in_recovery_commands_runs_but_is_stored_nowhere_even_in_retrie
     script(tmp_path, "fix.sh", 'echo "$1" >> runs.log\ncase "$1" in again=*) exit 1;; esac\n')
     script(tmp_path, "diag.sh", 'echo "$1" >> diag.log\necho "diagnosed $1"\n')
     env = {"SLACK_WEBHOOK_URL": SECRET}
-    path = write_config(tmp_path, RULES)
+    path = recovery_config(tmp_path, RULES)
     config = load(path, env)
     db = db_for(tmp_path)
     fire(
@@ -93,7 +93,7 @@ def test_a_secret_in_recovery_commands_runs_but_is_stored_nowhere_even_in_retrie
 def plan_one(tmp_path: Path) -> Path:
     script(tmp_path, "fix.sh", 'echo "$1" >> runs.log\n')
     script(tmp_path, "diag.sh", "true\n")
-    path = write_config(tmp_path, RULES)
+    path = recovery_config(tmp_path, RULES)
     db = db_for(tmp_path)
     config = load(path, {"SLACK_WEBHOOK_URL": SECRET})
     fire(db, config, T0, alert(alertname="BackendServiceDown", service="b"))

@@ -19,15 +19,15 @@ from tests.support.recover import (
     fire,
     kinds,
     load,
+    recovery_config,
     script,
     timeline,
-    write_config,
 )
 
 
 def security_config(tmp_path: Path, env: dict[str, str] | None = None, extra: str = "") -> Config:
     script(tmp_path, "ban.sh", 'echo "$@" >> bans.log\n')
-    path = write_config(
+    path = recovery_config(
         tmp_path,
         f"""
         channels:

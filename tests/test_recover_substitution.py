@@ -11,8 +11,17 @@ import pytest
 
 from incident_cli.recovery.environment import Refused, env_name, render_argv, unsafe_reason
 from incident_cli.recovery.tick import recover_due
-from tests.support.recover import T0, actions, alert, db_for, fire, load, script, timeline
-from tests.support.recover import write_config as _write_config
+from tests.support.recover import (
+    T0,
+    actions,
+    alert,
+    db_for,
+    fire,
+    load,
+    recovery_config,
+    script,
+    timeline,
+)
 
 HOSTILE = {
     "shell separator": "; rm -rf /",
@@ -82,8 +91,8 @@ def test_environment_names_are_sanitised() -> None:
 # --------------------------------------------------------------------------- through recover
 
 
-def write_config(tmp_path: Path, argv: str) -> Path:
-    return _write_config(
+def substitution_config(tmp_path: Path, argv: str) -> Path:
+    return recovery_config(
         tmp_path,
         f"""
         rules:
@@ -106,7 +115,7 @@ def test_hostile_labels_reach_the_command_verbatim_as_environment_variables(
         "json.dump({'argv': sys.argv[1:], 'env': env}, open('dump.json', 'w'))\n"
     )
     dump.chmod(0o755)
-    config = load(write_config(tmp_path, '["./dump.py", "{alertname}"]'))
+    config = load(substitution_config(tmp_path, '["./dump.py", "{alertname}"]'))
     db = db_for(tmp_path)
     hostile = {
         "evil": "; rm -rf / $(id) `id`",
@@ -132,7 +141,7 @@ def test_hostile_labels_reach_the_command_verbatim_as_environment_variables(
 
 def test_a_huge_label_value_still_reaches_the_environment_bounded(tmp_path: Path) -> None:
     script(tmp_path, "size.sh", 'printf %s "$INCIDENT_LABEL_BIG" | wc -c > size.txt\n')
-    config = load(write_config(tmp_path, '["./size.sh"]'))
+    config = load(substitution_config(tmp_path, '["./size.sh"]'))
     db = db_for(tmp_path)
     fire(db, config, T0, alert(alertname="Down", big="x" * (1 << 20)))
     result = recover_due(db, config, T0 + 1)
@@ -146,7 +155,7 @@ def test_an_unsafe_placeholder_refuses_the_action_and_runs_nothing(
     tmp_path: Path, value: str
 ) -> None:
     script(tmp_path, "fix.sh", "touch ran\n")
-    config = load(write_config(tmp_path, '["./fix.sh", "{service}"]'))
+    config = load(substitution_config(tmp_path, '["./fix.sh", "{service}"]'))
     db = db_for(tmp_path)
     fire(db, config, T0, alert(alertname="Down", service=value))
     result = recover_due(db, config, T0 + 1)

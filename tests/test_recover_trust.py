@@ -23,9 +23,10 @@ from tests.support.recover import (
     db_for,
     fire,
     load,
+    recovery_config,
+    runs,
     script,
     timeline,
-    write_config,
 )
 
 EVIL = 'touch "$(dirname "$0")/pwned"\n'
@@ -70,12 +71,7 @@ rules:
 def setup(tmp_path: Path, rules: str = RULES, env: dict[str, str] | None = None) -> Config:
     script(tmp_path, "fix.sh", 'echo "$@" >> runs.log\n')
     script(tmp_path, "evil.sh", EVIL)
-    return load(write_config(tmp_path, rules), env)
-
-
-def runs(tmp_path: Path) -> list[str]:
-    log = tmp_path / "runs.log"
-    return log.read_text().splitlines() if log.exists() else []
+    return load(recovery_config(tmp_path, rules), env)
 
 
 @pytest.mark.parametrize(
@@ -228,7 +224,7 @@ def test_a_command_gets_a_minimal_environment_and_what_env_passthrough_names(
 ) -> None:
     script(tmp_path, "envdump.sh", 'env > "$(dirname "$0")/env.out"\n')
     config = load(
-        write_config(tmp_path, ENV_RULES),
+        recovery_config(tmp_path, ENV_RULES),
         {
             "SLACK_WEBHOOK_URL": "https://hooks.slack.example/T/B/secret",
             "AWS_SECRET_ACCESS_KEY": "aws-secret",
@@ -264,7 +260,7 @@ def test_huge_labels_are_left_out_of_the_environment_not_a_failed_attempt(
 ) -> None:
     # 200 labels of 16 KB: 3.2 MB of environment, over ARG_MAX ("Argument list too long").
     script(tmp_path, "envdump.sh", 'env > "$(dirname "$0")/env.out"\n')
-    config = load(write_config(tmp_path, ENV_RULES))
+    config = load(recovery_config(tmp_path, ENV_RULES))
     big = {f"big{i:03d}": "x" * 16384 for i in range(200)}
     db = db_for(tmp_path)
     fire(db, config, T0, alert(alertname="Down", service="api", **big))

@@ -17,42 +17,39 @@ from incident_cli.errors import ConfigError
 from incident_cli.intake.sources import merge_replicas
 from incident_cli.models import Alert
 from tests.support.binaries import CliResult, Process, run_cli, serve_get, start_alertmanager
+from tests.support.builders import alert, write_config
 
 # --------------------------------------------------------------------------- merging
 
 
-def alert(fp: str, state: str, starts_at: float | None, summary: str = "") -> Alert:
-    return Alert(
-        source="s",
-        fingerprint=fp,
-        labels={"alertname": "A", "n": fp},
-        annotations={"summary": summary} if summary else {},
-        state=state,
-        starts_at=starts_at,
+def seen(fp: str, state: str, starts_at: float | None, summary: str = "") -> Alert:
+    """Alert `fp` as one replica reports it."""
+    return alert(
+        "A", source="s", fingerprint=fp, n=fp, state=state, starts_at=starts_at, summary=summary
     )
 
 
 def test_an_alert_active_on_any_replica_is_active_from_its_earliest_start() -> None:
     # Alertmanager: suppressed (silenced) on one replica, active on the other.
     merged = merge_replicas(
-        [[alert("a", "suppressed", 100.0, "one")], [alert("a", "firing", 200.0, "two")]]
+        [[seen("a", "suppressed", 100.0, "one")], [seen("a", "firing", 200.0, "two")]]
     )
     assert [(a.state, a.starts_at, a.annotations["summary"]) for a in merged] == [
         ("firing", 100.0, "two")
     ]
     # Prometheus: firing on one of an HA pair, still pending on the other.
-    merged = merge_replicas([[alert("p", "firing", 300.0)], [alert("p", "pending", 250.0)]])
+    merged = merge_replicas([[seen("p", "firing", 300.0)], [seen("p", "pending", 250.0)]])
     assert [(a.state, a.starts_at) for a in merged] == [("firing", 250.0)]
     # A start only one replica knows is kept.
-    merged = merge_replicas([[alert("q", "firing", None)], [alert("q", "firing", 5.0)]])
+    merged = merge_replicas([[seen("q", "firing", None)], [seen("q", "firing", 5.0)]])
     assert merged[0].starts_at == 5.0
 
 
 def test_alerts_of_different_replicas_are_all_kept_once_each_in_first_seen_order() -> None:
     merged = merge_replicas(
         [
-            [alert("a", "firing", 1.0), alert("b", "firing", 1.0)],
-            [alert("c", "firing", 1.0), alert("a", "firing", 1.0)],
+            [seen("a", "firing", 1.0), seen("b", "firing", 1.0)],
+            [seen("c", "firing", 1.0), seen("a", "firing", 1.0)],
             [],
         ]
     )
@@ -62,20 +59,18 @@ def test_alerts_of_different_replicas_are_all_kept_once_each_in_first_seen_order
 # --------------------------------------------------------------------------- config
 
 
-def write(tmp_path: Path, source: str) -> Path:
-    path = tmp_path / "incident.yaml"
-    path.write_text(f"sources:\n  am: {source}\n")
-    return path
+def am_config(tmp_path: Path, source: str) -> Path:
+    return write_config(tmp_path, f"sources:\n  am: {source}\n")
 
 
 def test_urls_load_as_the_replicas_of_one_source(tmp_path: Path) -> None:
     config = load_config(
-        write(tmp_path, "{type: alertmanager, urls: ['http://a:9093/', 'https://b:9093']}")
+        am_config(tmp_path, "{type: alertmanager, urls: ['http://a:9093/', 'https://b:9093']}")
     )
     source = config.sources["am"]
     assert source.replicas == ("http://a:9093", "https://b:9093")
     assert source.url == "http://a:9093"
-    single = load_config(write(tmp_path, "{type: alertmanager, url: 'http://a:9093'}"))
+    single = load_config(am_config(tmp_path, "{type: alertmanager, url: 'http://a:9093'}"))
     assert single.sources["am"].replicas == ("http://a:9093",)
 
 
@@ -92,13 +87,13 @@ def test_urls_load_as_the_replicas_of_one_source(tmp_path: Path) -> None:
 )
 def test_bad_urls_are_config_errors(tmp_path: Path, source: str, problem: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(write(tmp_path, source))
+        load_config(am_config(tmp_path, source))
     assert problem in str(caught.value)
     assert "hunter22" not in str(caught.value)
 
 
 def test_a_bad_urls_list_exits_78_on_one_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "{type: alertmanager, urls: ['http://u:hunter22@a', 'nope']}")
+    path = am_config(tmp_path, "{type: alertmanager, urls: ['http://u:hunter22@a', 'nope']}")
     result = run_cli(["-c", str(path), "run"], cwd=tmp_path)
     assert result.code == 78
     assert "sources.am.urls[1]" in result.stderr and "Traceback" not in result.stderr
@@ -106,7 +101,7 @@ def test_a_bad_urls_list_exits_78_on_one_line(tmp_path: Path) -> None:
 
 
 def test_config_show_prints_every_replica_masked(tmp_path: Path) -> None:
-    path = write(
+    path = am_config(
         tmp_path, "{type: alertmanager, urls: ['http://u:hunter22@a:9093', 'http://b:9093']}"
     )
     shown = run_cli(["-c", str(path), "config", "show", "--json"], cwd=tmp_path)
@@ -347,7 +342,7 @@ def test_replicas_read_side_by_side_count_once_against_the_max_runtime(tmp_path:
         return 200, body
 
     with serve_get(slow) as a, serve_get(slow) as b:
-        config = load_config(write(tmp_path, f"{{type: prometheus, urls: ['{a}', '{b}']}}"))
+        config = load_config(am_config(tmp_path, f"{{type: prometheus, urls: ['{a}', '{b}']}}"))
         runtime = TickRuntime(30.0)
         started = time.monotonic()
         intake = read_sources(config, runtime)

@@ -15,7 +15,7 @@ import pytest
 
 from incident_cli.reporting.report import build_report, report_json
 from tests.support import backend
-from tests.support.history import DAY, HOUR, NOW, History, cli, standard_history, write_config
+from tests.support.history import DAY, HOUR, NOW, History, cli, sources_config, standard_history
 
 pytestmark = pytest.mark.usefixtures("both_backends")
 
@@ -289,7 +289,7 @@ def test_it_runs_as_cron_runs_it(tmp_path: Path) -> None:
     now = time.time()  # a subprocess reads the real clock
     h.incident(opened=now - 2 * HOUR, started=now - 2 * HOUR - 42, resolved=now - HOUR)
     h.incident(opened=now - 30 * HOUR, started=now - 30 * HOUR)
-    config = write_config(tmp_path)
+    config = sources_config(tmp_path)
     db = backend.locate(tmp_path / "state.db")
     argv = [sys.executable, "-m", "incident_cli", "--config", str(config), "--db", db]
     proc = subprocess.run(

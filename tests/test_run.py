@@ -8,13 +8,11 @@ from typing import Any
 
 import pytest
 import responses
-from typer.testing import CliRunner
 
-from incident_cli.cli import app
 from incident_cli.store.connection import open_db
-from tests.support.binaries import run_cli
+from tests.support.binaries import invoke, run_cli
+from tests.support.builders import prom_body
 
-FIXTURES = Path(__file__).parent / "fixtures"
 PROM = "http://prom.test"
 SLACK = "https://hooks.slack.test/services/T0/B0/secret-token"
 
@@ -34,14 +32,6 @@ rules:
 """
     )
     return path
-
-
-def prom_body() -> Any:
-    return json.loads((FIXTURES / "prometheus-2.42" / "prometheus_v1_alerts.json").read_text())
-
-
-def invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def heartbeats(tmp_path: Path) -> dict[str, int]:

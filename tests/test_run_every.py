@@ -15,6 +15,7 @@ import pytest
 
 from incident_cli.runtime import repeat_exit
 from tests.support.binaries import cli_env, run_cli, serve_get, wait_until
+from tests.support.builders import write_config
 
 EMPTY = json.dumps({"status": "success", "data": {"alerts": []}}).encode()
 
@@ -32,13 +33,13 @@ def answers() -> Iterator[tuple[str, list[int]]]:
         yield url, statuses
 
 
-def write_config(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "incident.yaml"
-    path.write_text(
+def logged_config(tmp_path: Path, url: str) -> Path:
+    """One Prometheus source at `url`, and the JSON event log in events.jsonl."""
+    return write_config(
+        tmp_path,
         f"sources:\n  prometheus: {{type: prometheus, url: '{url}', timeout: 1s}}\n"
-        "log: {file: events.jsonl, format: json}\n"
+        "log: {file: events.jsonl, format: json}\n",
     )
-    return path
 
 
 def ticks_logged(tmp_path: Path) -> list[dict[str, object]]:
@@ -64,7 +65,7 @@ def start(tmp_path: Path, config: Path, *args: str) -> subprocess.Popen[str]:
 def test_the_lock_is_held_across_ticks_and_each_tick_leaves_its_heartbeat(
     tmp_path: Path, answers: tuple[str, list[int]]
 ) -> None:
-    config = write_config(tmp_path, answers[0])
+    config = logged_config(tmp_path, answers[0])
     first = start(tmp_path, config, "--every", "2s", "--for", "6s")
     try:
         wait_until(lambda: ticks_logged(tmp_path), timeout=20)  # between ticks 1 and 2
@@ -85,7 +86,7 @@ def test_the_lock_is_held_across_ticks_and_each_tick_leaves_its_heartbeat(
 def test_sigterm_ends_it_between_ticks_with_the_heartbeats_written(
     tmp_path: Path, answers: tuple[str, list[int]]
 ) -> None:
-    config = write_config(tmp_path, answers[0])
+    config = logged_config(tmp_path, answers[0])
     proc = start(tmp_path, config, "--every", "2s", "--for", "60s")
     try:
         wait_until(lambda: len(ticks_logged(tmp_path)) >= 2, timeout=30)
@@ -107,7 +108,7 @@ def test_a_source_down_only_in_an_early_tick_exits_0_and_down_at_the_end_75(
     tmp_path: Path, answers: tuple[str, list[int]]
 ) -> None:
     url, statuses = answers
-    config = write_config(tmp_path, url)
+    config = logged_config(tmp_path, url)
     statuses[:] = [503]  # the first tick's poll fails, the later ones answer
     early = run_cli(["-c", str(config), "run", "--every", "1s", "--for", "2s"], cwd=tmp_path)
     assert early.code == 0, early.stderr

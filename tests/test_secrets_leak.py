@@ -30,7 +30,6 @@ from tests.support.notify import (
     alert,
     closed_port,
     dump_db,
-    fire,
     make_setup,
     receiver,
     silent_port,
@@ -136,7 +135,7 @@ def test_no_secret_leaks_when_the_endpoint_fails(
     caplog.set_level(logging.DEBUG)
     with endpoint(kind, failure) as base:
         setup = make_setup(tmp_path, {"ch": _channel_spec(kind, base)})
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
 
         def run(*args: str) -> Any:
             argv = ["--config", str(setup.config_path), "--db", str(setup.db_path), *args]
@@ -178,7 +177,7 @@ def test_an_error_body_is_masked_before_it_is_cut(tmp_path: Path) -> None:
 
     url = f"https://hooks.slack.com/services/T0/B0/{MARK}-slack-token"
     setup = make_setup(tmp_path, {"slack": f'{{type: slack, webhook_url: "{url}"}}'})
-    fire(setup, [alert(service="backend")])
+    setup.fire([alert(service="backend")])
     with responses.RequestsMock() as mock:
         # The secret straddles the point where the error text is cut.
         mock.post(url, status=400, body="x" * 190 + f" {url} and more")

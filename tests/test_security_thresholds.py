@@ -17,15 +17,24 @@ from incident_cli.config.load import load_config
 from incident_cli.handlers.planning import plan_blocks_now_over_threshold
 from incident_cli.recovery.tick import recover_due
 from tests.support.binaries import REPO, http_json, run_cli, stack, wait_until
-from tests.support.recover import T0, actions, alert, db_for, fire, load, script, timeline
-from tests.support.recover import write_config as write_recover_config
+from tests.support.recover import (
+    T0,
+    actions,
+    alert,
+    db_for,
+    fire,
+    load,
+    recovery_config,
+    script,
+    timeline,
+)
 
 EXAMPLES = REPO / "examples"
 
 
 def threshold_config(tmp_path: Path, security: str) -> Any:
     script(tmp_path, "ban.sh", 'echo "$@" >> bans.log\n')
-    path = write_recover_config(
+    path = recovery_config(
         tmp_path,
         f"""
         defaults: {{notify: []}}

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.binaries import CliResult, run_cli, serve_get
+from tests.support.builders import FIXTURES, write_config
 from tests.support.notify import alert as notify_alert
-from tests.support.notify import fire, make_setup, receiver
+from tests.support.notify import make_setup, receiver
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SLOW_PEER = Path(__file__).parent / "support" / "slow_peer.py"
 # A tick that hangs would run for a day: the subprocess is killed (and the test fails) here.
 HANG = 60.0
@@ -67,18 +67,18 @@ def query(db: Path, sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
-def write_config(tmp_path: Path, sources: str, channels: str = "", notify: str = "") -> None:
+def peers_config(tmp_path: Path, sources: str, channels: str = "", notify: str = "") -> None:
     text = f"sources:\n{sources}\n"
     if channels:
         text += f"defaults: {{notify: [{notify}]}}\nchannels:\n{channels}\n"
-    (tmp_path / "incident.yaml").write_text(text)
+    write_config(tmp_path, text)
 
 
 def test_a_source_that_drips_its_headers_costs_its_timeout_and_the_others_are_applied(
     tmp_path: Path,
 ) -> None:
     with slow_peer() as port, prometheus_alerts() as good:
-        write_config(
+        peers_config(
             tmp_path,
             f"  slow: {{type: prometheus, url: 'http://127.0.0.1:{port}', timeout: 3s}}\n"
             f"  good: {{type: prometheus, url: '{good}', timeout: 5s}}",
@@ -101,7 +101,7 @@ def test_a_source_that_drips_after_the_tls_handshake_is_cut_off_too(
 ) -> None:
     cert, key = certificate
     with slow_peer("https", cert, key) as port:
-        write_config(
+        peers_config(
             tmp_path,
             f"  slow: {{type: prometheus, url: 'https://127.0.0.1:{port}', timeout: 2s,"
             f" ca_file: '{cert}'}}",
@@ -128,7 +128,7 @@ def test_channels_that_drip_cost_their_own_messages_and_the_others_go_out(
                 "good": f"{{type: webhook, url: '{good.url}/hook', timeout: 5s}}",
             },
         )
-        fire(setup, [notify_alert(service="backend"), notify_alert(service="db")], time.time())
+        setup.fire([notify_alert(service="backend"), notify_alert(service="db")], time.time())
         result, took = tick(tmp_path, "notify")
         assert [r.body["event"] for r in good.received] == ["firing", "firing"]
 
@@ -155,7 +155,7 @@ def test_notify_stops_at_max_runtime_but_a_slow_channel_does_not_hold_up_the_oth
                 "good": f"{{type: webhook, url: '{good.url}/hook', timeout: 60s}}",
             },
         )
-        fire(setup, [notify_alert(service="backend")], time.time())
+        setup.fire([notify_alert(service="backend")], time.time())
         result, took = tick(tmp_path, "notify", "--max-runtime", "3s")
         again, _ = tick(tmp_path, "notify")
         assert [r.body["event"] for r in good.received] == ["firing"]
@@ -178,7 +178,7 @@ def test_run_with_a_source_slower_than_max_runtime_still_notifies_the_healthy_on
     # the healthy source's incidents page in the same run (not "left for the next tick", which
     # the same source would spend again, forever).
     with slow_peer() as port, prometheus_alerts() as good, receiver() as hook:
-        write_config(
+        peers_config(
             tmp_path,
             f"  slow: {{type: prometheus, url: 'http://127.0.0.1:{port}', timeout: 60s}}\n"
             f"  good: {{type: prometheus, url: '{good}', timeout: 5s}}",
@@ -214,7 +214,7 @@ def test_run_with_a_source_slower_than_max_runtime_still_notifies_the_healthy_on
 
 @pytest.mark.parametrize("command", ["poll", "notify", "recover", "run"])
 def test_a_bad_max_runtime_is_a_usage_error(tmp_path: Path, command: str) -> None:
-    write_config(tmp_path, "  p: {type: prometheus, url: 'http://127.0.0.1:9'}")
+    peers_config(tmp_path, "  p: {type: prometheus, url: 'http://127.0.0.1:9'}")
     result, _ = tick(tmp_path, command, "--max-runtime", "soon")
     assert result.code == 2
     assert result.stderr == (
@@ -229,7 +229,7 @@ def test_recover_cuts_a_promql_diagnostic_to_a_slow_source_at_max_runtime(tmp_pa
     from tests.support.recover import alert as recover_alert
 
     with slow_peer() as port:
-        write_config(
+        peers_config(
             tmp_path,
             f"  slow: {{type: prometheus, url: 'http://127.0.0.1:{port}', timeout: 60s}}\n"
             "rules:\n"
@@ -294,7 +294,7 @@ def test_run_with_a_slow_source_and_a_slow_channel_still_pages_through_the_healt
     tmp_path: Path,
 ) -> None:
     with slow_peer() as port, prometheus_alerts() as good_source, receiver() as good_hook:
-        write_config(
+        peers_config(
             tmp_path,
             f"  slow: {{type: prometheus, url: 'http://127.0.0.1:{port}', timeout: 2s}}\n"
             f"  good: {{type: prometheus, url: '{good_source}', timeout: 5s}}",

@@ -23,8 +23,7 @@ from incident_cli.intake.sources import (
     parse_alertmanager,
     parse_prometheus,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.support.builders import FIXTURES
 
 
 def prom_fixture() -> object:

@@ -14,7 +14,7 @@ from incident_cli.store.connection import open_db
 from incident_cli.store.database import Database
 from tests.support.binaries import run_cli
 from tests.support.history import NOW, History, standard_history
-from tests.support.recover import alert, fire, load, write_config
+from tests.support.recover import alert, fire, load, recovery_config
 
 pytestmark = pytest.mark.postgres
 
@@ -95,7 +95,7 @@ def test_every_row_and_id_counter_arrives_and_ids_continue(
         top_event = source.conn.execute("SELECT max(id) FROM timeline").fetchone()[0]
         # The next incident opened on PostgreSQL takes the next id after the floor, and its
         # timeline rows come after every copied one.
-        config = load(write_config(tmp_path, ""))
+        config = load(recovery_config(tmp_path, ""))
         opened = fire(target, config, NOW + 60, alert(alertname="NewOnPostgres"))
         assert opened.opened == [501]
         new_events = target.conn.execute(

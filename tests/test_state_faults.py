@@ -4,7 +4,6 @@ code, leaves nothing half-written, and the next tick succeeds once the fault is 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
 import shutil
@@ -13,12 +12,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.support.binaries import CliResult, cli_env, run_cli
+from tests.support.locks import EXCLUSIVE, holding
 
 RECORD = ["journey", "record", "login", "--ok", "--latency-ms", "5"]
 
@@ -58,32 +58,6 @@ def run_as(
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
-@contextlib.contextmanager
-def holding(db: Path, script: str) -> Iterator[None]:
-    """Another process opens the DB as `c`, runs `script`, and keeps it open until the block
-    ends."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import os, sqlite3, sys\n"
-            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-            + script
-            + "print('ready', flush=True)\nsys.stdin.read()\n",
-            str(db),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
-        yield
-    finally:
-        holder.communicate("", timeout=30)
-    assert holder.returncode == 0
-
-
 def one_clear_line(result: CliResult) -> str:
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
@@ -115,7 +89,7 @@ def test_a_db_held_locked_past_the_busy_timeout_is_exit_75_then_the_next_tick_ru
 ) -> None:
     db = make_db(tmp_path)
     before = journeys(db)
-    with holding(db, "c.execute('BEGIN EXCLUSIVE')\n"):
+    with holding(db, EXCLUSIVE):
         started = time.monotonic()
         result = run_cli(["--db", str(db), *RECORD], cwd=tmp_path)
         assert time.monotonic() - started >= 9.5  # it waited the busy timeout first

@@ -25,7 +25,6 @@ from tests.support.notify import (
     closed_port,
     deliver,
     dump_db,
-    fire,
     make_setup,
     receiver,
     resolve,
@@ -84,7 +83,7 @@ def pagerduty(tmp_path: Path, extra: str = "") -> Iterator[tuple[Setup, FakePage
             f" api_token: '{TOKEN}', sync: true, api_url: '{server.url}/'{extra}}}"
         )
         setup = make_setup(tmp_path, {"pd": spec}, ["pd"])
-        fire(setup, [FIRING])
+        setup.fire([FIRING])
         assert deliver(setup).count("sent") == 1  # PagerDuty was paged: now there is a key
         yield setup, fake
 
@@ -168,7 +167,7 @@ def test_a_resolve_in_pagerduty_while_alerts_fire_holds_them_as_incident_resolve
 
     # The same incident resolved with `incident resolve` at the same time.
     by_hand = make_setup(tmp_path / "by-hand", {"pd": "{type: pagerduty, routing_key: k}"}, [])
-    fire(by_hand, [FIRING])
+    by_hand.fire([FIRING])
     resolve(by_hand, 1, T0 + 120)
 
     def alerts(s: Setup) -> list[dict[str, Any]]:
@@ -222,7 +221,7 @@ def test_a_hostile_answer_changes_nothing_and_is_a_warning(
 
 def test_a_429_is_honoured_across_ticks(tmp_path: Path) -> None:
     with pagerduty(tmp_path) as (setup, fake):
-        fire(setup, [alert(service="frontend")], T0 + 1)
+        setup.fire([alert(service="frontend")], T0 + 1)
         assert deliver(setup, FakeClock(T0 + 2)).count("sent") == 1
         fake.answer = lambda request: (429, {"Retry-After": "120"}, b'{"error": "rate"}')
         first = sync(setup, T0 + 60)

@@ -16,7 +16,6 @@ from tests.support.notify import (
     alert,
     deliver,
     dump_db,
-    fire,
     make_setup,
     receiver,
     rows,
@@ -40,7 +39,7 @@ def slack(tmp_path: Path) -> Iterator[tuple[Setup, FakeSlack]]:
             " allowed_users: [U0ALICE, U0BOB]}"
         )
         setup = make_setup(tmp_path, {"sl": spec})
-        fire(setup, [alert(service="backend")])
+        setup.fire([alert(service="backend")])
         assert deliver(setup).count("sent") == 1
         yield setup, fake
 

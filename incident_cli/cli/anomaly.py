@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 import typer
 
 from incident_cli.cli.app import app
-from incident_cli.cli.context import console, emit_json, get_env, tick
-from incident_cli.display import printable
-from incident_cli.errors import ExitStatus, UsageError
+from incident_cli.cli.context import console, emit_json, get_env, say, tick
+from incident_cli.errors import UsageError, worst_exit
 
 if TYPE_CHECKING:
     from incident_cli.intake.anomaly import DetectResult, JourneyOutcome
@@ -27,25 +25,19 @@ def detect_anomalies(
     """Read synthetic-journey results; open and resolve anomaly incidents (failure rate, p95
     latency jump, consecutive failures)."""
     from incident_cli.intake.anomaly import detect_anomalies as detect
+    from incident_cli.outcomes import detect_stage
 
     env = get_env(ctx)
-    with tick(env, "detect-anomalies", heartbeat=not dry_run) as codes:
+    with tick(env, "detect-anomalies", heartbeat=not dry_run) as record:
         result = detect(env.db(), env.config(), env.now(), dry_run=dry_run)
-        if result.file_error:
-            codes.append(int(ExitStatus.PARTIAL_FAILURE))
-    if result.file_error:
-        sys.stderr.write(f"incident: {printable(result.file_error)}\n")
+        stage = detect_stage(result)
+        record.add(stage)
+    say(env, stage, notes=not as_json)  # the JSON counts the skipped lines
     if as_json:
         emit_json(result.to_json())
-    else:
-        if result.file is not None and result.file.skipped and not env.quiet:
-            sys.stderr.write(
-                f"incident: skipped {result.file.skipped} malformed line(s) in"
-                f" {result.file.path} (first at {result.file.first_problem})\n"
-            )
-        if (env.verbose or dry_run) and not env.quiet:
-            _print_summary(result)
-    worst = max(codes, default=0)
+    elif (env.verbose or dry_run) and not env.quiet:
+        _print_summary(result)
+    worst = worst_exit(record.codes)
     if worst:
         raise typer.Exit(worst)
 

@@ -18,8 +18,7 @@ from incident_cli.cli.context import (
     set_max_runtime,
 )
 from incident_cli.config.defaults import CONFIG_VAR, DB_VAR
-from incident_cli.errors import ExitStatus, IncidentError
-from incident_cli.store.database import STORE_ERRORS, describe_failure
+from incident_cli.errors import IncidentError
 
 # `incident --help` lists the stages in the order a tick runs them, then the rest by use.
 # A command missing here follows them, in the order it was registered.
@@ -85,36 +84,17 @@ class IncidentGroup(typer.core.TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
-        except IncidentError as exc:
+        except Exception as exc:
+            from incident_cli.outcomes import describe_exception
+
             env = ctx.obj if isinstance(ctx.obj, Env) else None
-            print_error(exc.message, env)
-            raise typer.Exit(int(exc.exit_status)) from None
-        except STORE_ERRORS as exc:
-            env = ctx.obj if isinstance(ctx.obj, Env) else None
-            code, message = describe_failure(exc, _db_path(env))
+            code, message = describe_exception(exc, _db_path(env))
             print_error(message, env)
-            if env is not None and env.verbose:
+            if env is not None and env.verbose and not isinstance(exc, IncidentError):
                 import traceback
 
                 traceback.print_exc()
             raise typer.Exit(code) from None
-        except OSError as exc:
-            env = ctx.obj if isinstance(ctx.obj, Env) else None
-            where = f" ({exc.filename})" if exc.filename else ""
-            print_error(f"{exc.strerror or exc}{where}", env)
-            if env is not None and env.verbose:
-                import traceback
-
-                traceback.print_exc()
-            raise typer.Exit(int(ExitStatus.PARTIAL_FAILURE)) from None
-        except Exception as exc:
-            env = ctx.obj if isinstance(ctx.obj, Env) else None
-            print_error(f"internal error: {exc.__class__.__name__}: {exc}", env)
-            if env is not None and env.verbose:
-                import traceback
-
-                traceback.print_exc()
-            raise typer.Exit(int(ExitStatus.PARTIAL_FAILURE)) from None
         finally:
             if isinstance(ctx.obj, Env):
                 ctx.obj.close()

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from incident_cli.config.defaults import CONFIG_VAR, DB_VAR
-from incident_cli.errors import ExitStatus, IncidentError, worst_exit
+from incident_cli.config.defaults import COLUMNS_VAR, CONFIG_VAR, DB_VAR
+from incident_cli.errors import ExitStatus, worst_exit
 
 if TYPE_CHECKING:
     from incident_cli.config.model import Config
+    from incident_cli.outcomes import StageResult
     from incident_cli.reporting.eventlog import EventLog
     from incident_cli.runtime import TickRuntime
     from incident_cli.store.database import Database
@@ -162,16 +163,30 @@ def duration_option(option: str, text: str) -> float:
     return seconds
 
 
+@dataclass
+class TickRecord:
+    """What a tick command's body reports: exit codes, and the error lines its heartbeat keeps."""
+
+    codes: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, stage: StageResult) -> None:
+        self.codes.append(stage.code)
+        self.errors.extend(stage.errors)
+
+
 @contextmanager
 def tick(
     env: Env, command: str, *, lock: bool = True, heartbeat: bool = True
-) -> Iterator[list[int]]:
+) -> Iterator[TickRecord]:
     """Run a tick command under the tick lock and leave a heartbeat with its exit code.
 
-    The body appends exit codes to the yielded list; the worst one is recorded (an exception
-    records 1 or the error's status). A dry run passes heartbeat=False: a manual dry run must
-    not hide a stale tick from `incident status`. `lock=False` when the caller already holds
-    the lock (`run --every` holds it for all its ticks, see `held_lock`).
+    The body adds exit codes (or whole stage results) to the yielded record; the worst code
+    is recorded, with the stage's error lines. An exception records the status and the line
+    `outcomes.describe_exception` gives it, the ones the command exits with. A dry run passes
+    heartbeat=False: a manual dry run must not hide a stale tick from `incident status`.
+    `lock=False` when the caller already holds the lock (`run --every` holds it for all its
+    ticks, see `held_lock`).
     """
     from incident_cli.runtime import DEFAULT_MAX_RUNTIME, TickRuntime
     from incident_cli.store.connection import tick_lock
@@ -179,7 +194,8 @@ def tick(
 
     env.config()
     db = env.db()
-    codes: list[int] = []
+    record = TickRecord()
+    codes = record.codes
     error: str | None = None
     env.tick_stages = []  # one summary line per tick, also when one invocation runs several
     lock_ctx = tick_lock(db, env.resolved_db_path(), env.wait) if lock else None
@@ -190,17 +206,16 @@ def tick(
         DEFAULT_MAX_RUNTIME if env.max_runtime is None else env.max_runtime
     )
     try:
-        yield codes
+        yield record
+        error = "; ".join(record.errors) or None
         if runtime.expired:
             print_error(f"{command}: {runtime.overrun()}", env)
             codes.append(int(ExitStatus.TEMPFAIL))
-    except IncidentError as exc:
-        codes.append(int(exc.exit_status))
-        error = exc.message
-        raise
     except Exception as exc:
-        codes.append(int(ExitStatus.PARTIAL_FAILURE))
-        error = f"{exc.__class__.__name__}: {exc}"
+        from incident_cli.outcomes import describe_exception
+
+        code, error = describe_exception(exc, db.where())  # a URL's password masked
+        codes.append(code)
         raise
     except BaseException as exc:  # Ctrl-C or SIGTERM mid-tick is not a success
         if not isinstance(exc, SystemExit) or exc.code:
@@ -224,6 +239,19 @@ def tick(
         finally:
             if lock_ctx is not None:
                 lock_ctx.release()
+
+
+def say(env: Env, stage: StageResult, *, prefix: str = "", notes: bool = True) -> None:
+    """A stage's lines on stderr, one each: its errors and (unless `notes` is off: --json
+    carries them) its notes, whatever -q says. Cron mails them, so a failure that only repeats
+    an earlier tick's waits for -v."""
+    from incident_cli.display import printable
+    from incident_cli.redact import redact
+
+    for line in stage.errors + (stage.notes if notes else []):
+        if env.verbose or line not in stage.repeated:
+            shown = printable(" ".join(redact(prefix + line, env.secrets()).split()))
+            sys.stderr.write(f"incident: {shown}\n")
 
 
 @contextmanager
@@ -255,5 +283,5 @@ def console() -> Any:
     """
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else UNFOLDED_WIDTH
+    width = None if sys.stdout.isatty() or os.environ.get(COLUMNS_VAR) else UNFOLDED_WIDTH
     return Console(highlight=False, soft_wrap=False, width=width, emoji=False)

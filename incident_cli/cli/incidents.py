@@ -13,11 +13,12 @@ from incident_cli.cli.context import (
     emit_json,
     get_env,
     max_runtime_option,
+    say,
     set_max_runtime,
     tick,
 )
 from incident_cli.display import printable
-from incident_cli.errors import ExitStatus, NotFound, UsageError
+from incident_cli.errors import NotFound, UsageError, worst_exit
 
 if TYPE_CHECKING:
     from incident_cli.models import Incident
@@ -54,18 +55,16 @@ def poll(
     max_runtime: str | None = max_runtime_option(),
 ) -> None:
     """Fetch alerts from every source once; open, update, reopen and auto-resolve incidents."""
-    from incident_cli.intake.poll import describe_sources, poll_once
+    from incident_cli.intake.poll import poll_once
+    from incident_cli.outcomes import poll_stage
 
     env = get_env(ctx)
     set_max_runtime(env, max_runtime)
-    with tick(env, "poll", heartbeat=not dry_run) as codes:
+    with tick(env, "poll", heartbeat=not dry_run) as record:
         result = poll_once(env.db(), env.config(), env.now(), dry_run=dry_run, runtime=env.runtime)
-        errors, repeated, recovered = describe_sources(result)
-        for line in errors + recovered:
-            if env.verbose or line not in repeated:
-                sys.stderr.write(f"incident: {printable(line)}\n")
-        if result.failed_sources:
-            codes.append(int(ExitStatus.TEMPFAIL))
+        stage = poll_stage(result)
+        say(env, stage)
+        record.add(stage)
     summary = {
         "opened": result.opened,
         "reopened": result.reopened,
@@ -80,14 +79,8 @@ def poll(
         emit_json(summary)
     elif env.verbose or dry_run:
         prefix = "would have: " if dry_run else ""
-        sys.stdout.write(
-            f"poll: {prefix}opened {len(result.opened)}, reopened {len(result.reopened)},"
-            f" resolved {len(result.resolved)}, updated {result.updated}"
-            f" ({result.alerts_seen} alerts)"
-            + (" — storm: one summary per channel" if result.storm else "")
-            + "\n"
-        )
-    worst = max(codes, default=0)
+        sys.stdout.write(f"poll: {prefix}{stage.summary}\n")
+    worst = worst_exit(record.codes)
     if worst:
         raise typer.Exit(worst)
 

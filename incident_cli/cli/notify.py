@@ -8,9 +8,16 @@ from typing import Any
 import typer
 
 from incident_cli.cli.app import app
-from incident_cli.cli.context import emit_json, get_env, max_runtime_option, set_max_runtime, tick
+from incident_cli.cli.context import (
+    emit_json,
+    get_env,
+    max_runtime_option,
+    say,
+    set_max_runtime,
+    tick,
+)
 from incident_cli.display import printable
-from incident_cli.errors import ExitStatus, UsageError, worst_exit
+from incident_cli.errors import UsageError, worst_exit
 
 
 @app.command()
@@ -43,22 +50,15 @@ def notify(
         return
 
     from incident_cli.notify.delivery import deliver_due
+    from incident_cli.outcomes import notify_stage
 
-    with tick(env, "notify") as codes:
+    with tick(env, "notify") as record:
         report = deliver_due(
             env.db(), config, clock=env.clock, only_channel=channel, runtime=env.runtime
         )
-        if report.dead:
-            codes.append(int(ExitStatus.PARTIAL_FAILURE))
-    for dead in report.dead:
-        about = f", incident {dead.incident_id}" if dead.incident_id is not None else ""
-        line = (
-            f"notification {dead.id} to {dead.channel} ({dead.event}{about}) is dead: {dead.error}"
-        )
-        sys.stderr.write(f"incident: {printable(line)}\n")
-    for lost in report.lost:
-        line = f"notification {lost.id} to {lost.channel} ({lost.event}): {lost.error}"
-        sys.stderr.write(f"incident: {printable(line)}\n")
+        stage = notify_stage(report)
+        record.add(stage)
+    say(env, stage)
     if as_json:
         emit_json({"dry_run": False, **report.to_json()})
     elif env.verbose:
@@ -74,7 +74,7 @@ def notify(
             f" dead {report.count('dead')}, held {report.count('held')},"
             f" left for the next tick {report.deferred}\n"
         )
-    worst = worst_exit(codes)
+    worst = worst_exit(record.codes)
     if worst:
         raise typer.Exit(worst)
 

@@ -16,6 +16,7 @@ from incident_cli.cli.context import (
     get_env,
     held_lock,
     max_runtime_option,
+    say,
     set_max_runtime,
     tick,
 )
@@ -57,7 +58,6 @@ def run(
     --every and --for, several ticks run under one lock, each with its own heartbeat; the exit
     code is the worst failure of any tick, and 75 only if the last tick ended 75.
     """
-    from incident_cli.display import printable
     from incident_cli.redact import redact
     from incident_cli.stages import StageResult, run_tick
     from incident_cli.store.status import record_heartbeat
@@ -69,8 +69,9 @@ def run(
 
     def stage_done(stage: StageResult) -> None:
         # Each stage leaves its own heartbeat too: `status` and the metrics watch them.
-        error = redact("; ".join(stage.errors), env.secrets()) if stage.errors else None
         if not dry_run:
+            error = stage.error_text()
+            error = redact(error, env.secrets()) if error else None
             record_heartbeat(
                 db,
                 stage.name,
@@ -83,17 +84,13 @@ def run(
             env.tick_stages.append(
                 {"stage": stage.name, "exit_code": stage.code, "summary": stage.summary}
             )
-        for line in stage.errors + stage.notes:
-            if line in stage.repeated and not env.verbose:
-                continue
-            shown = printable(" ".join(redact(line, env.secrets()).split()))
-            sys.stderr.write(f"incident: {stage.name}: {shown}\n")
+        say(env, stage, prefix=f"{stage.name}: ")
         if (env.verbose or dry_run) and not as_json and not env.quiet:
             prefix = "would have: " if dry_run else ""
             sys.stdout.write(f"{stage.name}: {prefix}{stage.summary}\n")
 
     def one_tick(lock: bool) -> tuple[int, list[StageResult]]:
-        with tick(env, "run", heartbeat=not dry_run, lock=lock) as codes:
+        with tick(env, "run", heartbeat=not dry_run, lock=lock) as record:
             results = run_tick(
                 db,
                 env.config(),
@@ -102,8 +99,8 @@ def run(
                 on_stage_done=stage_done,
                 runtime=env.runtime,
             )
-            codes.extend(stage.code for stage in results)
-        return worst_exit(codes), results
+            record.codes.extend(stage.code for stage in results)
+        return worst_exit(record.codes), results
 
     if schedule is None:
         worst, results = one_tick(lock=True)

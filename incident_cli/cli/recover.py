@@ -4,7 +4,6 @@ that are due."""
 from __future__ import annotations
 
 import shlex
-import sys
 from typing import TYPE_CHECKING
 
 import typer
@@ -15,11 +14,12 @@ from incident_cli.cli.context import (
     emit_json,
     get_env,
     max_runtime_option,
+    say,
     set_max_runtime,
     tick,
 )
 from incident_cli.display import printable
-from incident_cli.errors import ExitStatus
+from incident_cli.errors import worst_exit
 
 if TYPE_CHECKING:
     from incident_cli.recovery.report import ActionReport
@@ -59,22 +59,25 @@ def recover(
     Verifies fixes across ticks, backs off between attempts, and escalates once when a fix's
     attempt budget is spent. Exit 1 when an action was refused or could not start.
     """
+    from incident_cli.outcomes import recover_stage
     from incident_cli.recovery.tick import recover_due
 
     env = get_env(ctx)
     set_max_runtime(env, max_runtime)
-    codes: list[int] = []
     if dry_run:
         # Changes nothing, not even the heartbeat: a manual dry run must not hide a stale
         # `recover` from `incident status`.
         result = recover_due(env.db(), env.config(), env.now(), dry_run=True, incident_id=incident)
+        codes: list[int] = []
     else:
-        with tick(env, "recover") as codes:
+        with tick(env, "recover") as record:
             result = recover_due(
                 env.db(), env.config(), env.now(), incident_id=incident, runtime=env.runtime
             )
-            if result.problems:
-                codes.append(int(ExitStatus.PARTIAL_FAILURE))
+            stage = recover_stage(result)
+            record.add(stage)
+        say(env, stage)  # cron mails this: which actions could not start
+        codes = record.codes
     if as_json:
         emit_json(result.to_json())
     elif dry_run or env.verbose:
@@ -83,15 +86,6 @@ def recover(
             out.print("recover: nothing due", markup=False, soft_wrap=True)
         for report in result.actions:
             out.print(_line(report), markup=False, soft_wrap=True)
-    elif not env.quiet:
-        # Cron mails this: say which actions could not start, and any lease lost.
-        for report in result.actions:
-            if (
-                report.lease_trouble
-                or report.outcome == "refused"
-                or (report.outcome == "failed" and report.exit_code is None)
-            ):
-                sys.stderr.write(f"incident: {_line(report)}\n")
-    worst = max(codes, default=0)
+    worst = worst_exit(codes)
     if worst:
         raise typer.Exit(worst)

@@ -7,9 +7,15 @@ import sys
 import typer
 
 from incident_cli.cli.app import app
-from incident_cli.cli.context import emit_json, get_env, max_runtime_option, set_max_runtime, tick
-from incident_cli.display import printable
-from incident_cli.errors import ExitStatus
+from incident_cli.cli.context import (
+    emit_json,
+    get_env,
+    max_runtime_option,
+    say,
+    set_max_runtime,
+    tick,
+)
+from incident_cli.errors import worst_exit
 
 
 @app.command()
@@ -26,24 +32,19 @@ def sync(
     cannot be read (down, garbage, rate limited).
     """
     from incident_cli.intake.sync import sync_once
-    from incident_cli.redact import redact
+    from incident_cli.outcomes import sync_stage
 
     env = get_env(ctx)
     set_max_runtime(env, max_runtime)
-    with tick(env, "sync") as codes:
+    with tick(env, "sync") as record:
         result = sync_once(env.db(), env.config(), env.now(), runtime=env.runtime)
-        if result.errors:
-            codes.append(int(ExitStatus.TEMPFAIL))
-    if not env.quiet or result.errors:
-        for line in result.errors + ([] if env.quiet else result.notes):
-            sys.stderr.write(f"incident: sync: {printable(redact(line, env.secrets()))}\n")
+        stage = sync_stage(result)
+        record.add(stage)
+    say(env, stage, prefix="sync: ")
     if as_json:
         emit_json(result.to_json())
     elif env.verbose:
-        sys.stdout.write(
-            f"sync: checked {result.checked}, acknowledged {len(result.acknowledged)},"
-            f" resolved {len(result.resolved)}\n"
-        )
-    worst = max(codes, default=0)
+        sys.stdout.write(f"sync: {stage.summary}\n")
+    worst = worst_exit(record.codes)
     if worst:
         raise typer.Exit(worst)

@@ -14,6 +14,10 @@ HOSTNAME_VAR = "INCIDENT_HOSTNAME"
 HOSTNAME_MAX = 255
 # The built-in defaults' source reads this one (BUILTIN_YAML below).
 PROMETHEUS_URL_VAR = "PROMETHEUS_URL"
+# Human output: the width it folds to off a terminal (cli/context.console), and no colour
+# (read by rich).
+COLUMNS_VAR = "COLUMNS"
+NO_COLOR_VAR = "NO_COLOR"
 
 BUILTIN = "<built-in defaults>"
 

@@ -116,19 +116,28 @@ class EnvVariable:
     """One environment variable `incident` reads, and what for."""
 
     name: str
-    kind: str  # location | source | channel | behaviour
+    kind: str  # location | output | source | channel | behaviour | test
     key: str  # what it stands for: an option, a config key, or a channel kind
 
 
+# The kinds a deployment sets (cron/incident.env.example names each of their variables).
+DEPLOYED_KINDS = ("location", "source", "channel", "behaviour")
+
+
 def variables() -> tuple[EnvVariable, ...]:
-    """The one list of every environment variable `incident` reads: where things are, the
-    built-in defaults' source, each channel kind's built-in channel, the behaviour overrides."""
+    """The one list of every environment variable `incident` reads: where things are, how
+    human output looks, the built-in defaults' source, each channel kind's built-in channel,
+    the behaviour overrides, and the fault tests' crash hooks (docs/configuration.md,
+    Environment, lists the same; tests/test_env_variables.py checks both against the code)."""
+    from incident_cli.crashpoint import CRASH_VAR, STOP_VAR
     from incident_cli.notify.channels.registry import KINDS, options_class
 
     found = [
         EnvVariable(d.CONFIG_VAR, "location", "-c/--config"),
         EnvVariable(d.DB_VAR, "location", "--db"),
         EnvVariable(d.HOSTNAME_VAR, "location", "this host's name"),
+        EnvVariable(d.NO_COLOR_VAR, "output", "no colour"),
+        EnvVariable(d.COLUMNS_VAR, "output", "line width"),
         EnvVariable(d.PROMETHEUS_URL_VAR, "source", "sources.prometheus.url"),
     ]
     for kind in KINDS:
@@ -139,6 +148,8 @@ def variables() -> tuple[EnvVariable, ...]:
             if spec.env:
                 found.append(EnvVariable(spec.env, "channel", f"{kind}.{spec.key}"))
     found.extend(EnvVariable(o.variable, "behaviour", o.key) for o in ENV_OVERRIDES)
+    found.append(EnvVariable(CRASH_VAR, "test", "tests/faults only"))
+    found.append(EnvVariable(STOP_VAR, "test", "the fencing tests only"))
     return tuple(found)
 
 

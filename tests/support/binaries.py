@@ -356,6 +356,16 @@ def run_cli(
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
+def invoke(*args: str) -> Any:
+    """`incident ARGS` in this process (typer's CliRunner), for a test that patches what the
+    command calls; exceptions are not caught. As cron runs it: `run_cli`."""
+    from typer.testing import CliRunner
+
+    from incident_cli.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
 @contextlib.contextmanager
 def stack(
     workdir: Path, rules_yaml: str, *, with_alertmanager: bool = True

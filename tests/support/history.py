@@ -16,8 +16,9 @@ from sqlite_utils import Database
 from incident_cli.cli.context import Env
 from incident_cli.store.connection import open_db
 from tests.support import backend
+from tests.support.builders import T0, write_config
 
-NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+NOW = T0  # the reports' "now"
 HOUR = 3600.0
 DAY = 86400.0
 
@@ -289,16 +290,14 @@ def standard_history(h: History) -> None:
     h.notification(None, created=NOW - 30 * HOUR, event="storm")
 
 
-def write_config(tmp_path: Path, sources: Sequence[str] = ("prom",)) -> Path:
+def sources_config(tmp_path: Path, sources: Sequence[str] = ("prom",)) -> Path:
     """A config whose sources point at a closed loopback port (nothing here polls them)."""
-    path = tmp_path / "incident.yaml"
     lines = ["sources:"] + [
         f"  {name}: {{type: prometheus, url: 'http://127.0.0.1:9'}}" for name in sources
     ]
     if not sources:
         lines = ["sources: {}"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_config(tmp_path, "\n".join(lines) + "\n")
 
 
 def env_at(now: float = NOW) -> Env:
@@ -312,6 +311,6 @@ def cli(tmp_path: Path, *args: str, now: float = NOW, sources: Sequence[str] = (
 
     from incident_cli.cli import app
 
-    config = write_config(tmp_path, sources)
+    config = sources_config(tmp_path, sources)
     argv = ["--config", str(config), "--db", backend.locate(tmp_path / "state.db"), *args]
     return CliRunner().invoke(app, argv, obj=env_at(now))

@@ -17,14 +17,14 @@ from typing import Any
 
 from incident_cli.config.load import load_config
 from incident_cli.config.model import Config
-from incident_cli.intake.sources import fingerprint
 from incident_cli.lifecycle.manual import acknowledge, resolve_by_hand
-from incident_cli.lifecycle.poll import apply_poll
 from incident_cli.models import Alert
 from incident_cli.store.connection import open_db
 from tests.support import backend
+from tests.support.builders import T0, alert, fire
 
-T0 = 1_800_000_000.0
+__all__ = ["T0", "Setup", "alert", "make_setup"]
+
 
 BASE_YAML = """
 sources:
@@ -56,6 +56,14 @@ class Setup:
         self.config_path.write_text(self.config_path.read_text() + yaml_text + "\n")
         self.config = load_config(self.config_path, {}, must_exist=True)
 
+    def fire(self, alerts: list[Alert], now: float = T0) -> list[int]:
+        """One poll in which exactly these alerts fire: the incidents it opened."""
+        db = self.db()
+        try:
+            return fire(db, self.config, now, *alerts).opened
+        finally:
+            db.close()
+
 
 def make_setup(tmp_path: Path, channels: dict[str, str], notify: list[str] | None = None) -> Setup:
     """A config with the given channels (name → YAML flow mapping) and a fresh DB."""
@@ -67,26 +75,6 @@ def make_setup(tmp_path: Path, channels: dict[str, str], notify: list[str] | Non
     config = load_config(config_path, {}, must_exist=True)
     open_db(backend.locate(db_path)).close()
     return Setup(config_path, db_path, config)
-
-
-def alert(name: str = "BackendServiceDown", **labels: str) -> Alert:
-    all_labels = {"alertname": name, **labels}
-    return Alert(
-        source="prometheus",
-        fingerprint=fingerprint(all_labels),
-        labels=all_labels,
-        annotations={"summary": f"{name} is firing"},
-        state="firing",
-        starts_at=T0 - 60,
-    )
-
-
-def fire(setup: Setup, alerts: list[Alert], now: float = T0) -> list[int]:
-    db = setup.db()
-    try:
-        return apply_poll(db, setup.config, {"prometheus": alerts}, {}, now).opened
-    finally:
-        db.close()
 
 
 def ack(setup: Setup, incident_id: int, now: float = T0 + 60) -> None:
