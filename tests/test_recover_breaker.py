@@ -223,7 +223,7 @@ def test_block_ip_actions_count_and_are_held_like_commands(tmp_path: Path) -> No
     security: {ip_label: source_ip, block_command: [./fix.sh, "ban-{ip}"]}
 security: {auto_block: true}
 """
-    config = load(write_recover_config(tmp_path, rules))
+    config = load(recovery_config(tmp_path, rules))
     db = db_for(tmp_path)
     fire(db, config, T0, alert(alertname="Spike", source_ip="203.0.113.9"))
     fire(
