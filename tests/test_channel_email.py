@@ -31,6 +31,8 @@ from tests.support.notify import (
 from tests.support.notify import resolve as resolve_incident
 from tests.support.notify import rows as notification_rows
 
+pytestmark = pytest.mark.usefixtures("both_backends")
+
 PASSWORD = "smtp-Pa55word-very-secret"
 
 

@@ -23,6 +23,8 @@ from tests.support.notify import (
     resolve,
 )
 
+pytestmark = pytest.mark.usefixtures("both_backends")
+
 SCHEMA = json.loads(
     (Path(__file__).parent / "fixtures/pagerduty/events-v2.request.schema.json").read_text()
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import responses
 
 from tests.support.notify import (
@@ -17,6 +18,8 @@ from tests.support.notify import (
     resolve,
     rows,
 )
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import responses
 
 from tests.support.notify import (
@@ -18,6 +19,8 @@ from tests.support.notify import (
     resolve,
     rows,
 )
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 API = "https://api.statuspage.io/v1"
 KEY = "SPAPIKEY-0123456789"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import responses
 
 from tests.support.notify import T0, FakeClock, alert, deliver, make_setup, resolve
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 URL = "https://ops.example.com/incident-hook"
 

@@ -19,8 +19,11 @@ from incident_cli.lifecycle.manual import acknowledge
 from incident_cli.models import Alert
 from incident_cli.reporting.report import build_report
 from incident_cli.store.incidents import get_incident, incident_detail, list_incidents
+from tests.support import backend
 from tests.support.builders import alert
 from tests.support.recover import T0, fire, load, recovery_config
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 CONFIG = """
 channels:
@@ -243,7 +246,7 @@ def test_show_lists_every_alert_with_its_own_labels_severity_and_state(
 ) -> None:
     fire(db, config, T0, WARN, CRIT)
     fire(db, config, T0 + 60, CRIT)  # the warning clears
-    args = ["-c", str(tmp_path / "incident.yaml"), "--db", str(tmp_path / "state.db")]
+    args = ["-c", str(tmp_path / "incident.yaml"), "--db", backend.locate(tmp_path / "state.db")]
     shown = CliRunner().invoke(app, [*args, "show", "1", "--json"], catch_exceptions=False)
     assert shown.exit_code == 0, shown.output
     alerts = json.loads(shown.stdout)["alerts"]
@@ -274,7 +277,7 @@ def test_the_review_draft_names_the_grouped_alerts_and_the_rise(
         graded("HostEdacErrors", "warning", instance="h1"),
         graded("HostRaidDegraded", "critical", instance="h1", device="md0"),
     )
-    args = ["-c", str(tmp_path / "incident.yaml"), "--db", str(tmp_path / "state.db")]
+    args = ["-c", str(tmp_path / "incident.yaml"), "--db", backend.locate(tmp_path / "state.db")]
     review = CliRunner().invoke(app, [*args, "report", "--incident", "1"], catch_exceptions=False)
     assert review.exit_code == 0, review.output
     assert "# Post-incident review: #1 host: h1" in review.stdout

@@ -17,7 +17,10 @@ from incident_cli.config.model import Config
 from incident_cli.reporting.metrics import exposition, write_file_atomically
 from incident_cli.store.connection import open_db
 from incident_cli.store.database import write_tx
+from tests.support import backend
 from tests.support.history import DAY, HOUR, NOW, History, cli, sources_config, standard_history
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -220,7 +223,7 @@ def _never_decrease(before: dict[tuple[str, str], float], after: dict[tuple[str,
 
 
 def test_resolved_total_does_not_go_down_when_an_incident_reopens(tmp_path: Path) -> None:
-    db = open_db(tmp_path / "state.db")
+    db = open_db(backend.locate(tmp_path / "state.db"))
     config = _lifecycle_config(tmp_path)
     first = _raise(db, config, "BackendServiceDown", "critical", NOW - 3 * HOUR)
     _clear(db, config, first, NOW - 3 * HOUR + 60)
@@ -243,7 +246,7 @@ def test_opened_total_keeps_the_severity_an_incident_opened_with(tmp_path: Path)
     from incident_cli.lifecycle.detectors import raise_severity
     from incident_cli.store.incidents import get_incident
 
-    db = open_db(tmp_path / "state.db")
+    db = open_db(backend.locate(tmp_path / "state.db"))
     config = _lifecycle_config(tmp_path)
     anomaly = _raise(db, config, "JourneyAnomaly", "warning", NOW - HOUR)
     before = _totals(db)
@@ -261,7 +264,7 @@ def test_opened_total_keeps_the_severity_an_incident_opened_with(tmp_path: Path)
 def test_counters_survive_reopen_severity_change_and_archive_together(tmp_path: Path) -> None:
     from incident_cli.reporting.archive import archive
 
-    db = open_db(tmp_path / "state.db")
+    db = open_db(backend.locate(tmp_path / "state.db"))
     config = _lifecycle_config(tmp_path)
     seen: list[dict[tuple[str, str], float]] = [_totals(db)]
     i = _raise(db, config, "BackendServiceDown", "warning", NOW - 40 * DAY)

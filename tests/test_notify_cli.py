@@ -6,12 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import responses
 from typer.testing import CliRunner, Result
 
 from incident_cli.cli import app
 from incident_cli.cli.context import Env
+from tests.support import backend
 from tests.support.notify import T0, Setup, alert, dump_db, make_setup, rows
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 SLACK = "https://hooks.slack.com/services/T0/B0/slack-SECRET-path"
 PD_KEY = "pd-ROUTING-key-0123456789"
@@ -30,7 +34,7 @@ def _setup(tmp_path: Path) -> Setup:
 
 
 def run(setup: Setup, *args: str, now: float = T0 + 5) -> Result:
-    argv = ["--config", str(setup.config_path), "--db", str(setup.db_path), *args]
+    argv = ["--config", str(setup.config_path), "--db", backend.locate(setup.db_path), *args]
     return CliRunner().invoke(
         app, argv, obj=Env(environ={}, clock=lambda: now), env={"COLUMNS": "250"}
     )

@@ -16,6 +16,8 @@ from incident_cli.store.database import Database
 from tests.support.builders import T0, fire
 from tests.support.builders import alert as build_alert
 
+pytestmark = pytest.mark.usefixtures("both_backends")
+
 alert = partial(build_alert, source="prom")  # this module's one source
 
 
@@ -96,7 +98,7 @@ def test_a_storm_gives_ids_and_timeline_order_as_one_by_one_inserts_would(
     ]
     # The suppressed alert opened nothing; every incident is open, seen now, in one transaction
     # with its action (skipped: recovery is off) and the storm summary.
-    assert rows(db, "SELECT id, status, last_seen_at, absent_polls FROM incidents") == [
+    assert rows(db, "SELECT id, status, last_seen_at, absent_polls FROM incidents ORDER BY id") == [
         (i, "open", T0 + 60, 0) for i in range(1, 6)
     ]
     assert rows(db, "SELECT incident_id, kind, status FROM actions") == [(3, "command", "skipped")]

@@ -18,6 +18,8 @@ from incident_cli.recovery.tick import recover_due
 from tests.support.binaries import serve_get
 from tests.support.recover import T0, actions, alert, db_for, fire, load, script, timeline
 
+pytestmark = pytest.mark.usefixtures("both_backends")
+
 PROM = "http://prom.test:9090"
 
 

@@ -19,6 +19,8 @@ from incident_cli.store.connection import open_db
 from tests.support.binaries import cli_env, wait_until
 from tests.support.recover import actions, alert, db_for, fire, load, recovery_config, script
 
+pytestmark = pytest.mark.usefixtures("both_backends")
+
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
 
 RULES = """

@@ -4,14 +4,18 @@ attempt, not in its retries, not in diagnostics, not in `show`."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from incident_cli.cli import app
 from incident_cli.recovery.tick import recover_due
+from tests.support import backend
+from tests.support.notify import dump_db
 from tests.support.recover import T0, actions, alert, db_for, fire, load, recovery_config, script
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 SECRET = "https://hooks.example.test/services/T0/B0/s3cr3t-webhook-token"
 
@@ -37,18 +41,8 @@ rules:
 
 
 def every_value(db_path: Path) -> list[str]:
-    """Every non-null value of every column of every table, as text."""
-    conn = sqlite3.connect(db_path)
-    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    values = [
-        str(value)
-        for table in tables
-        for row in conn.execute(f'SELECT * FROM "{table}"')
-        for value in row
-        if value is not None
-    ]
-    conn.close()
-    return values
+    """Every row of every table, as one line of JSON each (either backend)."""
+    return dump_db(db_path).splitlines()
 
 
 def test_a_secret_in_recovery_commands_runs_but_is_stored_nowhere_even_in_retries(
@@ -80,7 +74,7 @@ def test_a_secret_in_recovery_commands_runs_but_is_stored_nowhere_even_in_retrie
 
     assert not [v for v in every_value(tmp_path / "state.db") if "s3cr3t" in v]
     runner = CliRunner()
-    base = ["--config", str(path), "--db", str(tmp_path / "state.db")]
+    base = ["--config", str(path), "--db", backend.locate(tmp_path / "state.db")]
     for incident in ("1", "2"):
         for extra in (["--json"], []):
             result = runner.invoke(app, [*base, "show", incident, *extra], env=env)

@@ -24,6 +24,8 @@ from tests.support.recover import (
     timeline,
 )
 
+pytestmark = pytest.mark.usefixtures("both_backends")
+
 
 def security_config(tmp_path: Path, env: dict[str, str] | None = None, extra: str = "") -> Config:
     script(tmp_path, "ban.sh", 'echo "$@" >> bans.log\n')

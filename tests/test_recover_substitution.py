@@ -23,6 +23,8 @@ from tests.support.recover import (
     timeline,
 )
 
+pytestmark = pytest.mark.usefixtures("both_backends")
+
 HOSTILE = {
     "shell separator": "; rm -rf /",
     "command substitution": "$(id)",

@@ -15,6 +15,7 @@ import pytest
 
 from incident_cli.config.model import Config
 from incident_cli.recovery.tick import recover_due
+from tests.support import backend
 from tests.support.binaries import run_cli
 from tests.support.recover import (
     T0,
@@ -28,6 +29,8 @@ from tests.support.recover import (
     script,
     timeline,
 )
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 EVIL = 'touch "$(dirname "$0")/pwned"\n'
 
@@ -109,7 +112,7 @@ def test_a_tampered_row_never_runs_through_the_cli_either(tmp_path: Path) -> Non
     db.close()
     tamper(tmp_path, 1, template=["./evil.sh"], then=[])
     result = run_cli(
-        ["--config", "incident.yaml", "--db", "state.db", "recover"],
+        ["--config", "incident.yaml", "--db", backend.locate(tmp_path / "state.db"), "recover"],
         cwd=tmp_path,
         env={"AUTO_RECOVERY_ENABLED": "true"},
     )

@@ -29,6 +29,8 @@ from tests.support.recover import (
     timeline,
 )
 
+pytestmark = pytest.mark.usefixtures("both_backends")
+
 EXAMPLES = REPO / "examples"
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,10 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from incident_cli.store.connection import open_db
+from tests.support import backend
 from tests.support.binaries import CliResult, run_cli, serve_get
 from tests.support.builders import FIXTURES, write_config
 from tests.support.notify import alert as notify_alert
 from tests.support.notify import make_setup, receiver
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 SLOW_PEER = Path(__file__).parent / "support" / "slow_peer.py"
 # A tick that hangs would run for a day: the subprocess is killed (and the test fails) here.
@@ -52,7 +55,13 @@ def prometheus_alerts() -> AbstractContextManager[str]:
 def tick(tmp_path: Path, *args: str) -> tuple[CliResult, float]:
     started = time.monotonic()
     result = run_cli(
-        ["--config", str(tmp_path / "incident.yaml"), "--db", str(tmp_path / "state.db"), *args],
+        [
+            "--config",
+            str(tmp_path / "incident.yaml"),
+            "--db",
+            backend.locate(tmp_path / "state.db"),
+            *args,
+        ],
         cwd=tmp_path,
         timeout=HANG,
     )
@@ -60,11 +69,11 @@ def tick(tmp_path: Path, *args: str) -> tuple[CliResult, float]:
 
 
 def query(db: Path, sql: str) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(db)
+    opened = open_db(backend.locate(db))
     try:
-        return conn.execute(sql).fetchall()
+        return [tuple(row) for row in opened.conn.execute(sql).fetchall()]
     finally:
-        conn.close()
+        opened.close()
 
 
 def peers_config(tmp_path: Path, sources: str, channels: str = "", notify: str = "") -> None:
@@ -225,7 +234,6 @@ def test_a_bad_max_runtime_is_a_usage_error(tmp_path: Path, command: str) -> Non
 def test_recover_cuts_a_promql_diagnostic_to_a_slow_source_at_max_runtime(tmp_path: Path) -> None:
     from incident_cli.config.load import load_config
     from incident_cli.lifecycle.poll import apply_poll
-    from incident_cli.store.connection import open_db
     from tests.support.recover import alert as recover_alert
 
     with slow_peer() as port:
@@ -237,7 +245,7 @@ def test_recover_cuts_a_promql_diagnostic_to_a_slow_source_at_max_runtime(tmp_pa
             "     diagnostics: {queries: ['up'], timeout: 60s}}",
         )
         config = load_config(tmp_path / "incident.yaml", {})
-        db = open_db(tmp_path / "state.db")
+        db = open_db(backend.locate(tmp_path / "state.db"))
         apply_poll(db, config, {"slow": [recover_alert(alertname="Slow")]}, {}, time.time())
         db.close()
         result, took = tick(tmp_path, "recover", "--max-runtime", "2s")

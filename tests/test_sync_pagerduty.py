@@ -14,6 +14,7 @@ import pytest
 
 from incident_cli.lifecycle.poll import apply_poll
 from incident_cli.notify.channels.pagerduty import incident_dedup_key
+from tests.support import backend
 from tests.support.binaries import run_cli
 from tests.support.notify import (
     T0,
@@ -34,6 +35,8 @@ from tests.support.notify import (
 from tests.support.notify import (
     incident_row as incident,
 )
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 TOKEN = "u+s3cr3tRestToken"
 ROUTING = "R0UTINGKEY0123456789abcdef"
@@ -270,7 +273,7 @@ def test_incident_sync_as_cron_runs_it(tmp_path: Path) -> None:
             f"api_token: '{TOKEN}'", f"api_token_file: {token_file}"
         )
         setup.config_path.write_text(text)
-        argv = ["-c", str(setup.config_path), "--db", str(setup.db_path)]
+        argv = ["-c", str(setup.config_path), "--db", backend.locate(setup.db_path)]
         fake.answer = lambda request: ok(
             pd_incident("acknowledged", acknowledgements=[{"acknowledger": {"summary": "Ada"}}])
         )
@@ -293,7 +296,7 @@ def test_the_token_can_come_from_pagerduty_api_token(tmp_path: Path) -> None:
     with pagerduty(tmp_path) as (setup, fake):
         text = setup.config_path.read_text().replace(f"api_token: '{TOKEN}', ", "")
         setup.config_path.write_text(text)
-        argv = ["-c", str(setup.config_path), "--db", str(setup.db_path)]
+        argv = ["-c", str(setup.config_path), "--db", backend.locate(setup.db_path)]
         done = run_cli([*argv, "sync"], cwd=tmp_path, env={"PAGERDUTY_API_TOKEN": TOKEN})
         shown = run_cli([*argv, "config", "show"], cwd=tmp_path, env={"PAGERDUTY_API_TOKEN": TOKEN})
         unset = run_cli([*argv, "sync"], cwd=tmp_path)

@@ -8,6 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
+from tests.support import backend
 from tests.support.binaries import run_cli
 from tests.support.notify import (
     T0,
@@ -25,6 +28,8 @@ from tests.support.notify import (
     incident_row as incident,
 )
 from tests.support.slack import FakeSlack, answer
+
+pytestmark = pytest.mark.usefixtures("both_backends")
 
 BOT = "xoxb-1-s3cr3t-bot-token"
 TS = "1700000000.000001"
@@ -155,7 +160,7 @@ def test_a_deleted_message_is_noted_once(tmp_path: Path) -> None:
 
 def test_incident_sync_as_cron_runs_it(tmp_path: Path) -> None:
     with slack(tmp_path) as (setup, fake):
-        argv = ["-c", str(setup.config_path), "--db", str(setup.db_path)]
+        argv = ["-c", str(setup.config_path), "--db", backend.locate(setup.db_path)]
         fake.reactions = [{"name": "eyes", "users": ["U0BOB"], "count": 1}]
         done = run_cli([*argv, "sync"], cwd=tmp_path)
         fake.override = lambda method, request: (503, {}, f"{request.headers}".encode())

@@ -199,8 +199,9 @@ class History:
         exit_code: int = 0,
         took: float = 0.5,
     ) -> None:
+        self.db.conn.execute("DELETE FROM heartbeats WHERE command = ?", (command,))
         self.db.conn.execute(
-            "INSERT OR REPLACE INTO heartbeats (command, last_run_at, last_ok_at, last_exit,"
+            "INSERT INTO heartbeats (command, last_run_at, last_ok_at, last_exit,"
             " last_duration) VALUES (?,?,?,?,?)",
             (command, ran, ok if ok is not None or exit_code else ran, exit_code, took),
         )
@@ -208,8 +209,9 @@ class History:
     def source(
         self, name: str, *, checked: float, failures: int = 0, error: str | None = None
     ) -> None:
+        self.db.conn.execute("DELETE FROM source_status WHERE name = ?", (name,))
         self.db.conn.execute(
-            "INSERT OR REPLACE INTO source_status (name, last_checked_at, last_ok_at,"
+            "INSERT INTO source_status (name, last_checked_at, last_ok_at,"
             " consecutive_failures, last_error, alerts) VALUES (?,?,?,?,?,?)",
             (name, checked, None if failures else checked, failures, error, 0),
         )

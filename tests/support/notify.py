@@ -108,8 +108,19 @@ def dump_db(path: Path) -> str:
     db = open_db(backend.locate(path))
     try:
         out = []
-        for table in db.table_names():
-            for row in db.query(f"SELECT * FROM [{table}]"):
+        tables = (
+            [
+                row[0]
+                for row in db.conn.execute(
+                    "SELECT table_name FROM information_schema.tables"
+                    " WHERE table_schema = current_schema()"
+                )
+            ]
+            if db.is_postgres
+            else db.table_names()
+        )
+        for table in tables:
+            for row in db.query(f'SELECT * FROM "{table}"'):
                 out.append(json.dumps(row, default=str, ensure_ascii=False))
         return "\n".join(out)
     finally:
