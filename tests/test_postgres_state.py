@@ -246,6 +246,7 @@ def test_a_sqlite_tick_never_imports_psycopg(tmp_path: Path) -> None:
 def test_the_event_log_capture_keeps_committed_rows_only(postgres_url: str) -> None:
     db = open_db(postgres_url)
     try:
+        assert db.is_postgres
         from incident_cli.store.batch import insert_incident
 
         capture_inserts(db)
