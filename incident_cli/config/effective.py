@@ -132,6 +132,11 @@ def effective_config(config: Config, db_path: str) -> dict[str, Any]:
             },
             "storm": {"max_new_per_tick": inc.storm_max_new_per_tick},
             "auto_resolve": inc.auto_resolve,
+            "mass_resolve_guard": {
+                "min_open": inc.mass_resolve_min_open,
+                "max_fraction": inc.mass_resolve_max_fraction,
+                "hold": duration_text(inc.mass_resolve_hold),
+            },
         },
         "defaults": {"severity": config.defaults.severity, "notify": list(config.defaults.notify)},
         "rules": [_rule(rule) for rule in config.rules],

@@ -322,10 +322,34 @@ def read_state(r: Reader, raw: Raw | None) -> tuple[str, str | None]:
 
 def read_incidents(r: Reader, raw: Raw | None) -> IncidentsConfig:
     inc = r.mapping(
-        "incidents", raw, ("resolve_after", "reopen_within", "flapping", "storm", "auto_resolve")
+        "incidents",
+        raw,
+        (
+            "resolve_after",
+            "reopen_within",
+            "flapping",
+            "storm",
+            "auto_resolve",
+            "mass_resolve_guard",
+        ),
     )
     flap = r.mapping("incidents.flapping", inc.get("flapping"), ("changes", "window"))
     storm = r.mapping("incidents.storm", inc.get("storm"), ("max_new_per_tick",))
+    guard = r.mapping(
+        "incidents.mass_resolve_guard",
+        inc.get("mass_resolve_guard"),
+        ("min_open", "max_fraction", "hold"),
+    )
+    max_fraction = r.number(
+        "incidents.mass_resolve_guard.max_fraction",
+        guard.get("max_fraction"),
+        d.MASS_RESOLVE_MAX_FRACTION,
+    )
+    if max_fraction > 1:
+        raise r.fail(
+            "incidents.mass_resolve_guard.max_fraction",
+            f"must be a fraction between 0 and 1, not {max_fraction:g}",
+        )
     return IncidentsConfig(
         resolve_after=r.duration(
             "incidents.resolve_after", inc.get("resolve_after"), d.RESOLVE_AFTER
@@ -346,6 +370,16 @@ def read_incidents(r: Reader, raw: Raw | None) -> IncidentsConfig:
             1,
         ),
         auto_resolve=r.boolean("incidents.auto_resolve", inc.get("auto_resolve"), d.AUTO_RESOLVE),
+        mass_resolve_min_open=r.integer(
+            "incidents.mass_resolve_guard.min_open",
+            guard.get("min_open"),
+            d.MASS_RESOLVE_MIN_OPEN,
+            1,
+        ),
+        mass_resolve_max_fraction=max_fraction,
+        mass_resolve_hold=r.duration(
+            "incidents.mass_resolve_guard.hold", guard.get("hold"), d.MASS_RESOLVE_HOLD
+        ),
     )
 
 
