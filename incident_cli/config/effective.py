@@ -40,6 +40,7 @@ def _source(source: SourceConfig) -> dict[str, Any]:
             "insecure_skip_verify": source.insecure_skip_verify,
             "require_alert": source.require_alert,
             "max_alerts": source.max_alerts,
+            "history_url": mask_userinfo(source.history_url) if source.history_url else None,
         }
     )
 

@@ -42,6 +42,9 @@ class SourceConfig:
     # HA pair), all read and merged. Empty for a source with one `url` (then `url` is it);
     # otherwise `url` is the first replica.
     urls: tuple[str, ...] = ()
+    # The Prometheus whose ALERTS series `incident replay` reads (default: a Prometheus
+    # source's own URL; an Alertmanager keeps no history).
+    history_url: str | None = None
 
     @property
     def replicas(self) -> tuple[str, ...]:

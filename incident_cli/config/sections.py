@@ -54,6 +54,7 @@ def read_sources(r: Reader, raw: Raw | None) -> dict[str, SourceConfig]:
                 "insecure_skip_verify",
                 "require_alert",
                 "max_alerts",
+                "history_url",
             ),
         )
         kind = r.text(f"{path}.type", s.get("type"))
@@ -97,8 +98,23 @@ def read_sources(r: Reader, raw: Raw | None) -> dict[str, SourceConfig]:
             max_alerts=r.integer(
                 f"{path}.max_alerts", s.get("max_alerts"), d.MAX_ALERTS, minimum=1
             ),
+            history_url=_history_url(r, path, s),
         )
     return out
+
+
+def _history_url(r: Reader, path: str, s: Mapping[str, Raw]) -> str | None:
+    """`history_url`: the Prometheus whose ALERTS series `incident replay` reads for this
+    source (for an Alertmanager, the Prometheus behind it). Same credentials as the source."""
+    if s.get("history_url") is None:
+        return None
+    url = r.text(f"{path}.history_url", s["history_url"], allow_empty=False).rstrip("/")
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise r.fail(
+            f"{path}.history_url",
+            f"expected an http:// or https:// URL, got {mask_userinfo(url)!r}",
+        )
+    return url
 
 
 def _source_urls(r: Reader, path: str, s: Mapping[str, Raw]) -> tuple[str, ...]:
