@@ -17,6 +17,7 @@ from incident_cli.intake.sources import fingerprint
 from incident_cli.lifecycle.poll import apply_poll
 from incident_cli.models import Alert
 from incident_cli.notify.channels.base import Message, facts_of, plain_text
+from incident_cli.notify.channels.registry import build
 from incident_cli.store.connection import open_db
 from incident_cli.store.incidents import get_incident, list_incidents
 
@@ -209,11 +210,22 @@ def test_the_notice_says_how_many_were_held_and_until_when(db: Database, config:
     everything = services(10)
     poll(db, config, T0, everything)
     poll(db, config, T0 + 60, [])
-    row = next(db.query("SELECT * FROM notifications WHERE event = 'mass_resolve'"))
-    message = Message(row["id"], row["channel"], "mass_resolve", json.loads(row["message"]))
-    text = plain_text(facts_of(message))
+    rows = {
+        r["channel"]: r for r in db.query("SELECT * FROM notifications WHERE incident_id IS NULL")
+    }
+    messages = {
+        name: Message(r["id"], name, "mass_resolve", json.loads(r["message"]))
+        for name, r in rows.items()
+    }
+    text = plain_text(facts_of(messages["hook"]))
     assert "[HELD] 10 of 10 open incidents cleared at once" in text
     assert "Held until 2027-01-15T08:11:00Z" in text
+    # Each kind that takes it renders it as it renders a storm summary.
+    slack = build(config.channels["slack"]).prepare(messages["slack"])
+    assert "[HELD] 10 of 10 open incidents" in json.dumps(slack.body)
+    hook = build(config.channels["hook"]).prepare(messages["hook"])
+    assert (hook.body["event"], hook.body["status"]) == ("mass_resolve", "held")
+    assert hook.body["details"]["held_until"] == "2027-01-15T08:11:00Z"
 
 
 # --------------------------------------------------------------------------- a real Prometheus

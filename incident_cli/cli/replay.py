@@ -89,7 +89,12 @@ def replay(
     configs = [env.config()]
     if compare is not None:
         configs.append(load_config(compare, env.environ, must_exist=True))
-    run = run_replay(configs, window, quiet=env.quiet)
+
+    def say(note: str) -> None:
+        if not env.quiet:
+            sys.stderr.write(f"incident: {note}\n")
+
+    run = run_replay(configs, window, say)
     if fmt == "json":
         emit_json(to_json(run.results))
         return

@@ -3,8 +3,7 @@ config fed in step, and what could not be replayed."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from incident_cli.config.model import Config
@@ -37,13 +36,16 @@ def make_window(since: float, until: float, step: float) -> Window:
     return window
 
 
-def run_replay(configs: Sequence[Config], window: Window, *, quiet: bool = False) -> ReplayRun:
+def run_replay(
+    configs: Sequence[Config], window: Window, say: Callable[[str], None] | None = None
+) -> ReplayRun:
     """Read the history through the first config's sources and replay every config over it.
-    Nothing is sent and no command runs; the state DB is not touched."""
+    Nothing is sent and no command runs; the state DB is not touched. `say` hears, before the
+    replay starts, of each source that cannot be replayed."""
     sources, notes = history_sources(configs[0])
     for note in notes:
-        if not quiet:
-            sys.stderr.write(f"incident: {note}\n")
+        if say is not None:
+            say(note)
     if not sources:
         raise ConfigError(
             configs[0].path,
