@@ -52,8 +52,9 @@ def config(tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    return open_db(tmp_path / "state.db")
+def db(state_db: str) -> Database:
+    """The state on each backend: SQLite and PostgreSQL."""
+    return open_db(state_db)
 
 
 def down(service: str) -> Alert:
