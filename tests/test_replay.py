@@ -370,3 +370,35 @@ def test_replay_folds_a_storm_and_holds_a_mass_resolve_as_a_live_poll_would(
         ("hook", "breaker"): 1,
     }
     assert {i["resolved_at"] for i in out["incidents"]} == {"2027-01-15T08:08:00Z"}
+
+
+def test_replay_counts_what_the_breaker_and_approval_would_have_stopped(tmp_path: Path) -> None:
+    history = AlertHistory()
+    for service in ("a", "b", "c"):  # three restarts due at once
+        history.add({"alertname": "Down", "service": service}, (T0 + MINUTE, T0 + 15 * MINUTE))
+    history.add({"alertname": "Careful", "service": "db"}, (T0 + MINUTE, T0 + 15 * MINUTE))
+    with serve_history(history) as url:
+        path = write(
+            tmp_path,
+            url,
+            more="  - name: careful\n"
+            "    match: {alertname: Careful}\n"
+            "    handler: service_down\n"
+            f"    recovery: {{commands: [[touch, '{tmp_path / 'careful'}']], approval: required,"
+            " approval_timeout: 5m}\n"
+            "recovery: {breaker: {max_actions: 1, within: 1h}}\n",
+        )
+        out = replay_json(tmp_path, path)
+    actions = {(a["rule"], a["kind"]): a for a in out["actions"]}
+    down = actions[("down", "command")]
+    assert (down["planned"], down["would_run"]) == (3, 1)
+    assert down["stopped_by"]["breaker"] == 2
+    careful = actions[("careful", "command")]
+    assert (careful["planned"], careful["would_run"]) == (1, 0)
+    assert careful["stopped_by"]["approval"] == 1
+    counts = {(n["channel"], n["event"]): n["count"] for n in out["notifications"]}
+    assert counts[("hook", "breaker")] == 1
+    assert counts[("hook", "approval")] == 1
+    # Nobody approved it: past its timeout it expired and its incident escalated once.
+    assert [e["rule"] for e in out["escalations"]] == ["careful"]
+    assert not (tmp_path / "careful").exists() and not (tmp_path / "touched").exists()

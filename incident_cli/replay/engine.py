@@ -118,8 +118,12 @@ class Engine:
             apply_poll(db, config, fetched, {}, now)
             plan_blocks_now_over_threshold(db, config, fetched, now)
         for decided in decide_due(db, config, now):
-            if decided.verdict not in ("run", "now"):
-                self.stopped[decided.action_id] = (decided.verdict, decided.reason)
+            if decided.verdict in ("run", "now"):
+                continue
+            first = self.stopped.get(decided.action_id)
+            if first is not None and first[0] in STOPPED_BY:
+                continue  # held by the breaker, then skipped as its incident resolved: the breaker
+            self.stopped[decided.action_id] = (decided.verdict, decided.reason)
         self.ticks += 1
 
     def result(self, window: Window) -> Replay:
