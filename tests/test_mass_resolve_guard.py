@@ -5,23 +5,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlite_utils import Database
 
-from incident_cli.config.load import load_config
 from incident_cli.config.model import Config
 from incident_cli.errors import ConfigError
-from incident_cli.intake.sources import fingerprint
-from incident_cli.lifecycle.poll import apply_poll
-from incident_cli.models import Alert
+from incident_cli.lifecycle.poll import PollResult
 from incident_cli.notify.channels.base import Message, facts_of, plain_text
 from incident_cli.notify.channels.registry import build
 from incident_cli.store.connection import open_db
 from incident_cli.store.incidents import get_incident, list_incidents
-
-T0 = 1_800_000_000.0
+from tests.support.builders import T0, alert, fire, load, write_config
 
 CONFIG = """
 sources:
@@ -41,9 +36,7 @@ GUARD = "mass_resolve_guard: {min_open: 10, max_fraction: 0.5, hold: 10m}"
 
 
 def make_config(tmp_path: Path, guard: str = GUARD) -> Config:
-    path = tmp_path / "incident.yaml"
-    path.write_text(CONFIG.replace("GUARD", guard))
-    return load_config(path, {})
+    return load(write_config(tmp_path, CONFIG.replace("GUARD", guard)))
 
 
 @pytest.fixture
@@ -57,13 +50,9 @@ def db(state_db: str) -> Database:
     return open_db(state_db)
 
 
-def down(service: str) -> Alert:
-    labels = {"alertname": "Down", "service": service}
-    return Alert("prom", fingerprint(labels), labels, {}, "firing", T0 - 60)
-
-
-def poll(db: Database, config: Config, now: float, services: list[str]) -> Any:
-    return apply_poll(db, config, {"prom": [down(s) for s in services]}, {}, now)
+def poll(db: Database, config: Config, now: float, services: list[str]) -> PollResult:
+    """One poll in which `Down` fires for exactly these services."""
+    return fire(db, config, now, *(alert("Down", source="prom", service=s) for s in services))
 
 
 def services(n: int) -> list[str]:

@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 
-from incident_cli.config.load import load_config
 from incident_cli.replay import history as history_module
 from incident_cli.replay.engine import replay
 from incident_cli.replay.history import History, Window, history_sources
 from tests.support.binaries import run_cli
+from tests.support.builders import T0, load, write_config
 from tests.support.query_range import AlertHistory, record_requests, serve_history
 
-T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 MINUTE = 60.0
 WINDOW = ("--since", "2027-01-15T08:00:00Z", "--until", "2027-01-15T08:20:00Z")
 
@@ -46,10 +45,9 @@ def scripted() -> AlertHistory:
 
 
 def write(tmp_path: Path, url: str, hook: str = "http://127.0.0.1:9/hook", **extra: str) -> Path:
-    path = tmp_path / extra.get("name", "incident.yaml")
+    """The replay tests' config (OTHER.yaml with name=), with `more` appended."""
     body = CONFIG.format(url=url, hook=hook, touched=tmp_path / "touched")
-    path.write_text(body + extra.get("more", ""))
-    return path
+    return write_config(tmp_path, body + extra.get("more", ""), extra.get("name", "incident.yaml"))
 
 
 def replay_json(tmp_path: Path, config: Path, *args: str) -> Any:
@@ -138,7 +136,7 @@ def test_a_long_window_is_read_in_chunks_with_the_same_outcome(
 ) -> None:
     history = scripted()
     with serve_history(history) as url:
-        config = load_config(write(tmp_path, url), {})
+        config = load(write(tmp_path, url))
         window = Window(T0, T0 + 20 * MINUTE, MINUTE)
         sources, _ = history_sources(config)
         whole = replay([config], window, History(sources, window).ticks())[0]
