@@ -40,6 +40,7 @@ COMMAND_ORDER = (
     "approve",
     "deny",
     "breaker",
+    "replay",
     "logs",
     "followup",
     "config",

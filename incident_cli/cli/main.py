@@ -11,6 +11,7 @@ from incident_cli.cli import logs as _logs  # noqa: F401
 from incident_cli.cli import notify as _notify  # noqa: F401
 from incident_cli.cli import ops as _ops  # noqa: F401
 from incident_cli.cli import recover as _recover  # noqa: F401
+from incident_cli.cli import replay as _replay  # noqa: F401
 from incident_cli.cli import report as _report  # noqa: F401
 from incident_cli.cli import safety as _safety  # noqa: F401
 from incident_cli.cli import state as _state  # noqa: F401

@@ -46,6 +46,11 @@ FLAPPING_CHANGES = 4
 FLAPPING_WINDOW = 3600.0
 STORM_MAX_NEW_PER_TICK = 20
 AUTO_RESOLVE = True
+# incidents.mass_resolve_guard: one poll clearing more than MAX_FRACTION of at least MIN_OPEN
+# open incidents has those clears held for HOLD (0: the guard is off).
+MASS_RESOLVE_MIN_OPEN = 10
+MASS_RESOLVE_MAX_FRACTION = 0.5
+MASS_RESOLVE_HOLD = 600.0
 
 # defaults:
 SEVERITY = "warning"

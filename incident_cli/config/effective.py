@@ -40,6 +40,7 @@ def _source(source: SourceConfig) -> dict[str, Any]:
             "insecure_skip_verify": source.insecure_skip_verify,
             "require_alert": source.require_alert,
             "max_alerts": source.max_alerts,
+            "history_url": mask_userinfo(source.history_url) if source.history_url else None,
         }
     )
 
@@ -132,6 +133,11 @@ def effective_config(config: Config, db_path: str) -> dict[str, Any]:
             },
             "storm": {"max_new_per_tick": inc.storm_max_new_per_tick},
             "auto_resolve": inc.auto_resolve,
+            "mass_resolve_guard": {
+                "min_open": inc.mass_resolve_min_open,
+                "max_fraction": inc.mass_resolve_max_fraction,
+                "hold": duration_text(inc.mass_resolve_hold),
+            },
         },
         "defaults": {"severity": config.defaults.severity, "notify": list(config.defaults.notify)},
         "rules": [_rule(rule) for rule in config.rules],

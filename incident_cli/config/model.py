@@ -42,6 +42,9 @@ class SourceConfig:
     # HA pair), all read and merged. Empty for a source with one `url` (then `url` is it);
     # otherwise `url` is the first replica.
     urls: tuple[str, ...] = ()
+    # The Prometheus whose ALERTS series `incident replay` reads (default: a Prometheus
+    # source's own URL; an Alertmanager keeps no history).
+    history_url: str | None = None
 
     @property
     def replicas(self) -> tuple[str, ...]:
@@ -145,6 +148,9 @@ class IncidentsConfig:
     flapping_window: float = d.FLAPPING_WINDOW
     storm_max_new_per_tick: int = d.STORM_MAX_NEW_PER_TICK
     auto_resolve: bool = d.AUTO_RESOLVE
+    mass_resolve_min_open: int = d.MASS_RESOLVE_MIN_OPEN
+    mass_resolve_max_fraction: float = d.MASS_RESOLVE_MAX_FRACTION
+    mass_resolve_hold: float = d.MASS_RESOLVE_HOLD  # 0: the guard is off
 
 
 @dataclass(frozen=True)

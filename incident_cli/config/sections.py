@@ -54,6 +54,7 @@ def read_sources(r: Reader, raw: Raw | None) -> dict[str, SourceConfig]:
                 "insecure_skip_verify",
                 "require_alert",
                 "max_alerts",
+                "history_url",
             ),
         )
         kind = r.text(f"{path}.type", s.get("type"))
@@ -97,8 +98,23 @@ def read_sources(r: Reader, raw: Raw | None) -> dict[str, SourceConfig]:
             max_alerts=r.integer(
                 f"{path}.max_alerts", s.get("max_alerts"), d.MAX_ALERTS, minimum=1
             ),
+            history_url=_history_url(r, path, s),
         )
     return out
+
+
+def _history_url(r: Reader, path: str, s: Mapping[str, Raw]) -> str | None:
+    """`history_url`: the Prometheus whose ALERTS series `incident replay` reads for this
+    source (for an Alertmanager, the Prometheus behind it). Same credentials as the source."""
+    if s.get("history_url") is None:
+        return None
+    url = r.text(f"{path}.history_url", s["history_url"], allow_empty=False).rstrip("/")
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise r.fail(
+            f"{path}.history_url",
+            f"expected an http:// or https:// URL, got {mask_userinfo(url)!r}",
+        )
+    return url
 
 
 def _source_urls(r: Reader, path: str, s: Mapping[str, Raw]) -> tuple[str, ...]:
@@ -322,10 +338,34 @@ def read_state(r: Reader, raw: Raw | None) -> tuple[str, str | None]:
 
 def read_incidents(r: Reader, raw: Raw | None) -> IncidentsConfig:
     inc = r.mapping(
-        "incidents", raw, ("resolve_after", "reopen_within", "flapping", "storm", "auto_resolve")
+        "incidents",
+        raw,
+        (
+            "resolve_after",
+            "reopen_within",
+            "flapping",
+            "storm",
+            "auto_resolve",
+            "mass_resolve_guard",
+        ),
     )
     flap = r.mapping("incidents.flapping", inc.get("flapping"), ("changes", "window"))
     storm = r.mapping("incidents.storm", inc.get("storm"), ("max_new_per_tick",))
+    guard = r.mapping(
+        "incidents.mass_resolve_guard",
+        inc.get("mass_resolve_guard"),
+        ("min_open", "max_fraction", "hold"),
+    )
+    max_fraction = r.number(
+        "incidents.mass_resolve_guard.max_fraction",
+        guard.get("max_fraction"),
+        d.MASS_RESOLVE_MAX_FRACTION,
+    )
+    if max_fraction > 1:
+        raise r.fail(
+            "incidents.mass_resolve_guard.max_fraction",
+            f"must be a fraction between 0 and 1, not {max_fraction:g}",
+        )
     return IncidentsConfig(
         resolve_after=r.duration(
             "incidents.resolve_after", inc.get("resolve_after"), d.RESOLVE_AFTER
@@ -346,6 +386,16 @@ def read_incidents(r: Reader, raw: Raw | None) -> IncidentsConfig:
             1,
         ),
         auto_resolve=r.boolean("incidents.auto_resolve", inc.get("auto_resolve"), d.AUTO_RESOLVE),
+        mass_resolve_min_open=r.integer(
+            "incidents.mass_resolve_guard.min_open",
+            guard.get("min_open"),
+            d.MASS_RESOLVE_MIN_OPEN,
+            1,
+        ),
+        mass_resolve_max_fraction=max_fraction,
+        mass_resolve_hold=r.duration(
+            "incidents.mass_resolve_guard.hold", guard.get("hold"), d.MASS_RESOLVE_HOLD
+        ),
     )
 
 

@@ -12,6 +12,7 @@ from incident_cli.lifecycle.alerts import alert_state, clear_alerts, record_aler
 from incident_cli.lifecycle.changes import open_incident, reopen, resolve
 from incident_cli.lifecycle.detectors import raise_severity, raised_by
 from incident_cli.lifecycle.flapping import settle_flapping
+from incident_cli.lifecycle.mass_resolve import hold_clears, trips
 from incident_cli.lifecycle.routing import group_severity, incident_key, match_rule, routed_by
 from incident_cli.lifecycle.source_health import update_source_status
 from incident_cli.models import Alert, Incident, alert_severity
@@ -33,6 +34,8 @@ class PollResult:
     resolved: list[int] = field(default_factory=list)
     updated: int = 0
     storm: bool = False
+    # Incidents whose clears the mass-resolve guard started holding in this poll.
+    held: list[int] = field(default_factory=list)
     failed_sources: dict[str, str] = field(default_factory=dict)
     alerts_seen: int = 0
     # Sources whose failure is the first in a row, and sources that answer again after
@@ -55,6 +58,7 @@ class _OpenRow(NamedTuple):
     absent_polls: int
     opened_at: float
     severity: str
+    clear_held_until: float | None = None
 
 
 def apply_poll(
@@ -134,9 +138,10 @@ class _Poll:
         db = self.db
         # The ids come from the incidents_unresolved index: a long history is not scanned.
         self.open_by_key = {
-            key: _OpenRow(id_, last_seen, absent, opened, severity)
-            for id_, key, last_seen, absent, opened, severity in incidents_store.open_rows(db)
+            key: _OpenRow(id_, last_seen, absent, opened, severity, held)
+            for id_, key, last_seen, absent, opened, severity, held in incidents_store.open_rows(db)
         }
+        self.open_at_start = len(self.open_by_key)
         alert_ids, alert_rows, held = self.alert_ids, self.alert_rows, self.held
         for alert_id, incident_id, status, source, fp, state in alerts_store.uncleared(db):
             alert_ids[(incident_id, source, fp)] = alert_id
@@ -332,8 +337,9 @@ class _Poll:
 
     def resolve_absent(self) -> None:
         """Incidents whose alerts are all absent from the sources that answered: clear them,
-        count the poll, and resolve once they stayed away long enough."""
-        db, config, now = self.db, self.config, self.now
+        count the poll, and resolve once they stayed away long enough. When this poll would
+        clear too many at once (incidents.mass_resolve_guard), their clears are held."""
+        absent: list[tuple[_OpenRow, list[tuple[str, str]]]] = []
         for open_row in list(self.open_by_key.values()):
             if open_row.id in self.seen_ids:
                 continue
@@ -342,30 +348,58 @@ class _Poll:
                 continue  # anomaly and source_unreachable incidents are not the sources' to clear
             if any(source in self.unread for source, _ in known):
                 continue  # never resolve on a source we could not read (or not all of it)
-            gone = [sf for sf, state in known.items() if state != "cleared"]
-            if gone:
-                clear_alerts(db, open_row.id, gone, now)
-            absent_polls = open_row.absent_polls + 1
-            incidents_store.set_absent_polls(db, open_row.id, absent_polls)
-            last_seen = open_row.last_seen_at or open_row.opened_at
-            if (
-                config.incidents.auto_resolve
-                and absent_polls >= 2
-                and now - last_seen >= config.incidents.resolve_after
-            ):
-                full = get_incident(db, open_row.id)
-                assert full is not None
-                resolution = "recovered" if full.fixed_at else "auto"
-                resolve(
-                    db,
-                    config,
-                    full,
-                    now,
-                    resolution,
-                    f"alerts cleared for {now - last_seen:.0f}s over {absent_polls} polls",
-                    data={"absent_polls": absent_polls, "resolution": resolution},
-                )
-                self.result.resolved.append(open_row.id)
+            absent.append((open_row, [sf for sf, state in known.items() if state != "cleared"]))
+        held = self._held(absent)
+        for open_row, gone in absent:
+            if open_row.id in held:
+                # Held: its alerts stay as they were; the polls it is absent from still count,
+                # so it resolves as soon as the hold ends if it is still gone.
+                incidents_store.set_absent_polls(self.db, open_row.id, open_row.absent_polls + 1)
+            else:
+                self._clear_or_resolve(open_row, gone)
+
+    def _held(self, absent: list[tuple[_OpenRow, list[tuple[str, str]]]]) -> set[int]:
+        """The incidents whose clears are held: those already held whose hold has not ended,
+        and, when this poll's new clears trip the guard, those too. An incident whose hold
+        ended is cleared like any other and never held again for the same absence."""
+        now = self.now
+        held = {
+            row.id
+            for row, _ in absent
+            if row.clear_held_until is not None and row.clear_held_until > now
+        }
+        clearing = [row.id for row, gone in absent if gone and row.clear_held_until is None]
+        if trips(self.config.incidents, len(clearing), self.open_at_start):
+            hold_clears(self.db, self.config, clearing, self.open_at_start, now)
+            held.update(clearing)
+            self.result.held.extend(clearing)
+        return held
+
+    def _clear_or_resolve(self, open_row: _OpenRow, gone: list[tuple[str, str]]) -> None:
+        db, config, now = self.db, self.config, self.now
+        if gone:
+            clear_alerts(db, open_row.id, gone, now)
+        absent_polls = open_row.absent_polls + 1
+        incidents_store.set_absent_polls(db, open_row.id, absent_polls)
+        last_seen = open_row.last_seen_at or open_row.opened_at
+        if (
+            config.incidents.auto_resolve
+            and absent_polls >= 2
+            and now - last_seen >= config.incidents.resolve_after
+        ):
+            full = get_incident(db, open_row.id)
+            assert full is not None
+            resolution = "recovered" if full.fixed_at else "auto"
+            resolve(
+                db,
+                config,
+                full,
+                now,
+                resolution,
+                f"alerts cleared for {now - last_seen:.0f}s over {absent_polls} polls",
+                data={"absent_polls": absent_polls, "resolution": resolution},
+            )
+            self.result.resolved.append(open_row.id)
 
     # ------------------------------------------------------------------- 6. notify
 

@@ -13,7 +13,16 @@ from incident_cli.store import outbox as store
 from incident_cli.store.database import Database
 from incident_cli.store.incidents import count_unresolved
 
-EVENTS = ("firing", "acknowledged", "resolved", "escalation", "storm", "approval", "breaker")
+EVENTS = (
+    "firing",
+    "acknowledged",
+    "resolved",
+    "escalation",
+    "storm",
+    "approval",
+    "breaker",
+    "mass_resolve",
+)
 
 
 def routed_channels(config: Config, incident: Incident) -> list[str]:

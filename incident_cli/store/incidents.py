@@ -238,11 +238,15 @@ def next_id(db: Database) -> int:
     return int(max(top or 0, floor or 0) + 1)
 
 
-def open_rows(db: Database) -> list[tuple[int, str, float | None, int, float, str]]:
-    """(id, key, last_seen_at, absent_polls, opened_at, severity) of every unresolved incident;
-    the ids come from the incidents_unresolved index, so a long history is not scanned."""
+def open_rows(
+    db: Database,
+) -> list[tuple[int, str, float | None, int, float, str, float | None]]:
+    """(id, key, last_seen_at, absent_polls, opened_at, severity, clear_held_until) of every
+    unresolved incident; the ids come from the incidents_unresolved index, so a long history is
+    not scanned."""
     return db.conn.execute(
-        "SELECT id, key, last_seen_at, absent_polls, opened_at, severity FROM incidents"
+        "SELECT id, key, last_seen_at, absent_polls, opened_at, severity, clear_held_until"
+        " FROM incidents"
         " WHERE id IN (SELECT id FROM incidents WHERE status != 'resolved') ORDER BY id"
     ).fetchall()
 
@@ -275,9 +279,10 @@ def flapping(db: Database) -> list[Incident]:
 
 
 def touch_seen(db: Database, ids: list[int], now: float) -> None:
-    """Seen by this poll: last_seen_at now, absent_polls back to 0 (one statement)."""
+    """Seen by this poll: last_seen_at now, absent_polls back to 0, no clear held (one
+    statement)."""
     db.conn.execute(
-        "UPDATE incidents SET last_seen_at = ?, absent_polls = 0"
+        "UPDATE incidents SET last_seen_at = ?, absent_polls = 0, clear_held_until = NULL"
         " WHERE id IN (SELECT value FROM json_each(?))",
         (now, _dumps(ids)),
     )
@@ -293,6 +298,14 @@ def touch(db: Database, incident_id: int, now: float) -> None:
 def set_absent_polls(db: Database, incident_id: int, absent_polls: int) -> None:
     db.conn.execute(
         "UPDATE incidents SET absent_polls = ? WHERE id = ?", (absent_polls, incident_id)
+    )
+
+
+def hold_clears(db: Database, ids: list[int], until: float) -> None:
+    """The mass-resolve guard: these incidents keep their alerts until `until`."""
+    db.conn.execute(
+        "UPDATE incidents SET clear_held_until = ? WHERE id IN (SELECT value FROM json_each(?))",
+        (until, _dumps(ids)),
     )
 
 
@@ -316,6 +329,7 @@ def mark_reopened(db: Database, incident_id: int, now: float, severity: str) -> 
         "UPDATE incidents SET status = 'open', resolved_at = NULL, resolution = NULL,"
         " acknowledged_at = NULL, acknowledged_by = NULL, reopen_count = reopen_count + 1,"
         " last_seen_at = ?, absent_polls = 0, fixed_at = NULL, escalated_at = NULL,"
+        " clear_held_until = NULL,"
         " severity = ?, updated_at = ? WHERE id = ?",
         (now, severity, now, incident_id),
     )

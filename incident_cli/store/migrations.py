@@ -477,3 +477,11 @@ def m014_recovery_breaker_and_approvals(db: sqlite_utils.Database) -> None:
         "ALTER TABLE actions ADD COLUMN held_at REAL",
     ):
         db.execute(statement)
+
+
+@migrations()
+def m015_clear_held_until(db: sqlite_utils.Database) -> None:
+    # incidents.mass_resolve_guard: an incident whose alerts vanished with most others in one
+    # poll keeps them (not cleared, not resolved) until this time; NULL: not held. Plain SQL
+    # for both backends.
+    db.execute("ALTER TABLE incidents ADD COLUMN clear_held_until REAL")

@@ -56,11 +56,12 @@ def http_json(url: str, timeout: float = 5.0) -> Any:
 @contextlib.contextmanager
 def serve_get(answer: Callable[[Mapping[str, str]], tuple[int, bytes]]) -> Iterator[str]:
     """A loopback HTTP server answering every GET with `answer(request headers)`: (status,
-    JSON body). Yields its base URL."""
+    JSON body). The headers also carry the request's path and query as `:path`. Yields its
+    base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            status, body = answer(dict(self.headers))
+            status, body = answer({**self.headers, ":path": self.path})
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -70,7 +71,14 @@ def serve_get(answer: Callable[[Mapping[str, str]], tuple[int, bytes]]) -> Itera
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serve_handler(Handler) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A loopback HTTP server (a thread per request) with this handler; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -187,7 +187,7 @@ def url_parts(value: str) -> list[str]:
 class Facts:
     """What a queued message says, in the words every channel uses."""
 
-    status: str  # FIRING, REOPENED, FLAPPING, ACKNOWLEDGED, RESOLVED, ESCALATED, STORM
+    status: str  # FIRING, REOPENED, FLAPPING, ACKNOWLEDGED, RESOLVED, ESCALATED, STORM, HELD
     title: str
     severity: str
     incident_id: int | None
@@ -247,11 +247,11 @@ def facts_of(message: Message) -> Facts:
         )
     if message.event == "breaker":
         return _breaker_facts(f)
+    if message.event == "mass_resolve":
+        return _mass_resolve_facts(f)
     if message.event == "storm":
         count = int(f.get("count", 0))
-        top = ", ".join(
-            f"{a.get('alertname', '?')} x{a.get('incidents', 0)}" for a in f.get("top_alerts", [])
-        )
+        top = _top_alerts(f)
         by_severity = ", ".join(f"{k} {v}" for k, v in dict(f.get("by_severity", {})).items())
         severity = _worst(dict(f.get("by_severity", {})))
         return Facts(
@@ -343,6 +343,34 @@ def _breaker_facts(f: Mapping[str, Any]) -> Facts:
         notes=(
             "Due command and block_ip actions stay pending until it closes.",
             f"Close it with: {f.get('reset_command') or 'incident breaker reset'}",
+        ),
+    )
+
+
+def _top_alerts(f: Mapping[str, Any]) -> str:
+    return ", ".join(
+        f"{a.get('alertname', '?')} x{a.get('incidents', 0)}" for a in f.get("top_alerts", [])
+    )
+
+
+def _mass_resolve_facts(f: Mapping[str, Any]) -> Facts:
+    top = _top_alerts(f)
+    return Facts(
+        status="HELD",
+        title=f"{int(f.get('held', 0))} of {int(f.get('open', 0))} open incidents cleared"
+        " at once: not resolving them yet",
+        severity=_worst(dict(f.get("by_severity", {}))),
+        incident_id=None,
+        summary=f"Their alerts vanished in one poll (a restarted Prometheus, a broken rule"
+        f" file?). Alerts: {top}.",
+        labels={},
+        runbook=None,
+        grafana=link_url(f.get("grafana")),
+        ack_command=None,
+        notes=(
+            f"Held until {f.get('held_until')}: those whose alerts return stay open, the"
+            " others resolve then.",
+            f"See them with: {f.get('hint') or 'incident list --status open'}",
         ),
     )
 

@@ -109,6 +109,9 @@ class Options:
     ENV: ClassVar[EnvDefaults | None] = None
     # A storm is summed up in one message per channel; False: this kind is not told at all.
     posts_storms: ClassVar[bool] = True
+    # A notice about many incidents that needs no answer (the mass-resolve guard's hold);
+    # False for the kinds that page or publish, where nothing would ever resolve it.
+    posts_notices: ClassVar[bool] = True
 
     @classmethod
     def specs(cls) -> tuple[FieldSpec, ...]:

@@ -55,6 +55,7 @@ class PagerDutyOptions(Options):
         when=("PAGERDUTY_API_KEY",),
         yaml={"routing_key": "${PAGERDUTY_API_KEY}", "min_severity": "critical"},
     )
+    posts_notices = False  # a page that nothing resolves
 
     routing_key: str | None = text(secret=True, required=True)
     url: str | None = url(fallback=EVENTS_URL)

@@ -55,6 +55,7 @@ class StatuspageOptions(Options):
         yaml={"api_key": "${STATUSPAGE_API_KEY}", "page_id": "${STATUSPAGE_PAGE_ID}"},
     )
     posts_storms = False  # a public incident about "N incidents" names nothing a customer uses
+    posts_notices = False
 
     page_id: str | None = text(required=True)
     api_key: str | None = text(secret=True, required=True)

@@ -1,0 +1,1 @@
+"""`incident replay`: a rule file backtested against the alert history Prometheus kept."""
