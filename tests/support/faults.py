@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import glob
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.binaries import Process, cli_env, start_alertmanager
+from tests.support.binaries import REPO, Process, cli_env, start_alertmanager
 from tests.support.notify import Received, Receiver, Reply, closed_port, receiver
 
 PD_SCHEMA = (
@@ -284,6 +285,22 @@ def full_pipeline(
         am.stop()
 
 
+@contextmanager
+def slow_loris() -> Iterator[str]:
+    """The URL of a slow-loris HTTP peer (tests/support/slow_peer.py) while the block runs."""
+    peer = subprocess.Popen(
+        [sys.executable, str(REPO / "tests/support/slow_peer.py"), "http"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert peer.stdout is not None
+        yield f"http://127.0.0.1:{int(peer.stdout.readline())}"
+    finally:
+        peer.kill()
+        peer.wait()
+
+
 # --------------------------------------------------------------------------- the state DB
 
 
@@ -306,6 +323,7 @@ class Tick:
     code: int
     stdout: str
     stderr: str
+    seconds: float = 0.0
 
     @property
     def killed(self) -> bool:
@@ -324,6 +342,14 @@ class Tick:
         return stage
 
 
+def faketime_library() -> str:
+    """Debian's libfaketime (package faketime), the library its `faketime` command preloads."""
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found:
+        raise FileNotFoundError("libfaketime.so.1: install Debian's faketime package")
+    return found[0]
+
+
 @dataclass
 class Ticker:
     """Runs `incident run` in `workdir` as cron would. Its clock is `offset` seconds off the
@@ -340,9 +366,22 @@ class Ticker:
     jump = wait
 
     def argv(self, *args: str) -> list[str]:
-        clock = ["faketime", "-f", f"{self.offset:+d}"] if self.offset else []
         cli = [sys.executable, "-m", "incident_cli", "-c", "incident.yaml", "--db", "state.db"]
-        return [*self.prefix, *clock, *cli, *(args or ("run",))]
+        return [*self.prefix, *cli, *(args or ("run",))]
+
+    def clock(self) -> dict[str, str]:
+        """The environment `faketime -f OFFSET` gives its command, set on the tick itself (the
+        `faketime` wrapper would fork, and report a SIGKILL as exit 1)."""
+        if not self.offset:
+            return {}
+        # The wall clock only, as an NTP step moves it (a faked monotonic clock would stretch
+        # every timed wait by the offset); faketime_site/ works around what that breaks.
+        return {
+            "LD_PRELOAD": faketime_library(),
+            "FAKETIME": f"{self.offset:+d}",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "PYTHONPATH": f"{Path(__file__).parent / 'faketime_site'}{os.pathsep}{REPO}",
+        }
 
     def run(
         self,
@@ -353,9 +392,10 @@ class Ticker:
         preexec: Callable[[], None] | None = None,
     ) -> Tick:
         """One tick (or `args`); SIGKILLed at the named step or after `kill_after` seconds."""
-        extra = {"PYTHONUNBUFFERED": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1", **(env or {})}
+        extra = {"PYTHONUNBUFFERED": "1", **self.clock(), **(env or {})}
         if crash_at:
             extra["INCIDENT_TEST_CRASH_AT"] = crash_at
+        started = time.monotonic()
         proc = subprocess.Popen(
             self.argv(*args),
             cwd=self.workdir,
@@ -365,11 +405,11 @@ class Ticker:
             stderr=subprocess.PIPE,
             text=True,
             preexec_fn=preexec,
-            start_new_session=True,  # faketime forks: the tick is killed with its group
+            start_new_session=True,
         )
         try:
             out, err = proc.communicate(timeout=kill_after if kill_after is not None else 120)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate(timeout=60)
-        return Tick(proc.returncode, out, err)
+        return Tick(proc.returncode, out, err, time.monotonic() - started)
