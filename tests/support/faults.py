@@ -194,6 +194,10 @@ def _pd_incident(body: Any) -> int:
 
 def _answer(sinks: Sinks, kind: str, request: Received, validate: Callable[[Any], str]) -> Reply:
     index = len(sinks.taken[kind])
+    if int(request.headers.get("Content-Length") or 0) and not isinstance(request.body, dict):
+        # Cut off mid-body (its sender was killed): no request at all, as a real server sees it.
+        sinks.taken[kind].append(Taken(request, 400, False, False))
+        return 400, {}, b""
     misbehave = sinks.behave.get(kind)
     reply = misbehave(index) if misbehave else None
     problem = validate(request.body)
