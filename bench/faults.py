@@ -1,146 +1,122 @@
 """The long fault run: `incident run` ticks as cron would against a real Alertmanager (alerts
-fired and resolved on a schedule), a webhook receiver and a recovery command that appends to a
-file, killed with SIGKILL at the named steps and at random moments; after each run (its faults
-over, a few quiet ticks) the invariants are checked and counted.
+fired and resolved on a schedule; a real Prometheus for its restarts), a webhook receiver, a
+PagerDuty Events v2 mock, an SMTP server (aiosmtpd) and a recovery command that appends to a
+file, under one kind of fault per run; after each run (its faults over, quiet ticks until it
+settles) the invariants of tests/support/invariants.py are checked and counted.
 
-    .venv/bin/python bench/faults.py --runs 50 --kills-per-run 4
+    .venv/bin/python bench/faults.py --runs 35 --kills-per-run 6
 
-Prints a table of fault x runs x kills x violations x duplicates. A dead tick's leases are moved
-into the past instead of waited for (30 s for a notification, the command's timeout + 60 s for
-an action): what is measured is what the next tick does with them, not the clock.
+Prints a table of fault x runs x kills x violations x duplicates, then where the random kills
+fell. Time passes for the ticks on their own clock (faketime): a dead tick's leases (30 s a
+notification, 70 s an action) and the retries' backoff run out on it, not on the wall clock.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import signal
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.binaries import cli_env, start_alertmanager  # noqa: E402
-from tests.support.faults import age_leases, pipeline_config, post_alert  # noqa: E402
-from tests.support.notify import receiver  # noqa: E402
-
-STEPS = ("poll-read", "notify-claimed", "sent", "action-claimed", "command-started")
-
-
-def tick(workdir: Path, crash_at: str | None = None, kill_after: float | None = None) -> int:
-    argv = [sys.executable, "-m", "incident_cli", "-c", "incident.yaml", "--db", "state.db", "run"]
-    env = cli_env({"INCIDENT_TEST_CRASH_AT": crash_at} if crash_at else None)
-    proc = subprocess.Popen(
-        argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    if kill_after is not None:
-        try:
-            return proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-    return proc.wait(timeout=120)
+from bench.fault_runs import (
+    DB_FAULTS,
+    clock_jumps,
+    db_fault,
+    named,
+    pipeline,
+    prometheus_restart,
+    random_moment,
+    receivers,
+)
+from tests.support.binaries import start_alertmanager
 
 
-def one_run(am_url: str, n: int, fault: str, kills: int, rng: random.Random) -> dict[str, int]:
-    """One incident's life under `kills` faults; returns kills, duplicates and violations."""
-    out = Counter({"kills": 0, "duplicates": 0, "violations": 0, "sent_kills": 0})
-    service = f"svc{n}-{rng.randrange(10**9)}"
-    with tempfile.TemporaryDirectory(prefix="incident-faults-") as tmp, receiver() as hook:
-        workdir = Path(tmp)
-        (workdir / "incident.yaml").write_text(
-            pipeline_config(am_url, hook.url, service, command_sleep=0.2)
-        )
-        db = workdir / "state.db"
-        post_alert(am_url, service)
-        for k in range(kills):
-            if k == kills // 2:
-                post_alert(am_url, service, resolved=True)  # the schedule: resolved mid-run
-            if fault == "named":
-                step = rng.choice(STEPS)
-                code = tick(workdir, crash_at=step)
-                if step == "sent" and code == -9:
-                    out["sent_kills"] += 1
-            else:
-                code = tick(workdir, kill_after=rng.uniform(0.05, 0.7))
-            out["kills"] += code == -9
-            age_leases(db)
-        for _ in range(20):  # quiet ticks until everything settled
-            tick(workdir)
-            conn = sqlite3.connect(db)
-            settled = conn.execute(
-                "SELECT (SELECT count(*) FROM incidents WHERE status != 'resolved')"
-                " + (SELECT count(*) FROM notifications WHERE status = 'pending')"
-            ).fetchone()[0]
-            conn.close()
-            if settled == 0 and db.exists():
-                break
-            age_leases(db)
-            time.sleep(1.1)
-        events = Counter(
-            r.body["event"] for r in hook.received if isinstance(r.body, dict) and "event" in r.body
-        )
-        conn = sqlite3.connect(db)
-        incidents = conn.execute("SELECT status FROM incidents").fetchall()
-        stuck = conn.execute(
-            "SELECT (SELECT count(*) FROM actions WHERE status = 'running')"
-            " + (SELECT count(*) FROM notifications WHERE lease_until IS NOT NULL)"
-        ).fetchone()[0]
-        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        conn.close()
-        log = workdir / "attempts.log"
-        attempts = log.read_text().split() if log.exists() else []
-        opened = len(incidents)
-        problems = [
-            events["firing"] < opened,
-            events["resolved"] < opened,
-            any(status != "resolved" for (status,) in incidents),
-            len(attempts) != len(set(attempts)),
-            stuck != 0,
-            integrity != "ok",
-        ]
-        duplicates = max(events["firing"] - opened, 0) + max(events["resolved"] - opened, 0)
-        out["duplicates"] += duplicates
-        # A duplicate is explained only by a kill between a send and its mark.
-        unexplained = fault == "named" and duplicates > out["sent_kills"]
-        out["violations"] += sum(problems) + int(unexplained)
-    return dict(out)
+def scenarios(args: argparse.Namespace) -> list[tuple[str, int, object]]:
+    """(the table's row, runs, what one run does)."""
+    kills, few = args.kills_per_run, max(args.runs // 10, 2)
+    rows: list[tuple[str, int, object]] = [
+        ("kill -9 at a named step", args.runs, lambda run, rng: named(run, rng, kills)),
+        (
+            "kill -9 at a random moment",
+            args.random_runs or args.runs,
+            lambda run, rng: random_moment(run, rng, kills),
+        ),
+        (
+            "receivers: slow loris, 500s, timeouts, 429, SMTP 451",
+            few,
+            lambda run, rng: receivers(run, rng, 6),
+        ),
+        ("clock steps of an hour back and forth", few, lambda run, rng: clock_jumps(run, rng, 6)),
+        (
+            "Prometheus restarted while its alert fires",
+            few,
+            lambda run, rng: prometheus_restart(run, rng, 2),
+        ),
+    ]
+    for fault in DB_FAULTS:
+        rows.append((fault, few, lambda run, rng, fault=fault: db_fault(run, rng, fault)))
+    return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=50, help="runs per fault kind")
-    parser.add_argument("--kills-per-run", type=int, default=4)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=35, help="runs of each kind of kill")
+    parser.add_argument("--random-runs", type=int, default=0, help="runs of random kills")
+    parser.add_argument("--kills-per-run", type=int, default=6)
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument(
+        "--only", default="", help="only the faults whose name contains one of these (a,b,...)"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    table, stages, problems = [], Counter[str](), []
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="incident-faults-am-") as tmp:
         am = start_alertmanager(Path(tmp))
         try:
-            rows = []
-            for fault in ("named", "random"):
-                total = Counter({"runs": 0, "kills": 0, "duplicates": 0, "violations": 0})
-                for n in range(args.runs):
-                    got = one_run(am.url, n, fault, args.kills_per_run, rng)
+            for name, runs, one in scenarios(args):
+                if not any(part in name for part in args.only.split(",")):
+                    continue
+                total = Counter[str]()
+                for _ in range(runs):
+                    with pipeline(am.url, rng) as run:
+                        one(run, rng)  # type: ignore[operator]
+                        verdict = run.verdict()
                     total["runs"] += 1
-                    for key in ("kills", "duplicates", "violations"):
-                        total[key] += got[key]
-                rows.append((fault, total))
+                    total["kills"] += sum(run.kills.values())
+                    total["in flight"] += run.in_flight
+                    total["late"] += run.late
+                    total["violations"] += len(verdict.violations)
+                    total["duplicates"] += verdict.duplicates
+                    if name.startswith("kill -9 at a random"):
+                        stages.update(k for k in run.kills.elements())
+                    problems += [f"{name}: {v}" for v in verdict.violations]
+                    for violation in verdict.violations:
+                        print(f"# violation: {name}: {violation}", flush=True)
+                table.append((name, total))
+                print(f"# {name}: {dict(total)} ({time.monotonic() - started:.0f} s)", flush=True)
         finally:
             am.stop()
-    print("| fault | runs | kills | violations | duplicates |")
-    print("| --- | --- | --- | --- | --- |")
-    for fault, total in rows:
-        name = "kill -9 at a named step" if fault == "named" else "kill -9 at a random moment"
+    print(
+        "| fault | runs | kills | violations | duplicates | in flight at a kill | answered late |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, total in table:
+        kills = total["kills"] if name.startswith("kill") else "-"
         print(
-            f"| {name} | {total['runs']} | {total['kills']} | {total['violations']}"
-            f" | {total['duplicates']} |"
+            f"| {name} | {total['runs']} | {kills} | {total['violations']} | {total['duplicates']}"
+            f" | {total['in flight']} | {total['late']} |"
         )
+    if stages:
+        print("\nrandom kills by stage: " + ", ".join(f"{k} {v}" for k, v in stages.most_common()))
+    for problem in problems:
+        print("violation:", problem)
+    print(f"\n{time.monotonic() - started:.0f} s in all (seed {args.seed})")
 
 
 if __name__ == "__main__":

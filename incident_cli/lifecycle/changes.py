@@ -94,10 +94,13 @@ def resolve(
     actor: str = "incident",
     data: Mapping[str, Any] | None = None,
 ) -> Incident:
-    incidents_store.mark_resolved(db, incident.id, now, resolution)
+    # A clock stepped back never resolves an incident before it opened or was acknowledged
+    # (no negative duration); what is queued and planned goes by the clock.
+    at = max(now, incident.opened_at, incident.acknowledged_at or 0.0)
+    incidents_store.mark_resolved(db, incident.id, at, resolution)
     actions_store.skip_pending(db, incident.id, "incident resolved", now)
-    incident = replace(incident, status="resolved", resolved_at=now, resolution=resolution)
-    add_event(db, incident.id, now, "resolved", message, actor=actor, data=data)
+    incident = replace(incident, status="resolved", resolved_at=at, resolution=resolution)
+    add_event(db, incident.id, at, "resolved", message, actor=actor, data=data)
     if not incident.flapping:
         outbox.queue_followup(db, config, incident, "resolved", now)
     return start_if_flapping(db, config, incident, now)

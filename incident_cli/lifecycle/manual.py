@@ -31,11 +31,12 @@ def acknowledge(
             raise IncidentError(
                 f"incident {incident_id} was already acknowledged by {incident.acknowledged_by}"
             )
-        incidents_store.mark_acknowledged(db, incident_id, by, now)
+        at = max(now, incident.opened_at)  # never before it opened (a clock stepped back)
+        incidents_store.mark_acknowledged(db, incident_id, by, at)
         # Acknowledging stops escalation.
         actions_store.skip_pending(db, incident_id, "acknowledged", now, kind="escalate")
-        incident = replace(incident, status="acknowledged", acknowledged_at=now, acknowledged_by=by)
-        add_event(db, incident_id, now, "acknowledged", f"acknowledged by {by}", actor=by)
+        incident = replace(incident, status="acknowledged", acknowledged_at=at, acknowledged_by=by)
+        add_event(db, incident_id, at, "acknowledged", f"acknowledged by {by}", actor=by)
         if note:
             add_event(db, incident_id, now, "note", note, actor=by)
         outbox.queue_followup(db, config, incident, "acknowledged", now, {"by": by})

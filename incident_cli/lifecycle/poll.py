@@ -380,8 +380,15 @@ class _Poll:
         if gone:
             clear_alerts(db, open_row.id, gone, now)
         absent_polls = open_row.absent_polls + 1
-        incidents_store.set_absent_polls(db, open_row.id, absent_polls)
         last_seen = open_row.last_seen_at or open_row.opened_at
+        # Last seen after now: the clock stepped back since. How long the alerts have been
+        # away is unknown, so the wait for resolve_after starts again now (not when the
+        # clock gets back to where it was, maybe hours later).
+        stepped_back = last_seen > now
+        last_seen = min(last_seen, now)
+        incidents_store.set_absent_polls(
+            db, open_row.id, absent_polls, now if stepped_back else None
+        )
         if (
             config.incidents.auto_resolve
             and absent_polls >= 2

@@ -295,9 +295,15 @@ def touch(db: Database, incident_id: int, now: float) -> None:
     )
 
 
-def set_absent_polls(db: Database, incident_id: int, absent_polls: int) -> None:
+def set_absent_polls(
+    db: Database, incident_id: int, absent_polls: int, last_seen_at: float | None = None
+) -> None:
+    """The polls its alerts were absent from; `last_seen_at`, when given, replaces the time
+    they were last seen (the wait for resolve_after restarts from it)."""
     db.conn.execute(
-        "UPDATE incidents SET absent_polls = ? WHERE id = ?", (absent_polls, incident_id)
+        "UPDATE incidents SET absent_polls = ?, last_seen_at = coalesce(?, last_seen_at)"
+        " WHERE id = ?",
+        (absent_polls, last_seen_at, incident_id),
     )
 
 
