@@ -3,40 +3,38 @@ wall-clock deadline.
 
 requests' timeouts bound each socket operation, not the exchange: a peer that sends its status
 line or headers one byte a second never trips them. So each exchange runs under a watchdog
-timer that shuts down the exchange's socket when its deadline passes. The connection classes
-below hand every socket they open (or take from the pool) to the watchdog of the exchange
-running on their thread. Name resolution is the system resolver's and is not covered.
+(`incident_cli.deadline`) that shuts down the exchange's socket when its deadline passes. The
+connection classes below hand every socket they open (or take from the pool) to the watchdog of
+the exchange running on their thread. Name resolution is the system resolver's and is not
+covered.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import heapq
-import itertools
+import functools
 import json
-import logging
 import os
 import re
 import socket
-import threading
+import sys
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+# Re-exported: callers (the SMTP transport) put their own sockets under the same deadline.
+from incident_cli.deadline import Watchdog
+from incident_cli.deadline import adopt_socket as adopt_socket
+from incident_cli.deadline import wall_clock as wall_clock
+
+if TYPE_CHECKING:
+    import requests
 
 USER_AGENT = "incident-cli"
 CONNECT_TIMEOUT = 10.0
 MAX_RETRY_AFTER = 86400.0
-# urllib3 logs every request line at DEBUG, path included, and a Slack webhook's path is its
-# secret. Nothing in `incident` turns DEBUG on, but a user handler or a test might.
-logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 
 class HTTPFailure(Exception):
@@ -87,181 +85,84 @@ class Credentials:
         return {}
 
 
-# --------------------------------------------------------------------------- the watchdog
+@functools.cache
+def _adapter() -> Any:
+    """requests' adapter with connection classes that hand their sockets to the running
+    watchdog, built on first use (requests and urllib3 cost ~60 ms to import)."""
+    import logging
 
-_running = threading.local()
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+    # urllib3 logs every request line at DEBUG, path included, and a Slack webhook's path is
+    # its secret. Nothing in `incident` turns DEBUG on, but a user handler or a test might.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
-class Watchdog:
-    """Shuts down the connections of one exchange when its deadline passes. Connections opened
-    on this thread while it runs are adopted on their own; `adopt_socket` takes others.
+    class _Connection(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            adopt_socket(sock)
+            return sock
 
-    It keeps its own duplicate of each connection's descriptor: TLS moves the descriptor to a
-    new socket object, and the original is then closed in Python's eyes. A shutdown through the
-    duplicate ends the connection under whatever thread is blocked on it, TLS included.
-    """
+    class _TLSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            adopt_socket(sock)
+            return sock
 
-    def __init__(self, seconds: float) -> None:
-        self.expired = False
-        self._done = False
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._outer: Watchdog | None = None
-        self._seconds = max(seconds, 0.0)
+    class _Pool(HTTPConnectionPool):
+        ConnectionCls = _Connection
 
-    def __enter__(self) -> Watchdog:
-        self._outer = getattr(_running, "watchdog", None)
-        _running.watchdog = self
-        _ALARMS.add(time.monotonic() + self._seconds, self)
-        return self
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            conn = super()._get_conn(timeout)
+            # A kept-alive connection, opened by an earlier exchange: it has no new socket.
+            adopt_socket(getattr(conn, "sock", None))
+            return conn
 
-    def __exit__(self, *exc: object) -> None:
-        _running.watchdog = self._outer
-        with self._lock:
-            self._done = True
-            for duplicate in self._sockets:
-                duplicate.close()
-            self._sockets.clear()
+    class _TLSPool(HTTPSConnectionPool):
+        ConnectionCls = _TLSConnection
 
-    def adopt(self, sock: socket.socket | None) -> None:
-        if sock is None:
-            return
-        with self._lock:
-            if self._done:
-                return
-            try:
-                duplicate = socket.socket(fileno=os.dup(sock.fileno()))
-            except (OSError, ValueError):
-                return  # already closed
-            self._sockets.append(duplicate)
-            if self.expired:
-                _shut(duplicate)
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            conn = super()._get_conn(timeout)
+            adopt_socket(getattr(conn, "sock", None))
+            return conn
 
-    def expire(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.expired = True
-            for duplicate in self._sockets:
-                _shut(duplicate)
+    pools = {"http": _Pool, "https": _TLSPool}
 
+    class _Adapter(HTTPAdapter):
+        def init_poolmanager(
+            self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+        ) -> None:
+            super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+            self.poolmanager.pool_classes_by_scheme = dict(pools)
 
-class _Alarms:
-    """One daemon thread that expires every watchdog at its deadline (a thread per exchange
-    would cost more than a small exchange). A finished watchdog is dropped when its time
-    comes; expiring it does nothing."""
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            # An HTTP proxy: the same connection classes. A SOCKS proxy keeps its own (its
+            # connections are bounded by the per-read timeouts only).
+            if not proxy.lower().startswith("socks"):
+                manager.pool_classes_by_scheme = dict(pools)
+            return manager
 
-    def __init__(self) -> None:
-        self._wake = threading.Condition()
-        self._due: list[tuple[float, int, Watchdog]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def add(self, when: float, watchdog: Watchdog) -> None:
-        with self._wake:
-            heapq.heappush(self._due, (when, next(self._order), watchdog))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="http-deadlines")
-                self._thread.daemon = True
-                self._thread.start()
-            elif self._due[0][2] is watchdog:
-                self._wake.notify()  # the earliest deadline now: wake up sooner
-
-    def _run(self) -> None:
-        with self._wake:
-            while True:
-                now = time.monotonic()
-                while self._due and self._due[0][0] <= now:
-                    heapq.heappop(self._due)[2].expire()
-                self._wake.wait(self._due[0][0] - now if self._due else None)
-
-
-_ALARMS = _Alarms()
-
-
-def wall_clock(seconds: float) -> Watchdog:
-    """`with wall_clock(s) as watchdog:` cuts the connections of the block off after s seconds."""
-    return Watchdog(seconds)
-
-
-def _shut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-def adopt_socket(sock: socket.socket | None) -> None:
-    """Put a connection opened on this thread (SMTP's, say) under its running watchdog."""
-    watchdog: Watchdog | None = getattr(_running, "watchdog", None)
-    if watchdog is not None:
-        watchdog.adopt(sock)
-
-
-class _Connection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        adopt_socket(sock)
-        return sock
-
-
-class _TLSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        adopt_socket(sock)
-        return sock
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _Connection
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
-        # A kept-alive connection, opened by an earlier exchange: it has no new socket.
-        adopt_socket(getattr(conn, "sock", None))
-        return conn
-
-
-class _TLSPool(HTTPSConnectionPool):
-    ConnectionCls = _TLSConnection
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
-        adopt_socket(getattr(conn, "sock", None))
-        return conn
-
-
-_POOLS = {"http": _Pool, "https": _TLSPool}
-
-
-class _Adapter(HTTPAdapter):
-    """requests' adapter with the connection classes above (send is requests' own)."""
-
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        # An HTTP proxy: the same connection classes. A SOCKS proxy keeps its own (its
-        # connections are bounded by the per-read timeouts only).
-        if not proxy.lower().startswith("socks"):
-            manager.pool_classes_by_scheme = dict(_POOLS)
-        return manager
+    return _Adapter
 
 
 def new_session() -> requests.Session:
     """A session whose exchanges can be cut off at their deadline."""
+    import requests
+
     session = requests.Session()
     _mount(session)
     return session
 
 
 def _mount(session: requests.Session) -> None:
-    if not isinstance(session.get_adapter("http://x"), _Adapter):
-        session.mount("http://", _Adapter())
-    if not isinstance(session.get_adapter("https://x"), _Adapter):
-        session.mount("https://", _Adapter())
+    adapter = _adapter()
+    if not isinstance(session.get_adapter("http://x"), adapter):
+        session.mount("http://", adapter())
+    if not isinstance(session.get_adapter("https://x"), adapter):
+        session.mount("https://", adapter())
 
 
 # --------------------------------------------------------------------------- one exchange
@@ -288,6 +189,11 @@ def exchange(
     The body is read up to `body_limit` bytes: past it, `over_limit="cut"` keeps the start and
     `"fail"` raises. Raises HTTPFailure when there is no complete answer.
     """
+    sent = {**(credentials.headers() if credentials else {}), **(headers or {})}
+    if session is None and method == "GET" and json_body is None and "requests" not in sys.modules:
+        target = _plain_target(url, params, sent)
+        if target is not None:
+            return _plain_exchange(*target, sent, timeout, body_limit, over_limit)
     own = session is None
     session = new_session() if session is None else session
     try:
@@ -299,7 +205,7 @@ def exchange(
             timeout,
             params=params,
             json_body=json_body,
-            headers={**(credentials.headers() if credentials else {}), **(headers or {})},
+            headers=sent,
             verify=False if insecure_skip_verify else (ca_file or True),
             body_limit=body_limit,
             over_limit=over_limit,
@@ -322,6 +228,9 @@ def _exchange(
     body_limit: int,
     over_limit: str,
 ) -> Reply:
+    import requests
+    import urllib3
+
     if verify is False:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     sent_headers = {"User-Agent": USER_AGENT, **headers}
@@ -407,6 +316,8 @@ def _size(limit: int) -> str:
 
 def describe_error(exc: BaseException) -> str:
     """A short reason that never includes the URL (which may carry credentials)."""
+    import requests
+
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS error"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -414,13 +325,17 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, requests.exceptions.Timeout):
         return "timed out"
     if isinstance(exc, requests.exceptions.ConnectionError):
-        text = str(exc).lower()
-        if "refused" in text:
-            return "connection refused"
-        if "name or service not known" in text or "nodename nor servname" in text:
-            return "host not found"
-        return "connection failed"
+        return _connection_reason(str(exc))
     return exc.__class__.__name__
+
+
+def _connection_reason(text: str) -> str:
+    text = text.lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "host not found"
+    return "connection failed"
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -437,3 +352,170 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return min(max(parsed.timestamp() - now, 0.0), MAX_RETRY_AFTER)
+
+
+# --------------------------------------------------------------------------- plain HTTP
+#
+# A GET over plain http:// with no session, no proxy and no .netrc in play, in a process that
+# has not imported requests yet, is sent with the standard library's http.client: an idle
+# tick's source reads are such GETs, and importing requests with urllib3 would cost more than
+# the rest of the tick. (Once requests is imported there is nothing to save, and every
+# exchange goes through it.) On the wire it is what
+# requests sends (its default headers, then ours; the parameters encoded as requests encodes
+# them), and the answer is read the same way: the same watchdog and deadline, the same body
+# cap, gzip and deflate decoded, and the same HTTPFailure reasons. Anything else — https, a
+# session, a body, credentials in the URL, a proxy variable, a .netrc file, a character
+# requests would re-quote — goes through requests.
+
+_PLAIN_URL = re.compile(
+    r"http://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::([0-9]{1,5}))?"
+    r"((?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?"
+    r"(?:\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?)"
+)
+_PLAIN_HEADER = re.compile(r"[!-~](?:[ -~]*[!-~])?")
+# requests' own defaults (Accept-Encoding as urllib3 offers it without brotli or zstd).
+_DEFAULT_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*", "Connection": "keep-alive"}
+
+
+def _plain_target(
+    url: str, params: Mapping[str, str] | None, headers: Mapping[str, str]
+) -> tuple[str, int, str] | None:
+    """(host, port, path with query) when the exchange may go by http.client, else None."""
+    match = _PLAIN_URL.fullmatch(url)
+    if match is None or not all(_PLAIN_HEADER.fullmatch(v) for v in headers.values()):
+        return None
+    if any(
+        v and k.lower().endswith("_proxy") and k.lower() != "no_proxy"
+        for k, v in os.environ.items()
+    ):
+        return None
+    if os.environ.get("NETRC") or any(
+        os.path.exists(os.path.expanduser(name)) for name in ("~/.netrc", "~/_netrc")
+    ):
+        return None  # requests would send the .netrc's credentials
+    host, port, path = match.group(1), int(match.group(2) or 80), match.group(3) or "/"
+    if not path.startswith("/"):
+        path = "/" + path  # "http://h?x" as requests sends it
+    if params:
+        from urllib.parse import urlencode
+
+        query = urlencode([(k, v.encode()) for k, v in params.items()], doseq=True)
+        if query:
+            path += ("&" if "?" in path else "?") + query
+    if not 0 < port < 65536:
+        return None
+    return host, port, path
+
+
+def _plain_exchange(
+    host: str,
+    port: int,
+    path: str,
+    headers: Mapping[str, str],
+    timeout: float,
+    body_limit: int,
+    over_limit: str,
+) -> Reply:
+    import http.client
+
+    timed_out = HTTPFailure(f"timed out after {round(max(timeout, 0.0), 1):g}s", timed_out=True)
+    if timeout <= 0:
+        raise timed_out
+    sent = {**_DEFAULT_HEADERS, "User-Agent": USER_AGENT}
+    for name, value in headers.items():  # case-insensitively, as requests merges them
+        sent = {k: v for k, v in sent.items() if k.lower() != name.lower()}
+        sent[name] = value
+    with wall_clock(timeout) as watchdog:
+        connection = http.client.HTTPConnection(host, port, timeout=min(timeout, CONNECT_TIMEOUT))
+        try:
+            try:
+                connection.connect()
+            except OSError as exc:
+                raise (
+                    timed_out if watchdog.expired else HTTPFailure(_connect_error(exc))
+                ) from None
+            adopt_socket(connection.sock)
+            connection.sock.settimeout(timeout)
+            try:
+                connection.request("GET", path, headers=sent)
+                response = connection.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                if watchdog.expired:
+                    raise timed_out from None
+                reason = "timed out" if isinstance(exc, TimeoutError) else "connection failed"
+                raise HTTPFailure(reason) from None
+            body = _plain_body(response, body_limit, over_limit, watchdog, timed_out)
+            retry_after = response.getheader("Retry-After")
+        finally:
+            connection.close()
+        if watchdog.expired:
+            raise timed_out
+    return Reply(response.status, body, parse_retry_after(retry_after, time.time()))
+
+
+def _connect_error(exc: OSError) -> str:
+    """What `describe_error` says of a connection requests could not make."""
+    return "connection timed out" if isinstance(exc, TimeoutError) else _connection_reason(str(exc))
+
+
+def _plain_body(
+    response: Any, limit: int, over_limit: str, watchdog: Watchdog, timed_out: HTTPFailure
+) -> bytearray:
+    """The body as `_read_body` reads it: decoded, at most `limit` bytes."""
+    import http.client
+
+    encoding = (response.getheader("Content-Encoding") or "").strip().lower()
+    decoder: Any = None
+    if encoding in ("gzip", "x-gzip"):
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        decoder = _Deflate()
+    body = bytearray()
+    try:
+        while len(body) <= limit and not watchdog.expired:
+            chunk = response.read1(65536)
+            if not chunk:
+                if response.length:  # read1 ends quietly where Content-Length said more
+                    raise http.client.IncompleteRead(b"", response.length)
+                if decoder is not None:
+                    body += decoder.flush()
+                return body
+            body += decoder.decompress(chunk) if decoder is not None else chunk
+    except zlib.error:
+        raise HTTPFailure("answered with a body that cannot be decoded") from None
+    except (OSError, http.client.HTTPException):
+        if watchdog.expired:
+            raise timed_out from None
+        # urllib3 reports every break mid-body as its ProtocolError; so does this.
+        raise HTTPFailure("connection broke while reading (ProtocolError)") from None
+    if watchdog.expired:
+        raise timed_out
+    if len(body) > limit:
+        if over_limit == "fail":
+            raise HTTPFailure(f"response larger than {_size(limit)}")
+        del body[limit:]
+    return body
+
+
+class _Deflate:
+    """Content-Encoding: deflate as urllib3 reads it: zlib-wrapped, else raw deflate."""
+
+    def __init__(self) -> None:
+        self._obj: Any = zlib.decompressobj()
+        self._seen: bytes | None = b""  # None once the first bytes decoded
+
+    def decompress(self, data: bytes) -> bytes:
+        if self._seen is None:
+            return bytes(self._obj.decompress(data))
+        self._seen += data
+        try:
+            out = bytes(self._obj.decompress(data))
+        except zlib.error:
+            self._obj, seen, self._seen = zlib.decompressobj(-zlib.MAX_WBITS), self._seen, None
+            return bytes(self._obj.decompress(seen))
+        if out:
+            self._seen = None
+        return out
+
+    def flush(self) -> bytes:
+        return bytes(self._obj.flush())

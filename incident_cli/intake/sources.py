@@ -9,15 +9,16 @@ import json.scanner
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from incident_cli.config.model import SourceConfig
 from incident_cli.errors import SourceError
 from incident_cli.http import Credentials, HTTPFailure, exchange
 from incident_cli.models import MAX_NAME_CHARS, MAX_STORED_VALUE, Alert, clip_value
 from incident_cli.times import parse_rfc3339
+
+if TYPE_CHECKING:
+    import requests
 
 MAX_BODY_BYTES = 128 * 1024 * 1024
 # An answer of at most this many bytes per allowed alert is parsed in one go (C, fast); a

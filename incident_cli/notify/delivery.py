@@ -25,9 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
-
-import requests
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from incident_cli.config.model import Config
 from incident_cli.crashpoint import crash_point
@@ -43,6 +41,9 @@ from incident_cli.store import outbox as store
 from incident_cli.store.database import Database, write_tx
 from incident_cli.store.incidents import exists
 from incident_cli.store.timeline import add_event
+
+if TYPE_CHECKING:
+    import requests
 
 SHORT_RETRY_AFTER = 5.0  # a 429 asking for at most this long is waited for within the tick
 

@@ -1,0 +1,244 @@
+"""http.py's plain path (a GET over http:// by http.client, in a process without requests) is
+the same exchange as requests makes: the same request on the wire, the same Reply, the same
+HTTPFailure reasons. Each case runs `exchange` twice in a fresh interpreter against the same
+raw server: once as an idle tick does (requests never imported), once with requests imported
+(which sends every exchange through requests)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.support.binaries import cli_env, free_port
+
+EXCHANGE = """
+import json, sys
+if sys.argv[1] == "requests":
+    import requests  # noqa: F401
+from incident_cli.http import Credentials, HTTPFailure, exchange
+kwargs = json.loads(sys.argv[3])
+creds = kwargs.pop("credentials", None)
+try:
+    reply = exchange("GET", sys.argv[2], credentials=Credentials(**creds) if creds else None, **kwargs)
+    out = {"status": reply.status, "body": bytes(reply.body).decode("latin-1"), "retry_after": reply.retry_after}
+except HTTPFailure as exc:
+    out = {"failure": exc.reason, "timed_out": exc.timed_out}
+out["requests"] = "requests" in sys.modules
+print(json.dumps(out))
+"""
+
+
+class RawServer:
+    """Answers each connection with fixed bytes (then closes, or stalls); records requests."""
+
+    def __init__(self, answer: bytes, *, stall: bool = False) -> None:
+        self.answer, self.stall = answer, stall
+        self.requests: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.open.append(conn)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                head += chunk
+            self.requests.append(head)
+            if self.stall:
+                continue
+            conn.sendall(self.answer)
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.open:
+            conn.close()
+
+
+@contextmanager
+def raw_server(answer: bytes, *, stall: bool = False) -> Iterator[RawServer]:
+    server = RawServer(answer, stall=stall)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def exchange_in(mode: str, url: str, tmp_path: Path, **kwargs: object) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", EXCHANGE, mode, url, json.dumps(kwargs)],
+        cwd=tmp_path,
+        env=cli_env({"HOME": str(tmp_path)}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def both(url: str, tmp_path: Path, **kwargs: object) -> dict[str, object]:
+    """The result of both paths, checked equal; the plain one never imported requests."""
+    plain = exchange_in("plain", url, tmp_path, **kwargs)
+    full = exchange_in("requests", url, tmp_path, **kwargs)
+    assert plain.pop("requests") is False
+    assert full.pop("requests") is True
+    assert plain == full
+    return plain
+
+
+def response(body: bytes, *headers: str, status: str = "200 OK", version: str = "1.1") -> bytes:
+    lines = [f"HTTP/{version} {status}", *headers]
+    framed = any(h.lower().startswith(("content-length", "transfer-encoding")) for h in headers)
+    if version == "1.1" and not framed:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def chunked(body: bytes, size: int = 7) -> bytes:
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+BODY = json.dumps({"status": "success", "data": {"alerts": [{"x": "ü" * 50}]}}).encode()
+GZIP = gzip.compress(BODY)
+
+
+@pytest.mark.parametrize(
+    ("answer", "kwargs", "expected"),
+    [
+        (response(BODY), {}, {"status": 200, "body": BODY.decode("latin-1")}),
+        (response(GZIP, "Content-Encoding: gzip"), {}, {"body": BODY.decode("latin-1")}),
+        (response(zlib.compress(BODY), "Content-Encoding: deflate"), {}, {"status": 200}),
+        (
+            response(zlib.compress(BODY)[2:-4], "Content-Encoding: deflate"),  # raw deflate
+            {},
+            {"body": BODY.decode("latin-1")},
+        ),
+        (response(chunked(BODY), "Transfer-Encoding: chunked"), {}, {"status": 200}),
+        (response(BODY, version="1.0"), {}, {"body": BODY.decode("latin-1")}),  # till close
+        (response(b"busy", "Retry-After: 120", status="503 Busy"), {}, {"retry_after": 120.0}),
+        (response(b"x" * 5000), {"body_limit": 1024}, {"body": "x" * 1024}),
+        (response(b"x" * 5000), {"body_limit": 1024, "over_limit": "fail"}, {}),
+        (response(b"{}"), {"body_limit": 0}, {"body": ""}),
+        (response(b"not gzip", "Content-Encoding: gzip"), {}, {}),
+        (response(b"", "Location: /elsewhere", status="302 Found"), {}, {"status": 302}),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", {}, {}),  # cut mid-body
+        (b"garbage\r\n\r\n", {}, {}),
+        (b"", {}, {}),  # closed without a word
+    ],
+    ids=[
+        "plain",
+        "gzip",
+        "deflate",
+        "raw-deflate",
+        "chunked",
+        "http-1.0",
+        "retry-after",
+        "cut",
+        "fail-over-cap",
+        "probe",
+        "bad-gzip",
+        "redirect-not-followed",
+        "short-body",
+        "garbage",
+        "no-answer",
+    ],
+)
+def test_the_plain_path_answers_as_requests_does(
+    answer: bytes, kwargs: dict[str, object], expected: dict[str, object], tmp_path: Path
+) -> None:
+    with raw_server(answer) as server:
+        result = both(server.url + "/api/v1/alerts", tmp_path, timeout=10, **kwargs)
+    assert expected.items() <= result.items()
+
+
+def test_the_plain_path_sends_what_requests_sends(tmp_path: Path) -> None:
+    heads = []
+    for mode in ("plain", "requests"):
+        with raw_server(response(b"{}")) as server:
+            exchange_in(
+                mode,
+                server.url + "/api/v1/query?x=1",
+                tmp_path,
+                timeout=10,
+                params={"query": 'up{job="a b"} > 0 & ü'},
+                headers={"Accept": "application/json"},
+                credentials={"username": "ops", "password": "pässwörd€"},
+            )
+        port = server.url.rsplit(":", 1)[1]
+        heads.append(server.requests[0].replace(port.encode(), b"PORT"))
+    plain, full = (h.split(b"\r\n") for h in heads)
+    assert plain[0] == full[0]  # the request line: path and query encoded alike
+    assert sorted(h.lower() for h in plain[1:]) == sorted(h.lower() for h in full[1:])
+
+
+def test_the_plain_path_keeps_the_deadline_and_the_reasons(tmp_path: Path) -> None:
+    with raw_server(b"", stall=True) as server:  # accepts, never answers
+        started = time.monotonic()
+        result = both(server.url + "/", tmp_path, timeout=1)
+        assert time.monotonic() - started < 30
+    assert result == {"failure": "timed out after 1s", "timed_out": True}
+    refused = both(f"http://127.0.0.1:{free_port()}/", tmp_path, timeout=5)
+    assert refused == {"failure": "connection refused", "timed_out": False}
+
+
+@pytest.mark.parametrize(
+    ("url", "env"),
+    [
+        ("https://127.0.0.1/", {}),
+        ("http://user:pw@127.0.0.1/", {}),
+        ("http://127.0.0.1/a b", {}),
+        ("http://[::1]/", {}),
+        ("http://127.0.0.1/", {"HTTP_PROXY": "http://127.0.0.1:9"}),
+        ("http://127.0.0.1/", {"all_proxy": "socks5://127.0.0.1:9"}),
+        ("http://127.0.0.1/", {"NETRC": "/dev/null"}),
+        ("http://127.0.0.1/", {"HOME-NETRC": ""}),
+    ],
+    ids=["https", "userinfo", "space", "ipv6", "proxy", "all-proxy", "netrc-var", "netrc-file"],
+)
+def test_what_the_plain_path_does_not_take_goes_through_requests(
+    url: str, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from incident_cli.http import _plain_target
+
+    for key in list(os.environ):
+        if key.lower().endswith("_proxy") or key == "NETRC":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert _plain_target("http://127.0.0.1/", None, {}) == ("127.0.0.1", 80, "/")
+    for key, value in env.items():
+        if key == "HOME-NETRC":
+            (tmp_path / ".netrc").write_text("machine 127.0.0.1 login a password b\n")
+        else:
+            monkeypatch.setenv(key, value)
+    assert _plain_target(url, None, {}) is None
+    # A header value requests would refuse (or re-encode) goes its way too.
+    monkeypatch.delenv("NETRC", raising=False)
+    (tmp_path / ".netrc").unlink(missing_ok=True)
+    for key in env:
+        monkeypatch.delenv(key, raising=False)
+    assert _plain_target("http://127.0.0.1/", None, {"Authorization": "Bearer tök"}) is None
+    assert _plain_target("http://127.0.0.1/", None, {"X": "a\r\nInjected: 1"}) is None
