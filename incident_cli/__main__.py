@@ -1,5 +1,5 @@
 """Allows `python -m incident_cli`."""
 
-from incident_cli.cli.main import main
+from incident_cli.cli.entry import main
 
 main()

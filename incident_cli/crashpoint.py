@@ -5,7 +5,6 @@ set; never set them in production."""
 from __future__ import annotations
 
 import os
-import signal
 
 # Not settings: tests/faults and the fencing tests set them on the `incident` processes they
 # kill or stall.
@@ -18,6 +17,8 @@ def crash_point(step: str) -> None:
     notify-claimed, sent, action-claimed, command-started); SIGSTOP it (a host that stalls
     until someone sends SIGCONT) when INCIDENT_TEST_STOP_AT names it."""
     if os.environ.get(CRASH_VAR) == step:
+        import signal
+
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get(STOP_VAR) == step:
         os.kill(os.getpid(), signal.SIGSTOP)

@@ -3,9 +3,6 @@ exactly as Typer would coerce them."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,34 +12,13 @@ import typer.main
 
 from incident_cli.cli import app
 from incident_cli.cli.plain_params import NotPlain, plain_value
+from tests.support.binaries import imported_modules
 
-REPO = Path(__file__).resolve().parent.parent
-
-# Run a command in a fresh interpreter and report which heavy modules it imported.
-PROBE = """
-import atexit, json, sys
-def report():
-    heavy = ("pydantic", "rich", "sqlite_utils", "yaml", "requests", "prometheus_client")
-    sys.stderr.write("MODULES " + json.dumps(sorted(m for m in heavy if m in sys.modules)) + "\\n")
-atexit.register(report)
-sys.argv = ["incident", *sys.argv[1:]]
-from incident_cli.cli import main
-main()
-"""
+HEAVY = ("pydantic", "rich", "sqlite_utils", "yaml", "requests", "prometheus_client")
 
 
 def imported(tmp_path: Path, *args: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)},
-        check=False,
-    )
-    line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES "))
-    modules: list[str] = json.loads(line.removeprefix("MODULES "))
-    return modules
+    return imported_modules(tmp_path, *args, heavy=HEAVY)[0]
 
 
 def test_a_json_report_imports_neither_pydantic_nor_rich(tmp_path: Path) -> None:

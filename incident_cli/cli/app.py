@@ -14,11 +14,10 @@ from incident_cli import __version__
 from incident_cli.cli.context import (
     MAX_RUNTIME_HELP,
     Env,
-    print_error,
+    failure_code,
     set_max_runtime,
 )
 from incident_cli.config.defaults import CONFIG_VAR, DB_VAR
-from incident_cli.errors import IncidentError
 
 # `incident --help` lists the stages in the order a tick runs them, then the rest by use.
 # A command missing here follows them, in the order it was registered.
@@ -51,16 +50,6 @@ COMMAND_ORDER = (
 )
 
 
-def _db_path(env: Env | None) -> str | None:
-    """The state DB's path for an error message, if it is known without failing again."""
-    if env is None:
-        return None
-    try:
-        return env.resolved_db_path()
-    except Exception:
-        return env.db_path
-
-
 class IncidentGroup(typer.core.TyperGroup):
     """Maps every exception to one stderr line and an ExitStatus (traceback only with -v)."""
 
@@ -86,16 +75,8 @@ class IncidentGroup(typer.core.TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Exception as exc:
-            from incident_cli.outcomes import describe_exception
-
             env = ctx.obj if isinstance(ctx.obj, Env) else None
-            code, message = describe_exception(exc, _db_path(env))
-            print_error(message, env)
-            if env is not None and env.verbose and not isinstance(exc, IncidentError):
-                import traceback
-
-                traceback.print_exc()
-            raise typer.Exit(code) from None
+            raise typer.Exit(failure_code(exc, env)) from None
         finally:
             if isinstance(ctx.obj, Env):
                 ctx.obj.close()

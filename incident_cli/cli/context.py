@@ -12,12 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import typer
-
 from incident_cli.config.defaults import COLUMNS_VAR, CONFIG_VAR, DB_VAR
-from incident_cli.errors import ExitStatus, worst_exit
+from incident_cli.errors import ExitStatus, IncidentError, worst_exit
 
 if TYPE_CHECKING:
+    import typer
+
     from incident_cli.config.model import Config
     from incident_cli.outcomes import StageResult
     from incident_cli.reporting.eventlog import EventLog
@@ -131,6 +131,30 @@ def print_error(message: str, env: Env | None) -> None:
     sys.stderr.write(f"incident: {line}\n")
 
 
+def failure_code(exc: Exception, env: Env | None) -> int:
+    """The one stderr line for a command's failure, and its exit code (a traceback with -v
+    for the unexpected ones). The Typer group and the `run` fast path both end here."""
+    from incident_cli.outcomes import describe_exception
+
+    code, message = describe_exception(exc, _db_path(env))
+    print_error(message, env)
+    if env is not None and env.verbose and not isinstance(exc, IncidentError):
+        import traceback
+
+        traceback.print_exc()
+    return code
+
+
+def _db_path(env: Env | None) -> str | None:
+    """The state DB's path for an error message, if it is known without failing again."""
+    if env is None:
+        return None
+    try:
+        return env.resolved_db_path()
+    except Exception:
+        return env.db_path
+
+
 def get_env(ctx: typer.Context) -> Env:
     obj = ctx.find_object(Env)
     assert obj is not None
@@ -139,6 +163,8 @@ def get_env(ctx: typer.Context) -> Env:
 
 def max_runtime_option() -> Any:
     """`--max-runtime` after a tick command's name; it wins over the one before it."""
+    import typer
+
     return typer.Option(
         None, "--max-runtime", metavar="D", help=MAX_RUNTIME_HELP, show_default=False
     )

@@ -20,6 +20,11 @@ from incident_cli.cli.app import app
 
 __all__ = ["app", "main"]
 
+# `from incident_cli.cli import app` is the Typer app: importing the `cli.app` module above
+# made the package's `app` that module (the package builds the app only when asked for it).
+_package = sys.modules["incident_cli.cli"]
+_package.app = app  # type: ignore[attr-defined]
+
 
 def main() -> None:
     """Console-script entry point."""

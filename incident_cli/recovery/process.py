@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 import time
@@ -65,6 +64,8 @@ def find_program(program: str, path: str, cwd: str | None) -> str | None:
     if "/" in program:
         candidate = os.path.join(cwd or os.getcwd(), program)
         return candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None
+    import shutil  # with bz2 and lzma: not for a tick that runs no command
+
     return shutil.which(program, path=path)
 
 

@@ -391,3 +391,35 @@ def stack(
         if am is not None:
             am.stop()
         exporter.close()
+
+
+# --------------------------------------------------------------------------- start-up
+
+_PROBE = """
+import atexit, json, sys
+heavy = json.loads(sys.argv.pop(1))
+def report():
+    sys.stderr.write("MODULES " + json.dumps(sorted(m for m in heavy if m in sys.modules)) + "\\n")
+atexit.register(report)
+sys.argv = ["incident", *sys.argv[1:]]
+from incident_cli.cli import main
+main()
+"""
+
+
+def imported_modules(
+    cwd: Path, *args: str, heavy: tuple[str, ...], env: Mapping[str, str] | None = None
+) -> tuple[list[str], subprocess.CompletedProcess[str]]:
+    """Which of `heavy` an `incident` command imported, run in a fresh interpreter through
+    the console script's entry point."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(heavy), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=cli_env({"HOME": str(cwd), **(env or {})}),
+        check=False,
+    )
+    line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES "))
+    modules: list[str] = json.loads(line.removeprefix("MODULES "))
+    return modules, done
