@@ -330,7 +330,7 @@ def idle_case(runs: int, work: Path) -> Row:
         config = poll_config(workdir, server.url)
         check(run_timed(incident_argv(config, "run")).code == 0, "the first idle run failed")
         row = Row(
-            "idle tick: run (nothing to do)", 0, [], [], 6.0, "floor: python -c 'import sqlite3'"
+            "idle tick: run (nothing to do)", 0, [], [], 4.0, "floor: python -c 'import sqlite3'"
         )
         for _ in range(runs):
             row.runs.append(run_timed(incident_argv(config, "run")))

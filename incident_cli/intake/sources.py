@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import json.scanner
 import re
@@ -33,6 +32,8 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     (names are [a-zA-Z_][a-zA-Z0-9_]*), so distinct label sets give distinct inputs.
     """
     canonical = "\x1e".join([f"{k}\x1f{v}" for k, v in sorted(labels.items())])
+    import hashlib  # OpenSSL's: not for a poll that sees no alert
+
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 

@@ -19,7 +19,6 @@ the lease as lost (`lost`), and a note on the incident's timeline says so.
 from __future__ import annotations
 
 import json
-import secrets as token_source
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -439,6 +438,8 @@ class _SendingRun:
 
     def start_next(self, name: str, pool: Executor) -> bool:
         """Claim the channel's next row and start sending it; False when none could start."""
+        import secrets as token_source  # with hmac and OpenSSL: only when there is a row to send
+
         work, delivery = self.work, self.delivery
         while name in work:
             queue = work[name]
