@@ -54,10 +54,17 @@ class Env:
             from incident_cli.config.load import load_config
 
             path = self.config_path or self.environ.get(CONFIG_VAR)
-            if path:
-                self._config = load_config(path, self.environ, must_exist=True)
-            else:
-                self._config = load_config("incident.yaml", self.environ, must_exist=False)
+            # The parsed file is cached beside the DB when the DB is named without the config
+            # (--db or INCIDENT_DB, as the crontab line does).
+            db = self.db_path or self.environ.get(DB_VAR)
+            cache = None
+            if db:
+                from incident_cli.config.cache import cache_path
+
+                cache = cache_path(db)
+            self._config = load_config(
+                path or "incident.yaml", self.environ, must_exist=bool(path), cache=cache
+            )
         return self._config
 
     def resolved_db_path(self) -> str:

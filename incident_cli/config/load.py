@@ -58,28 +58,28 @@ def load_config(
     env: Mapping[str, str] | None = None,
     *,
     must_exist: bool = True,
+    cache: Path | None = None,
 ) -> Config:
-    """Load, expand and validate the config; with no file (and must_exist False) the built-ins."""
+    """Load, expand and validate the config; with no file (and must_exist False) the built-ins.
+    With `cache` (a file beside the state DB), the file's parsed YAML is kept there and reused
+    while the file is unchanged (config/cache.py)."""
     env = dict(os.environ if env is None else env)
     if path is None:
         config_path, must_exist = resolve_config_path(None, env)
     else:
         config_path = Path(path)
+    key, hit = None, False
     if config_path.exists() or must_exist:
         file = str(config_path)
-        try:
-            data = config_path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(file, "", f"cannot read: {exc.strerror}") from None
-        if len(data) > 4 * 1024 * 1024:
-            raise ConfigError(file, "", "file is larger than 4 MiB")
-        try:
-            text = data.decode("utf-8")
-            raw = load_raw(text)
-        except UnicodeDecodeError:
-            raise ConfigError(file, "", "file is not UTF-8 text") from None
-        except RawYAMLError as exc:
-            raise ConfigError(file, "", str(exc)) from None
+        raw = None
+        if cache is not None:
+            from incident_cli.config import cache as parsed
+
+            key = parsed.file_key(config_path)  # before reading: a later change is a miss
+            raw = parsed.read(cache, key) if key is not None else None
+        hit = raw is not None
+        if not hit:
+            raw = _parse_file(config_path, file)
         base_dir = str(config_path.resolve().parent)
         builtin = False
     else:
@@ -89,7 +89,25 @@ def load_config(
         raw["channels"] = to_raw(builtin_channels(env))
         base_dir = str(Path.cwd())
         builtin = True
-    return _build(file, raw, env, base_dir, builtin)
+    config = _build(file, raw, env, base_dir, builtin)
+    if cache is not None and key is not None and not hit:
+        parsed.write(cache, key, raw, config)
+    return config
+
+
+def _parse_file(config_path: Path, file: str) -> Raw | None:
+    try:
+        data = config_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(file, "", f"cannot read: {exc.strerror}") from None
+    if len(data) > 4 * 1024 * 1024:
+        raise ConfigError(file, "", "file is larger than 4 MiB")
+    try:
+        return load_raw(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(file, "", "file is not UTF-8 text") from None
+    except RawYAMLError as exc:
+        raise ConfigError(file, "", str(exc)) from None
 
 
 def _build(

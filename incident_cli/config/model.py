@@ -239,6 +239,10 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Every secret value in the config, for masking anything printed or stored."""
+        return [v for v in self.secret_values() if len(v) >= 4]
+
+    def secret_values(self) -> list[str]:
+        """Every secret value in the config, however short."""
         values: list[str] = []
         for channel in self.channels.values():
             values.extend(channel.secrets())
@@ -253,7 +257,7 @@ class Config:
                 url_password = urlsplit(self.db_path).password
                 if url_password:
                     values.extend({url_password, unquote(url_password)})
-        return [v for v in values if len(v) >= 4]
+        return values
 
 
 @dataclass(frozen=True)

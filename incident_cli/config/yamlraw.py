@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Any, Union
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class RawYAMLError(ValueError):
 
 def load_raw(text: str) -> Raw | None:
     """Parse YAML safely (SafeLoader's composer: no object construction) into raw nodes."""
+    import yaml  # ~7 ms: not when the parsed file comes from the cache (config/cache.py)
+
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -59,13 +63,15 @@ MAX_NODES = 100_000
 
 
 def _convert(node: yaml.Node, depth: int, budget: list[int]) -> Raw:
+    import yaml
+
     if depth > 50:
         raise RawYAMLError("invalid YAML: nested too deeply")
     budget[0] -= 1
     if budget[0] < 0:
         raise RawYAMLError(f"invalid YAML: more than {MAX_NODES} values (alias expansion?)")
     if isinstance(node, yaml.MappingNode):
-        yaml.SafeLoader.flatten_mapping(_FLATTENER, node)
+        yaml.SafeLoader.flatten_mapping(_flattener(), node)
         out: dict[str, Raw] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -92,5 +98,10 @@ def _convert(node: yaml.Node, depth: int, budget: list[int]) -> Raw:
     )
 
 
-# flatten_mapping (for `<<` merge keys) needs a constructor instance; it keeps no state we use.
-_FLATTENER = yaml.SafeLoader("")
+@functools.cache
+def _flattener() -> Any:
+    """flatten_mapping (for `<<` merge keys) needs a constructor instance; it keeps no state
+    we use."""
+    import yaml
+
+    return yaml.SafeLoader("")
