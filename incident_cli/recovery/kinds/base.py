@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from secrets import token_hex
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol
 
 from incident_cli.config.model import SourceConfig
@@ -31,6 +30,12 @@ class Due(NamedTuple):
     at: float
 
 
+def _claim_token() -> str:
+    import secrets  # with hmac and OpenSSL: only when an action is claimed
+
+    return secrets.token_hex(8)
+
+
 @dataclass(frozen=True)
 class Job:
     """Claimed work for a worker thread: everything it needs, nothing of the DB."""
@@ -52,7 +57,7 @@ class Job:
     verify: Mapping[str, Any] | None = None  # the rule's `verify`, as planned again now
     target: str | None = None  # what a block_ip acts on: the parsed IP
     left_out: tuple[str, ...] = ()  # labels over the environment budget
-    token: str = field(default_factory=lambda: token_hex(8))  # this claim's, on the row
+    token: str = field(default_factory=_claim_token)  # this claim's, on the row
 
 
 @dataclass(frozen=True)
