@@ -16,9 +16,9 @@ def crash_point(step: str) -> None:
     """SIGKILL this process when INCIDENT_TEST_CRASH_AT names `step` (poll-read,
     notify-claimed, sent, action-claimed, command-started); SIGSTOP it (a host that stalls
     until someone sends SIGCONT) when INCIDENT_TEST_STOP_AT names it."""
-    if os.environ.get(CRASH_VAR) == step:
-        import signal
+    crash, stop = os.environ.get(CRASH_VAR) == step, os.environ.get(STOP_VAR) == step
+    if not (crash or stop):
+        return
+    import signal  # (and its enums) only when a test asks for it
 
-        os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get(STOP_VAR) == step:
-        os.kill(os.getpid(), signal.SIGSTOP)
+    os.kill(os.getpid(), signal.SIGKILL if crash else signal.SIGSTOP)

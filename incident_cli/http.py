@@ -265,7 +265,10 @@ def _exchange(
         except HTTPFailure:
             raise
         except requests.exceptions.RequestException as exc:
-            raise (timed_out if watchdog.expired else HTTPFailure(describe_error(exc))) from None
+            # A read timeout is the whole timeout after the connect: past the deadline, even
+            # when it fires just before the watchdog does.
+            late = watchdog.expired or isinstance(exc, requests.exceptions.ReadTimeout)
+            raise (timed_out if late else HTTPFailure(describe_error(exc))) from None
         except urllib3.exceptions.ReadTimeoutError:
             raise timed_out from None
         except urllib3.exceptions.DecodeError:
@@ -440,10 +443,10 @@ def _plain_exchange(
                 connection.request("GET", path, headers=sent)
                 response = connection.getresponse()
             except (OSError, http.client.HTTPException) as exc:
-                if watchdog.expired:
+                # A read timeout is the whole timeout after the connect: past the deadline.
+                if watchdog.expired or isinstance(exc, TimeoutError):
                     raise timed_out from None
-                reason = "timed out" if isinstance(exc, TimeoutError) else "connection failed"
-                raise HTTPFailure(reason) from None
+                raise HTTPFailure("connection failed") from None
             body = _plain_body(response, body_limit, over_limit, watchdog, timed_out)
             retry_after = response.getheader("Retry-After")
         finally:
