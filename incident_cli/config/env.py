@@ -116,7 +116,7 @@ class EnvVariable:
     """One environment variable `incident` reads, and what for."""
 
     name: str
-    kind: str  # location | output | source | channel | behaviour | test
+    kind: str  # location | output | http | source | channel | behaviour | test
     key: str  # what it stands for: an option, a config key, or a channel kind
 
 
@@ -138,6 +138,8 @@ def variables() -> tuple[EnvVariable, ...]:
         EnvVariable(d.HOSTNAME_VAR, "location", "this host's name"),
         EnvVariable(d.NO_COLOR_VAR, "output", "no colour"),
         EnvVariable(d.COLUMNS_VAR, "output", "line width"),
+        # requests' own; http.py looks at it to leave such exchanges to requests.
+        EnvVariable("NETRC", "http", "a .netrc file of HTTP credentials"),
         EnvVariable(d.PROMETHEUS_URL_VAR, "source", "sources.prometheus.url"),
     ]
     for kind in KINDS:
