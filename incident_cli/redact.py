@@ -22,11 +22,12 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 # Up to the last `@` of the URL: a password may hold `/`, `?` or `#` when not percent-encoded.
 # With a scheme (`https://u:p@h`), scheme-relative (`//u:p@h`), or bare (`u:p@h`, at the start
-# of a word: a user, a colon, a password; so an e-mail address stays as it is). An opening
+# of a word: a user, a colon, a password that is not empty; so an e-mail address, or a
+# character class such as `[A-Za-z0-9_.:@/]` in a message, stays as it is). An opening
 # bracket before it is not part of the user: `[https://u:p@h, …]` keeps its scheme.
 _USERINFO = re.compile(
     r"(?:(\b[A-Za-z][A-Za-z0-9+.-]*://|(?<![\w:/])//)[^\s'\"<>@]*"
-    r"|(?<![^\s'\"(\[{<=,])[^\s'\"<>@:/(\[{]+:[^\s'\"<>@]*)@"
+    r"|(?<![^\s'\"(\[{<=,])[^\s'\"<>@:/(\[{]+:[^\s'\"<>@]+)@"
 )
 
 
