@@ -17,7 +17,7 @@ from incident_cli.errors import ExitStatus, IncidentError, worst_exit
 if TYPE_CHECKING:
     from incident_cli.intake.anomaly import DetectResult
     from incident_cli.intake.sync import SyncResult
-    from incident_cli.lifecycle.poll import PollResult
+    from incident_cli.lifecycle.result import PollResult
     from incident_cli.notify.delivery import DeliveryReport
     from incident_cli.recovery.report import RecoverResult
 

@@ -11,7 +11,7 @@ from sqlite_utils import Database
 
 from incident_cli.config.model import Config
 from incident_cli.errors import ConfigError
-from incident_cli.lifecycle.poll import PollResult
+from incident_cli.lifecycle.result import PollResult
 from incident_cli.notify.channels.base import Message, facts_of, plain_text
 from incident_cli.notify.channels.registry import build
 from incident_cli.store.connection import open_db

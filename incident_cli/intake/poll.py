@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, replace
 
 from incident_cli.config.model import Config
 from incident_cli.errors import SourceError
-from incident_cli.lifecycle.poll import PollResult, apply_poll
+from incident_cli.lifecycle.poll import apply_poll
+from incident_cli.lifecycle.result import PollResult
 from incident_cli.models import Alert
 from incident_cli.redact import mask_userinfo, redact
 from incident_cli.runtime import TickRuntime

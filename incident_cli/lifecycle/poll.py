@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from incident_cli.config.model import Config, Rule, severity_rank
@@ -13,6 +12,7 @@ from incident_cli.lifecycle.changes import open_incident, reopen, resolve
 from incident_cli.lifecycle.detectors import raise_severity, raised_by
 from incident_cli.lifecycle.flapping import settle_flapping
 from incident_cli.lifecycle.mass_resolve import hold_clears, trips
+from incident_cli.lifecycle.result import PollResult
 from incident_cli.lifecycle.routing import group_severity, incident_key, match_rule, routed_by
 from incident_cli.lifecycle.source_health import update_source_status
 from incident_cli.models import Alert, Incident, alert_severity
@@ -25,28 +25,6 @@ from incident_cli.store.incidents import get_incident
 from incident_cli.store.timeline import (
     event_row,
 )
-
-
-@dataclass
-class PollResult:
-    opened: list[int] = field(default_factory=list)
-    reopened: list[int] = field(default_factory=list)
-    resolved: list[int] = field(default_factory=list)
-    updated: int = 0
-    storm: bool = False
-    # Incidents whose clears the mass-resolve guard started holding in this poll.
-    held: list[int] = field(default_factory=list)
-    failed_sources: dict[str, str] = field(default_factory=dict)
-    alerts_seen: int = 0
-    # Sources whose failure is the first in a row, and sources that answer again after
-    # failing: what a tick prints about its sources (cron mails every line).
-    new_failures: list[str] = field(default_factory=list)
-    recovered_sources: list[str] = field(default_factory=list)
-    # For a source with replicas, while it is up: each failed replica's error by source and
-    # URL, and the (source, URL) pairs whose failure is new and that answer again.
-    failed_replicas: dict[str, dict[str, str]] = field(default_factory=dict)
-    new_replica_failures: list[tuple[str, str]] = field(default_factory=list)
-    recovered_replicas: list[tuple[str, str]] = field(default_factory=list)
 
 
 class _OpenRow(NamedTuple):

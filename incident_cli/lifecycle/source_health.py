@@ -20,7 +20,7 @@ from incident_cli.store.timeline import (
 )
 
 if TYPE_CHECKING:
-    from incident_cli.lifecycle.poll import PollResult
+    from incident_cli.lifecycle.result import PollResult
 
 SOURCE_FAILURES_BEFORE_INCIDENT = 3
 

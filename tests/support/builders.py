@@ -11,7 +11,8 @@ from typing import Any
 from incident_cli.config.load import load_config
 from incident_cli.config.model import Config
 from incident_cli.intake.sources import fingerprint as fingerprint_of
-from incident_cli.lifecycle.poll import PollResult, apply_poll
+from incident_cli.lifecycle.poll import apply_poll
+from incident_cli.lifecycle.result import PollResult
 from incident_cli.models import Alert
 from incident_cli.store.database import Database
 from incident_cli.times import parse_rfc3339
