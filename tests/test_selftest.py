@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from incident_cli.store.connection import open_db
@@ -19,8 +18,11 @@ def lines(output: str) -> list[str]:
 def test_the_shipped_example_passes_offline_with_no_environment(tmp_path: Path) -> None:
     example = tmp_path / "incident.yaml"
     shutil.copy(REPO / "examples" / "incident.yaml", example)
-    scratch_before = set(Path(tempfile.gettempdir()).glob("incident-selftest-*"))
-    result = run_cli(["-c", str(example), "test", "--offline"], cwd=tmp_path)
+    scratch = tmp_path / "tmp"  # its own temporary directory: other test runs share /tmp
+    scratch.mkdir()
+    result = run_cli(
+        ["-c", str(example), "test", "--offline"], cwd=tmp_path, env={"TMPDIR": str(scratch)}
+    )
     assert result.code == 0, result.stdout + result.stderr
     out = lines(result.stdout)
     assert out[0].startswith("✓ config: ")
@@ -31,7 +33,7 @@ def test_the_shipped_example_passes_offline_with_no_environment(tmp_path: Path) 
     assert "✓ pipeline: report: 1 opened, 1 resolved" in out
     assert out[-1] == "all checks passed"
     assert not (tmp_path / "incident.db").exists()  # the real DB is not even created
-    assert set(Path(tempfile.gettempdir()).glob("incident-selftest-*")) <= scratch_before
+    assert list(scratch.iterdir()) == []  # its scratch state was removed
 
 
 def test_it_renders_a_payload_for_every_enabled_channel_and_sends_nothing(tmp_path: Path) -> None:
