@@ -8,6 +8,30 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 DEFAULT_MAX_RUNTIME = 50.0  # well under cron's minute: the next tick finds the lock free
+# The PostgreSQL tick lock's lease in seconds (store/pg_lease.py), default 30; tests set a
+# short one. Not a config key: the lock is taken before a tick reads its settings from the DB.
+LOCK_LEASE_VAR = "INCIDENT_LOCK_LEASE"
+DEFAULT_LOCK_LEASE = 30.0
+
+
+def lock_lease() -> float:
+    """INCIDENT_LOCK_LEASE, else 30 s; anything but a positive number of seconds is exit 78."""
+    import os
+
+    from incident_cli.errors import ConfigError
+
+    raw = (os.environ.get(LOCK_LEASE_VAR) or "").strip()
+    if not raw:
+        return DEFAULT_LOCK_LEASE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86400:
+        raise ConfigError(
+            "environment", LOCK_LEASE_VAR, f"a number of seconds above 0, not {raw!r}"
+        )
+    return value
 
 
 class TickRuntime:

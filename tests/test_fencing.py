@@ -4,8 +4,8 @@ Real `incident` processes (INCIDENT_HOSTNAME a and b) against a real Alertmanage
 receiver and a recovery command, on SQLite and on PostgreSQL. Host a is stalled at a named
 step (the test-only INCIDENT_TEST_STOP_AT sends it SIGSTOP there); its leases are moved into
 the past (as the clock would, without the wait) and its tick lock is lost (on SQLite the lock
-file removed; on PostgreSQL its session ended, as `idle_session_timeout` or a partition ends
-it), so host b ticks meanwhile; then host a gets SIGCONT.
+file removed; on PostgreSQL its session ended, as the next host does once its tick lock lease
+ran out), so host b ticks meanwhile; then host a gets SIGCONT.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.binaries import CliResult, cli_env, run_cli, wait_until
+from tests.support.binaries import CliResult, cli_env, process_state, run_cli, wait_until
 from tests.support.failover import age_leases_of, state_sql
 from tests.support.faults import pipeline
 from tests.support.notify import Receiver
@@ -83,15 +83,6 @@ def resume(proc: subprocess.Popen[str], db: str) -> str:
     else:
         assert proc.returncode == 0, stderr
     return stderr
-
-
-def process_state(pid: int) -> str | None:
-    """The one-letter state of a process (R, S, T, Z, ...), None when it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2 :].split()[0]
 
 
 def lose_lock(workdir: Path, db: str) -> None:

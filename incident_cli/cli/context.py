@@ -231,7 +231,7 @@ def tick(
     codes = record.codes
     error: str | None = None
     env.tick_stages = []  # one summary line per tick, also when one invocation runs several
-    lock_ctx = tick_lock(db, env.resolved_db_path(), env.wait) if lock else None
+    lock_ctx = tick_lock(db, env.resolved_db_path(), env.wait, env.config().host) if lock else None
     if lock_ctx is not None:
         lock_ctx.acquire()
     started = env.now()  # after the lock: the heartbeat's duration is the work's
@@ -292,8 +292,8 @@ def held_lock(env: Env) -> Iterator[None]:
     """The tick lock for the whole of a block (several ticks in one invocation)."""
     from incident_cli.store.connection import tick_lock
 
-    env.config()
-    with tick_lock(env.db(), env.resolved_db_path(), env.wait):
+    host = env.config().host
+    with tick_lock(env.db(), env.resolved_db_path(), env.wait, host):
         yield
 
 

@@ -116,7 +116,7 @@ class EnvVariable:
     """One environment variable `incident` reads, and what for."""
 
     name: str
-    kind: str  # location | output | http | source | channel | behaviour | test
+    kind: str  # location | output | http | source | channel | behaviour | tuning | test
     key: str  # what it stands for: an option, a config key, or a channel kind
 
 
@@ -131,6 +131,7 @@ def variables() -> tuple[EnvVariable, ...]:
     Environment, lists the same; tests/test_env_variables.py checks both against the code)."""
     from incident_cli.crashpoint import CRASH_VAR, STOP_VAR
     from incident_cli.notify.channels.registry import KINDS, options_class
+    from incident_cli.runtime import LOCK_LEASE_VAR
 
     found = [
         EnvVariable(d.CONFIG_VAR, "location", "-c/--config"),
@@ -152,6 +153,7 @@ def variables() -> tuple[EnvVariable, ...]:
     found.extend(EnvVariable(o.variable, "behaviour", o.key) for o in ENV_OVERRIDES)
     found.append(EnvVariable(CRASH_VAR, "test", "tests/faults only"))
     found.append(EnvVariable(STOP_VAR, "test", "the fencing tests only"))
+    found.append(EnvVariable(LOCK_LEASE_VAR, "tuning", "the PostgreSQL tick lock's lease"))
     return tuple(found)
 
 

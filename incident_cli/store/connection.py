@@ -213,13 +213,16 @@ class TickLock:
             self._fd = None
 
 
-def tick_lock(db: Database, path: str, wait: float = 0.0) -> TickLock | PgTickLock:
+def tick_lock(
+    db: Database, path: str, wait: float = 0.0, host: str | None = None
+) -> TickLock | PgTickLock:
     """The lock that serialises ticks: a flock beside a SQLite file; on PostgreSQL a session
-    advisory lock, shared by every host that ticks against the same database."""
+    advisory lock, shared by every host that ticks against the same database, with a lease
+    `host` renews while it holds it."""
     if db.is_postgres:
         from incident_cli.store.postgres import PgTickLock
 
-        return PgTickLock(db.conn, wait)  # type: ignore[arg-type]
+        return PgTickLock(db.conn, wait, host)  # type: ignore[arg-type]
     return TickLock(path, wait)
 
 

@@ -28,6 +28,7 @@ ORDER = (
     "source_replicas",
     "sync_status",
     "recovery_breaker",
+    "tick_lock",
     "rollup_hourly",
     "rollup_followups",
     "id_floor",
@@ -35,9 +36,10 @@ ORDER = (
 )
 ID_TABLES = ("incidents", "alerts", "timeline", "actions", "notifications", "journeys", "followups")
 BATCH = 2000
-# Rows a new schema starts with (m009's floor of 0, m014's closed breaker) or that the copy's
-# own inserts produce (the counters' triggers): replaced by the source's.
-REPLACED = ("id_floor", "counters", "recovery_breaker")
+# Rows a new schema starts with (m009's floor of 0, m014's closed breaker, m016's tick lock
+# lease, never held) or that the copy's own inserts produce (the counters' triggers): replaced
+# by the source's.
+REPLACED = ("id_floor", "counters", "recovery_breaker", "tick_lock")
 
 
 class TargetNotEmpty(IncidentError):

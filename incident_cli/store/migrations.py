@@ -485,3 +485,14 @@ def m015_clear_held_until(db: sqlite_utils.Database) -> None:
     # poll keeps them (not cleared, not resolved) until this time; NULL: not held. Plain SQL
     # for both backends.
     db.execute("ALTER TABLE incidents ADD COLUMN clear_held_until REAL")
+
+
+@migrations()
+def m016_tick_lock_lease(db: sqlite_utils.Database) -> None:
+    # The PostgreSQL tick lock's lease (store/pg_lease.py): the host and session holding it,
+    # renewed until `lease_until` while that process lives. Unused on SQLite. Plain SQL.
+    db.execute(
+        "CREATE TABLE tick_lock (id INTEGER PRIMARY KEY, host TEXT, backend_pid INTEGER,"
+        " lease_until REAL NOT NULL)"
+    )
+    db.execute("INSERT INTO tick_lock (id, lease_until) VALUES (1, 0)")

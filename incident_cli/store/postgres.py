@@ -13,6 +13,7 @@ import functools
 import re
 import socket
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,12 +25,16 @@ from incident_cli.store.database import BUSY_TIMEOUT_MS
 if TYPE_CHECKING:
     import psycopg
 
+    from incident_cli.store.pg_lease import LeaseKeeper
+
 INSTALL_HINT = "pip install 'incident-cli[postgres]'"
 # pg_advisory_lock keys: one serialises write transactions (what SQLite's BEGIN IMMEDIATE
 # gives), the other is held by the session of the tick that runs.
 WRITE_LOCK_KEY = 0x1C1D_0001
 TICK_LOCK_KEY = 0x1C1D_0002
 CONNECT_TIMEOUT = 10
+# How long a host that ended a stalled holder's session waits for the server to free its lock.
+EVICT_WAIT = 5.0
 # Tables whose rows get an id from the table: a single-row INSERT returns it (lastrowid).
 ID_TABLES = ("incidents", "alerts", "timeline", "actions", "notifications", "journeys", "followups")
 
@@ -347,12 +352,15 @@ def connect(url: str, password: str | None = None, host: str | None = None) -> A
 class PgTickLock:
     """A session advisory lock held for the whole tick: a second host gives up at once (or
     after `wait` seconds) naming the host that holds it; a dead holder's session ends and the
-    server frees its lock."""
+    server frees its lock. While held, a lease is renewed from a thread (see pg_lease): a
+    holder whose lease ran out has stalled, and the next host ends its session and ticks."""
 
-    def __init__(self, conn: PgConnection, wait: float = 0.0) -> None:
+    def __init__(self, conn: PgConnection, wait: float = 0.0, host: str | None = None) -> None:
         self.conn = conn
         self.wait = wait
+        self.host = host or socket.gethostname()
         self._held = False
+        self._keeper: LeaseKeeper | None = None
 
     def __enter__(self) -> PgTickLock:
         self.acquire()
@@ -361,12 +369,18 @@ class PgTickLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    def _try(self) -> bool:
+        row = self.conn.execute(f"SELECT pg_try_advisory_lock({TICK_LOCK_KEY})").fetchone()
+        return bool(row[0])
+
     def acquire(self) -> None:
+        from incident_cli.runtime import lock_lease
+
+        lease = lock_lease()
         deadline = time.monotonic() + max(self.wait, 0.0)
         while True:
-            row = self.conn.execute(f"SELECT pg_try_advisory_lock({TICK_LOCK_KEY})").fetchone()
-            if row[0]:
-                self._held = True
+            if self._try() or self._evict_stalled():
+                self._hold(lease)
                 return
             if time.monotonic() >= deadline:
                 raise LockBusy(
@@ -374,6 +388,31 @@ class PgTickLock:
                     f" ({self.holder()}); try again next tick"
                 )
             time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+
+    def _evict_stalled(self) -> bool:
+        """End the session of a holder whose lease ran out and take the lock (a few seconds
+        for the server to free it); one line on stderr names the evicted host."""
+        from incident_cli.store.pg_lease import end_session, stalled_holder
+
+        stalled = stalled_holder(self.conn, TICK_LOCK_KEY)
+        if stalled is None:
+            return False
+        end_session(self.conn, stalled.pid)
+        until = time.monotonic() + EVICT_WAIT
+        while not self._try():
+            if time.monotonic() >= until:
+                return False  # another host was quicker, or the session lingers
+            time.sleep(0.05)
+        sys.stderr.write(f"incident: {stalled.evicted_line()}\n")
+        return True
+
+    def _hold(self, lease: float) -> None:
+        from incident_cli.store.pg_lease import LeaseKeeper, take_lease
+
+        self._held = True
+        take_lease(self.conn, self.host, lease)
+        self._keeper = LeaseKeeper(self.conn, self.host, lease)
+        self._keeper.start()
 
     def holder(self) -> str:
         """Who holds the tick lock: `incident@<host>` and its session's pid."""
@@ -391,6 +430,9 @@ class PgTickLock:
         return f"held by host {host}, session pid {row[1]}"
 
     def release(self) -> None:
+        if self._keeper is not None:
+            self._keeper.stop()
+            self._keeper = None
         if self._held:
             self._held = False
             with contextlib.suppress(sqlite3.Error):  # a session gone took its lock with it

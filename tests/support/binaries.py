@@ -423,3 +423,12 @@ def imported_modules(
     line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES "))
     modules: list[str] = json.loads(line.removeprefix("MODULES "))
     return modules, done
+
+
+def process_state(pid: int) -> str | None:
+    """The one-letter state of a process (R, S, T, Z, ...), None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()[0]
