@@ -115,3 +115,18 @@ def test_a_healthy_host_in_a_recovery_command_longer_than_the_lease_is_not_evict
             _, stderr = a.communicate(timeout=60)
         assert a.returncode == 0, stderr
         assert state_sql(db, "SELECT status FROM actions") == [("succeeded",)]
+
+
+def test_a_lease_that_is_not_a_positive_number_of_seconds_is_one_line_and_exit_78(
+    tmp_path: Path, pg_db: str
+) -> None:
+    (tmp_path / "incident.yaml").write_text("rules: []\n")
+    for bad in ("soon", "0", "-5"):
+        result = run_cli(
+            ["-c", "incident.yaml", "--db", pg_db, "run"],
+            cwd=tmp_path,
+            env={"INCIDENT_HOSTNAME": "a", "INCIDENT_LOCK_LEASE": bad},
+        )
+        assert result.code == 78, result.stderr
+        assert result.stderr.count("\n") == 1 and "INCIDENT_LOCK_LEASE" in result.stderr
+        assert "Traceback" not in result.stderr

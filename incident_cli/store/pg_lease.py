@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from incident_cli.store.postgres import PgConnection
 
 SERVER_NOW = "extract(epoch from clock_timestamp())"
+# The renewal session's name in pg_stat_activity: incident-lease@<host>.
+LEASE_SESSION = "incident-lease"
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,13 @@ class LeaseKeeper:
     the lease, until stopped or until the row names another session (this one was evicted)."""
 
     def __init__(self, conn: PgConnection, host: str, lease: float) -> None:
+        """Opens the renewal connection at once: a host that cannot (the server refuses more
+        connections) must not hold the lock, since its lease would run out while it works."""
         self.conn = conn
         self.host = host
         self.lease = lease
         self.pid = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+        self._own: PgConnection | None = self._connect()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tick-lock-lease", daemon=True)
 
@@ -88,16 +93,26 @@ class LeaseKeeper:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        own, self._own = self._own, None  # never started: its connection is still here
+        if own is not None:
+            with contextlib.suppress(Exception):
+                own.close()
 
-    def _run(self) -> None:
+    def _connect(self) -> PgConnection:
         from incident_cli.store.postgres import connect
 
-        own: PgConnection | None = None
+        conn: PgConnection = connect(
+            self.conn.url, self.conn.raw.info.password, self.host, LEASE_SESSION
+        )
+        return conn
+
+    def _run(self) -> None:
+        own, self._own = self._own, None
         try:
             while not self._stop.wait(self.lease / 3):
                 try:
                     if own is None:
-                        own = connect(self.conn.url, self.conn.raw.info.password, self.host)
+                        own = self._connect()
                     renewed = own.execute(
                         f"UPDATE tick_lock SET lease_until = {SERVER_NOW} + ?"
                         " WHERE id = 1 AND backend_pid = ?",

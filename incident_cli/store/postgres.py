@@ -321,10 +321,13 @@ def _numeric_loader(psycopg: Any) -> type:
     return NumericLoader
 
 
-def connect(url: str, password: str | None = None, host: str | None = None) -> Any:
+def connect(
+    url: str, password: str | None = None, host: str | None = None, name: str = "incident"
+) -> Any:
     """A PgConnection to `url`, named `incident@<host>` in pg_stat_activity (`host`: the
-    config's, INCIDENT_HOSTNAME or the machine's hostname); the server not answering is
-    PgUnavailable (exit 75), with the password masked."""
+    config's, INCIDENT_HOSTNAME or the machine's hostname; `name`: `incident-lease` for the
+    tick lock lease's own session); the server not answering is PgUnavailable (exit 75),
+    with the password masked."""
     psycopg = _psycopg()
     extra: dict[str, Any] = {"password": password} if password is not None else {}
     try:
@@ -332,7 +335,7 @@ def connect(url: str, password: str | None = None, host: str | None = None) -> A
             url,
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT,
-            application_name=f"incident@{host or socket.gethostname()}"[:63],
+            application_name=f"{name}@{host or socket.gethostname()}"[:63],
             # As SQLite's busy timeout: a lock wait longer than this fails (exit 75).
             options=f"-c lock_timeout={BUSY_TIMEOUT_MS}",
             **extra,
@@ -410,8 +413,12 @@ class PgTickLock:
         from incident_cli.store.pg_lease import LeaseKeeper, take_lease
 
         self._held = True
-        take_lease(self.conn, self.host, lease)
-        self._keeper = LeaseKeeper(self.conn, self.host, lease)
+        try:
+            take_lease(self.conn, self.host, lease)
+            self._keeper = LeaseKeeper(self.conn, self.host, lease)
+        except BaseException:
+            self.release()
+            raise
         self._keeper.start()
 
     def holder(self) -> str:
