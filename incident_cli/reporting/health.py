@@ -51,6 +51,13 @@ class HostHealth:
     last_exit: int | None
 
 
+def _reachable(last_checked_at: float | None, consecutive_failures: int) -> bool | None:
+    """Whether the last poll of a source (or replica) answered; None before the first."""
+    if last_checked_at is None:
+        return None
+    return consecutive_failures == 0
+
+
 @dataclass(frozen=True)
 class ReplicaHealth:
     """One replica of a source with `urls:` (its URL with user:password@ masked)."""
@@ -63,9 +70,7 @@ class ReplicaHealth:
 
     @property
     def reachable(self) -> bool | None:
-        if self.last_checked_at is None:
-            return None
-        return self.consecutive_failures == 0
+        return _reachable(self.last_checked_at, self.consecutive_failures)
 
 
 @dataclass(frozen=True)
@@ -83,9 +88,7 @@ class SourceHealth:
 
     @property
     def reachable(self) -> bool | None:
-        if self.last_checked_at is None:
-            return None
-        return self.consecutive_failures == 0
+        return _reachable(self.last_checked_at, self.consecutive_failures)
 
 
 @dataclass(frozen=True)
