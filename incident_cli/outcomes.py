@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from incident_cli.errors import ExitStatus, IncidentError, worst_exit
 
 if TYPE_CHECKING:
-    from incident_cli.intake.anomaly import DetectResult
+    from incident_cli.intake.anomaly_result import DetectResult
     from incident_cli.intake.sync import SyncResult
     from incident_cli.lifecycle.result import PollResult
     from incident_cli.notify.delivery import DeliveryReport

@@ -71,6 +71,13 @@ def _detect(
     dry_run: bool,
     runtime: TickRuntime | None,
 ) -> StageResult:
+    from incident_cli.intake.anomaly_result import DetectResult
+    from incident_cli.store.journeys import names
+
+    if not config.anomaly.journeys and not names(db):
+        # No journeys file to read and no result recorded (`journey record`): the checks have
+        # nothing to look at, and an idle tick need not import them.
+        return detect_stage(DetectResult(dry_run=dry_run))
     from incident_cli.intake.anomaly import detect_anomalies
 
     return detect_stage(detect_anomalies(db, config, clock(), dry_run=dry_run))

@@ -11,7 +11,8 @@ import pytest
 from incident_cli.config.load import load_config
 from incident_cli.config.model import Config
 from incident_cli.intake import journeys
-from incident_cli.intake.anomaly import DetectResult, detect_anomalies
+from incident_cli.intake.anomaly import detect_anomalies
+from incident_cli.intake.anomaly_result import DetectResult
 from incident_cli.intake.journeys import JourneyResult, parse_line
 from incident_cli.store.connection import open_db
 from incident_cli.times import parse_rfc3339

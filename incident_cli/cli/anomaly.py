@@ -11,7 +11,8 @@ from incident_cli.cli.context import console, emit_json, get_env, say, tick
 from incident_cli.errors import UsageError, worst_exit
 
 if TYPE_CHECKING:
-    from incident_cli.intake.anomaly import DetectResult, JourneyOutcome
+    from incident_cli.intake.anomaly import JourneyOutcome
+    from incident_cli.intake.anomaly_result import DetectResult
 
 
 @app.command("detect-anomalies")

@@ -34,11 +34,12 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from incident_cli.config.model import AnomalyConfig, Config
 from incident_cli.intake import journeys
+from incident_cli.intake.anomaly_result import DetectResult, FileReport
 from incident_cli.intake.journeys import JourneyResult
 from incident_cli.models import Incident
 from incident_cli.store.database import Database, savepoint, write_tx
@@ -225,52 +226,6 @@ class JourneyOutcome:
             "tripped": [_check_json(e.journey, c) for c in e.tripped],
             "action": self.action,
             "incident": self.incident_id,
-        }
-
-
-@dataclass(frozen=True)
-class FileReport:
-    path: str
-    lines: int
-    stored: int  # new results (lines already stored, e.g. after a re-read, are not)
-    skipped: int
-    first_problem: str | None
-    reset: bool
-    more: bool  # stopped at the per-tick read limit; the rest comes next tick
-
-
-@dataclass
-class DetectResult:
-    journeys: list[JourneyOutcome] = field(default_factory=list)
-    opened: list[int] = field(default_factory=list)
-    reopened: list[int] = field(default_factory=list)
-    changed: list[int] = field(default_factory=list)
-    resolved: list[int] = field(default_factory=list)
-    file: FileReport | None = None
-    file_error: str | None = None
-    dry_run: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        f = self.file
-        return {
-            "opened": self.opened,
-            "reopened": self.reopened,
-            "changed": self.changed,
-            "resolved": self.resolved,
-            "journeys": [o.to_json() for o in self.journeys],
-            "file": None
-            if f is None
-            else {
-                "path": f.path,
-                "lines": f.lines,
-                "stored": f.stored,
-                "skipped": f.skipped,
-                "first_problem": f.first_problem,
-                "reset": f.reset,
-                "more": f.more,
-            },
-            "file_error": self.file_error,
-            "dry_run": self.dry_run,
         }
 
 

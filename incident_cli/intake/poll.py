@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from incident_cli.config.model import Config
@@ -75,6 +74,10 @@ def read_sources(config: Config, runtime: TickRuntime | None = None) -> Intake:
     if len(reads) == 1:
         results = [one(reads[0])]
     else:
+        # Imported here: threads (and the logging they import) cost an idle tick with one
+        # source start-up time for nothing.
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=min(8, len(reads))) as pool:
             results = list(pool.map(one, reads))
     if runtime is not None:

@@ -22,7 +22,6 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -42,6 +41,8 @@ from incident_cli.store.incidents import exists
 from incident_cli.store.timeline import add_event
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
     import requests
 
 SHORT_RETRY_AFTER = 5.0  # a 429 asking for at most this long is waited for within the tick
@@ -324,13 +325,15 @@ def _deliver(
     # Each channel sends on a thread of its own, one message at a time: a channel that hangs
     # until its timeout holds up its own rows only. Claims and marks stay on this thread. With
     # one channel to serve there is no one to hold up: it sends on this thread.
-    pool: Executor = (
-        ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="notify")
-        if len(work) > 1
-        else _SameThread()
-    )
-    with pool:
-        run.loop(pool, sleep)
+    # (concurrent.futures is imported only then: with nothing to send, an idle tick does not
+    # pay for threads and the logging they import.)
+    if len(work) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="notify") as pool:
+            run.loop(pool, sleep)
+    else:
+        run.loop(_SameThread(), sleep)
     if session is None:
         for channel in built.values():
             if channel.session is not None:
@@ -408,7 +411,7 @@ class _SendingRun:
         self.out_of_time = 0
         self.busy: dict[Future[str | None], _Sending] = {}
 
-    def loop(self, pool: Executor, sleep: Callable[[float], None]) -> None:
+    def loop(self, pool: Executor | _SameThread, sleep: Callable[[float], None]) -> None:
         work, busy, next_slot, monotonic = self.work, self.busy, self.next_slot, self.monotonic
         while work or busy:
             if work and monotonic() >= self.deadline:
@@ -430,13 +433,15 @@ class _SendingRun:
             waiting = [next_slot.get(n, 0.0) for n in work if n not in sending]
             pause = max(min(waiting) - monotonic(), 0.0) if waiting else None
             if busy:
+                from concurrent.futures import FIRST_COMPLETED, wait
+
                 done, _ = wait(busy, timeout=pause, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: busy[f].chain[0].id):
                     self.settle(busy.pop(future), future)
             elif pause:
                 sleep(pause)
 
-    def start_next(self, name: str, pool: Executor) -> bool:
+    def start_next(self, name: str, pool: Executor | _SameThread) -> bool:
         """Claim the channel's next row and start sending it; False when none could start."""
         import secrets as token_source  # with hmac and OpenSSL: only when there is a row to send
 
@@ -548,10 +553,12 @@ class _SendingRun:
         report.deferred += len(chain) - 1
 
 
-class _SameThread(Executor):
-    """Runs each job at once, on the calling thread."""
+class _SameThread:
+    """Runs each job at once, on the calling thread (the one pool method the run uses)."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        from concurrent.futures import Future
+
         future: Future[Any] = Future()
         try:
             future.set_result(fn(*args, **kwargs))

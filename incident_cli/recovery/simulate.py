@@ -8,7 +8,8 @@ from incident_cli.config.model import Config
 from incident_cli.recovery import breaker
 from incident_cli.recovery.context import TickContext
 from incident_cli.recovery.decision import decide_action
-from incident_cli.recovery.tick import claim, expire_approvals
+from incident_cli.recovery.due import claim
+from incident_cli.recovery.tick import expire_approvals
 from incident_cli.store import actions
 from incident_cli.store.database import Database, write_tx
 from incident_cli.store.incidents import get_incident
