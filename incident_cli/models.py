@@ -78,6 +78,8 @@ class Alert:
 
 @dataclass(frozen=True)
 class Incident:
+    """One incident as stored: its identity, state and timestamps."""
+
     id: int
     key: str
     title: str

@@ -35,6 +35,8 @@ EXIT: dict[str, ExitStatus] = {
 
 @dataclass
 class StageResult:
+    """One stage's outcome: its exit code, summary line, errors, notes and JSON data."""
+
     name: str
     code: int = 0
     summary: str = ""

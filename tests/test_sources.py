@@ -94,6 +94,18 @@ def test_http_errors_and_garbage_are_source_errors() -> None:
 
 
 @responses.activate
+def test_a_body_with_a_byte_order_mark_is_read_and_one_not_utf8_is_refused() -> None:
+    body = json.dumps(prom_fixture()).encode()
+    responses.get("http://prom.test/api/v1/alerts", body=b"\xef\xbb\xbf" + body)
+    assert [a.labels for a in fetch_alerts(SOURCE)] == [
+        a.labels for a in parse_prometheus("prom", prom_fixture())
+    ]
+    responses.replace(responses.GET, "http://prom.test/api/v1/alerts", body=b"\xff" + body)
+    with pytest.raises(SourceError, match="not JSON"):
+        fetch_alerts(SOURCE)
+
+
+@responses.activate
 def test_credentials_are_sent_and_never_in_errors() -> None:
     source = SourceConfig(
         name="am",

@@ -278,13 +278,16 @@ def say(env: Env, stage: StageResult, *, prefix: str = "", notes: bool = True) -
     """A stage's lines on stderr, one each: its errors and (unless `notes` is off: --json
     carries them) its notes, whatever -q says. Cron mails them, so a failure that only repeats
     an earlier tick's waits for -v."""
+    lines = stage.errors + (stage.notes if notes else [])
+    shown = [line for line in lines if env.verbose or line not in stage.repeated]
+    if not shown:
+        return  # (the usual case: a quiet tick imports nothing to say it)
     from incident_cli.display import printable
     from incident_cli.redact import redact
 
-    for line in stage.errors + (stage.notes if notes else []):
-        if env.verbose or line not in stage.repeated:
-            shown = printable(" ".join(redact(prefix + line, env.secrets()).split()))
-            sys.stderr.write(f"incident: {shown}\n")
+    for line in shown:
+        text = printable(" ".join(redact(prefix + line, env.secrets()).split()))
+        sys.stderr.write(f"incident: {text}\n")
 
 
 @contextmanager

@@ -27,6 +27,8 @@ def severity_rank(severity: str) -> int:
 
 @dataclass(frozen=True)
 class SourceConfig:
+    """A source of alerts (`sources.NAME`): a Prometheus or an Alertmanager, with its replicas."""
+
     name: str
     type: str
     url: str
@@ -54,6 +56,8 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class Matcher:
+    """One `match:` entry of a rule: a label equal to a value, or fully matching a regex."""
+
     label: str
     value: str
     regex: re.Pattern[str] | None = None
@@ -69,12 +73,16 @@ class Matcher:
 
 @dataclass(frozen=True)
 class VerifyConfig:
+    """A recovery rule's `verify:`: how long the fix has to work, and the health URL."""
+
     within: float
     http: str | None = None
 
 
 @dataclass(frozen=True)
 class RecoveryRule:
+    """A rule's `recovery:`: the commands that fix it, their budget and approval gate."""
+
     commands: tuple[tuple[str, ...], ...]
     timeout: float | None = None  # None: recovery default (SERVICE_RECOVERY_TIMEOUT_MINUTES)
     verify: VerifyConfig | None = None
@@ -87,6 +95,8 @@ class RecoveryRule:
 
 @dataclass(frozen=True)
 class DiagnosticsRule:
+    """A rule's `diagnostics:`: commands and PromQL queries whose output is recorded."""
+
     commands: tuple[tuple[str, ...], ...] = ()
     queries: tuple[str, ...] = ()
     source: str | None = None  # a prometheus source name; default: the first prometheus source
@@ -95,6 +105,8 @@ class DiagnosticsRule:
 
 @dataclass(frozen=True)
 class SecurityRule:
+    """A rule's `security:`: which label holds the address to block, and how."""
+
     ip_label: str = "source_ip"
     block_command: tuple[str, ...] | None = None
     # Block only when the alert's value is at least this; None: whatever the value.
@@ -105,6 +117,8 @@ class SecurityRule:
 
 @dataclass(frozen=True)
 class Rule:
+    """One `rules:` entry: which alerts it matches and how their incidents are handled."""
+
     name: str
     match: tuple[Matcher, ...]
     handler: str = "default"
@@ -125,6 +139,8 @@ DEFAULT_RULE = Rule(name="default", match=(), handler="default")
 
 @dataclass(frozen=True)
 class ChannelConfig:
+    """A notification channel (`channels.NAME`) with its kind's typed options."""
+
     name: str
     type: str
     enabled: bool
@@ -142,6 +158,8 @@ class ChannelConfig:
 
 @dataclass(frozen=True)
 class IncidentsConfig:
+    """The `incidents:` section: when incidents resolve, reopen, flap, storm and hold."""
+
     resolve_after: float = d.RESOLVE_AFTER
     reopen_within: float = d.REOPEN_WITHIN
     flapping_changes: int = d.FLAPPING_CHANGES
@@ -155,12 +173,16 @@ class IncidentsConfig:
 
 @dataclass(frozen=True)
 class DefaultsConfig:
+    """The `defaults:` section: the severity and channels of rules that name none."""
+
     severity: str = d.SEVERITY
     notify: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class AnomalyConfig:
+    """The `anomaly:` section: the journeys file and the three checks' thresholds."""
+
     journeys: str | None = None  # absolute path
     window: int = d.ANOMALY_WINDOW
     fail_threshold: float = d.FAIL_THRESHOLD
@@ -170,6 +192,8 @@ class AnomalyConfig:
 
 @dataclass(frozen=True)
 class RecoveryConfig:
+    """The `recovery:` section: whether and how fixes run, for every rule."""
+
     enabled: bool = d.RECOVERY_ENABLED
     max_concurrent: int = d.MAX_CONCURRENT
     default_timeout: float = d.RECOVERY_TIMEOUT
@@ -191,6 +215,8 @@ class BreakerConfig:
 
 @dataclass(frozen=True)
 class SecurityConfig:
+    """The `security:` section: automatic blocks and what is never blocked."""
+
     auto_block: bool = d.AUTO_BLOCK
     auto_escalate: bool = d.AUTO_ESCALATE
     never_block: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = d.NEVER_BLOCK
@@ -199,12 +225,16 @@ class SecurityConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
+    """The `log:` section: the event log file and its format."""
+
     file: str  # absolute path
     format: str = "json"
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole loaded configuration: the file, the built-ins and the environment, merged."""
+
     path: str  # the file, or BUILTIN
     base_dir: str
     sources: Mapping[str, SourceConfig]

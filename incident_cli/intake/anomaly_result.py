@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FileReport:
+    """What one run read from the journeys file."""
+
     path: str
     lines: int
     stored: int  # new results (lines already stored, e.g. after a re-read, are not)
@@ -23,6 +25,8 @@ class FileReport:
 
 @dataclass
 class DetectResult:
+    """What one `detect-anomalies` run did: incidents changed, journeys, the file."""
+
     journeys: list[JourneyOutcome] = field(default_factory=list)
     opened: list[int] = field(default_factory=list)
     reopened: list[int] = field(default_factory=list)

@@ -68,7 +68,8 @@ def get_json(
     if not reply.ok:
         raise SourceError(f"{what}: HTTP {reply.status}")
     try:
-        return reply.body.decode("utf-8-sig")
+        # utf-8-sig (one leading BOM dropped), without importing that codec's module
+        return reply.body.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise SourceError(f"{what}: answered with a body that is not JSON") from None
 

@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 @dataclass
 class SyncResult:
+    """What one `sync` run read back: incidents checked, acked and resolved elsewhere."""
+
     checked: int = 0
     acknowledged: list[int] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)

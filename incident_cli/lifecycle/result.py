@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class PollResult:
+    """What one poll changed: incidents opened, reopened, resolved, and each source's state."""
+
     opened: list[int] = field(default_factory=list)
     reopened: list[int] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)

@@ -20,6 +20,8 @@ _TITLE_LABELS = ("service", "journey", "instance", "job", "source")
 # Severity label values other rule sets use, as the severity they mean.
 @dataclass(frozen=True)
 class Routed:
+    """Where an alert goes: its rule, the key of its incident, severity, title and labels."""
+
     rule: Rule
     key: str
     severity: str

@@ -93,6 +93,8 @@ class Outcome:
 
 @dataclass
 class DeliveryReport:
+    """What one delivery run did to each row, and how many due rows it left."""
+
     outcomes: list[Outcome] = field(default_factory=list)
     deferred: int = 0  # due rows left for the next tick (budget spent or channel backing off)
 

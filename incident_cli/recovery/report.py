@@ -43,6 +43,8 @@ class ActionReport:
 
 @dataclass
 class RecoverResult:
+    """What one `recover` run did: each action, the escalations, the problems."""
+
     dry_run: bool = False
     actions: list[ActionReport] = field(default_factory=list)
     escalated: list[int] = field(default_factory=list)

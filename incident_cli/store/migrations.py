@@ -17,6 +17,8 @@ MigrationFn = Callable[["sqlite_utils.Database"], None]
 
 @dataclass(frozen=True)
 class _Migration:
+    """One numbered migration: its function, and the PostgreSQL script that replaces it."""
+
     name: str
     fn: MigrationFn
     transactional: bool

@@ -45,6 +45,8 @@ def link(url: str, text: str) -> str:
 
 @dataclass(frozen=True)
 class SlackOptions(Options):
+    """A Slack channel: an incoming webhook, or the Web API with a bot token."""
+
     ENV = EnvDefaults(when=("SLACK_WEBHOOK_URL",), yaml={"webhook_url": "${SLACK_WEBHOOK_URL}"})
 
     webhook_url: str | None = url(secret=True)
