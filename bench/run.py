@@ -12,7 +12,9 @@ Floors (what a hand-written script doing only the essential work costs):
   inserts one row per alert into WAL SQLite with one executemany (bench/common.py FLOOR). The
   storm is measured twice: into a state DB whose first tick already ran (as in production),
   and on the first tick ever, which also creates the schema;
-- idle tick: `python -c 'import sqlite3'` (interpreter start-up);
+- idle tick: `python -c 'import sqlite3'` (interpreter start-up). The tick is the crontab line
+  `cron print` writes (the console script with --db, so the parsed rule file is cached), and
+  again with a secret written in the rule file (never cached);
 - report over 10k: a plain Python process that opens the same DB with sqlite3, runs one
   aggregate query over the window's incidents (counts, mean MTTD/MTTA/MTTR, by severity and by
   alertname) and one over their notifications, and prints the JSON;
@@ -322,24 +324,56 @@ def cap_cases(cap: int, runs: int, work: Path) -> list[Row]:
         server.close()
 
 
-def idle_case(runs: int, work: Path) -> Row:
+def idle_case(runs: int, work: Path) -> list[Row]:
+    """An idle tick as cron runs it: the `run` line `cron print` writes (the console script,
+    -c, --db, --quiet), with the webhook's secret in the environment as the docs advise, so
+    the parsed rule file comes from its cache. And the same tick with the secret written in
+    the file (never cached: PyYAML is imported and the file parsed on every tick)."""
     server = AlertServer()  # reachable, zero alerts
+    script = Path(PYTHON).with_name("incident")
     try:
         workdir = work / "idle"
         workdir.mkdir()
-        config = poll_config(workdir, server.url)
-        check(run_timed(incident_argv(config, "run")).code == 0, "the first idle run failed")
+        literal = poll_config(workdir, server.url)
+        config = workdir / "incident-env.yaml"
+        config.write_text(
+            literal.read_text().replace('"http://127.0.0.1:9/unused"', '"${BENCH_WEBHOOK_URL}"')
+        )
+        env = {"BENCH_WEBHOOK_URL": "http://127.0.0.1:9/unused"}
+        db = workdir / "cron.db"
+        cron = [str(script), "-c", str(config), "--db", str(db), "--quiet", "run"]
+        if not script.exists():  # not installed as a console script: the module, as cron could
+            cron = [PYTHON, "-m", "incident_cli", *cron[1:]]
+        check(run_timed(cron, env).code == 0, "the first idle run failed")
+        check((workdir / "cron.db-config.json").exists(), "the rule file was not cached")
+        check(run_timed(incident_argv(literal, "run")).code == 0, "the first idle run failed")
         row = Row(
-            "idle tick: run (nothing to do)", 0, [], [], 4.0, "floor: python -c 'import sqlite3'"
+            "idle tick: the crontab line of `cron print`",
+            0,
+            [],
+            [],
+            4.0,
+            "floor: python -c 'import sqlite3'",
+        )
+        uncached = Row(
+            "idle tick: a secret in the rule file (not cached)",
+            0,
+            [],
+            [],
+            None,
+            "python -m incident_cli -c FILE run",
         )
         for _ in range(runs):
-            row.runs.append(run_timed(incident_argv(config, "run")))
+            row.runs.append(run_timed(cron, env))
             row.floors.append(floor_python())
-        check(
-            count(workdir / "incident.db", "SELECT count(*) FROM notifications") == 0,
-            "the idle tick queued something",
-        )
-        return row
+            uncached.runs.append(run_timed(incident_argv(literal, "run")))
+            uncached.floors.append(floor_python())
+        for name in ("cron.db", "incident.db"):
+            check(
+                count(workdir / name, "SELECT count(*) FROM notifications") == 0,
+                "the idle tick queued something",
+            )
+        return [row, uncached]
     finally:
         server.close()
 
@@ -490,7 +524,7 @@ def main() -> None:
     if "cap" in want:
         steps.append(("max_alerts", lambda: cap_cases(cap, runs, work)))
     if "idle" in want:
-        steps.append(("idle tick", lambda: [idle_case(runs, work)]))
+        steps.append(("idle tick", lambda: idle_case(runs, work)))
     if "notify" in want:
         steps.append(("notify", lambda: [notify_case(messages, runs, work)]))
     if "big" in want:
