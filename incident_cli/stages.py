@@ -90,12 +90,12 @@ def _sync(
     dry_run: bool,
     runtime: TickRuntime | None,
 ) -> StageResult:
-    from incident_cli.intake.sync import sync_once, syncing_channels
-
-    if not syncing_channels(config):
+    if not config.syncing_channels():
         return StageResult("sync", summary="no channel reads acks back")
     if dry_run:
         return StageResult("sync", summary="not read (dry run)")
+    from incident_cli.intake.sync import sync_once
+
     return sync_stage(sync_once(db, config, clock(), runtime=runtime))
 
 

@@ -267,6 +267,10 @@ class Config:
     def enabled_channels(self, names: tuple[str, ...]) -> list[ChannelConfig]:
         return [self.channels[n] for n in names if n in self.channels and self.channels[n].enabled]
 
+    def syncing_channels(self) -> list[ChannelConfig]:
+        """The enabled channels whose acks and resolves `sync` reads back."""
+        return [c for c in self.channels.values() if c.enabled and c.options.reads_back()]
+
     def secrets(self) -> list[str]:
         """Every secret value in the config, for masking anything printed or stored."""
         return [v for v in self.secret_values() if len(v) >= 4]

@@ -38,25 +38,11 @@ class SyncResult:
         }
 
 
-def syncing_channels(config: Config) -> list[ChannelConfig]:
-    """The channels whose acks and resolves are read back."""
-    return [c for c in config.channels.values() if c.enabled and _syncs(c)]
-
-
-def _syncs(channel: ChannelConfig) -> bool:
-    if channel.type == "pagerduty":
-        return bool(getattr(channel.options, "sync", False))
-    if channel.type == "slack":
-        options = channel.options
-        return bool(getattr(options, "bot_token", None) and getattr(options, "allowed_users", ()))
-    return False
-
-
 def sync_once(
     db: Database, config: Config, now: float, *, runtime: TickRuntime | None = None
 ) -> SyncResult:
     result = SyncResult()
-    for channel in syncing_channels(config):
+    for channel in config.syncing_channels():
         if channel.type == "pagerduty":
             _sync_pagerduty(db, config, channel, now, runtime, result)
         else:

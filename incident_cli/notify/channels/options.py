@@ -155,6 +155,10 @@ class Options:
         """A check across options: (the key it is about, or None for the channel; the problem)."""
         return None
 
+    def reads_back(self) -> bool:
+        """Whether `sync` reads acks and resolves back from this channel."""
+        return False
+
     def secrets(self) -> list[str]:
         """The secret values, for masking anything printed or stored."""
         values: list[str] = []

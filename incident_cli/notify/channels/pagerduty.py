@@ -65,6 +65,9 @@ class PagerDutyOptions(Options):
     sync: bool = flag()
     api_url: str | None = url_option(fallback=REST_URL)
 
+    def reads_back(self) -> bool:
+        return self.sync
+
     def problem(self) -> tuple[str | None, str] | None:
         if self.sync and not self.api_token:
             return "api_token", (

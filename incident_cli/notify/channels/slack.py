@@ -61,6 +61,10 @@ class SlackOptions(Options):
     def missing(self) -> list[str]:
         return [] if self.bot_token or self.webhook_url else ["webhook_url"]
 
+    def reads_back(self) -> bool:
+        """The reactions of `allowed_users` on the kept messages (the Web API only)."""
+        return bool(self.bot_token and self.allowed_users)
+
     def problem(self) -> tuple[str | None, str] | None:
         if self.bot_token and self.webhook_url:
             return None, "give either webhook_url or bot_token, not both"
