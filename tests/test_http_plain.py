@@ -41,10 +41,11 @@ print(json.dumps(out))
 
 
 class RawServer:
-    """Answers each connection with fixed bytes (then closes, or stalls); records requests."""
+    """Answers each connection with fixed bytes (then closes, or keeps the connection open as a
+    keep-alive server does, or stalls); records requests."""
 
-    def __init__(self, answer: bytes, *, stall: bool = False) -> None:
-        self.answer, self.stall = answer, stall
+    def __init__(self, answer: bytes, *, stall: bool = False, keep_open: bool = False) -> None:
+        self.answer, self.stall, self.keep_open = answer, stall, keep_open
         self.requests: list[bytes] = []
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -68,7 +69,8 @@ class RawServer:
             if self.stall:
                 continue
             conn.sendall(self.answer)
-            conn.close()
+            if not self.keep_open:
+                conn.close()
 
     def close(self) -> None:
         self.sock.close()
@@ -77,8 +79,10 @@ class RawServer:
 
 
 @contextmanager
-def raw_server(answer: bytes, *, stall: bool = False) -> Iterator[RawServer]:
-    server = RawServer(answer, stall=stall)
+def raw_server(
+    answer: bytes, *, stall: bool = False, keep_open: bool = False
+) -> Iterator[RawServer]:
+    server = RawServer(answer, stall=stall, keep_open=keep_open)
     try:
         yield server
     finally:
@@ -173,6 +177,111 @@ def test_the_plain_path_answers_as_requests_does(
     with raw_server(answer) as server:
         result = both(server.url + "/api/v1/alerts", tmp_path, timeout=10, **kwargs)
     assert expected.items() <= result.items()
+
+
+def extended_chunks(body: bytes) -> bytes:
+    """Chunked with upper-case hex sizes, chunk extensions and trailers."""
+    parts = [body[i : i + 26] for i in range(0, len(body), 26)]
+    framed = b"".join(b'%X;ext=1;q="a;b"\r\n%s\r\n' % (len(p), p) for p in parts)
+    return framed + b"0;last\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n"
+
+
+HEAD_ONLY = "HTTP/1.1 {}\r\n\r\n"
+MANY = [f"X-H{i}: {i}" for i in range(98)]  # with Content-Length: 99 lines, 100 with the blank
+LONG = "X-Long: " + "a" * (65536 - len("X-Long: ") - 2)  # 65536 bytes with its CRLF
+
+
+@pytest.mark.parametrize(
+    ("answer", "keep_open", "expected"),
+    [
+        (response(extended_chunks(BODY), "Transfer-Encoding: chunked"), True, {"status": 200}),
+        (
+            response(extended_chunks(GZIP), "Transfer-Encoding: chunked", "Content-Encoding: gzip"),
+            True,
+            {"body": BODY.decode("latin-1")},
+        ),
+        (b"HTTP/1.1 100 Continue\r\nX-A: 1\r\n\r\n" + response(BODY), True, {"status": 200}),
+        (HEAD_ONLY.format("204 No Content").encode(), True, {"status": 204, "body": ""}),
+        (HEAD_ONLY.format("304 Not Modified").encode(), True, {"status": 304, "body": ""}),
+        (HEAD_ONLY.format("103 Early Hints").encode() + response(BODY), True, {"status": 103}),
+        (response(BODY), True, {"body": BODY.decode("latin-1")}),
+        (response(BODY + b"extra", f"Content-Length: {len(BODY)}"), True, {"status": 200}),
+        (response(BODY, f"Content-Length: {len(BODY)}", version="1.0"), True, {"status": 200}),
+        (response(GZIP, "Content-Encoding: gzip"), True, {"body": BODY.decode("latin-1")}),
+        (
+            response(chunked(BODY), "Content-Length: 3", "Transfer-Encoding: chunked"),
+            True,
+            {"body": BODY.decode("latin-1")},
+        ),
+        (
+            response(BODY, "X-Note: a", " folded", "Retry-After:", "\t120"),
+            False,
+            {"retry_after": 120.0},
+        ),
+        (
+            response(b"x", "Retry-After: 120", "Retry-After: 120", status="429 No"),
+            False,
+            {"status": 429, "retry_after": None},  # "120, 120", as requests joins them
+        ),
+        (response(b"x", "Content-Length: 1", "Content-Length: 1"), True, {"body": "x"}),
+        (response(BODY, *MANY), True, {"status": 200}),
+        (response(BODY, *MANY, "X-One-Too-Many: 1"), True, {"failure": "connection failed"}),
+        (response(BODY, LONG), True, {"status": 200}),
+        (response(BODY, LONG + "a"), True, {"failure": "connection failed"}),
+        (response(b"zz\r\nabc\r\n0\r\n\r\n", "Transfer-Encoding: chunked"), True, {}),
+        (response(b"0\r\n" + LONG.encode() + b"a\r\n\r\n", "Transfer-Encoding: chunked"), True, {}),
+        (response(b"a\r\nabc", "Transfer-Encoding: chunked"), False, {}),  # cut mid-chunk
+        (response(b"3\r\nabc\r\n", "Transfer-Encoding: chunked"), False, {}),  # no last chunk
+        (response(b"3\r\nabc\r\n0\r\n", "Transfer-Encoding: chunked"), False, {"body": "abc"}),
+        (b"HTTP/1.1 2OO OK\r\n\r\n", False, {"failure": "connection failed"}),
+        (b"HTTP/2 200 OK\r\n\r\n", False, {"failure": "connection failed"}),
+        (b"HTTP/1.1 099 Low\r\n\r\n", False, {"failure": "connection failed"}),
+        (b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", False, {"body": "ok"}),
+        (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", True, {"body": "ok"}),
+    ],
+    ids=[
+        "chunked-extensions-trailers",
+        "chunked-gzip",
+        "100-continue",
+        "204-kept-open",
+        "304-kept-open",
+        "103-is-final-as-in-requests",
+        "length-kept-open",
+        "length-then-extra-bytes",
+        "http-1.0-length-kept-open",
+        "gzip-kept-open",
+        "chunked-over-length",
+        "obs-fold",
+        "retry-after-twice",
+        "length-twice",
+        "99-header-lines",
+        "100-header-lines",
+        "longest-header-line",
+        "header-line-too-long",
+        "invalid-chunk-size",
+        "trailer-line-too-long",
+        "cut-mid-chunk",
+        "no-last-chunk",
+        "no-trailer-end",
+        "status-not-digits",
+        "http-2-status-line",
+        "status-below-100",
+        "no-reason",
+        "bare-line-feeds",
+    ],
+)
+def test_the_plain_path_frames_the_answer_as_requests_does(
+    answer: bytes, keep_open: bool, expected: dict[str, object], tmp_path: Path
+) -> None:
+    """Stops at the end of a framed body although the server keeps the connection open."""
+    with raw_server(answer, keep_open=keep_open) as server:
+        result = both(server.url + "/api/v1/alerts", tmp_path, timeout=10)
+    assert expected.items() <= result.items()
+    if not expected:
+        assert result == {
+            "failure": "connection broke while reading (ProtocolError)",
+            "timed_out": False,
+        }
 
 
 def test_the_plain_path_sends_what_requests_sends(tmp_path: Path) -> None:
