@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from incident_cli import http1
+
 # Re-exported: callers (the SMTP transport) put their own sockets under the same deadline.
 from incident_cli.deadline import Watchdog
 from incident_cli.deadline import adopt_socket as adopt_socket
@@ -360,21 +362,23 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 # --------------------------------------------------------------------------- plain HTTP
 #
 # A GET over plain http:// with no session, no proxy and no .netrc in play, in a process that
-# has not imported requests yet, is sent with the standard library's http.client: an idle
+# has not imported requests yet, is sent by `incident_cli.http1` over a bare socket: an idle
 # tick's source reads are such GETs, and importing requests with urllib3 would cost more than
-# the rest of the tick. (Once requests is imported there is nothing to save, and every
-# exchange goes through it.) On the wire it is what
-# requests sends (its default headers, then ours; the parameters encoded as requests encodes
-# them), and the answer is read the same way: the same watchdog and deadline, the same body
-# cap, gzip and deflate decoded, and the same HTTPFailure reasons. Anything else — https, a
+# the rest of the tick (and http.client, with email's parser and ssl, a tenth of it). (Once
+# requests is imported there is nothing to save, and every exchange goes through it.) On the
+# wire it is what requests sends (its default headers, then ours; the parameters encoded as
+# requests encodes them), and the answer is framed as http.client frames it for requests and
+# read the same way: the same watchdog and deadline, the same body cap, gzip and deflate
+# decoded as urllib3 decides, and the same HTTPFailure reasons. Anything else — https, a
 # session, a body, credentials in the URL, a proxy variable, a .netrc file, a character
-# requests would re-quote — goes through requests.
+# requests would re-quote, a header name that is not a token — goes through requests.
 
 _PLAIN_URL = re.compile(
     r"http://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::([0-9]{1,5}))?"
     r"((?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?"
     r"(?:\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?)"
 )
+_PLAIN_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PLAIN_HEADER = re.compile(r"[!-~](?:[ -~]*[!-~])?")
 # requests' own defaults (Accept-Encoding as urllib3 offers it without brotli or zstd).
 _DEFAULT_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*", "Connection": "keep-alive"}
@@ -383,9 +387,11 @@ _DEFAULT_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*", "Connec
 def _plain_target(
     url: str, params: Mapping[str, str] | None, headers: Mapping[str, str]
 ) -> tuple[str, int, str] | None:
-    """(host, port, path with query) when the exchange may go by http.client, else None."""
+    """(host, port, path with query) when the exchange may go by the plain path, else None."""
     match = _PLAIN_URL.fullmatch(url)
-    if match is None or not all(_PLAIN_HEADER.fullmatch(v) for v in headers.values()):
+    if match is None or not all(
+        _PLAIN_NAME.fullmatch(k) and _PLAIN_HEADER.fullmatch(v) for k, v in headers.items()
+    ):
         return None
     if any(
         v and k.lower().endswith("_proxy") and k.lower() != "no_proxy"
@@ -419,8 +425,6 @@ def _plain_exchange(
     body_limit: int,
     over_limit: str,
 ) -> Reply:
-    import http.client
-
     timed_out = HTTPFailure(f"timed out after {round(max(timeout, 0.0), 1):g}s", timed_out=True)
     if timeout <= 0:
         raise timed_out
@@ -429,31 +433,27 @@ def _plain_exchange(
         sent = {k: v for k, v in sent.items() if k.lower() != name.lower()}
         sent[name] = value
     with wall_clock(timeout) as watchdog:
-        connection = http.client.HTTPConnection(host, port, timeout=min(timeout, CONNECT_TIMEOUT))
         try:
+            sock = http1.connect(host, port, min(timeout, CONNECT_TIMEOUT))
+        except OSError as exc:
+            raise (timed_out if watchdog.expired else HTTPFailure(_connect_error(exc))) from None
+        try:
+            adopt_socket(sock)
+            sock.settimeout(timeout)
             try:
-                connection.connect()
-            except OSError as exc:
-                raise (
-                    timed_out if watchdog.expired else HTTPFailure(_connect_error(exc))
-                ) from None
-            adopt_socket(connection.sock)
-            connection.sock.settimeout(timeout)
-            try:
-                connection.request("GET", path, headers=sent)
-                response = connection.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
+                answer = http1.get(sock, host, port, path, sent)
+            except (OSError, http1.FramingError) as exc:
                 # A read timeout is the whole timeout after the connect: past the deadline.
                 if watchdog.expired or isinstance(exc, TimeoutError):
                     raise timed_out from None
                 raise HTTPFailure("connection failed") from None
-            body = _plain_body(response, body_limit, over_limit, watchdog, timed_out)
-            retry_after = response.getheader("Retry-After")
+            body = _plain_body(answer, body_limit, over_limit, watchdog, timed_out)
         finally:
-            connection.close()
+            sock.close()
         if watchdog.expired:
             raise timed_out
-    return Reply(response.status, body, parse_retry_after(retry_after, time.time()))
+    retry_after = parse_retry_after(answer.headers.get("retry-after"), time.time())
+    return Reply(answer.status, body, retry_after)
 
 
 def _connect_error(exc: OSError) -> str:
@@ -462,12 +462,15 @@ def _connect_error(exc: OSError) -> str:
 
 
 def _plain_body(
-    response: Any, limit: int, over_limit: str, watchdog: Watchdog, timed_out: HTTPFailure
+    answer: http1.Response,
+    limit: int,
+    over_limit: str,
+    watchdog: Watchdog,
+    timed_out: HTTPFailure,
 ) -> bytearray:
     """The body as `_read_body` reads it: decoded, at most `limit` bytes."""
-    import http.client
-
-    encoding = (response.getheader("Content-Encoding") or "").strip().lower()
+    # urllib3's choice: the header's value as it is (not stripped), lower-cased.
+    encoding = answer.headers.get("content-encoding", "").lower()
     decoder: Any = None
     if encoding in ("gzip", "x-gzip"):
         decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -476,18 +479,16 @@ def _plain_body(
     body = bytearray()
     try:
         while len(body) <= limit and not watchdog.expired:
-            chunk = response.read1(65536)
+            chunk = answer.read1(65536)
             if not chunk:
-                if response.length:  # read1 ends quietly where Content-Length said more
-                    raise http.client.IncompleteRead(b"", response.length)
                 if decoder is not None:
                     body += decoder.flush()
                 return body
             body += decoder.decompress(chunk) if decoder is not None else chunk
     except zlib.error:
         raise HTTPFailure("answered with a body that cannot be decoded") from None
-    except (OSError, http.client.HTTPException):
-        if watchdog.expired:
+    except (OSError, http1.FramingError) as exc:
+        if watchdog.expired or isinstance(exc, TimeoutError):
             raise timed_out from None
         # urllib3 reports every break mid-body as its ProtocolError; so does this.
         raise HTTPFailure("connection broke while reading (ProtocolError)") from None

@@ -1,8 +1,8 @@
-"""http.py's plain path (a GET over http:// by http.client, in a process without requests) is
-the same exchange as requests makes: the same request on the wire, the same Reply, the same
-HTTPFailure reasons. Each case runs `exchange` twice in a fresh interpreter against the same
-raw server: once as an idle tick does (requests never imported), once with requests imported
-(which sends every exchange through requests)."""
+"""http.py's plain path (a GET over http:// on a bare socket by http1.py, in a process without
+requests) is the same exchange as requests makes: the same request on the wire, the same Reply,
+the same HTTPFailure reasons. Each case runs `exchange` twice in a fresh interpreter against the
+same raw server: once as an idle tick does (requests never imported), once with requests
+imported (which sends every exchange through requests)."""
 
 from __future__ import annotations
 
@@ -224,6 +224,8 @@ LONG = "X-Long: " + "a" * (65536 - len("X-Long: ") - 2)  # 65536 bytes with its 
             {"status": 429, "retry_after": None},  # "120, 120", as requests joins them
         ),
         (response(b"x", "Content-Length: 1", "Content-Length: 1"), True, {"body": "x"}),
+        # urllib3 takes Content-Encoding as it is: with a space after it, no decoding.
+        (response(GZIP, "Content-Encoding: gzip "), True, {"body": GZIP.decode("latin-1")}),
         (response(BODY, *MANY), True, {"status": 200}),
         (response(BODY, *MANY, "X-One-Too-Many: 1"), True, {"failure": "connection failed"}),
         (response(BODY, LONG), True, {"status": 200}),
@@ -254,6 +256,7 @@ LONG = "X-Long: " + "a" * (65536 - len("X-Long: ") - 2)  # 65536 bytes with its 
         "obs-fold",
         "retry-after-twice",
         "length-twice",
+        "content-encoding-with-space",
         "99-header-lines",
         "100-header-lines",
         "longest-header-line",

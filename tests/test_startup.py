@@ -3,6 +3,7 @@ exactly as Typer would coerce them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import typer.main
 
 from incident_cli.cli import app
 from incident_cli.cli.plain_params import NotPlain, plain_value
-from tests.support.binaries import imported_modules
+from tests.support.binaries import imported_modules, run_cli, serve_get
+from tests.test_fast_path import workdir
 
 HEAVY = ("pydantic", "rich", "sqlite_utils", "yaml", "requests", "prometheus_client")
 
@@ -42,6 +44,25 @@ def test_sqlite_utils_is_imported_only_to_apply_migrations(tmp_path: Path) -> No
 
 def test_version_imports_nothing_heavy(tmp_path: Path) -> None:
     assert imported(tmp_path, "--version") == []
+
+
+def test_an_idle_tick_reads_its_source_without_http_client_email_or_ssl(tmp_path: Path) -> None:
+    """A plain http:// source is read over a bare socket: http.client alone would pull in
+    email's parser and ssl, a tenth of an idle tick."""
+    reads = []
+
+    def answer(headers: Any) -> tuple[int, bytes]:
+        reads.append(headers[":path"])
+        return 200, json.dumps({"status": "success", "data": {"alerts": []}}).encode()
+
+    with serve_get(answer) as url:
+        cwd = workdir(tmp_path / "w", url)
+        assert run_cli(["run"], cwd=cwd).code == 0  # creates the state DB
+        heavy = ("http.client", "email", "ssl", "requests")
+        modules, done = imported_modules(cwd, "run", heavy=heavy)
+    assert done.returncode == 0, done.stderr
+    assert modules == []
+    assert len(reads) == 2  # both ticks did read the source
 
 
 def _typer_coercion(annotation: Any, info: Any, value: Any) -> Any:
