@@ -354,3 +354,4 @@ def test_what_the_plain_path_does_not_take_goes_through_requests(
         monkeypatch.delenv(key, raising=False)
     assert _plain_target("http://127.0.0.1/", None, {"Authorization": "Bearer tök"}) is None
     assert _plain_target("http://127.0.0.1/", None, {"X": "a\r\nInjected: 1"}) is None
+    assert _plain_target("http://127.0.0.1/", None, {"X Y": "1"}) is None  # not a token
