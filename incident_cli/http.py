@@ -11,7 +11,6 @@ covered.
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import os
@@ -80,6 +79,8 @@ class Credentials:
 
     def headers(self) -> dict[str, str]:
         if self.username:
+            import base64  # (its struct and binascii imports cost a tick without auth)
+
             pair = f"{self.username}:{self.password or ''}".encode()
             return {"Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
         if self.bearer_token:

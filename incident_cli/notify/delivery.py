@@ -326,16 +326,14 @@ def _deliver(
     )
     # Each channel sends on a thread of its own, one message at a time: a channel that hangs
     # until its timeout holds up its own rows only. Claims and marks stay on this thread. With
-    # one channel to serve there is no one to hold up: it sends on this thread.
-    # (concurrent.futures is imported only then: with nothing to send, an idle tick does not
-    # pay for threads and the logging they import.)
-    if len(work) > 1:
+    # one channel to serve (or none: an idle tick imports no threads) it sends on this thread.
+    if len(work) <= 1:
+        run.loop(_SameThread(), sleep)
+    else:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="notify") as pool:
             run.loop(pool, sleep)
-    else:
-        run.loop(_SameThread(), sleep)
     if session is None:
         for channel in built.values():
             if channel.session is not None:
