@@ -196,7 +196,16 @@ def exchange(
     if session is None and method == "GET" and json_body is None and "requests" not in sys.modules:
         target = _plain_target(url, params, sent)
         if target is not None:
-            return _plain_exchange(*target, sent, timeout, body_limit, over_limit)
+            started = time.monotonic()
+            try:
+                return _plain_exchange(*target, sent, timeout, body_limit, over_limit)
+            except http1.Unusual:
+                # An answer in a form only a full client reads as requests does: the GET is
+                # asked again through requests, within what is left of the same deadline.
+                left = timeout - (time.monotonic() - started)
+                if left <= 0:
+                    raise _timed_out(timeout) from None
+                timeout = left
     own = session is None
     session = new_session() if session is None else session
     try:
@@ -237,7 +246,7 @@ def _exchange(
     if verify is False:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     sent_headers = {"User-Agent": USER_AGENT, **headers}
-    timed_out = HTTPFailure(f"timed out after {round(max(timeout, 0.0), 1):g}s", timed_out=True)
+    timed_out = _timed_out(timeout)
     if timeout <= 0:
         raise timed_out
     with wall_clock(timeout) as watchdog:
@@ -372,7 +381,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 # read the same way: the same watchdog and deadline, the same body cap, gzip and deflate
 # decoded as urllib3 decides, and the same HTTPFailure reasons. Anything else — https, a
 # session, a body, credentials in the URL, a proxy variable, a .netrc file, a character
-# requests would re-quote, a header name that is not a token — goes through requests.
+# requests would re-quote, a header name that is not a token — goes through requests. So does
+# an answer in a form the bare reader does not take (`http1.Unusual`): the GET is asked again
+# through requests within the same deadline.
 
 _PLAIN_URL = re.compile(
     r"http://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::([0-9]{1,5}))?"
@@ -426,7 +437,7 @@ def _plain_exchange(
     body_limit: int,
     over_limit: str,
 ) -> Reply:
-    timed_out = HTTPFailure(f"timed out after {round(max(timeout, 0.0), 1):g}s", timed_out=True)
+    timed_out = _timed_out(timeout)
     if timeout <= 0:
         raise timed_out
     sent = {**_DEFAULT_HEADERS, "User-Agent": USER_AGENT}
@@ -462,6 +473,10 @@ def _connect_error(exc: OSError) -> str:
     return "connection timed out" if isinstance(exc, TimeoutError) else _connection_reason(str(exc))
 
 
+def _timed_out(timeout: float) -> HTTPFailure:
+    return HTTPFailure(f"timed out after {round(max(timeout, 0.0), 1):g}s", timed_out=True)
+
+
 def _plain_body(
     answer: http1.Response,
     limit: int,
@@ -469,7 +484,8 @@ def _plain_body(
     watchdog: Watchdog,
     timed_out: HTTPFailure,
 ) -> bytearray:
-    """The body as `_read_body` reads it: decoded, at most `limit` bytes."""
+    """The body as `_read_body` reads it: decoded, at most `limit` bytes (a compressed body is
+    never inflated much past the limit: a small answer can hold gigabytes of zeros)."""
     # urllib3's choice: the header's value as it is (not stripped), lower-cased.
     encoding = answer.headers.get("content-encoding", "").lower()
     decoder: Any = None
@@ -485,7 +501,12 @@ def _plain_body(
                 if decoder is not None:
                     body += decoder.flush()
                 return body
-            body += decoder.decompress(chunk) if decoder is not None else chunk
+            if decoder is None:
+                body += chunk
+                continue
+            body += decoder.decompress(chunk, limit + 1 - len(body))
+            if decoder.unused_data:
+                raise http1.Unusual("data after the end of the compressed body")
     except zlib.error:
         raise HTTPFailure("answered with a body that cannot be decoded") from None
     except (OSError, http1.FramingError) as exc:
@@ -503,21 +524,24 @@ def _plain_body(
 
 
 class _Deflate:
-    """Content-Encoding: deflate as urllib3 reads it: zlib-wrapped, else raw deflate."""
+    """Content-Encoding: deflate as urllib3 reads it: zlib-wrapped, else raw deflate (and, as
+    urllib3 does, whatever follows the end of the stream ignored)."""
+
+    unused_data = b""
 
     def __init__(self) -> None:
         self._obj: Any = zlib.decompressobj()
         self._seen: bytes | None = b""  # None once the first bytes decoded
 
-    def decompress(self, data: bytes) -> bytes:
+    def decompress(self, data: bytes, max_length: int) -> bytes:
         if self._seen is None:
-            return bytes(self._obj.decompress(data))
+            return bytes(self._obj.decompress(data, max_length))
         self._seen += data
         try:
-            out = bytes(self._obj.decompress(data))
+            out = bytes(self._obj.decompress(data, max_length))
         except zlib.error:
             self._obj, seen, self._seen = zlib.decompressobj(-zlib.MAX_WBITS), self._seen, None
-            return bytes(self._obj.decompress(seen))
+            return bytes(self._obj.decompress(seen, max_length))
         if out:
             self._seen = None
         return out

@@ -10,8 +10,15 @@ an obsolete line fold joined with one space, the same field twice joined with ",
 requests reads them). The body: chunked (the last transfer coding; `;extensions` ignored,
 trailers read and dropped) before Content-Length, then Content-Length, none for 204, 304 and
 1xx, else up to the end of the connection. Reading stops at the end of a framed body, since
-the server may keep the connection open. Anything else is a FramingError; socket errors
-(OSError) come through as they are.
+the server may keep the connection open. An answer http.client and requests would refuse too
+is a FramingError; socket errors (OSError) come through as they are.
+
+Only the usual forms are read here: an answer that http.client would take but frames in a way
+this reader does not copy (a status line such as `HTTP/1.10 200` or `0200`, a header line that
+is not a field, a Transfer-Encoding other than exactly `chunked`, a Content-Length that is not
+plain digits or that disagrees with itself, a Content-Encoding that lists several codings, a
+chunk size such as `0x1a`, a chunk not followed by CRLF) raises Unusual: the caller asks
+again through requests, so such an answer reads exactly as requests reads it.
 """
 
 from __future__ import annotations
@@ -29,12 +36,17 @@ _VALUE = re.compile(r"[!-~](?:[ -~]*[!-~])?|")
 _TARGET = re.compile(r"/[!-~]*")
 _VERSION = re.compile(r"HTTP/(?:1\.[0-9]|0\.9)")
 _STATUS = re.compile(r"[1-9][0-9][0-9]")
-_FIELD_NAME = re.compile(r"[!-9;-~]+")  # what email's header parser takes for a field name
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+")
+_LENGTH = re.compile(r"[0-9]{1,18}")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class FramingError(Exception):
     """The peer's bytes are not an HTTP/1.x answer, or the body ended short of its framing."""
+
+
+class Unusual(Exception):
+    """An answer in a form this reader does not take (see the module's doc): ask again
+    through a full client. Never a failure of the exchange itself."""
 
 
 def connect(host: str, port: int, timeout: float) -> socket.socket:
@@ -84,8 +96,12 @@ class Response:
                 break
         self.status = status
         self.headers = _fields(lines)
-        codings = self.headers.get("transfer-encoding", "").split(",")
-        self._chunked = codings[-1].strip().lower() == "chunked"
+        coding = self.headers.get("transfer-encoding")
+        if coding is not None and coding.lower() != "chunked":
+            raise Unusual("transfer coding")
+        if "," in self.headers.get("content-encoding", ""):
+            raise Unusual("content codings")
+        self._chunked = coding is not None
         self._chunk: int | None = None  # chunked: left of this chunk; None before the first
         self._length = None if self._chunked else _content_length(self.headers)
         if status in (204, 304) or status < 200:
@@ -124,9 +140,11 @@ class Response:
         if not line:
             raise FramingError("the connection closed without an answer")
         parts = line.decode("latin-1").split(None, 2)
-        if len(parts) < 2 or not _VERSION.fullmatch(parts[0]) or not _STATUS.fullmatch(parts[1]):
-            raise FramingError("not an HTTP/1.x status line")
-        return int(parts[1])
+        if len(parts) >= 2 and _VERSION.fullmatch(parts[0]) and _STATUS.fullmatch(parts[1]):
+            return int(parts[1])
+        if _http_client_takes(parts):
+            raise Unusual("status line")
+        raise FramingError("not an HTTP/1.x status line")
 
     def _header_lines(self) -> list[bytes]:
         lines: list[bytes] = []
@@ -143,13 +161,20 @@ class Response:
     def _next_chunk(self) -> None:
         if self._chunk == 0:  # the line end after a chunk's data
             end = self._some(2)
-            if end == b"\r":
-                end += self._some(1)
+            while 0 < len(end) < 2 and (more := self._some(2 - len(end))):
+                end += more
+            if len(end) < 2:
+                raise FramingError("the connection closed after a chunk")
             if end != b"\r\n":
-                raise FramingError("a chunk not followed by CRLF")
+                # http.client drops these two bytes unread: it may frame the rest otherwise.
+                raise Unusual("a chunk not followed by CRLF")
         size = self._line().split(b";", 1)[0].strip()
         if not _CHUNK_SIZE.fullmatch(size):
-            raise FramingError("invalid chunk size")
+            try:
+                int(size, 16)  # what http.client reads a chunk size with
+            except ValueError:
+                raise FramingError("invalid chunk size") from None
+            raise Unusual("chunk size")
         self._chunk = int(size, 16)
         if self._chunk == 0:
             while self._line() not in (b"\r\n", b"\n", b""):
@@ -191,22 +216,19 @@ class Response:
 def _fields(lines: list[bytes]) -> dict[str, str]:
     """Header lines → {lower-case name: value}, as requests reads them through http.client and
     email: a line folded onto the next joined with one space, the same name twice joined with
-    ", ", and from the first line that is not a field on, the lines ignored."""
+    ", ". A line that is not a field is Unusual (email's parser has rules of its own for it)."""
     pairs: list[tuple[str, str]] = []
     for raw in lines:
         line = raw.decode("latin-1").rstrip("\r\n")
         if line[:1] in (" ", "\t"):
-            if pairs:
-                name, value = pairs[-1]
-                pairs[-1] = (name, value.rstrip(" \t") + " " + line.lstrip(" \t"))
+            if not pairs:
+                raise Unusual("a folded line with no field before it")
+            name, value = pairs[-1]
+            pairs[-1] = (name, value.rstrip(" \t") + " " + line.lstrip(" \t"))
             continue
         name, colon, value = line.partition(":")
-        if not colon:
-            break
-        if not name:
-            continue  # email drops a line that starts with its colon
-        if not _FIELD_NAME.fullmatch(name):
-            break
+        if not colon or not _TOKEN.fullmatch(name):
+            raise Unusual("a header line that is not a field")
         pairs.append((name.lower(), value.lstrip(" \t")))
     found: dict[str, str] = {}
     for name, value in pairs:
@@ -215,9 +237,22 @@ def _fields(lines: list[bytes]) -> dict[str, str]:
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:
-    """Content-Length when it is one number (or the same number repeated), else None."""
-    values = {v.strip() for v in headers.get("content-length", "").split(",")}
-    if len(values) != 1:
+    """Content-Length: None when there is none; Unusual unless it is plain digits, or the
+    same plain digits repeated."""
+    if "content-length" not in headers:
         return None
-    (value,) = values
-    return int(value) if value.isascii() and value.isdigit() else None
+    values = {v.strip(" \t") for v in headers["content-length"].split(",")}
+    if len(values) != 1 or not _LENGTH.fullmatch(next(iter(values))):
+        raise Unusual("content length")
+    return int(next(iter(values)))
+
+
+def _http_client_takes(parts: list[str]) -> bool:
+    """Whether http.client would take a status line split as `parts` (which the strict form
+    above did not): `HTTP/1.` anything or `HTTP/0.9`, and a status int() reads as 100-999."""
+    if len(parts) < 2 or not (parts[0].startswith("HTTP/1.") or parts[0] == "HTTP/0.9"):
+        return False
+    try:
+        return 100 <= int(parts[1]) <= 999
+    except ValueError:
+        return False

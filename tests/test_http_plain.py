@@ -287,6 +287,129 @@ def test_the_plain_path_frames_the_answer_as_requests_does(
         }
 
 
+SMALL = b'{"status":"success","data":{"alerts":[]}}'
+SMALL_CHUNKED = b"%x\r\n%s\r\n0\r\n\r\n" % (len(SMALL), SMALL)
+SMALL_HEAD = b"HTTP/1.1 200 OK\r\n"
+
+
+@pytest.mark.parametrize(
+    ("answer", "keep_open"),
+    [
+        # email's parser reads a "From " line as an envelope line, not as the end of the head
+        (SMALL_HEAD + b"From x\r\nContent-Length: %d\r\n\r\n" % len(SMALL) + SMALL, True),
+        (SMALL_HEAD + b"X-A: 1\r\nFrom x\r\nContent-Length: %d\r\n\r\n" % len(SMALL) + SMALL, True),
+        (SMALL_HEAD + b"X-A: 1\r\nno colon\r\n\r\n" + SMALL, False),
+        (SMALL_HEAD + b": no name\r\n\r\n" + SMALL, False),
+        (SMALL_HEAD + b" folded first\r\n\r\n" + SMALL, False),
+        (response(SMALL, f"Content-Length: +{len(SMALL)}"), True),  # int() takes a sign
+        (response(SMALL, f"Content-Length: {len(SMALL)}", "Content-Length: 3"), False),
+        (response(SMALL, "Content-Length: " + "9" * 5000), False),  # past int()'s digit limit
+        # http.client dechunks only when the Transfer-Encoding value is exactly "chunked"
+        (response(SMALL_CHUNKED, "Transfer-Encoding: gzip, chunked"), False),
+        (
+            response(SMALL_CHUNKED, "Transfer-Encoding: identity", "Transfer-Encoding: chunked"),
+            False,
+        ),
+        (response(SMALL_CHUNKED, "Transfer-Encoding: chunked "), False),
+        (response(SMALL_CHUNKED, "Transfer-Encoding:", " chunked"), False),
+        # http.client drops the two bytes after a chunk unread, and reads a size with int(x, 16)
+        (
+            response(b"%x\r\n%sXX0\r\n\r\n" % (len(SMALL), SMALL), "Transfer-Encoding: chunked"),
+            True,
+        ),
+        (
+            response(
+                b"0x%x\r\n%s\r\n0\r\n\r\n" % (len(SMALL), SMALL), "Transfer-Encoding: chunked"
+            ),
+            True,
+        ),
+        (
+            SMALL_HEAD.replace(b"1.1", b"1.10")
+            + b"Content-Length: %d\r\n\r\n" % len(SMALL)
+            + SMALL,
+            False,
+        ),
+        (
+            SMALL_HEAD.replace(b"200", b"0200")
+            + b"Content-Length: %d\r\n\r\n" % len(SMALL)
+            + SMALL,
+            False,
+        ),
+        (response(gzip.compress(SMALL) + gzip.compress(SMALL), "Content-Encoding: gzip"), False),
+        (response(gzip.compress(gzip.compress(SMALL)), "Content-Encoding: gzip, gzip"), False),
+        (response(SMALL, "Content-Encoding: identity, gzip"), False),
+    ],
+    ids=[
+        "from-line-first",
+        "from-line-later",
+        "line-without-colon",
+        "line-without-name",
+        "fold-with-no-field",
+        "length-with-sign",
+        "lengths-disagree",
+        "length-of-5000-digits",
+        "gzip-then-chunked",
+        "two-transfer-encodings",
+        "chunked-with-space",
+        "transfer-encoding-folded",
+        "chunk-not-ended-by-crlf",
+        "chunk-size-0x",
+        "http-1.10",
+        "status-0200",
+        "two-gzip-members",
+        "gzip-twice",
+        "identity-then-gzip",
+    ],
+)
+def test_an_answer_the_plain_path_does_not_take_is_asked_again_through_requests(
+    answer: bytes, keep_open: bool, tmp_path: Path
+) -> None:
+    """Forms http.client takes but frames by rules the plain reader does not copy: the plain
+    path asks again through requests (a second request), so the answer reads as requests
+    reads it."""
+    with raw_server(answer, keep_open=keep_open) as server:
+        url = server.url + "/api/v1/alerts"
+        plain = exchange_in("plain", url, tmp_path, timeout=3)
+        asked = len(server.requests)
+        full = exchange_in("requests", url, tmp_path, timeout=3)
+    assert plain.pop("requests") is True  # the second try went through requests
+    assert asked == 2
+    assert full.pop("requests") is True
+    assert plain == full
+
+
+BOMB = """
+import json, sys, tracemalloc
+from incident_cli.http import HTTPFailure, exchange
+tracemalloc.start()
+reply = exchange("GET", sys.argv[1], timeout=10, body_limit=65536)
+print(json.dumps({"peak": tracemalloc.get_traced_memory()[1], "size": len(reply.body),
+                  "requests": "requests" in sys.modules}))
+"""
+
+
+def test_a_compressed_body_is_never_inflated_far_past_the_limit(tmp_path: Path) -> None:
+    """200 MB of zeros gzipped to ~200 KB, read with a 64 KiB limit: the plain path keeps a
+    few MB at most, not the whole inflated chunk."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    packed = b"".join(packer.compress(zeros) for _ in range(200)) + packer.flush()
+    with raw_server(response(packed, "Content-Encoding: gzip")) as server:
+        done = subprocess.run(
+            [sys.executable, "-c", BOMB, server.url + "/"],
+            cwd=tmp_path,
+            env=cli_env({"HOME": str(tmp_path)}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["requests"] is False
+    assert result["size"] == 65536
+    assert result["peak"] < 8 * 1024 * 1024, result
+
+
 def test_the_plain_path_sends_what_requests_sends(tmp_path: Path) -> None:
     heads = []
     for mode in ("plain", "requests"):
