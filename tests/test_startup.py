@@ -65,6 +65,34 @@ def test_an_idle_tick_reads_its_source_without_http_client_email_or_ssl(tmp_path
     assert len(reads) == 2  # both ticks did read the source
 
 
+def test_an_idle_tick_imports_only_the_stage_machinery_it_has_work_for(tmp_path: Path) -> None:
+    """recover's worker pool and action kinds, the anomaly checks, sync and the thread pools
+    are imported for work, not on every tick; a stored journey result is work for the checks,
+    and a due action for recover."""
+    empty = json.dumps({"status": "success", "data": {"alerts": []}}).encode()
+    machinery = (
+        "concurrent.futures",
+        "incident_cli.intake.anomaly",
+        "incident_cli.intake.sync",
+        "incident_cli.recovery.due",
+        "incident_cli.recovery.process",
+        "subprocess",
+    )
+    with serve_get(lambda headers: (200, empty)) as url:
+        cwd = workdir(tmp_path / "w", url)
+        assert run_cli(["run"], cwd=cwd).code == 0  # creates the state DB
+        modules, done = imported_modules(cwd, "run", heavy=machinery)
+        assert done.returncode == 0, done.stderr
+        assert modules == []
+        recorded = run_cli(["journey", "record", "login", "--fail", "--latency-ms", "5"], cwd=cwd)
+        assert recorded.code == 0, recorded.stderr
+        modules, done = imported_modules(cwd, "run", "--json", heavy=machinery)
+    assert done.returncode == 0, done.stderr
+    assert modules == ["incident_cli.intake.anomaly"]
+    detect = next(s for s in json.loads(done.stdout)["stages"] if s["stage"] == "detect-anomalies")
+    assert [j["journey"] for j in detect["result"]["journeys"]] == ["login"]
+
+
 def _typer_coercion(annotation: Any, info: Any, value: Any) -> Any:
     """What Typer itself makes of a value (through pydantic), or the error it raises."""
     from typer._coercion import build_runtime_param, resolve_type_descriptor
